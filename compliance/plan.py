@@ -1,0 +1,199 @@
+"""The trip plan the OMS dispatches (CONTRACT §3): parsing and whole-plan validation.
+
+``TripPlan.model_validate(obj)`` accepts the JSON object; every problem in a bad plan is
+reported at once (pydantic collects them), so the API can answer one 422 naming them all.
+Geometric checks that need a metric projection (stops near the route, ranges within the
+route length) live in :func:`compliance.route.validate_geometry`, which the API and
+``replay`` run after this structural parse.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def parse_time_ms(value: Any) -> int:
+    """RFC 3339 string (offset required) or integer epoch milliseconds -> epoch ms."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be RFC 3339 or epoch milliseconds, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("timestamp is not a finite number")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from exc
+        if dt.tzinfo is None:
+            raise ValueError(f"timestamp needs a UTC offset (e.g. 'Z' or '+07:00'): {value!r}")
+        return int(round(dt.astimezone(UTC).timestamp() * 1000))
+    raise ValueError("timestamp must be RFC 3339 or epoch milliseconds")
+
+
+TimeMs = Annotated[int, BeforeValidator(parse_time_ms)]
+Position = tuple[float, float]  # [lon, lat]
+
+
+def _check_position(p: Position) -> Position:
+    lon, lat = p
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise ValueError("coordinate is not finite")
+    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        raise ValueError(f"coordinate out of range (expected [lon, lat]): {list(p)}")
+    return p
+
+
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: TimeMs
+    end: TimeMs
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end < self.start:
+            raise ValueError("window end is before its start")
+        return self
+
+
+class Stop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stop_id: str = Field(min_length=1, max_length=64)
+    order_id: str | None = Field(default=None, min_length=1, max_length=64)
+    location: Position
+    radius_m: float = Field(default=75.0, gt=0, le=5000)
+    planned_arrival: TimeMs | None = None
+    window: Window | None = None
+    service_s: float = Field(default=300.0, ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _valid_location(self) -> Stop:
+        _check_position(self.location)
+        return self
+
+
+class SpeedLimitRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    from_m: float = Field(ge=0)
+    to_m: float = Field(gt=0)
+    kmh: float = Field(gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SpeedLimitRange:
+        if self.to_m <= self.from_m:
+            raise ValueError("speed limit range has to_m <= from_m")
+        return self
+
+
+def _route_lines(route: Any) -> list[list[Position]]:
+    """Accept a LineString, MultiLineString, or a Feature holding either; return parts."""
+    if not isinstance(route, dict):
+        raise ValueError("route must be a GeoJSON LineString, MultiLineString or Feature")
+    if route.get("type") == "Feature":
+        geom = route.get("geometry")
+        if not isinstance(geom, dict):
+            raise ValueError("route Feature has no geometry")
+        route = geom
+    kind = route.get("type")
+    coords = route.get("coordinates")
+    if kind == "LineString":
+        parts = [coords]
+    elif kind == "MultiLineString":
+        parts = coords
+    else:
+        raise ValueError(f"route geometry must be LineString or MultiLineString, got {kind!r}")
+    if not isinstance(parts, list) or not parts:
+        raise ValueError("route has no coordinates")
+    out: list[list[Position]] = []
+    for part in parts:
+        if not isinstance(part, list):
+            raise ValueError("route coordinates must be arrays of [lon, lat]")
+        line: list[Position] = []
+        for pt in part:
+            if (
+                not isinstance(pt, list | tuple)
+                or len(pt) < 2
+                or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in pt[:2])
+            ):
+                raise ValueError(f"route coordinate is not [lon, lat]: {pt!r}")
+            line.append(_check_position((float(pt[0]), float(pt[1]))))
+        out.append(line)
+    return out
+
+
+class TripPlan(BaseModel):
+    """A validated trip plan. ``coordinates`` is the route with parts joined in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trip_id: str | None = Field(default=None, min_length=1, max_length=64)
+    vehicle_id: str
+    planned_start: TimeMs
+    route: dict[str, Any]
+    corridor_m: float = Field(default=50.0, gt=0, le=5000)
+    speed_limit_kmh: float | None = Field(default=None, gt=0, le=300)
+    speed_limits: list[SpeedLimitRange] = Field(default_factory=list)
+    stops: list[Stop] = Field(default_factory=list)
+    #: per-trip threshold overrides (names of compliance.config.Thresholds fields)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def coordinates(self) -> list[Position]:
+        joined: list[Position] = []
+        for part in _route_lines(self.route):
+            for pt in part:
+                if not joined or joined[-1] != pt:
+                    joined.append(pt)
+        return joined
+
+    @model_validator(mode="after")
+    def _whole_plan(self) -> TripPlan:
+        problems: list[str] = []
+        if not VEHICLE_ID_RE.match(self.vehicle_id):
+            problems.append("vehicle_id must be 1-64 characters of [A-Za-z0-9._-]")
+        try:
+            if len(set(self.coordinates)) < 2:
+                problems.append("route needs at least 2 distinct points")
+        except ValueError as exc:
+            problems.append(str(exc))
+        seen: set[str] = set()
+        for s in self.stops:
+            if s.stop_id in seen:
+                problems.append(f"stop_id {s.stop_id!r} is used twice")
+            seen.add(s.stop_id)
+        orders = [s.order_id for s in self.stops if s.order_id]
+        if len(orders) != len(set(orders)):
+            problems.append("an order_id appears on more than one stop")
+        prev_end: int | None = None
+        for s in self.stops:
+            if s.window is not None:
+                if prev_end is not None and s.window.start < prev_end - 86_400_000:
+                    problems.append(f"stop {s.stop_id!r}: window is out of order with earlier stops")
+                prev_end = s.window.end
+            if s.planned_arrival is not None and s.planned_arrival < self.planned_start:
+                problems.append(f"stop {s.stop_id!r}: planned_arrival is before planned_start")
+        arrivals = [s.planned_arrival for s in self.stops if s.planned_arrival is not None]
+        if any(b < a for a, b in zip(arrivals, arrivals[1:], strict=False)):
+            problems.append("planned arrivals are not in stop order")
+        ranges = sorted(self.speed_limits, key=lambda r: r.from_m)
+        for a, b in zip(ranges, ranges[1:], strict=False):
+            if b.from_m < a.to_m:
+                problems.append(f"speed_limits ranges overlap at {b.from_m} m")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+Role = Literal["supervisor", "oms", "driver"]

@@ -1,0 +1,49 @@
+"""All runtime configuration, read once from the environment (prefix ``ROUTEWATCH_``).
+
+One ``Settings`` object is the single source of truth; modules receive the values they
+need rather than reading the environment themselves.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTEWATCH_", env_file=".env", extra="ignore")
+
+    # Services. When these are unreachable, `routewatch demo` and the tests start
+    # private instances under ``state_dir`` instead (see routewatch/services.py).
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    state_dir: Path = Path(".state")
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Ingest
+    batch_max_pings: int = Field(5000, description="flush a batch at this many pings")
+    batch_max_ms: int = Field(50, description="flush a batch after this many milliseconds")
+    max_payload_bytes: int = Field(1_048_576, description="larger MQTT payloads are rejected")
+    max_future_skew_s: int = Field(300, description="pings further in the future are rejected")
+    reorder_allowance_s: int = Field(30, description="late pings within this are put in order")
+    mqtt_client_id: str = "routewatch-engine"
+    mqtt_mirror_events: bool = Field(True, description="publish events to fleet/{id}/events")
+
+    # OMS webhooks
+    webhook_url: str | None = None
+    webhook_secret: str = "change-me"
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
