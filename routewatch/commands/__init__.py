@@ -1,0 +1,1 @@
+"""One module per ``routewatch`` subcommand; each exposes ``register(subparsers)``."""
