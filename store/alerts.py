@@ -84,15 +84,15 @@ def _ts(ts_ms: int) -> datetime:
     return datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC)
 
 
-async def _lock_stream(conn: AsyncConnection) -> None:
+async def _lock_stream(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_STREAM_LOCK_KEY,))
 
 
-async def _notify(conn: AsyncConnection, stream_id: int) -> None:
+async def _notify(conn: AsyncConnection[Any], stream_id: int) -> None:
     await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(stream_id)))
 
 
-async def apply_events(conn: AsyncConnection, events: Sequence[EventLike]) -> int:
+async def apply_events(conn: AsyncConnection[Any], events: Sequence[EventLike]) -> int:
     """Open/resolve alerts for ``events`` (in event-time order); return rows changed.
 
     Must be called inside the caller's transaction; the NOTIFY is delivered on commit.
@@ -173,7 +173,7 @@ def _resolve_query(ev: EventLike) -> tuple[str, tuple[Any, ...]]:
 
 
 async def raise_alert(
-    conn: AsyncConnection,
+    conn: AsyncConnection[Any],
     *,
     key: str,
     type: str,
@@ -205,7 +205,7 @@ async def raise_alert(
 
 
 async def acknowledge(
-    conn: AsyncConnection, alert_id: int, *, by: str, note: str | None
+    conn: AsyncConnection[Any], alert_id: int, *, by: str, note: str | None
 ) -> dict[str, Any] | None:
     """Record who acknowledged an alert, when and why; ``None`` if there is no such alert.
 
@@ -233,7 +233,7 @@ async def acknowledge(
 
 
 async def list_alerts(
-    conn: AsyncConnection,
+    conn: AsyncConnection[Any],
     *,
     status: Iterable[str] = (),
     types: Iterable[str] = (),
@@ -271,7 +271,7 @@ async def list_alerts(
 
 
 async def changes_after(
-    conn: AsyncConnection, stream_id: int, *, limit: int = 500
+    conn: AsyncConnection[Any], stream_id: int, *, limit: int = 500
 ) -> list[dict[str, Any]]:
     """Alerts whose latest change has ``stream_id`` greater than the given one, in order."""
     async with conn.cursor(row_factory=dict_row) as cur:
@@ -282,7 +282,7 @@ async def changes_after(
         return await cur.fetchall()
 
 
-async def latest_stream_id(conn: AsyncConnection) -> int:
+async def latest_stream_id(conn: AsyncConnection[Any]) -> int:
     async with conn.cursor() as cur:
         await cur.execute("SELECT coalesce(max(stream_id), 0) FROM alerts")
         row = await cur.fetchone()
