@@ -1,0 +1,219 @@
+"""Live state written after each batch: ``vehicle_state``, ``stops`` ETAs/status, trip
+status, and engine checkpoints. One statement per table per batch (arrays via unnest).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from psycopg import AsyncConnection
+
+from compliance.events import Event, EventType
+from compliance.types import PingBatch, ProcessResult, TripSnapshot
+
+#: below this device speed a vehicle is shown as stopped, km/h
+STOPPED_BELOW_KMH = 3.0
+#: engine_checkpoints row holding the whole-engine checkpoint (the table is keyed by
+#: vehicle, but Engine.checkpoint() serialises every vehicle at once)
+ENGINE_CHECKPOINT_KEY = "__engine__"
+
+_UPSERT_STATE = """
+INSERT INTO vehicle_state AS vs (vehicle_id, ts, lat, lon, speed_kmh, heading_deg, trip_id,
+                                 route_m, offset_m, on_route, schedule_delay_s, status,
+                                 updated_at)
+SELECT s.vehicle_id, timestamptz 'epoch' + s.ts_ms * interval '1 millisecond', s.lat, s.lon,
+       s.speed_kmh, s.heading_deg, s.trip_id, s.route_m, s.offset_m, s.on_route,
+       s.schedule_delay_s, s.status, now()
+FROM unnest(%s::text[], %s::bigint[], %s::float8[], %s::float8[], %s::float4[], %s::float4[],
+            %s::text[], %s::float8[], %s::float8[], %s::bool[], %s::float8[], %s::text[])
+     AS s(vehicle_id, ts_ms, lat, lon, speed_kmh, heading_deg, trip_id, route_m, offset_m,
+          on_route, schedule_delay_s, status)
+ON CONFLICT (vehicle_id) DO UPDATE SET
+    ts = EXCLUDED.ts, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
+    speed_kmh = EXCLUDED.speed_kmh, heading_deg = EXCLUDED.heading_deg,
+    trip_id = COALESCE(EXCLUDED.trip_id, vs.trip_id),
+    route_m = EXCLUDED.route_m, offset_m = EXCLUDED.offset_m, on_route = EXCLUDED.on_route,
+    schedule_delay_s = EXCLUDED.schedule_delay_s, status = EXCLUDED.status,
+    updated_at = now()
+WHERE vs.ts <= EXCLUDED.ts
+"""
+
+_SIGNAL_LOST = """
+UPDATE vehicle_state SET status = 'signal_lost', updated_at = now()
+WHERE vehicle_id = ANY(%s::text[])
+"""
+
+_UPDATE_STOPS = """
+UPDATE stops SET status = u.status,
+       eta = timestamptz 'epoch' + u.eta_ms * interval '1 millisecond',
+       eta_low = timestamptz 'epoch' + u.eta_low_ms * interval '1 millisecond',
+       eta_high = timestamptz 'epoch' + u.eta_high_ms * interval '1 millisecond',
+       arrived_at = COALESCE(timestamptz 'epoch' + u.arrived_ms * interval '1 millisecond',
+                             stops.arrived_at),
+       departed_at = COALESCE(timestamptz 'epoch' + u.departed_ms * interval '1 millisecond',
+                              stops.departed_at)
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::bigint[])
+     AS u(trip_id, stop_id, status, eta_ms, eta_low_ms, eta_high_ms, arrived_ms, departed_ms)
+WHERE stops.trip_id = u.trip_id AND stops.stop_id = u.stop_id
+"""
+
+# Only the engine's own lifecycle moves: never resurrect a cancelled/replaced trip.
+_UPDATE_TRIPS = """
+UPDATE trips SET status = u.status, updated_at = now()
+FROM unnest(%s::text[], %s::text[]) AS u(trip_id, status)
+WHERE trips.trip_id = u.trip_id AND trips.status IN ('planned', 'active')
+  AND trips.status <> u.status
+"""
+
+_CHECKPOINT = """
+INSERT INTO engine_checkpoints (vehicle_id, trip_id, ts, state, updated_at)
+VALUES (%s, %s, timestamptz 'epoch' + %s * interval '1 millisecond', %s, now())
+ON CONFLICT (vehicle_id) DO UPDATE SET trip_id = EXCLUDED.trip_id, ts = EXCLUDED.ts,
+    state = EXCLUDED.state, updated_at = now()
+"""
+
+
+def _opt(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _status(on_route: bool | None, speed_kmh: float | None) -> str:
+    if on_route is False:
+        return "off_route"
+    if speed_kmh is not None and speed_kmh < STOPPED_BELOW_KMH:
+        return "stopped"
+    return "moving"
+
+
+StateRow = tuple[
+    str,
+    int,
+    float,
+    float,
+    float | None,
+    float | None,
+    str | None,
+    float | None,
+    float | None,
+    bool | None,
+    float | None,
+]
+
+
+def latest_states(
+    batch: PingBatch, result: ProcessResult | None, snapshots: Sequence[TripSnapshot]
+) -> dict[str, StateRow]:
+    """The newest (by event time) ping per vehicle, overlaid by trip snapshots."""
+    newest: dict[str, int] = {}
+    ts = batch.ts_ms
+    for i, vid in enumerate(batch.vehicle_id):
+        j = newest.get(vid)
+        if j is None or ts[i] >= ts[j]:
+            newest[vid] = i
+    rows: dict[str, StateRow] = {}
+    for vid, i in newest.items():
+        trip_id = route_m = offset_m = on_route = None
+        if result is not None:
+            trip_id = result.trip_id[i]
+            route_m, offset_m = _opt(float(result.route_m[i])), _opt(float(result.offset_m[i]))
+            flag = int(result.on_route[i])
+            on_route = None if flag < 0 else bool(flag)
+        rows[vid] = (
+            vid,
+            int(ts[i]),
+            float(batch.lat[i]),
+            float(batch.lon[i]),
+            _opt(float(batch.speed_kmh[i])),
+            _opt(float(batch.heading_deg[i])),
+            trip_id,
+            route_m,
+            offset_m,
+            on_route,
+            None,
+        )
+    for s in snapshots:
+        prev = rows.get(s.vehicle_id)
+        if prev is None or s.ts_ms >= prev[1]:
+            heading = prev[5] if prev is not None else None
+            rows[s.vehicle_id] = (
+                s.vehicle_id,
+                s.ts_ms,
+                s.lat,
+                s.lon,
+                _opt(s.speed_kmh),
+                heading,
+                s.trip_id,
+                _opt(s.route_m),
+                _opt(s.offset_m),
+                s.on_route,
+                s.schedule_delay_s,
+            )
+    return rows
+
+
+async def upsert_vehicle_state(
+    conn: AsyncConnection,
+    batch: PingBatch,
+    result: ProcessResult | None,
+    tick_events: Sequence[Event] = (),
+) -> int:
+    """Upsert one ``vehicle_state`` row per vehicle seen in the batch (never moving a
+    vehicle back in time), and mark vehicles with a ``signal_lost`` event."""
+    snapshots = result.snapshots if result is not None else []
+    rows = list(latest_states(batch, result, snapshots).values())
+    changed = 0
+    if rows:
+        cols = list(zip(*rows, strict=True))
+        statuses = [_status(r[9], r[4]) for r in rows]
+        cur = await conn.execute(_UPSERT_STATE, [list(c) for c in cols] + [statuses])
+        changed += cur.rowcount
+    events = list(tick_events) + (result.events if result is not None else [])
+    lost = sorted({e.vehicle_id for e in events if e.type == EventType.SIGNAL_LOST})
+    if lost:
+        cur = await conn.execute(_SIGNAL_LOST, [lost])
+        changed += cur.rowcount
+    return changed
+
+
+async def update_trips_and_stops(conn: AsyncConnection, snapshots: Sequence[TripSnapshot]) -> None:
+    """Stop status/ETAs and trip status from the engine's trip snapshots."""
+    if not snapshots:
+        return
+    cols: list[list[object]] = [[] for _ in range(8)]
+    for s in snapshots:
+        for st in s.stops:
+            for col, value in zip(
+                cols,
+                (
+                    s.trip_id,
+                    st.stop_id,
+                    st.status,
+                    st.eta_ms,
+                    st.eta_low_ms,
+                    st.eta_high_ms,
+                    st.arrived_ms,
+                    st.departed_ms,
+                ),
+                strict=True,
+            ):
+                col.append(value)
+    if cols[0]:
+        await conn.execute(_UPDATE_STOPS, cols)
+    latest = {s.trip_id: s.status for s in snapshots}
+    await conn.execute(_UPDATE_TRIPS, [list(latest), list(latest.values())])
+
+
+async def save_checkpoint(
+    conn: AsyncConnection, state: bytes, watermark_ms: int, key: str = ENGINE_CHECKPOINT_KEY
+) -> None:
+    await conn.execute(_CHECKPOINT, (key, None, watermark_ms, state))
+
+
+async def load_checkpoint(conn: AsyncConnection, key: str = ENGINE_CHECKPOINT_KEY) -> bytes | None:
+    cur = await conn.execute("SELECT state FROM engine_checkpoints WHERE vehicle_id = %s", (key,))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return bytes(row["state"] if isinstance(row, dict) else row[0])

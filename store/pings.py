@@ -1,0 +1,102 @@
+"""Write accepted pings (with their match result) in one COPY per batch.
+
+Rows go by binary COPY into a per-connection temporary staging table, then one
+``INSERT ... SELECT ... ON CONFLICT (vehicle_id, ts) DO NOTHING`` moves them into
+``pings``: the database, not a per-ping lookup, decides what is a duplicate. Timestamps
+travel as epoch milliseconds (no per-ping datetime objects); NaN / -1 placeholders for
+absent values become NULL in SQL.
+"""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+
+from compliance.types import PingBatch, ProcessResult
+
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS pings_stage (
+    vehicle_id text, ts_ms bigint, lat float8, lon float8, speed_kmh float8,
+    heading_deg float8, accuracy_m float8, seq bigint, trip_id text, route_m float8,
+    offset_m float8, on_route smallint
+) ON COMMIT DELETE ROWS
+"""
+_STAGE_TYPES = [
+    "text",
+    "int8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "float8",
+    "int8",
+    "text",
+    "float8",
+    "float8",
+    "int2",
+]
+_COPY = (
+    "COPY pings_stage (vehicle_id, ts_ms, lat, lon, speed_kmh, heading_deg, accuracy_m, seq,"
+    " trip_id, route_m, offset_m, on_route) FROM STDIN (FORMAT BINARY)"
+)
+# PostgreSQL treats NaN = NaN as true, so NULLIF turns the NaN placeholder into NULL.
+_MOVE = """
+INSERT INTO pings (vehicle_id, ts, lat, lon, speed_kmh, heading_deg, accuracy_m, seq,
+                   trip_id, route_m, offset_m, on_route)
+SELECT vehicle_id, timestamptz 'epoch' + ts_ms * interval '1 millisecond', lat, lon,
+       NULLIF(speed_kmh, 'NaN'), NULLIF(heading_deg, 'NaN'), NULLIF(accuracy_m, 'NaN'),
+       NULLIF(seq, -1), trip_id, NULLIF(route_m, 'NaN'), NULLIF(offset_m, 'NaN'),
+       CASE on_route WHEN 1 THEN true WHEN 0 THEN false END
+FROM pings_stage
+ON CONFLICT (vehicle_id, ts) DO NOTHING
+"""
+
+
+async def copy_rows(conn: AsyncConnection, copy_sql: str, types: list[str], rows: object) -> None:
+    """Binary COPY of an iterable of tuples (shared with the other COPY writers)."""
+    async with conn.cursor().copy(copy_sql) as copy:
+        copy.set_types(types)
+        for row in rows:  # type: ignore[attr-defined]
+            await copy.write_row(row)
+
+
+async def insert_pings(
+    conn: AsyncConnection, batch: PingBatch, result: ProcessResult | None = None
+) -> int:
+    """Store ``batch`` (and the aligned match columns of ``result``, when given).
+
+    Must run inside the caller's transaction. Returns how many rows were new; the rest
+    were duplicates of stored (vehicle_id, ts) pairs or of each other.
+    """
+    n = len(batch)
+    if n == 0:
+        return 0
+    if result is None:
+        trip_ids: list[str | None] = [None] * n
+        nan = [float("nan")] * n
+        route_m, offset_m, on_route = nan, nan, [-1] * n
+    else:
+        trip_ids = result.trip_id
+        route_m, offset_m = result.route_m.tolist(), result.offset_m.tolist()
+        on_route = result.on_route.tolist()
+    rows = zip(
+        batch.vehicle_id,
+        batch.ts_ms.tolist(),
+        batch.lat.tolist(),
+        batch.lon.tolist(),
+        batch.speed_kmh.tolist(),
+        batch.heading_deg.tolist(),
+        batch.accuracy_m.tolist(),
+        batch.seq.tolist(),
+        trip_ids,
+        route_m,
+        offset_m,
+        on_route,
+        strict=True,
+    )
+    await conn.execute(_STAGE_DDL)
+    await copy_rows(conn, _COPY, _STAGE_TYPES, rows)
+    cur = await conn.execute(_MOVE)
+    # The staging rows vanish at commit; truncate now too, in case the caller issues
+    # a second batch inside the same transaction.
+    await conn.execute("TRUNCATE pings_stage")
+    return cur.rowcount
