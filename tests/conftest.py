@@ -1,40 +1,53 @@
 """Shared fixtures: the *real* PostgreSQL and Mosquitto.
 
-Services are found (or started privately) by ``routewatch.services``; every test session
-gets its own freshly migrated database, so parallel runs never see each other's rows.
+Services are found (or started privately) by ``routewatch.services``: the ones configured
+with ``ROUTEWATCH_DATABASE_URL`` / ``ROUTEWATCH_MQTT_URL`` when they answer, otherwise
+private instances for this test session, stopped at its end. Every test session gets its
+own freshly migrated database, so parallel runs never see each other's rows.
+
+When a private service had to be started, the matching ``ROUTEWATCH_*`` variable is set
+for the rest of the session so that ``Settings()`` and subprocesses find it too.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from routewatch import services
+from routewatch.settings import Settings
 from store.migrate import migrate
 
 
-
-def _server_url() -> str:
-    return os.environ.get("ROUTEWATCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+def _session_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(state_dir=tmp_path_factory.mktemp("services"))
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server we may create databases on (configured or private)."""
+    settings = _session_settings(tmp_path_factory)
+    with services.ensure_postgres(settings) as url:
+        if url != settings.database_url:
+            os.environ["ROUTEWATCH_DATABASE_URL"] = services.ensure_database(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session; dropped at the end."""
-    server = _server_url()
     name = f"rw_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(server)
-    params["dbname"] = name
-    url = make_conninfo(**params)
+    url = services.ensure_database(postgres_server_url, name)
     migrate(url)
     yield url
-    with psycopg.connect(server, autocommit=True) as conn:
+    with psycopg.connect(
+        services.with_dbname(postgres_server_url, "postgres"), autocommit=True
+    ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -55,5 +68,42 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="session")
-def mqtt_url() -> str:
-    return os.environ.get("ROUTEWATCH_MQTT_URL", "mqtt://127.0.0.1:1883")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an anonymous MQTT broker (configured or private). Shared by all tests: use
+    unique topics and vehicle ids."""
+    settings = _session_settings(tmp_path_factory)
+    with services.ensure_mosquitto(settings) as url:
+        if url != settings.mqtt_url:
+            os.environ["ROUTEWATCH_MQTT_URL"] = url
+        yield url
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    return services.free_port()
+
+
+StartMosquitto = Callable[..., services.PrivateMosquitto]
+
+
+@pytest.fixture
+def start_mosquitto(tmp_path: Path) -> Iterator[StartMosquitto]:
+    """Factory for private brokers with their own config, stopped after the test:
+    ``broker = start_mosquitto(extra_config="acl_file /path", allow_anonymous=False)``;
+    connect to ``broker.url`` (a free port on 127.0.0.1). Paths in ``extra_config`` may
+    point into ``tmp_path``."""
+    started: list[services.PrivateMosquitto] = []
+
+    def start(extra_config: str = "", *, allow_anonymous: bool = True) -> services.PrivateMosquitto:
+        broker = services.PrivateMosquitto(
+            tmp_path / f"mosquitto-{len(started)}",
+            extra_config=extra_config,
+            allow_anonymous=allow_anonymous,
+        )
+        started.append(broker.start())
+        return broker
+
+    yield start
+    for broker in started:
+        broker.stop()

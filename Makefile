@@ -1,0 +1,72 @@
+# The two README commands: `make demo` and `make test`. Both create or update the virtual
+# environment themselves; `pip install` re-runs only when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Extra Debian packages the tests need (e.g. chromium for the browser test); installed
+# with apt-get when missing and we are root, otherwise the command to run is printed.
+SYSTEM_PACKAGES ?=
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: demo test lint bench clean distclean venv system-packages
+
+demo: venv system-packages
+	$(BIN)/routewatch demo $(DEMO_ARGS)
+
+test: venv system-packages
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: venv
+	@set -e; found=0; for script in benchmarks/*.py; do \
+		[ -f "$$script" ] || continue; found=1; \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done; [ $$found = 1 ] || echo "no benchmark scripts in benchmarks/"
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "routewatch needs Python >= 3.11 (set PYTHON=python3.X)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { \
+		rm -rf $(VENV); \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv && \
+			$(PYTHON) -m venv $(VENV); \
+		else \
+			echo "creating the venv failed; on Debian/Ubuntu run: sudo apt-get install -y python3-venv" >&2; \
+			exit 1; \
+		fi; }
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+system-packages:
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+		dpkg -s "$$pkg" >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+		else \
+			echo "missing system packages:$$missing; run: sudo apt-get install -y$$missing" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+clean:
+	rm -rf .state .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
