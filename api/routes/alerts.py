@@ -68,7 +68,7 @@ async def list_alerts(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "malformed cursor")
         before_id = int(cursor)
     if since is not None and since.tzinfo is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "since needs a UTC offset")
+        raise HTTPException(422, "since needs a UTC offset")
     rows = await store.list_alerts(
         conn,
         status=_split(status_),
