@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import (
@@ -52,7 +51,7 @@ API_LATENCY = Histogram(
 def _registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        prom_multiprocess.MultiProcessCollector(registry)
         return registry
     return REGISTRY
 
@@ -93,7 +92,7 @@ class RequestMetrics:
             API_REQUESTS.labels(scope["method"], _route(scope), str(status_code)).inc()
 
 
-def _route(scope: dict[str, Any]) -> str:
+def _route(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if path:
