@@ -1,0 +1,1 @@
+"""Geometry: local metric projections, polyline preparation, geodesy helpers (metres, degrees)."""

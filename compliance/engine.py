@@ -1,0 +1,353 @@
+"""The compliance engine: per-vehicle trips, event-time ordering, commits and snapshots.
+
+Event time, not wall time
+-------------------------
+Every vehicle's pings are processed in ts order. A ping is *committed* — run through the
+detectors whose events are final — once the watermark minus the reorder allowance
+(``horizon``) has passed its ts. Until then it waits in the trip's pending buffer, where a
+late ping within the allowance is simply sorted into place. Events come only from
+committed runs, and a committed run always sees exactly the vehicle's pings up to the
+horizon in ts order, so the same pings give the same events whatever the batch
+boundaries, duplicates or arrival order (within the allowance). A ping older than the
+last committed ts is late: it gets no match result and does not rewind state (logged).
+
+Live latency: each new ping still gets its match result (route_m, offset_m, on_route)
+immediately, from a *speculative* state = committed state run over all pending pings
+(continued incrementally while pings arrive in order, re-run from the committed state
+only when one lands out of order). Snapshots (what the API shows) use that speculative
+state too. Only events wait for the allowance (30 s by default): they are never
+provisional, so nothing ever has to be retracted.
+
+``signal_lost`` fires when the horizon passes last committed ping + timeout (event ts =
+that instant); if the next ping arrives first, the committed run emits the same event
+with the same ts. Either way the event is identical.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import pickle
+from dataclasses import asdict
+
+import numpy as np
+import numpy.typing as npt
+
+from compliance import kernels
+from compliance.config import Thresholds
+from compliance.convert import to_events
+from compliance.events import Event
+from compliance.layout import (
+    N_EVF,
+    N_STOPS,
+    S_COMPLETED,
+    S_COMPLETED_TS,
+    S_LAST_TS,
+    S_N,
+)
+from compliance.plan import TripPlan
+from compliance.snapshot import build_snapshot
+from compliance.trip import Pending, Trip, trip_key
+from compliance.types import PingBatch, ProcessResult, TripSnapshot
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT_VERSION = 1
+_FLUSH_MS = 2**62
+
+
+class Engine:
+    """Pure compliance engine: (state, batch, plans, watermark) -> (state, events)."""
+
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self._trips: dict[str, Trip] = {}
+        self._by_vehicle: dict[str, list[str]] = {}
+        self._commit_heap: list[tuple[int, str]] = []  # (first pending ts, trip key)
+        self._signal_heap: list[tuple[int, str]] = []  # (last committed ts + timeout, trip)
+        self.late_pings = 0
+
+    # ---- trips ----
+    def add_trip(self, plan: TripPlan) -> None:
+        """Add a trip (replacing one with the same trip_id, whose state is discarded)."""
+        key = trip_key(plan)
+        if key in self._trips:
+            self.cancel_trip(key)
+        self._trips[key] = Trip(plan, self.thresholds)
+        keys = self._by_vehicle.setdefault(plan.vehicle_id, [])
+        keys.append(key)
+        keys.sort(key=lambda k: (self._trips[k].plan.planned_start, k))
+
+    def cancel_trip(self, trip_id: str) -> None:
+        trip = self._trips.pop(trip_id, None)
+        if trip is None:
+            return
+        trip.cancelled = True
+        keys = self._by_vehicle.get(trip.plan.vehicle_id, [])
+        if trip_id in keys:
+            keys.remove(trip_id)
+
+    def trips(self) -> list[str]:
+        return list(self._trips)
+
+    def _current(self, vehicle_id: str) -> Trip | None:
+        for key in self._by_vehicle.get(vehicle_id, ()):
+            trip = self._trips[key]
+            if trip.committed[S_COMPLETED] == 0:
+                return trip
+        return None
+
+    def _next_after(self, trip: Trip) -> Trip | None:
+        keys = self._by_vehicle.get(trip.plan.vehicle_id, [])
+        if trip.key not in keys:
+            return None
+        i = keys.index(trip.key)
+        return self._trips[keys[i + 1]] if i + 1 < len(keys) else None
+
+    # ---- processing ----
+    def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult:
+        """Match ``batch`` and run the detectors up to ``watermark_ms`` - allowance."""
+        n = len(batch)
+        res = ProcessResult([None] * n, np.full(n, np.nan), np.full(n, np.nan),
+                            np.full(n, -1, np.int8))
+        horizon = self._horizon(watermark_ms)
+        touched: dict[str, Trip] = {}
+        if n:
+            vids = np.asarray(batch.vehicle_id, dtype=object)
+            uniq, inv = np.unique(vids, return_inverse=True)
+            order = np.lexsort((np.arange(n), batch.ts_ms, inv))
+            bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+            for u in range(len(uniq)):
+                rows = order[bounds[u]:bounds[u + 1]]
+                trip = self._current(str(uniq[u]))
+                if trip is None:
+                    continue
+                self._ingest(trip, batch, rows, horizon, res, touched)
+        events = self._advance(horizon, res, touched)
+        res.events = events
+        for trip in touched.values():
+            trip.pending.row[:] = -1
+            snap = self.snapshot(trip.key)
+            if snap is not None:
+                res.snapshots.append(snap)
+        return res
+
+    def tick(self, watermark_ms: int) -> list[Event]:
+        """Commit what the watermark allows and emit time-driven events (signal_lost)."""
+        return self._advance(self._horizon(watermark_ms), None, {})
+
+    def flush(self) -> list[Event]:
+        """Commit every pending ping (end of input, e.g. replay); no signal_lost check."""
+        events: list[Event] = []
+        for trip in list(self._trips.values()):
+            if len(trip.pending):
+                events += self._commit(trip, _FLUSH_MS, None, {})
+        return _ordered(events)
+
+    def _horizon(self, watermark_ms: int) -> int:
+        return int(watermark_ms) - int(self.thresholds.reorder_allowance_s * 1000)
+
+    def _ingest(self, trip: Trip, batch: PingBatch, rows: npt.NDArray[np.intp], horizon: int,
+                res: ProcessResult, touched: dict[str, Trip]) -> None:
+        ts = batch.ts_ms[rows]
+        # duplicates inside the batch: keep the first arrival (rows are sorted by ts, then
+        # by arrival)
+        keep = np.ones(len(rows), bool)
+        keep[1:] = ts[1:] != ts[:-1]
+        if trip.committed[S_N] > 0:
+            late = ts <= trip.committed[S_LAST_TS]
+            if late.any():
+                self.late_pings += int(late.sum())
+                log.info("late pings not replayed", extra={"trip_id": trip.key,
+                                                           "count": int(late.sum())})
+            keep &= ~late
+        p = trip.pending
+        if len(p):
+            keep &= ~np.isin(ts, p.ts_ms)
+        rows = rows[keep]
+        for r in rows:
+            res.trip_id[r] = trip.key
+        touched[trip.key] = trip
+        if not len(rows):
+            return
+        lat = batch.lat[rows]
+        lon = batch.lon[rows]
+        x, y = trip.project(lat, lon)
+        new = Pending(batch.ts_ms[rows].astype(np.int64), lat, lon, x, y,
+                      batch.speed_kmh[rows].astype(np.float64),
+                      batch.accuracy_m[rows].astype(np.float64), rows.astype(np.int64))
+        in_order = not len(p) or new.ts_ms[0] > p.ts_ms[-1]
+        if not len(p):
+            heapq.heappush(self._commit_heap, (int(new.ts_ms[0]), trip.key))
+        elif new.ts_ms[0] < p.ts_ms[0]:
+            heapq.heappush(self._commit_heap, (int(new.ts_ms[0]), trip.key))
+        if in_order:
+            trip.pending = Pending.concat([p, new]) if len(p) else new
+        else:
+            merged = Pending.concat([p, new])
+            trip.pending = merged.select(np.argsort(merged.ts_ms, kind="stable"))
+        if int(new.ts_ms[-1]) <= horizon and int(trip.pending.ts_ms[-1]) <= horizon:
+            return  # everything will be committed now; the committed run gives results
+        if in_order and trip.spec is not None and trip.spec_stops is not None:
+            out = trip.run(trip.spec, trip.spec_stops, new)
+            sel = new
+        else:
+            trip.spec = trip.committed.copy()
+            trip.spec_stops = trip.committed_stops.copy()
+            sel = trip.pending
+            out = trip.run(trip.spec, trip.spec_stops, sel)
+        _write_results(res, sel, out)
+
+    def _advance(self, horizon: int, res: ProcessResult | None,
+                 touched: dict[str, Trip]) -> list[Event]:
+        events: list[Event] = []
+        while self._commit_heap and self._commit_heap[0][0] <= horizon:
+            _, key = heapq.heappop(self._commit_heap)
+            trip = self._trips.get(key)
+            if trip is None or not len(trip.pending) or trip.pending.ts_ms[0] > horizon:
+                continue
+            events += self._commit(trip, horizon, res, touched)
+        ev_i = np.empty((1, 3), np.int64)
+        ev_ts = np.empty(1, np.int64)
+        ev_f = np.empty((1, N_EVF))
+        while self._signal_heap and self._signal_heap[0][0] <= horizon:
+            lost_at, key = heapq.heappop(self._signal_heap)
+            trip = self._trips.get(key)
+            if trip is None:
+                continue
+            expected = trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0
+            if int(expected) != lost_at or (len(trip.pending) and trip.pending.ts_ms[0] <= lost_at):
+                continue
+            ne = kernels.signal_check(trip.committed, trip.th_arr, float(horizon), ev_i, ev_ts, ev_f)
+            if ne:
+                events += to_events(trip.plan, trip.key, ne, ev_i, ev_ts, ev_f)
+                if trip.spec is not None:
+                    trip.spec = None  # re-derived from the committed state on the next ping
+                touched[trip.key] = trip
+        return _ordered(events)
+
+    def _commit(self, trip: Trip, horizon: int, res: ProcessResult | None,
+                touched: dict[str, Trip]) -> list[Event]:
+        p = trip.pending
+        cut = int(np.searchsorted(p.ts_ms, horizon, side="right"))
+        if cut == 0:
+            return []
+        head, rest = p.select(slice(0, cut)), p.select(slice(cut, None))
+        was_done = trip.committed[S_COMPLETED] > 0
+        out = trip.run(trip.committed, trip.committed_stops, head)
+        events = to_events(trip.plan, trip.key, out.n_events, out.ev_i, out.ev_ts, out.ev_f)
+        if res is not None:
+            _write_results(res, head, out)
+        touched[trip.key] = trip
+        trip.pending = rest
+        if len(rest):
+            heapq.heappush(self._commit_heap, (int(rest.ts_ms[0]), trip.key))
+        else:
+            trip.spec = None
+            trip.spec_stops = None
+        lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
+        heapq.heappush(self._signal_heap, (lost_at, trip.key))
+        if not was_done and trip.committed[S_COMPLETED] > 0:
+            events += self._hand_over(trip, head, horizon, res, touched)
+        return events
+
+    def _hand_over(self, trip: Trip, head: Pending, horizon: int, res: ProcessResult | None,
+                   touched: dict[str, Trip]) -> list[Event]:
+        """Pings after a trip completed belong to the vehicle's next trip, if any."""
+        nxt = self._next_after(trip)
+        done_ts = trip.committed[S_COMPLETED_TS]
+        later = Pending.concat([head.select(head.ts_ms > done_ts), trip.pending])
+        if nxt is None or not len(later):
+            return []
+        trip.pending = Pending()
+        trip.spec = None
+        for r in later.row[later.row >= 0]:
+            if res is not None:
+                res.trip_id[int(r)] = nxt.key
+        x, y = nxt.project(later.lat, later.lon)
+        later.x_m[:] = x
+        later.y_m[:] = y
+        merged = Pending.concat([nxt.pending, later]) if len(nxt.pending) else later
+        order = np.argsort(merged.ts_ms, kind="stable")
+        merged = merged.select(order)
+        uniq = np.ones(len(merged), bool)
+        uniq[1:] = merged.ts_ms[1:] != merged.ts_ms[:-1]
+        nxt.pending = merged.select(uniq)
+        nxt.spec = None
+        heapq.heappush(self._commit_heap, (int(nxt.pending.ts_ms[0]), nxt.key))
+        return self._commit(nxt, horizon, res, touched)
+
+    # ---- views ----
+    def snapshot(self, trip_id: str) -> TripSnapshot | None:
+        """Live state of a trip (speculative: includes pending pings)."""
+        trip = self._trips.get(trip_id)
+        if trip is None:
+            return None
+        if len(trip.pending) and (trip.spec is None or trip.spec_stops is None):
+            trip.spec = trip.committed.copy()
+            trip.spec_stops = trip.committed_stops.copy()
+            trip.run(trip.spec, trip.spec_stops, trip.pending)
+        if trip.spec is not None and trip.spec_stops is not None and len(trip.pending):
+            return build_snapshot(trip, trip.spec, trip.spec_stops, None)
+        return build_snapshot(trip, trip.committed, trip.committed_stops, None)
+
+    def state_nbytes(self) -> int:
+        """Bytes of detector state over all trips (route geometry excluded)."""
+        return sum(t.state_nbytes() for t in self._trips.values())
+
+    # ---- persistence ----
+    def checkpoint(self) -> bytes:
+        """Serialise plans, committed state and pending pings."""
+        trips = []
+        for t in self._trips.values():
+            trips.append({
+                "plan": t.plan.model_dump(mode="json"),
+                "committed": t.committed, "committed_stops": t.committed_stops,
+                "pending": [c.copy() for c in t.pending.columns()],
+            })
+        data = {"version": _CHECKPOINT_VERSION, "thresholds": asdict(self.thresholds),
+                "trips": trips, "late_pings": self.late_pings}
+        return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def restore(cls, data: bytes) -> Engine:
+        """An engine equal to the one that produced ``data`` with :meth:`checkpoint`.
+
+        Only load checkpoints this process (or its database) wrote: the format is pickle.
+        """
+        obj = pickle.loads(data)  # noqa: S301 - our own checkpoint, never user input
+        if obj.get("version") != _CHECKPOINT_VERSION:
+            raise ValueError(f"unsupported checkpoint version {obj.get('version')!r}")
+        eng = cls(Thresholds(**obj["thresholds"]))
+        eng.late_pings = int(obj["late_pings"])
+        for t in obj["trips"]:
+            plan = TripPlan.model_validate(t["plan"])
+            eng.add_trip(plan)
+            trip = eng._trips[trip_key(plan)]
+            trip.committed = np.asarray(t["committed"], np.float64).copy()
+            trip.committed_stops = np.asarray(t["committed_stops"], np.float64).reshape(-1, N_STOPS).copy()
+            cols = t["pending"]
+            trip.pending = Pending(*cols)
+            trip.pending.row[:] = -1
+            if len(trip.pending):
+                heapq.heappush(eng._commit_heap, (int(trip.pending.ts_ms[0]), trip.key))
+            if trip.committed[S_N] > 0:
+                lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
+                heapq.heappush(eng._signal_heap, (lost_at, trip.key))
+        return eng
+
+
+def _write_results(res: ProcessResult, p: Pending, out: object) -> None:
+    rows = p.row
+    mask = rows >= 0
+    if not mask.any():
+        return
+    r = rows[mask]
+    res.route_m[r] = out.route_m[mask]  # type: ignore[attr-defined]
+    res.offset_m[r] = out.offset_m[mask]  # type: ignore[attr-defined]
+    res.on_route[r] = out.on_route[mask]  # type: ignore[attr-defined]
+
+
+def _ordered(events: list[Event]) -> list[Event]:
+    """Events in event-time order; per trip the kernel's order is kept for equal ts."""
+    return sorted(events, key=lambda e: e.ts_ms)

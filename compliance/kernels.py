@@ -1,0 +1,614 @@
+"""Numba kernels: route matching and every per-ping detector.
+
+Each ``@njit`` function takes only NumPy arrays and scalars (layouts in
+:mod:`compliance.layout`); the engine's typed wrappers build those arrays. The kernels are
+pure: given the same state and pings they write the same state, results and events, which
+is what makes replay, re-batching and checkpoint/restore give identical events.
+Units: metres, epoch milliseconds (timestamps), seconds (durations), km/h (speeds).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from compliance.layout import (
+    E_PING,
+    E_STOP,
+    E_TYPE,
+    EV_BACK_ON_ROUTE,
+    EV_BACK_ON_SCHEDULE,
+    EV_LATE,
+    EV_OFF_ROUTE,
+    EV_SIGNAL_LOST,
+    EV_SIGNAL_RESTORED,
+    EV_SPEEDING,
+    EV_SPEEDING_ENDED,
+    EV_STOP_ARRIVED,
+    EV_STOP_DEPARTED,
+    EV_TRIP_COMPLETED,
+    EV_TRIP_STARTED,
+    EV_UNPLANNED_STOP,
+    EV_UNPLANNED_STOP_ENDED,
+    F_LAT,
+    F_LON,
+    F_M,
+    F_V0,
+    F_V1,
+    F_V2,
+    P_CORRIDOR_M,
+    P_DEFAULT_LIMIT,
+    P_LENGTH_M,
+    P_PLANNED_MPS,
+    RING,
+    S_ACC_TS,
+    S_ACC_X,
+    S_ACC_Y,
+    S_ANCHOR_M,
+    S_ANCHOR_TS,
+    S_AT_STOP,
+    S_CAND_STOP,
+    S_CAND_TS,
+    S_COMPLETED,
+    S_COMPLETED_TS,
+    S_IN_N,
+    S_LAST_LAT,
+    S_LAST_LON,
+    S_LAST_M,
+    S_LAST_OFFSET,
+    S_LAST_ONROUTE,
+    S_LAST_TS,
+    S_LATE,
+    S_LATE_STOP,
+    S_LATE_STOPS,
+    S_LOST,
+    S_N,
+    S_NEXT_STOP,
+    S_OFF,
+    S_OFF_MAX_M,
+    S_ON_TIME,
+    S_OUT_N,
+    S_OUT_PATH_M,
+    S_OUT_SINCE,
+    S_PROGRESS,
+    S_RING,
+    S_RING_POS,
+    S_SP_ACTIVE,
+    S_SP_LIMIT,
+    S_SP_M0,
+    S_SP_MAX,
+    S_SP_SINCE,
+    S_SP_UNDER_N,
+    S_SP_UNDER_TS,
+    S_SPEED_KMH,
+    S_ST_ACTIVE,
+    S_ST_N,
+    S_ST_OUT_N,
+    S_ST_SINCE,
+    S_ST_X,
+    S_ST_Y,
+    S_START_M,
+    S_STARTED,
+    S_V_MPS,
+    S_WILD_N,
+    STATUS_ARRIVED,
+    STATUS_DEPARTED,
+    STATUS_PENDING,
+    STATUS_SKIPPED,
+    T_M,
+    T_OFFSET,
+    T_RADIUS,
+    T_SERVICE_S,
+    T_WIN_END,
+    T_X,
+    T_Y,
+    U_ARRIVED_TS,
+    U_DEPARTED_TS,
+    U_ENTER_TS,
+    U_STATUS,
+)
+
+# threshold vector indices (compliance.config.TH_INDEX; asserted equal in the tests)
+TH_CORRIDOR_ACC_FREE = 1
+TH_OFF_PINGS = 2
+TH_OFF_S = 3
+TH_BACK_FRACTION = 4
+TH_BACK_PINGS = 5
+TH_WILD_KMH = 6
+TH_MAX_SPEED_KMH = 7
+TH_SIGMA_M = 8
+TH_ST_RADIUS = 9
+TH_ST_S = 10
+TH_STOP_DWELL_S = 12
+TH_STOP_SLOW_KMH = 13
+TH_SP_TOL = 14
+TH_SP_MIN_S = 15
+TH_LATE_S = 16
+TH_LATE_HYST_S = 17
+TH_LOST_S = 18
+TH_START_M = 20
+
+#: how far behind the anchor the window reaches, metres (plus the fix accuracy)
+BACK_M = 30.0
+#: the ETA window half-width grows by this fraction of the remaining travel time
+ETA_SPREAD = 0.15
+ETA_MIN_SPREAD_S = 60.0
+
+
+@njit(cache=True)
+def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):  # noqa: PLR0913
+    """Best route position for point (px, py) among segments overlapping [lo_m, hi_m].
+
+    Score = 0.5 (d/sigma_d)^2 + 0.5 ((m - m_exp)/sigma_p)^2: cross-track distance d and
+    plausibility of progress m (an HMM emission x transition term for one step). Returns
+    (route_m, offset_m, cost); route_m is clamped to the window.
+    """
+    n = x.shape[0]
+    i0 = np.searchsorted(cum, lo_m, side="right") - 1
+    i1 = np.searchsorted(cum, hi_m, side="left")
+    if i0 < 0:
+        i0 = 0
+    if i1 > n - 1:
+        i1 = n - 1
+    if i1 <= i0:
+        i1 = i0 + 1
+        if i1 > n - 1:
+            i0 = n - 2
+            i1 = n - 1
+    best_m = cum[i0]
+    best_d = 1e300
+    best_c = 1e300
+    inv_d = 1.0 / sigma_d
+    inv_p = 1.0 / sigma_p
+    for i in range(i0, i1):
+        ax = x[i]
+        ay = y[i]
+        dx = x[i + 1] - ax
+        dy = y[i + 1] - ay
+        len2 = dx * dx + dy * dy
+        t = 0.0
+        if len2 > 0.0:
+            t = ((px - ax) * dx + (py - ay) * dy) / len2
+            if t < 0.0:
+                t = 0.0
+            elif t > 1.0:
+                t = 1.0
+        m = cum[i] + t * (cum[i + 1] - cum[i])
+        if m < lo_m:
+            m = lo_m
+            t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
+        elif m > hi_m:
+            m = hi_m
+            t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
+        ex = ax + t * dx - px
+        ey = ay + t * dy - py
+        d = math.sqrt(ex * ex + ey * ey)
+        zd = d * inv_d
+        zp = (m - m_exp) * inv_p
+        c = 0.5 * (zd * zd + zp * zp)
+        if c < best_c:
+            best_c = c
+            best_d = d
+            best_m = m
+    return best_m, best_d, best_c
+
+
+@njit(cache=True)
+def limit_at(route_m, lim_from, lim_to, lim_kmh, default_kmh):
+    """Speed limit in km/h at ``route_m`` metres (NaN when none applies)."""
+    i = np.searchsorted(lim_from, route_m, side="right") - 1
+    if i >= 0 and route_m < lim_to[i]:
+        return lim_kmh[i]
+    return default_kmh
+
+
+@njit(cache=True)
+def expected_mps(st, par):
+    """Expected speed for ETAs, m/s: planned speed blended with the recent speed."""
+    planned = par[P_PLANNED_MPS]
+    v = st[S_V_MPS]
+    if not math.isfinite(v):
+        return planned
+    v = 0.5 * planned + 0.5 * v
+    if v < 0.3 * planned:
+        v = 0.3 * planned
+    if v > 2.0 * planned:
+        v = 2.0 * planned
+    return v
+
+
+@njit(cache=True)
+def stop_etas(st, par, stops, ustat, now_ms, out):
+    """ETA per stop into ``out`` (n, 3) = (eta, low, high) epoch ms; NaN for resolved stops.
+
+    eta = now + remaining route distance / expected speed + service times of the stops
+    before it (what is left of the current one); the window widens with travel time.
+    """
+    n = stops.shape[0]
+    v = expected_mps(st, par)
+    pos = st[S_PROGRESS]
+    if not math.isfinite(pos):
+        pos = 0.0
+    service_ms = 0.0
+    at = int(st[S_AT_STOP])
+    if at >= 0:
+        left = stops[at, T_SERVICE_S] * 1000.0 - (now_ms - ustat[at, U_ENTER_TS])
+        if left > 0.0:
+            service_ms = left
+    for k in range(n):
+        out[k, 0] = np.nan
+        out[k, 1] = np.nan
+        out[k, 2] = np.nan
+        if ustat[k, U_STATUS] != STATUS_PENDING:
+            continue
+        travel_s = max(0.0, stops[k, T_M] - pos) / v
+        eta = now_ms + travel_s * 1000.0 + service_ms
+        spread_ms = (ETA_MIN_SPREAD_S + ETA_SPREAD * travel_s) * 1000.0
+        out[k, 0] = eta
+        out[k, 1] = eta - 0.5 * spread_ms
+        out[k, 2] = eta + spread_ms
+        service_ms += stops[k, T_SERVICE_S] * 1000.0
+
+
+@njit(cache=True)
+def _emit(ev_i, ev_ts, ev_f, ne, code, ping, stop, ts, v0, v1, v2, lat, lon, m):  # noqa: PLR0913
+    ev_i[ne, E_TYPE] = code
+    ev_i[ne, E_PING] = ping
+    ev_i[ne, E_STOP] = stop
+    ev_ts[ne] = np.int64(ts)
+    ev_f[ne, F_V0] = v0
+    ev_f[ne, F_V1] = v1
+    ev_f[ne, F_V2] = v2
+    ev_f[ne, F_LAT] = lat
+    ev_f[ne, F_LON] = lon
+    ev_f[ne, F_M] = m
+    return ne + 1
+
+
+@njit(cache=True)
+def _derived_kmh(st, ts):
+    """Progress speed over the ring of recent on-route pings, km/h (NaN if span < 5 s)."""
+    best_ts = ts
+    best_m = np.nan
+    for j in range(RING):
+        t = st[S_RING + 2 * j]
+        if math.isfinite(t) and ts - t <= 30000.0 and t < best_ts:
+            best_ts = t
+            best_m = st[S_RING + 2 * j + 1]
+    if not math.isfinite(best_m) or ts - best_ts < 5000.0:
+        return np.nan
+    return max(0.0, (st[S_LAST_M] - best_m)) / ((ts - best_ts) / 1000.0) * 3.6
+
+
+@njit(cache=True)
+def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
+    x, y, cum, par, th, stops, ustat, lim_from, lim_to, lim_kmh,
+    st, ts_a, px_a, py_a, lat_a, lon_a, spd_a, acc_a,
+    out_m, out_off, out_on, ev_i, ev_ts, ev_f,
+):
+    """Run every detector over one trip's pings (sorted by ts, strictly increasing).
+
+    Updates ``st`` and ``ustat`` in place, writes per-ping results into ``out_*`` and
+    events into ``ev_*``; returns the number of events. Pings at or before the last
+    processed ts are skipped (their ``out_on`` is -1).
+    """
+    ne = 0
+    length = par[P_LENGTH_M]
+    nstops = stops.shape[0]
+    vmax_mps = th[TH_MAX_SPEED_KMH] / 3.6
+    for i in range(ts_a.shape[0]):
+        ts = float(ts_a[i])
+        px = px_a[i]
+        py = py_a[i]
+        lat = lat_a[i]
+        lon = lon_a[i]
+        out_on[i] = -1
+        out_m[i] = np.nan
+        out_off[i] = np.nan
+        if st[S_N] > 0 and ts <= st[S_LAST_TS]:
+            continue
+        active = st[S_STARTED] > 0 and st[S_COMPLETED] == 0
+        # ---- signal: a gap longer than the timeout on an active trip ----
+        if st[S_N] > 0:
+            gap_ms = ts - st[S_LAST_TS]
+            lost_ms = th[TH_LOST_S] * 1000.0
+            if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
+                if st[S_LOST] == 0:
+                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SIGNAL_LOST, -1, -1,
+                               st[S_LAST_TS] + lost_ms, st[S_LAST_TS], 0.0, 0.0,
+                               st[S_LAST_LAT], st[S_LAST_LON], st[S_LAST_M])
+                st[S_LOST] = 0.0
+                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SIGNAL_RESTORED, i, -1, ts,
+                           gap_ms / 1000.0, 0.0, 0.0, lat, lon, st[S_LAST_M])
+        st[S_N] += 1.0
+        st[S_LAST_TS] = ts
+        st[S_LAST_LAT] = lat
+        st[S_LAST_LON] = lon
+        acc = acc_a[i]
+        if not math.isfinite(acc):
+            acc = 0.0
+        # ---- single wild fix: implied speed from the last accepted fix ----
+        if st[S_ACC_TS] > 0 and st[S_WILD_N] < 3:
+            dt_s = (ts - st[S_ACC_TS]) / 1000.0
+            jump = math.hypot(px - st[S_ACC_X], py - st[S_ACC_Y])
+            if jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]:
+                st[S_WILD_N] += 1.0
+                continue
+        st[S_WILD_N] = 0.0
+        prev_x = st[S_ACC_X]
+        prev_y = st[S_ACC_Y]
+        had_prev = st[S_ACC_TS] > 0
+        st[S_ACC_TS] = ts
+        st[S_ACC_X] = px
+        st[S_ACC_Y] = py
+        # ---- matching: window around the anchor, progress-aware score ----
+        corridor = par[P_CORRIDOR_M] + max(0.0, acc - th[TH_CORRIDOR_ACC_FREE])
+        sigma_d = max(th[TH_SIGMA_M], acc)
+        if math.isfinite(st[S_ANCHOR_M]):
+            dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
+            lo = st[S_ANCHOR_M] - BACK_M - acc
+            hi = st[S_ANCHOR_M] + vmax_mps * dt_s + 50.0 + acc
+            v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
+            m_exp = st[S_ANCHOR_M] + v * dt_s
+            sigma_p = 30.0 + acc + 0.5 * v * dt_s
+            if st[S_OFF] > 0 or st[S_OUT_N] > 0:
+                # re-acquisition: anywhere physically reachable, nearest pass preferred
+                sigma_p = 50.0 + vmax_mps * dt_s
+                m_exp = st[S_ANCHOR_M]
+        else:
+            lo = 0.0
+            hi = length
+            m_exp = 0.0
+            sigma_p = max(500.0, 0.25 * length)
+        m, d, _c = match_window(x, y, cum, px, py, lo, hi, m_exp, sigma_d, sigma_p)
+        inside = d <= corridor
+        out_m[i] = m
+        out_off[i] = d
+        st[S_LAST_M] = m
+        st[S_LAST_OFFSET] = d
+        # ---- off-route / back on route with hysteresis ----
+        if st[S_OFF] == 0:
+            if inside:
+                st[S_OUT_N] = 0.0
+            else:
+                if st[S_OUT_N] == 0:
+                    st[S_OUT_SINCE] = ts
+                    st[S_OUT_PATH_M] = 0.0
+                    st[S_OFF_MAX_M] = 0.0
+                elif had_prev:
+                    st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
+                st[S_OUT_N] += 1.0
+                st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
+                if (st[S_OUT_N] >= th[TH_OFF_PINGS]
+                        and ts - st[S_OUT_SINCE] >= th[TH_OFF_S] * 1000.0
+                        and st[S_COMPLETED] == 0):
+                    st[S_OFF] = 1.0
+                    st[S_IN_N] = 0.0
+                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_OFF_ROUTE, i, -1, ts, d,
+                               st[S_OUT_SINCE], 0.0, lat, lon, m)
+        else:
+            if had_prev:
+                st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
+            st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
+            if d <= th[TH_BACK_FRACTION] * corridor:
+                st[S_IN_N] += 1.0
+                if st[S_IN_N] >= th[TH_BACK_PINGS]:
+                    st[S_OFF] = 0.0
+                    st[S_OUT_N] = 0.0
+                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_BACK_ON_ROUTE, i, -1, ts,
+                               (ts - st[S_OUT_SINCE]) / 1000.0, st[S_OUT_PATH_M],
+                               st[S_OFF_MAX_M], lat, lon, m)
+            else:
+                st[S_IN_N] = 0.0
+        on_route = st[S_OFF] == 0 and inside
+        out_on[i] = 1 if on_route else 0
+        st[S_LAST_ONROUTE] = 1.0 if on_route else 0.0
+        if on_route:
+            st[S_ANCHOR_M] = m
+            st[S_ANCHOR_TS] = ts
+            if not math.isfinite(st[S_START_M]):
+                st[S_START_M] = m
+                st[S_PROGRESS] = m
+            if m > st[S_PROGRESS]:
+                st[S_PROGRESS] = m
+            pos = int(st[S_RING_POS]) % RING
+            st[S_RING + 2 * pos] = ts
+            st[S_RING + 2 * pos + 1] = m
+            st[S_RING_POS] = float(pos + 1)
+        # ---- speed: the device's when present, else progress over the ring ----
+        derived = _derived_kmh(st, ts) if on_route else np.nan
+        if math.isfinite(derived):
+            a = 1.0 - math.exp(-5.0 / 120.0)
+            vm = derived / 3.6
+            st[S_V_MPS] = vm if not math.isfinite(st[S_V_MPS]) else st[S_V_MPS] + a * (vm - st[S_V_MPS])
+        speed = spd_a[i] if math.isfinite(spd_a[i]) else derived
+        st[S_SPEED_KMH] = speed
+        if st[S_COMPLETED] > 0:
+            continue
+        # ---- trip started ----
+        if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]):
+            need = min(th[TH_START_M], 0.5 * length)
+            if st[S_PROGRESS] - st[S_START_M] >= need or st[S_PROGRESS] >= need:
+                st[S_STARTED] = 1.0
+                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_TRIP_STARTED, i, -1, ts, 0.0, 0.0, 0.0,
+                           lat, lon, m)
+        # ---- planned stops ----
+        at = int(st[S_AT_STOP])
+        if at >= 0:
+            if math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0:
+                ustat[at, U_STATUS] = STATUS_DEPARTED
+                ustat[at, U_DEPARTED_TS] = ts
+                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_STOP_DEPARTED, i, at, ts,
+                           (ts - ustat[at, U_ENTER_TS]) / 1000.0, 0.0, 0.0, lat, lon, m)
+                st[S_AT_STOP] = -1.0
+                st[S_NEXT_STOP] = float(at + 1)
+        if int(st[S_AT_STOP]) < 0:
+            found = -1
+            for k in range(int(st[S_NEXT_STOP]), nstops):
+                r = stops[k, T_RADIUS]
+                if (abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
+                        and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r):
+                    found = k
+                    break
+                if stops[k, T_M] > st[S_PROGRESS] + 1000.0:
+                    break
+            if found < 0:
+                st[S_CAND_STOP] = -1.0
+            else:
+                if int(st[S_CAND_STOP]) != found:
+                    st[S_CAND_STOP] = float(found)
+                    st[S_CAND_TS] = ts
+                slow = math.isfinite(speed) and speed < th[TH_STOP_SLOW_KMH]
+                if slow or ts - st[S_CAND_TS] >= th[TH_STOP_DWELL_S] * 1000.0:
+                    for k in range(int(st[S_NEXT_STOP]), found):
+                        ustat[k, U_STATUS] = STATUS_SKIPPED
+                    enter = st[S_CAND_TS]
+                    ustat[found, U_STATUS] = STATUS_ARRIVED
+                    ustat[found, U_ENTER_TS] = enter
+                    ustat[found, U_ARRIVED_TS] = ts
+                    win_end = stops[found, T_WIN_END]
+                    if math.isfinite(win_end) and enter > win_end:
+                        st[S_LATE_STOPS] += 1.0
+                    else:
+                        st[S_ON_TIME] += 1.0
+                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_STOP_ARRIVED, i, found, ts, enter,
+                               0.0, 0.0, lat, lon, m)
+                    st[S_AT_STOP] = float(found)
+                    st[S_NEXT_STOP] = float(found)
+                    st[S_CAND_STOP] = -1.0
+                    # arriving ends an unplanned-stop candidate: the dwell is planned
+                    st[S_ST_N] = 0.0
+        # a stop passed well behind the furthest progress was skipped
+        while (int(st[S_AT_STOP]) < 0 and int(st[S_NEXT_STOP]) < nstops
+               and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])):
+            k = int(st[S_NEXT_STOP])
+            if stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]:
+                ustat[k, U_STATUS] = STATUS_SKIPPED
+                st[S_NEXT_STOP] = float(k + 1)
+            else:
+                break
+        # ---- stationary away from planned stops -> unplanned stop ----
+        near_stop = int(st[S_AT_STOP]) >= 0 or int(st[S_CAND_STOP]) >= 0
+        rad = th[TH_ST_RADIUS]
+        if st[S_ST_N] == 0:
+            st[S_ST_N] = 1.0
+            st[S_ST_X] = px
+            st[S_ST_Y] = py
+            st[S_ST_SINCE] = ts
+            st[S_ST_OUT_N] = 0.0
+        elif math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= rad:
+            st[S_ST_N] += 1.0
+            st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
+            st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
+            st[S_ST_OUT_N] = 0.0
+        else:
+            # one outlying fix is noise; two in a row is movement
+            st[S_ST_OUT_N] += 1.0
+            if st[S_ST_OUT_N] >= 2:
+                if st[S_ST_ACTIVE] > 0:
+                    st[S_ST_ACTIVE] = 0.0
+                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_UNPLANNED_STOP_ENDED, i, -1, ts,
+                               (ts - st[S_ST_SINCE]) / 1000.0, st[S_ST_SINCE], 0.0, lat, lon, m)
+                st[S_ST_N] = 1.0
+                st[S_ST_X] = px
+                st[S_ST_Y] = py
+                st[S_ST_SINCE] = ts
+                st[S_ST_OUT_N] = 0.0
+        if (st[S_ST_ACTIVE] == 0 and st[S_STARTED] > 0 and not near_stop
+                and ts - st[S_ST_SINCE] >= th[TH_ST_S] * 1000.0):
+            clear = True
+            for k in range(nstops):
+                if math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y]) <= stops[k, T_RADIUS]:
+                    clear = False
+                    break
+            if clear:
+                st[S_ST_ACTIVE] = 1.0
+                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_UNPLANNED_STOP, i, -1, ts, rad,
+                           st[S_ST_SINCE], 0.0, lat, lon, m)
+        # ---- speeding against the limit at this route position ----
+        limit = limit_at(m, lim_from, lim_to, lim_kmh, par[P_DEFAULT_LIMIT]) if on_route else par[P_DEFAULT_LIMIT]
+        if math.isfinite(limit) and math.isfinite(speed):
+            if speed > limit + th[TH_SP_TOL]:
+                if not math.isfinite(st[S_SP_SINCE]):
+                    st[S_SP_SINCE] = ts
+                    st[S_SP_MAX] = speed
+                    st[S_SP_M0] = st[S_PROGRESS]
+                    st[S_SP_LIMIT] = limit
+                st[S_SP_UNDER_N] = 0.0
+                st[S_SP_MAX] = max(st[S_SP_MAX], speed)
+                if st[S_SP_ACTIVE] == 0 and ts - st[S_SP_SINCE] >= th[TH_SP_MIN_S] * 1000.0:
+                    st[S_SP_ACTIVE] = 1.0
+                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SPEEDING, i, -1, ts, st[S_SP_LIMIT],
+                               speed, st[S_SP_SINCE], lat, lon, m)
+            elif math.isfinite(st[S_SP_SINCE]):
+                if st[S_SP_UNDER_N] == 0:
+                    st[S_SP_UNDER_TS] = ts
+                st[S_SP_UNDER_N] += 1.0
+                # one slower sample inside a speeding run is noise
+                if st[S_SP_UNDER_N] >= 2 or ts - st[S_SP_UNDER_TS] >= 5000.0:
+                    if st[S_SP_ACTIVE] > 0:
+                        ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SPEEDING_ENDED, i, -1, ts,
+                                   st[S_SP_MAX], (st[S_SP_UNDER_TS] - st[S_SP_SINCE]) / 1000.0,
+                                   max(0.0, st[S_PROGRESS] - st[S_SP_M0]), lat, lon, m)
+                    st[S_SP_ACTIVE] = 0.0
+                    st[S_SP_SINCE] = np.nan
+                    st[S_SP_UNDER_N] = 0.0
+        # ---- schedule: predicted arrival at the next stop vs its window ----
+        nxt = int(st[S_NEXT_STOP])
+        if int(st[S_AT_STOP]) >= 0:
+            nxt = int(st[S_AT_STOP]) + 1
+        while nxt < nstops and ustat[nxt, U_STATUS] != STATUS_PENDING:
+            nxt += 1
+        if nxt < nstops and math.isfinite(stops[nxt, T_WIN_END]):
+            v = expected_mps(st, par)
+            eta = ts + max(0.0, stops[nxt, T_M] - max(st[S_PROGRESS], 0.0)) / v * 1000.0
+            at = int(st[S_AT_STOP])
+            if at >= 0:
+                eta += max(0.0, stops[at, T_SERVICE_S] * 1000.0 - (ts - ustat[at, U_ENTER_TS]))
+            delay_s = (eta - stops[nxt, T_WIN_END]) / 1000.0
+            if st[S_LATE] == 0 and delay_s > th[TH_LATE_S]:
+                st[S_LATE] = 1.0
+                st[S_LATE_STOP] = float(nxt)
+                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_LATE, i, nxt, ts, eta, delay_s, 0.0,
+                           lat, lon, m)
+            elif st[S_LATE] > 0 and delay_s < th[TH_LATE_S] - th[TH_LATE_HYST_S]:
+                st[S_LATE] = 0.0
+                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_BACK_ON_SCHEDULE, i, nxt, ts, delay_s,
+                           0.0, 0.0, lat, lon, m)
+        # ---- completion: every stop resolved after the last departure, or route end ----
+        done = False
+        if st[S_STARTED] > 0 and int(st[S_AT_STOP]) < 0 and int(st[S_CAND_STOP]) < 0:
+            if nstops > 0 and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED:
+                done = True
+            elif st[S_PROGRESS] >= length - 30.0:
+                done = True
+        if done:
+            for k in range(nstops):
+                if ustat[k, U_STATUS] == STATUS_PENDING:
+                    ustat[k, U_STATUS] = STATUS_SKIPPED
+            st[S_COMPLETED] = 1.0
+            st[S_COMPLETED_TS] = ts
+            ne = _emit(ev_i, ev_ts, ev_f, ne, EV_TRIP_COMPLETED, i, -1, ts, st[S_ON_TIME],
+                       st[S_LATE_STOPS], max(0.0, st[S_PROGRESS] - st[S_START_M]), lat, lon, m)
+    return ne
+
+
+@njit(cache=True)
+def signal_check(st, th, horizon_ms, ev_i, ev_ts, ev_f):
+    """signal_lost once the committed horizon passes last ping + timeout (active trips).
+
+    Emits at most one event (ts = last ping + timeout); returns the number emitted.
+    """
+    if st[S_N] == 0 or st[S_LOST] > 0 or st[S_STARTED] == 0 or st[S_COMPLETED] > 0:
+        return 0
+    lost_at = st[S_LAST_TS] + th[TH_LOST_S] * 1000.0
+    if horizon_ms < lost_at:
+        return 0
+    st[S_LOST] = 1.0
+    return _emit(ev_i, ev_ts, ev_f, 0, EV_SIGNAL_LOST, -1, -1, lost_at, st[S_LAST_TS], 0.0, 0.0,
+                 st[S_LAST_LAT], st[S_LAST_LON], st[S_LAST_M])
+
+
+_ = (STATUS_ARRIVED, U_ARRIVED_TS)  # layout names used by readers of ustat
