@@ -17,7 +17,9 @@ import orjson
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    # uvicorn attaches an ANSI-coloured copy of every message; useless off a terminal.
+    | {"message", "asctime", "color_message"}
 )
 
 

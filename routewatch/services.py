@@ -197,7 +197,7 @@ def require_binaries(*names: str) -> dict[str, str]:
     return {n: str(find_binary(n)) for n in names}
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: ask Linux to SIGTERM the child when we die, so a killed parent does
     not leave an orphan broker holding a port."""
     with contextlib.suppress(OSError, AttributeError):
@@ -310,7 +310,7 @@ class PrivateMosquitto:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             _wait_for(

@@ -1,0 +1,152 @@
+"""``routewatch demo`` end to end, from scratch: private PostgreSQL and Mosquitto (the
+configured URLs point at closed ports), migrations, engine, API and a small simulated
+fleet; the API lists the fleet with fresh positions within a minute; SIGINT stops every
+process the demo started."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from routewatch import services
+
+VEHICLES = 5
+FRESH_S = 60.0
+READY_TIMEOUT_S = 120.0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (by /proc parent links)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class _Lines:
+    """stdout of a process, line by line, readable with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._q: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert proc.stdout is not None
+        stream = proc.stdout
+        threading.Thread(target=lambda: [self._q.put(line) for line in stream], daemon=True).start()
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._q.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if m := re.search(pattern, line):
+                return m
+        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen)}")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
+    env = {
+        **os.environ,
+        "ROUTEWATCH_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{services.free_port()}/demo",
+        "ROUTEWATCH_MQTT_URL": f"mqtt://127.0.0.1:{services.free_port()}",
+        "ROUTEWATCH_STATE_DIR": str(tmp_path / "state"),
+        "ROUTEWATCH_LOG_JSON": "true",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "routewatch.cli",
+        "demo",
+        "--vehicles",
+        str(VEHICLES),
+        "--seed",
+        "3",
+        "--port",
+        str(services.free_port()),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        yield proc, _Lines(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_demo_runs_the_fleet_and_stops_cleanly(
+    demo: tuple[subprocess.Popen[str], _Lines],
+) -> None:
+    proc, out = demo
+    base_url = out.wait_for(r"API docs\s+(\S+)/docs", READY_TIMEOUT_S).group(1)
+    token = out.wait_for(r"supervisor token\s+(\S+)", 5).group(1)
+    database_url = out.wait_for(r"database\s+(\S+)", 5).group(1)
+    mqtt_url = out.wait_for(r"MQTT broker\s+(\S+)", 5).group(1)
+
+    deadline = time.monotonic() + FRESH_S
+    fresh: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(fresh) < VEHICLES:
+        assert proc.poll() is None, "demo exited early"
+        response = httpx.get(
+            f"{base_url}/v1/vehicles", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert response.status_code == 200, response.text
+        now = datetime.now(UTC)
+        fresh = [
+            v
+            for v in response.json()
+            if v.get("ts")
+            and v.get("lat") is not None
+            and v.get("lon") is not None
+            and abs((now - datetime.fromisoformat(str(v["ts"]))).total_seconds()) < FRESH_S
+        ]
+        time.sleep(1)
+    assert len(fresh) >= VEHICLES, f"only {len(fresh)} vehicles with fresh positions: {fresh}"
+
+    started = _descendants(proc.pid)
+    assert len(started) >= 3  # serve, its API child, simulate (+ private mosquitto)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    time.sleep(0.5)
+    assert not [pid for pid in started if _alive(pid)], "processes left after SIGINT"
+
+    pg_port = int(psycopg.conninfo.conninfo_to_dict(database_url)["port"] or 0)
+    _, mqtt_port = services.mqtt_address(mqtt_url)
+    assert not services.tcp_open("127.0.0.1", pg_port), "private PostgreSQL still running"
+    assert not services.tcp_open("127.0.0.1", mqtt_port), "private mosquitto still running"
+    assert not services.tcp_open("127.0.0.1", int(base_url.rsplit(":", 1)[1])), "API still up"
