@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     reorder_allowance_s: int = Field(30, description="late pings within this are put in order")
     mqtt_client_id: str = "routewatch-engine"
     mqtt_mirror_events: bool = Field(True, description="publish events to fleet/{id}/events")
+    mqtt_receive_maximum: int = Field(2000, description="un-acked QoS 1 messages in flight")
+    require_known_vehicle: bool = Field(False, description="reject pings of unregistered vehicles")
+    checkpoint_interval_s: int = Field(30, description="engine checkpoint cadence, seconds")
+    mqtt_session_expiry_s: int = Field(3600, description="broker keeps our session this long")
 
     # OMS webhooks
     webhook_url: str | None = None

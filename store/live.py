@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 
 from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
 
 from compliance.events import Event, EventType
 from compliance.types import PingBatch, ProcessResult, TripSnapshot
@@ -211,9 +213,13 @@ async def save_checkpoint(
     await conn.execute(_CHECKPOINT, (key, None, watermark_ms, state))
 
 
-async def load_checkpoint(conn: AsyncConnection, key: str = ENGINE_CHECKPOINT_KEY) -> bytes | None:
-    cur = await conn.execute("SELECT state FROM engine_checkpoints WHERE vehicle_id = %s", (key,))
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    return bytes(row["state"] if isinstance(row, dict) else row[0])
+async def load_checkpoint(
+    conn: AsyncConnection, key: str = ENGINE_CHECKPOINT_KEY
+) -> tuple[bytes, datetime] | None:
+    """The saved engine state and when it was written, or None."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(
+            "SELECT state, updated_at FROM engine_checkpoints WHERE vehicle_id = %s", (key,)
+        )
+        row = await cur.fetchone()
+    return None if row is None else (bytes(row[0]), row[1])

@@ -1,0 +1,108 @@
+"""Accumulate decoded messages into one batch: pings, rejections and the MQTT acks owed.
+
+Pings are passed on in arrival order: the compliance engine sorts each batch per vehicle
+and handles late pings itself (CONTRACT §4 determinism is its job). Here a batch is only
+de-duplicated on (vehicle_id, ts) — first arrival wins — and pings older than the
+reorder allowance behind their vehicle's newest are counted as late.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from compliance.types import PingBatch
+from ingest.decode import DecodeLimits, PingColumns, Rejection, decode_message
+from routewatch import metrics
+
+AckToken = tuple[int, int, int]  # (connection generation, MQTT message id, qos)
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """What one flush commits: unique pings, rejections, and the acks owed afterwards."""
+
+    pings: PingBatch
+    rejections: list[Rejection]
+    acks: list[AckToken]
+    received: int  # ping items received (accepted + rejected)
+    duplicates: int  # dropped within the batch as repeats of (vehicle_id, ts)
+    late: int
+    messages: int
+
+
+class Batcher:
+    """Not thread-safe; owned by one event loop."""
+
+    def __init__(self, limits: DecodeLimits, reorder_allowance_ms: int) -> None:
+        self.limits = limits
+        self.reorder_allowance_ms = reorder_allowance_ms
+        self._cols = PingColumns()
+        self._rejections: list[Rejection] = []
+        self._acks: list[AckToken] = []
+        self._received = 0
+        self._messages = 0
+        self._newest_ts: dict[str, int] = {}  # per vehicle, across batches (for late count)
+        self.started_monotonic: float | None = None  # when the open batch got its first item
+
+    @property
+    def pings(self) -> int:
+        return len(self._cols)
+
+    @property
+    def messages(self) -> int:
+        return self._messages
+
+    def add(self, topic: str, payload: bytes, received_ms: int, ack: AckToken | None) -> None:
+        """Decode one message into the open batch; ``ack`` is acknowledged after commit."""
+        if self.started_monotonic is None:
+            self.started_monotonic = time.monotonic()
+        self._received += decode_message(
+            topic, payload, received_ms, self.limits, self._cols, self._rejections
+        )
+        self._messages += 1
+        if ack is not None:
+            self._acks.append(ack)
+
+    def take(self) -> PendingBatch:
+        """Close the open batch and start a new one."""
+        raw = self._cols.to_batch()
+        keep, late = self._dedupe(raw)
+        pings = raw if len(keep) == len(raw) else raw.take(np.asarray(keep, dtype=np.intp))
+        pending = PendingBatch(
+            pings,
+            self._rejections,
+            self._acks,
+            self._received,
+            len(raw) - len(keep),
+            late,
+            self._messages,
+        )
+        self._cols.clear()
+        self._rejections, self._acks = [], []
+        self._received = self._messages = 0
+        self.started_monotonic = None
+        if late:
+            metrics.PINGS_LATE.inc(late)
+        return pending
+
+    def _dedupe(self, batch: PingBatch) -> tuple[list[int], int]:
+        seen: set[tuple[str, int]] = set()
+        keep: list[int] = []
+        late = 0
+        newest = self._newest_ts
+        allowance = self.reorder_allowance_ms
+        for i, (vid, ts) in enumerate(zip(batch.vehicle_id, batch.ts_ms.tolist(), strict=True)):
+            key = (vid, ts)
+            if key in seen:
+                continue
+            seen.add(key)
+            keep.append(i)
+            top = newest.get(vid)
+            if top is None or ts > top:
+                newest[vid] = ts
+            elif ts < top - allowance:
+                late += 1
+        return keep, late

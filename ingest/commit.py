@@ -1,0 +1,71 @@
+"""One database transaction per batch: everything a batch caused, or nothing.
+
+Pings (with match columns), rejections, new events, live state, and — when those modules
+exist — order lifecycle and alerts. Event inserts are idempotent, so a batch that is
+re-delivered after a crash writes nothing twice, and only events that were really new
+reach the order/alert hooks and the MQTT mirror.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+from psycopg import AsyncConnection
+
+from compliance.events import Event
+from compliance.types import ProcessResult
+from ingest.batch import PendingBatch
+from store.events import insert_events
+from store.live import save_checkpoint, update_trips_and_stops, upsert_vehicle_state
+from store.pings import insert_pings
+from store.rejections import insert_rejections
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOutcome:
+    stored: int  # pings newly inserted
+    new_events: list[Event]
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    """store.orders / store.alerts are optional collaborators (imported lazily so the
+    pipeline runs before they exist, and picks them up as soon as they do)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
+async def commit_batch(
+    conn: AsyncConnection,
+    pending: PendingBatch,
+    result: ProcessResult | None,
+    tick_events: Sequence[Event],
+    checkpoint: tuple[bytes, int] | None = None,
+) -> CommitOutcome:
+    """Write one batch in a single transaction on ``conn`` (an autocommit connection)."""
+    events = list(tick_events) + (result.events if result is not None else [])
+    snapshots = result.snapshots if result is not None else []
+    async with conn.transaction():
+        stored = await insert_pings(conn, pending.pings, result)
+        await insert_rejections(conn, pending.rejections)
+        new_events = await insert_events(conn, events)
+        await upsert_vehicle_state(conn, pending.pings, result, tick_events)
+        await update_trips_and_stops(conn, snapshots)
+        orders = _optional_module("store.orders")
+        if orders is not None and (new_events or snapshots):
+            await orders.apply_events(conn, new_events, snapshots)
+        alerts = _optional_module("store.alerts")
+        if alerts is not None and new_events:
+            await alerts.apply_events(conn, new_events)
+        if checkpoint is not None:
+            await save_checkpoint(conn, *checkpoint)
+    return CommitOutcome(stored, new_events)

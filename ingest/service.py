@@ -1,0 +1,405 @@
+"""The live pipeline: MQTT → decode → batch → engine → one DB transaction → ack → mirror.
+
+Delivery guarantee: QoS 1 messages are acknowledged only after the batch holding them
+is committed (paho's manual acknowledgement, reached through aiomqtt's underlying
+client — aiomqtt 2.x has no public switch yet, see empicano/aiomqtt#345). With a
+persistent session (MQTT 5, ``clean_start=False``, fixed client id) a crash re-delivers
+what was not committed; the writes are idempotent, so the effect is exactly once.
+
+Backpressure: the broker sends at most ``mqtt_receive_maximum`` un-acked messages
+(MQTT 5 Receive Maximum); the receiver stops taking messages while a full batch waits
+for the database. Memory is bounded by two batches plus that window.
+
+Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``mqtt`` (connect, receive,
+reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
+the receiver stops, the open batch is flushed, committed and acknowledged, then the
+client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import aiomqtt
+import orjson
+import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from compliance.events import Event
+from compliance.plan import TripPlan
+from compliance.types import PingBatch, ProcessResult
+from ingest.batch import Batcher, PendingBatch
+from ingest.commit import CommitOutcome, commit_batch
+from ingest.decode import DecodeLimits
+from ingest.trips import (
+    CHANNEL,
+    LIVE_STATUSES,
+    TripRow,
+    load_known_vehicles,
+    load_live_trips,
+    load_trip,
+)
+from routewatch import metrics
+from routewatch.settings import Settings
+from store.db import make_pool
+from store.live import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+PING_TOPIC = "fleet/+/ping"
+TICK_S = 1.0
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
+
+
+class Processor(Protocol):
+    """What the pipeline needs of ``compliance.engine.Engine``."""
+
+    def add_trip(self, plan: TripPlan) -> None: ...
+    def cancel_trip(self, trip_id: str) -> None: ...
+    def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult: ...
+    def tick(self, watermark_ms: int) -> list[Event]: ...
+    def checkpoint(self) -> bytes: ...
+
+
+def make_processor(checkpoint: bytes | None) -> Processor | None:
+    """The compliance engine (restored from ``checkpoint`` when given), or None while
+    ``compliance.engine`` is not available: pings are then stored unmatched."""
+    try:
+        from compliance.engine import Engine  # type: ignore[import-not-found,unused-ignore]
+    except ModuleNotFoundError as exc:
+        if exc.name != "compliance.engine":
+            raise
+        log.warning("compliance.engine not available: storing pings without matching")
+        return None
+    if checkpoint is not None:
+        engine: Processor = Engine.restore(checkpoint)
+        return engine
+    fresh: Processor = Engine()
+    return fresh
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def backoff_s(attempt: int) -> float:
+    """Full-jitter exponential backoff, seconds."""
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2**attempt))
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+
+
+def make_client(settings: Settings) -> aiomqtt.Client:
+    url = urlsplit(settings.mqtt_url)
+    props = Properties(PacketTypes.CONNECT)
+    props.ReceiveMaximum = settings.mqtt_receive_maximum
+    props.SessionExpiryInterval = settings.mqtt_session_expiry_s
+    client = aiomqtt.Client(
+        url.hostname or "127.0.0.1",
+        url.port or 1883,
+        username=url.username,
+        password=url.password,
+        identifier=settings.mqtt_client_id,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        clean_start=False,
+        properties=props,
+        # QoS 1 is bounded by Receive Maximum; this only caps a QoS 0 flood.
+        max_queued_incoming_messages=4 * settings.mqtt_receive_maximum,
+    )
+    client._client.manual_ack_set(True)  # see module docstring
+    return client
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        processor: Processor | None,
+        known_vehicles: frozenset[str] | None,
+        stop: asyncio.Event,
+    ) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.pool = pool
+        self.processor = processor
+        limits = DecodeLimits(
+            settings.max_payload_bytes, settings.max_future_skew_s * 1000, known_vehicles
+        )
+        self.batcher = Batcher(limits, settings.reorder_allowance_s * 1000)
+        self._wake = asyncio.Event()  # a batch is full, tick events wait, or stopping
+        self._room = asyncio.Event()  # the receiver may add to the open batch
+        self._room.set()
+        self._flush_lock = asyncio.Lock()
+        self._tick_events: list[Event] = []
+        self._client: aiomqtt.Client | None = None
+        self._generation = 0  # MQTT connection count: acks are only valid on their own
+        self._last_checkpoint = time.monotonic()
+        self._flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def _full(self) -> bool:
+        b = self.batcher
+        return b.pings >= self.settings.batch_max_pings or b.messages >= self._flush_at_messages
+
+    async def _receive(self, client: aiomqtt.Client, generation: int) -> None:
+        async for msg in client.messages:
+            await self._room.wait()
+            metrics.MQTT_MESSAGES.inc()
+            payload = msg.payload
+            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            ack = (generation, msg.mid, msg.qos) if msg.qos > 0 else None
+            self.batcher.add(msg.topic.value, raw, now_ms(), ack)
+            metrics.INFLIGHT_MESSAGES.set(self.batcher.messages)
+            if self._full():
+                self._room.clear()
+                self._wake.set()
+
+    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        """Receive on one connection until ``stop`` (then drain) or the broker is lost."""
+        self._generation += 1
+        self._client = client
+        await client.subscribe(PING_TOPIC, qos=1)
+        log.info("subscribed to %s as %s", PING_TOPIC, self.settings.mqtt_client_id)
+        receiver = asyncio.create_task(self._receive(client, self._generation), name="receiver")
+        stopper = asyncio.create_task(stop.wait(), name="stop-wait")
+        try:
+            await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not receiver.done():
+                receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+        if stop.is_set():
+            await self.flush()  # graceful drain while the connection can still ack
+
+    async def mqtt_loop(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with make_client(self.settings) as client:
+                    attempt = 0
+                    await self._session(client, stop)
+            except aiomqtt.MqttError as exc:
+                self._client = None
+                metrics.MQTT_RECONNECTS.inc()
+                delay = backoff_s(attempt)
+                attempt += 1
+                log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, delay)
+                await _sleep_unless(stop, delay)
+            finally:
+                self._client = None
+        await self.flush()  # stopped while disconnected: commit what was received
+        self._wake.set()  # let the flusher see the stop
+
+    # -- flushing ----------------------------------------------------------------------
+
+    async def flush_loop(self, stop: asyncio.Event) -> None:
+        max_wait_s = self.settings.batch_max_ms / 1000.0
+        while not stop.is_set():
+            started = self.batcher.started_monotonic
+            wait_s = max_wait_s if started is None else started + max_wait_s - time.monotonic()
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self._wake.wait()
+            self._wake.clear()
+            if stop.is_set():
+                return  # the mqtt task drains once its receiver has stopped
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Close the open batch, process, commit, acknowledge, mirror."""
+        async with self._flush_lock:
+            if self.batcher.messages == 0 and not self._tick_events:
+                return
+            pending = self.batcher.take()
+            self._room.set()
+            tick_events, self._tick_events = self._tick_events, []
+            t0 = time.perf_counter()
+            watermark_ms = now_ms()
+            result = None
+            if self.processor is not None and len(pending.pings):
+                result = self.processor.process(pending.pings, watermark_ms)
+            outcome = await self._commit(pending, result, tick_events, watermark_ms)
+            if outcome is None:
+                return  # stopping with the database down: left un-acked, re-delivered
+            self._ack(pending)
+            self._record(pending, outcome, time.perf_counter() - t0)
+            await self._mirror(outcome.new_events)
+
+    def _checkpoint_due(self, watermark_ms: int) -> tuple[bytes, int] | None:
+        if self.processor is None:
+            return None
+        if time.monotonic() - self._last_checkpoint < self.settings.checkpoint_interval_s:
+            return None
+        self._last_checkpoint = time.monotonic()
+        return self.processor.checkpoint(), watermark_ms
+
+    async def _commit(
+        self,
+        pending: PendingBatch,
+        result: ProcessResult | None,
+        tick_events: list[Event],
+        watermark_ms: int,
+    ) -> CommitOutcome | None:
+        checkpoint = self._checkpoint_due(watermark_ms)
+        attempt = 0
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    return await commit_batch(conn, pending, result, tick_events, checkpoint)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                # Transient: the receiver is blocked meanwhile (backpressure) and nothing
+                # is acked, so nothing is lost.
+                if self.stop.is_set() and attempt >= 3:
+                    log.error(
+                        "database unavailable while stopping; %d messages left "
+                        "un-acked for re-delivery",
+                        pending.messages,
+                    )
+                    return None
+                delay = backoff_s(attempt)
+                attempt += 1
+                log.warning("batch commit failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    def _ack(self, pending: PendingBatch) -> None:
+        client = self._client
+        if client is None:
+            return
+        for generation, mid, qos in pending.acks:
+            # An ack for a message of an earlier connection would name someone else's
+            # mid; the broker re-delivers those instead and the database dedupes.
+            if generation == self._generation:
+                client._client.ack(mid, qos)
+        metrics.INFLIGHT_MESSAGES.set(self.batcher.messages)
+
+    def _record(self, pending: PendingBatch, outcome: CommitOutcome, elapsed_s: float) -> None:
+        n = len(pending.pings)
+        metrics.PINGS_RECEIVED.inc(pending.received)
+        for reason, count in Counter(r.reason for r in pending.rejections).items():
+            metrics.PINGS_REJECTED.labels(reason=str(reason)).inc(count)
+        metrics.PINGS_STORED.inc(outcome.stored)
+        metrics.PINGS_DUPLICATE.inc(pending.duplicates + n - outcome.stored)
+        for etype, count in Counter(str(e.type) for e in outcome.new_events).items():
+            metrics.EVENTS_EMITTED.labels(type=etype).inc(count)
+        metrics.BATCHES.inc()
+        metrics.BATCH_SIZE.observe(n)
+        metrics.BATCH_COMMIT_SECONDS.observe(elapsed_s)
+        if n:
+            metrics.PROCESSING_LAG_SECONDS.observe(
+                max(0.0, (now_ms() - int(pending.pings.ts_ms.max())) / 1000.0)
+            )
+
+    async def _mirror(self, events: list[Event]) -> None:
+        client = self._client
+        if not (self.settings.mqtt_mirror_events and events and client is not None):
+            return
+        try:
+            await asyncio.gather(
+                *(
+                    client.publish(
+                        f"fleet/{e.vehicle_id}/events",
+                        orjson.dumps(e.to_dict()),
+                        qos=1,
+                        timeout=5.0,
+                    )
+                    for e in events
+                )
+            )
+        except aiomqtt.MqttError as exc:
+            # The events are committed; the mirror is a convenience for integrators.
+            log.warning("could not mirror %d events to MQTT: %s", len(events), exc)
+
+    # -- time and trips ----------------------------------------------------------------
+
+    async def tick_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _sleep_unless(stop, TICK_S)
+            if self.processor is None or stop.is_set():
+                continue
+            events = self.processor.tick(now_ms())
+            if events:
+                self._tick_events.extend(events)
+                self._wake.set()
+
+    def apply_trip(self, row: TripRow | None, trip_id: str) -> None:
+        if self.processor is None:
+            return
+        if row is None or row.status not in LIVE_STATUSES:
+            self.processor.cancel_trip(trip_id)
+            log.info("trip %s dropped (%s)", trip_id, "deleted" if row is None else row.status)
+        elif row.plan is not None:
+            self.processor.add_trip(row.plan)
+            log.info("trip %s loaded", trip_id)
+
+    async def trip_sync_loop(self, stop: asyncio.Event) -> None:
+        """LISTEN for trip changes; after a reconnect reload every live trip (missed
+        notifications)."""
+        attempt = 0
+        first = True
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.settings.database_url, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    if not first:
+                        for row in await load_live_trips(conn):
+                            self.apply_trip(row, row.trip_id)
+                    first, attempt = False, 0
+                    while not stop.is_set():
+                        async for note in conn.notifies(timeout=1.0):
+                            self.apply_trip(await load_trip(conn, note.payload), note.payload)
+            except psycopg.OperationalError as exc:
+                delay = backoff_s(attempt)
+                attempt += 1
+                log.warning("trip sync lost the database (%s); retrying in %.1f s", exc, delay)
+                await _sleep_unless(stop, delay)
+
+
+async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Event) -> Pipeline:
+    """Restore the engine, load live trips and (if enforced) the vehicle registry."""
+    async with pool.connection() as conn:
+        saved = await load_checkpoint(conn)
+        processor = make_processor(saved[0] if saved else None)
+        trips = await load_live_trips(conn)
+        known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
+    pipeline = Pipeline(settings, pool, processor, known, stop)
+    for row in trips:
+        # Trips unchanged since the checkpoint are already in the restored engine, with
+        # their progress; re-adding would reset it.
+        if saved is None or row.updated_at > saved[1]:
+            pipeline.apply_trip(row, row.trip_id)
+    metrics.ACTIVE_TRIPS.set(len(trips))
+    return pipeline
+
+
+async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the live pipeline until ``stop`` is set, then drain and return."""
+    async with make_pool(
+        settings.database_url, min_size=1, max_size=2, name="routewatch-engine"
+    ) as pool:
+        pipeline = await _start(settings, pool, stop)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(pipeline.mqtt_loop(stop), name="mqtt")
+            tg.create_task(pipeline.flush_loop(stop), name="flusher")
+            tg.create_task(pipeline.trip_sync_loop(stop), name="trip-sync")
+            tg.create_task(pipeline.tick_loop(stop), name="ticker")
+    log.info("engine stopped")
