@@ -79,5 +79,7 @@ def setup_logging(level: str | int = "INFO", json: bool = True) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
-    # Per-request access lines from uvicorn drown everything else; errors still show.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Per-request lines from uvicorn (server) and httpx (client) drown everything else;
+    # their warnings and errors still show.
+    for chatty in ("uvicorn.access", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -99,15 +99,15 @@ def _wait_for_api(base_url: str, serve: subprocess.Popen[bytes], stop: threading
     return False
 
 
-def _dashboard_path(base_url: str) -> str:
+def _dashboard_url(base_url: str) -> str:
     """Where the dashboard is served: ``/`` if the API has a root page, else ``/static/``."""
     for path in ("/", "/static/"):
         try:
             if httpx.get(base_url + path, timeout=2.0).status_code == 200:
-                return path
+                return base_url + path
         except httpx.TransportError:
             break
-    return "/"
+    return "(this build serves no dashboard page)"
 
 
 def _example_tracking_number(database_url: str) -> str | None:
@@ -220,7 +220,7 @@ def _run_children(
 
 
 def _print_urls(base_url: str, tokens: Tokens, database_url: str, mqtt_url: str) -> None:
-    dashboard = base_url + _dashboard_path(base_url)
+    dashboard = _dashboard_url(base_url)
     print(
         "\nroutewatch demo is running (Ctrl-C stops everything)\n"
         f"  dashboard        {dashboard}\n"
