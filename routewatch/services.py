@@ -198,8 +198,9 @@ def require_binaries(*names: str) -> dict[str, str]:
 
 
 def die_with_parent() -> None:
-    """preexec_fn: ask Linux to SIGTERM the child when we die, so a killed parent does
-    not leave an orphan broker holding a port."""
+    """preexec_fn: ask Linux to SIGTERM the child when its parent dies (strictly: when the
+    thread that started it ends — start children from a long-lived thread), so a killed
+    parent does not leave an orphan holding a port."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -208,7 +209,7 @@ def die_with_parent() -> None:
 def _wait_for(
     check: Callable[[], bool],
     what: str,
-    proc: subprocess.Popen[bytes] | None,
+    proc: subprocess.Popen[bytes],
     log_path: Path,
     timeout_s: float = START_TIMEOUT_S,
 ) -> None:
@@ -216,7 +217,7 @@ def _wait_for(
     while time.monotonic() < deadline:
         if check():
             return
-        if proc is not None and proc.poll() is not None:
+        if proc.poll() is not None:
             break
         time.sleep(0.05)
     tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
@@ -249,8 +250,7 @@ class _DirLock:
 class PrivateMosquitto:
     """A ``mosquitto`` on 127.0.0.1:``port`` with its config, persistence and log in
     ``directory``. ``extra_config`` lines are appended to the generated config (e.g. an
-    ``acl_file`` or ``password_file``; set ``allow_anonymous false`` there to require
-    logins)."""
+    ``acl_file`` or ``password_file``); ``allow_anonymous=False`` requires logins."""
 
     directory: Path
     port: int = 0
