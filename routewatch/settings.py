@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    dashboard_tile_url: str | None = Field(
+        None, description="map tiles for /dashboard, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; "
+        "none = plain background (routes and vehicles still drawn)")
+    dashboard_tile_attribution: str = "© OpenStreetMap contributors"
 
     # Ingest
     batch_max_pings: int = Field(5000, description="flush a batch at this many pings")
