@@ -100,8 +100,8 @@ def _wait_for_api(base_url: str, serve: subprocess.Popen[bytes], stop: threading
 
 
 def _dashboard_url(base_url: str) -> str:
-    """Where the dashboard is served: ``/`` if the API has a root page, else ``/static/``."""
-    for path in ("/", "/static/"):
+    """Where the dashboard is served (the first of its known paths that answers 200)."""
+    for path in ("/dashboard", "/", "/static/"):
         try:
             if httpx.get(base_url + path, timeout=2.0).status_code == 200:
                 return base_url + path
