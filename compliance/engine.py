@@ -278,8 +278,9 @@ class Engine:
         return self._commit(nxt, horizon, res, touched)
 
     # ---- views ----
-    def snapshot(self, trip_id: str) -> TripSnapshot | None:
-        """Live state of a trip (speculative: includes pending pings)."""
+    def snapshot(self, trip_id: str, now_ms: int | None = None) -> TripSnapshot | None:
+        """Live state of a trip (speculative: includes pending pings); ETAs as of
+        ``now_ms`` (default: the last ping's ts)."""
         trip = self._trips.get(trip_id)
         if trip is None:
             return None
@@ -288,8 +289,8 @@ class Engine:
             trip.spec_stops = trip.committed_stops.copy()
             trip.run(trip.spec, trip.spec_stops, trip.pending)
         if trip.spec is not None and trip.spec_stops is not None and len(trip.pending):
-            return build_snapshot(trip, trip.spec, trip.spec_stops, None)
-        return build_snapshot(trip, trip.committed, trip.committed_stops, None)
+            return build_snapshot(trip, trip.spec, trip.spec_stops, now_ms)
+        return build_snapshot(trip, trip.committed, trip.committed_stops, now_ms)
 
     def state_nbytes(self) -> int:
         """Bytes of detector state over all trips (route geometry excluded)."""

@@ -63,11 +63,14 @@ def _locate_after(route_x: F64, route_y: F64, cum: F64, px: float, py: float,
     m = np.maximum(m, from_m)
     d = np.where(ok, d, np.inf)
     best = float(d.min())
-    tie = np.nonzero(d <= best + _PASS_TIE_M)[0]
+    near = d <= best + _PASS_TIE_M
+    # one candidate per pass: the nearest segment of each run of near segments
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], near.astype(np.int8), [0]])))
+    passes = [int(a + np.argmin(d[a:b])) for a, b in zip(edges[::2], edges[1::2], strict=True)]
     if np.isfinite(hint_m):
-        i = int(tie[np.argmin(np.abs(m[tie] - hint_m))])
+        i = min(passes, key=lambda j: abs(m[j] - hint_m))
     else:
-        i = int(tie[0])
+        i = passes[0]
     return float(m[i]), float(d[i])
 
 

@@ -1,0 +1,205 @@
+"""Hand-built drives with hand-computed expectations, one per event type and route shape."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compliance.engine import Engine
+from compliance.route import prepare
+from tests.compliance.builders import T0_MS, batch, drive, plan, polyline_at
+from tests.compliance.helpers import at_s, kinds, run_batches, run_drive
+
+STRAIGHT = [(0.0, 0.0), (4000.0, 0.0)]
+
+
+def _stop(stop_id: str, xy: tuple[float, float], **kw: object) -> dict[str, object]:
+    return {"stop_id": stop_id, "order_id": f"O-{stop_id}", "xy": xy, "service_s": 60, **kw}
+
+
+def test_delivery_run_arrives_departs_and_completes() -> None:
+    p = plan(STRAIGHT, [_stop("S1", (2000.0, 10.0)), _stop("S2", (4000.0, 0.0))])
+    # 2000 m at 36 km/h (200 s), dwell 60 s, 2000 m more (200 s), dwell 60 s, leave
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (60, 0), (200, 36), (60, 0)])
+    ts2 = ts[-1] + 1000 * np.arange(1, 31)
+    x2 = np.full(30, 4000.0) + np.arange(1, 31) * 5.0
+    ev = run_drive(p, np.concatenate([ts, ts2]), np.concatenate([x, x2]),
+                   np.concatenate([y, np.full(30, 40.0) + np.arange(30) * 5.0]))
+    assert kinds(ev) == ["trip_started", "stop_arrived", "stop_departed", "stop_arrived",
+                         "stop_departed", "trip_completed"]
+    arrived = ev[1]
+    assert arrived.details["stop_id"] == "S1"
+    # enters the 75 m radius at 1925 m = 192.5 s; the dwell rule needs 30 s inside
+    assert 190 <= at_s(arrived) <= 230
+    assert ev[2].details["dwell_s"] >= 60
+    assert ev[-1].details["on_time_stops"] == 2
+    assert ev[-1].details["late_stops"] == 0
+
+
+def test_unplanned_stop_away_from_planned_stops() -> None:
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, _ = drive(STRAIGHT, [(100, 36), (180, 0), (100, 36)])
+    ev = run_drive(p, ts, x, y)
+    k = kinds(ev)
+    assert k.count("unplanned_stop") == 1
+    assert k.count("unplanned_stop_ended") == 1
+    start = ev[k.index("unplanned_stop")]
+    # the last 30 m of the approach already count as stationary (30 m radius)
+    assert 100 + 120 - 4 <= at_s(start) <= 100 + 125
+    end = ev[k.index("unplanned_stop_ended")]
+    assert 175 <= end.details["duration_s"] <= 190
+
+
+def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
+    p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
+    # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
+    path = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 300.0), (3000.0, 300.0), (3000.0, 0.0),
+            (4000.0, 0.0)]
+    ts, x, y, _ = drive(path, [(420, 36), (40, 0), (40, 36)])
+    eng = Engine()
+    eng.add_trip(p)
+    ev, eng = run_batches([], [batch("V1", ts, x, y)], eng)
+    k = kinds(ev)
+    assert k.count("off_route") == 1 and k.count("back_on_route") == 1
+    assert k.index("off_route") < k.index("back_on_route")
+    off = ev[k.index("off_route")]
+    assert off.details["offset_m"] > 50
+    back = ev[k.index("back_on_route")]
+    assert back.route_m > 2900  # rejoined further along
+    arrived = [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"]
+    assert arrived == ["S2"]
+    snap = eng.snapshot("T1")
+    assert snap is not None
+    assert [s.status for s in snap.stops] == ["skipped", "departed"]
+
+
+def test_noisy_gps_with_outliers_raises_no_false_off_route() -> None:
+    rng = np.random.default_rng(7)
+    route = [(0.0, 0.0), (3000.0, 0.0), (3000.0, 3000.0), (6000.0, 3000.0)]
+    p = plan(route)
+    ts, x, y, s = drive(route, [(800, 40)])
+    x = x + rng.normal(0, 8, len(x))
+    y = y + rng.normal(0, 8, len(y))
+    out = rng.random(len(x)) < 0.03
+    ang = rng.uniform(0, 2 * np.pi, out.sum())
+    dist = rng.uniform(50, 150, out.sum())
+    x[out] += dist * np.cos(ang)
+    y[out] += dist * np.sin(ang)
+    ev = run_drive(p, ts, x, y, s)
+    assert "off_route" not in kinds(ev)
+    assert "unplanned_stop" not in kinds(ev)
+
+
+def test_speeding_with_device_speed_and_derived_speed() -> None:
+    route = [(0.0, 0.0), (10000.0, 0.0)]
+    p = plan(route, speed_limit_kmh=50, speed_limits=[{"from_m": 3000, "to_m": 6000, "kmh": 80}])
+    # 60 km/h: speeding in the 50 zones only; 10 s over is not enough
+    ts, x, y, s = drive(route, [(120, 60), (10, 40), (10, 70), (60, 45), (300, 70)])
+    for speed in (s, None):
+        ev = run_drive(p, ts, x, y, speed)
+        sp = [e for e in ev if str(e.type).startswith("speeding")]
+        assert [str(e.type) for e in sp][:2] == ["speeding", "speeding_ended"]
+        first = sp[0]
+        assert first.details["limit_kmh"] == 50
+        assert 14 <= at_s(first) <= 30
+        assert sp[1].details["max_kmh"] >= 58
+        # 70 km/h between 3000 and 6000 m is under the 80 km/h range limit
+        for e in sp:
+            if str(e.type) == "speeding":
+                assert not (3000 <= e.route_m < 5900)
+
+
+def test_signal_lost_and_restored_from_a_gap() -> None:
+    p = plan(STRAIGHT)
+    ts, x, y, _ = drive(STRAIGHT, [(300, 36)])
+    keep = (ts - T0_MS < 100_000) | (ts - T0_MS > 400_000 - 100_000 + 100_000)
+    keep = (ts - T0_MS <= 100_000) | (ts - T0_MS >= 250_000)
+    ev = run_drive(p, ts[keep], x[keep], y[keep])
+    k = kinds(ev)
+    assert k.count("signal_lost") == 1 and k.count("signal_restored") == 1
+    lost = ev[k.index("signal_lost")]
+    assert at_s(lost) == 100 + 120
+    assert ev[k.index("signal_restored")].details["gap_s"] == 150
+
+
+def test_signal_lost_from_the_watermark_alone() -> None:
+    p = plan(STRAIGHT)
+    ts, x, y, _ = drive(STRAIGHT, [(60, 36)])
+    eng = Engine()
+    eng.add_trip(p)
+    eng.process(batch("V1", ts, x, y), int(ts[-1]))
+    assert "signal_lost" not in kinds(eng.tick(int(ts[-1]) + 100_000))
+    lost = eng.tick(int(ts[-1]) + 160_000)
+    assert kinds(lost) == ["signal_lost"]
+    assert lost[0].ts_ms == int(ts[-1]) + 120_000
+    # the same event again when the next ping reveals the gap instead
+    ev2 = run_drive(p, np.append(ts, ts[-1] + 200_000), np.append(x, x[-1] + 10),
+                    np.append(y, 0.0))
+    assert [e.event_id for e in ev2 if str(e.type) == "signal_lost"] == [lost[0].event_id]
+
+
+def test_late_against_the_window() -> None:
+    far = [(0.0, 0.0), (20000.0, 0.0)]
+    window = {"start": T0_MS + 60_000, "end": T0_MS + 120_000}
+    p = plan(far, [_stop("S1", (20000.0, 0.0), window=window)])
+    ts, x, y, _ = drive(far, [(300, 40)])
+    ev = run_drive(p, ts, x, y)
+    late = [e for e in ev if str(e.type) == "late"]
+    assert len(late) == 1
+    assert late[0].details["stop_id"] == "S1"
+    assert late[0].details["delay_s"] > 600
+    ok = plan(far, [_stop("S1", (20000.0, 0.0),
+                          window={"start": T0_MS, "end": T0_MS + 3 * 3600_000})])
+    assert "late" not in kinds(run_drive(ok, ts, x, y))
+
+
+def test_back_on_schedule_after_catching_up() -> None:
+    far = [(0.0, 0.0), (30000.0, 0.0)]
+    window = {"start": T0_MS, "end": T0_MS + 1500_000}  # 25 min
+    p = plan(far, [_stop("S1", (30000.0, 0.0), window=window)])
+    # crawl (prediction slips past end + 10 min), then drive fast
+    ts, x, y, _ = drive(far, [(400, 10), (900, 110)])
+    ev = run_drive(p, ts, x, y)
+    k = kinds(ev)
+    assert "late" in k and "back_on_schedule" in k
+    assert k.index("late") < k.index("back_on_schedule")
+
+
+def test_loop_route_matches_the_right_pass() -> None:
+    loop = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 1000.0), (0.0, 1000.0), (0.0, 0.0)]
+    p = plan(loop, [_stop("S1", (1000.0, 500.0)), _stop("S2", (0.0, 30.0))])
+    r = prepare(p)
+    assert np.allclose(r.stop_route_m, [1500.0, 3970.0], atol=1.0)
+    ts, x, y, _ = drive(loop, [(150, 36), (40, 0), (255, 36), (40, 0), (20, 36)])
+    eng = Engine()
+    eng.add_trip(p)
+    res = eng.process(batch("V1", ts, x, y), int(ts[-1]) + 60_000)
+    ev = sorted(res.events + eng.flush(), key=lambda e: e.ts_ms)
+    arrived = [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"]
+    assert arrived == ["S1", "S2"]
+    assert kinds(ev)[0] == "trip_started"
+    assert "off_route" not in kinds(ev)
+    assert np.all(np.diff(res.route_m) >= -1.0)  # never jumps back to the first pass
+    assert res.route_m[-40] > 3800
+
+
+def test_out_and_back_stop_on_the_return_leg() -> None:
+    oab = [(0.0, 0.0), (2000.0, 0.0), (0.0, 0.0)]
+    p = plan(oab, [_stop("A", (1500.0, 0.0)), _stop("B", (500.0, 0.0))])
+    r = prepare(p)
+    assert np.allclose(r.stop_route_m, [1500.0, 3500.0], atol=1.0)
+    ts, x, y, _ = drive(oab, [(150, 36), (40, 0), (200, 36), (40, 0), (60, 36)])
+    eng = Engine()
+    eng.add_trip(p)
+    res = eng.process(batch("V1", ts, x, y), int(ts[-1]) + 60_000)
+    truth = np.minimum(np.cumsum(np.diff(np.concatenate([[0.0], x])) ** 2 * 0 + 1), 0)
+    del truth
+    ev = sorted(res.events + eng.flush(), key=lambda e: e.ts_ms)
+    assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A", "B"]
+    # the turnaround: after 2000 m the match continues on the way back
+    assert res.route_m.max() > 3400
+    assert np.all(np.diff(res.route_m) >= -1.0)
+
+
+def test_polyline_helper_matches_route_geometry() -> None:
+    x, y = polyline_at([(0, 0), (10, 0), (10, 10)], np.array([0.0, 5.0, 15.0]))
+    assert list(x) == [0.0, 5.0, 10.0] and list(y) == [0.0, 0.0, 5.0]
