@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -530,14 +531,15 @@ class Services:
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    # KeyboardInterrupt rather than SystemExit: pytest and the CLI both treat it as
+    # "stop now, but run teardown", which is what stops private services.
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit while the block runs, so ``finally``/``with`` cleanup
-    (stopping private services) happens; a no-op outside the main thread."""
-    import threading
+    """Turn SIGTERM into KeyboardInterrupt while the block runs, so ``finally``/``with``
+    cleanup (stopping private services) happens; a no-op outside the main thread."""
 
     if threading.current_thread() is not threading.main_thread():
         yield
