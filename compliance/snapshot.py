@@ -73,7 +73,7 @@ def build_snapshot(trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[n
             if not math.isfinite(ref):
                 ref = trip.stops[k, T_WIN_END]
             if math.isfinite(ref):
-                delay = round((etas[k, 0] - ref) / 1000.0, 1)
+                delay = round(float(etas[k, 0] - ref) / 1000.0, 1)
     if st[S_COMPLETED] > 0:
         status_s = "completed"
     elif st[S_STARTED] > 0:
