@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -247,8 +247,30 @@ class _DirLock:
         self._file.close()
 
 
+class _PrivateService:
+    """Context-manager plumbing shared by the private services: ``with X(dir) as x`` is
+    ``x.start()`` ... ``x.stop()``, and each holds its directory's lock while running."""
+
+    _lock: _DirLock | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _release_lock(self) -> None:
+        self._release_lock()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class PrivateMosquitto:
+class PrivateMosquitto(_PrivateService):
     """A ``mosquitto`` on 127.0.0.1:``port`` with its config, persistence and log in
     ``directory``. ``extra_config`` lines are appended to the generated config (e.g. an
     ``acl_file`` or ``password_file``); ``allow_anonymous=False`` requires logins."""
@@ -342,15 +364,7 @@ class PrivateMosquitto:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def __enter__(self) -> PrivateMosquitto:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._release_lock()
 
 
 def _user_exists(name: str) -> bool:
@@ -385,7 +399,7 @@ def _user_can_use(user: str, path: Path) -> bool:
 
 
 @dataclass
-class PrivatePostgres:
+class PrivatePostgres(_PrivateService):
     """A PostgreSQL cluster in ``directory/data`` listening on 127.0.0.1:``port`` (trust
     auth, superuser ``postgres``), its unix socket in ``directory/run``. The data survives
     a stop, so the next start reuses it; if the postgres user cannot reach ``directory``
@@ -507,15 +521,7 @@ class PrivatePostgres:
         if self._temp_socket_dir and self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         self._home = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def __enter__(self) -> PrivatePostgres:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._release_lock()
 
 
 # --------------------------------------------------------------------------- composition
