@@ -260,7 +260,9 @@ class _PrivateService:
         raise NotImplementedError
 
     def _release_lock(self) -> None:
-        self._release_lock()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Self:
         return self.start()
