@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import psycopg
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
@@ -54,7 +54,9 @@ class AlertPage(BaseModel):
 async def list_alerts(
     conn: ConnDep,
     _: Supervisor,
-    status_: Annotated[list[AlertStatus] | None, Query(alias="status")] = None,
+    status_: Annotated[
+        list[str] | None, Query(alias="status", description="open, acked, resolved")
+    ] = None,
     type_: Annotated[list[str] | None, Query(alias="type")] = None,
     since: Annotated[datetime | None, Query(description="opened at or after (RFC 3339)")] = None,
     vehicle_id: str | None = None,
@@ -69,9 +71,12 @@ async def list_alerts(
         before_id = int(cursor)
     if since is not None and since.tzinfo is None:
         raise HTTPException(422, "since needs a UTC offset")
+    statuses = _split(status_)
+    if bad := sorted(set(statuses) - set(get_args(AlertStatus))):
+        raise HTTPException(422, f"unknown status {', '.join(bad)}")
     rows = await store.list_alerts(
         conn,
-        status=_split(status_),
+        status=statuses,
         types=_split(type_),
         since=since,
         vehicle_id=vehicle_id,

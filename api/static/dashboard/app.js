@@ -28,7 +28,7 @@ function esc(s) {
 }
 function hhmm(iso) {
   if (!iso) return "–";
-  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 }
 function ago(iso) {
   const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
@@ -125,7 +125,7 @@ function upsertVehicle(v) {
   const colour = STATUS_COLOURS[vehicleStatus(v)];
   let marker = state.markers.get(v.vehicle_id);
   if (!marker) {
-    marker = L.circleMarker([v.lat, v.lon], { radius: 8, weight: 2.5, color: "#ffffff", fillOpacity: 1 })
+    marker = L.circleMarker([v.lat, v.lon], { radius: 9, weight: 3, color: "#ffffff", fillOpacity: 1 })
       .bindTooltip(esc(v.vehicle_id), { permanent: true, direction: "right", offset: [9, 0], className: "vlabel" })
       .addTo(state.vehicleLayer);
     marker.on("click", () => { const cur = state.vehicles.get(v.vehicle_id); if (cur && cur.trip_id) selectTrip(cur.trip_id); });
@@ -308,7 +308,10 @@ async function selectTrip(tripId) {
     L.geoJSON(track, { style: { color: "#17202c", weight: 2.5, opacity: 0.85, dashArray: "1 0" } }).addTo(state.trackLayer);
   } catch (err) { console.warn("track", err); }
   const layer = state.routes.get(tripId);
-  if (layer) state.map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: 16 });
+  // Only move the map when the trip is not already in view: keep the fleet overview.
+  if (layer && !state.map.getBounds().contains(layer.getBounds())) {
+    state.map.fitBounds(layer.getBounds(), { padding: [40, 40], maxZoom: 16 });
+  }
 }
 
 function renderTripStats() {

@@ -3,7 +3,7 @@
 
 const Charts = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 420, H = 170, PAD = { l: 30, r: 8, t: 10, b: 24 };
+  const W = 560, H = 180, PAD = { l: 34, r: 8, t: 18, b: 22 };
 
   function el(name, attrs, text) {
     const node = document.createElementNS(NS, name);
@@ -42,7 +42,7 @@ const Charts = (() => {
     }));
     const legend = el("g", {});
     series.forEach((s, si) => {
-      const x = W - PAD.r - 90 * (series.length - si);
+      const x = W - PAD.r - 80 * (series.length - si);
       legend.appendChild(el("rect", { x, y: 2, width: 9, height: 9, rx: 2, fill: s.color }));
       legend.appendChild(el("text", { x: x + 13, y: 10 }, s.name));
     });
