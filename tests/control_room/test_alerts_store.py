@@ -177,3 +177,44 @@ async def test_status_filter(db: psycopg.Connection, database_url: str, status: 
     assert len(rows) == 1 and rows[0]["status"] == status[0]
     with db.cursor(row_factory=dict_row) as cur:
         assert cur.execute("SELECT count(*) AS n FROM alerts").fetchone()["n"] == 2
+
+
+def _pod_fixture(db: psycopg.Connection) -> None:
+    from tests.control_room.factories import insert_trip
+
+    insert_trip(db, "TP", "VP")
+    db.execute(
+        "INSERT INTO stops (trip_id, seq, stop_id, order_id, lon, lat, route_m, radius_m, "
+        "service_s) VALUES ('TP', 0, 'S1', 'OP-1', 106.8, -6.2, 0, 75, 300), "
+        "('TP', 1, 'S2', 'OP-2', 106.81, -6.2, 900, 75, 300)"
+    )
+    db.execute(
+        "INSERT INTO orders (order_id, tracking_number, trip_id, stop_id) VALUES "
+        "('OP-1', 'TNP1', 'TP', 'S1'), ('OP-2', 'TNP2', 'TP', 'S2')"
+    )
+
+
+def test_flagged_or_damaged_pod_raises_one_review_alert(db: psycopg.Connection) -> None:
+    _pod_fixture(db)
+    db.execute("INSERT INTO pod (order_id, recipient_name, condition) VALUES ('OP-1', 'A', 'ok')")
+    assert db.execute("SELECT count(*) FROM alerts").fetchone() == (0,)
+    db.execute(
+        "UPDATE pod SET flagged = true, flag_reasons = '{far_from_stop}' WHERE order_id = 'OP-1'"
+    )
+    db.execute("UPDATE pod SET condition = 'damaged' WHERE order_id = 'OP-1'")  # same cause
+    db.execute(
+        "INSERT INTO pod (order_id, recipient_name, condition) VALUES ('OP-2', 'B', 'damaged')"
+    )
+    rows = db.execute(
+        "SELECT type, vehicle_id, status, details->>'order_id' FROM alerts ORDER BY id"
+    ).fetchall()
+    assert rows == [("pod_review", "VP", "open", "OP-1"), ("pod_review", "VP", "open", "OP-2")]
+
+
+def test_skipped_stop_raises_alert_once(db: psycopg.Connection) -> None:
+    _pod_fixture(db)
+    db.execute("UPDATE stops SET status = 'skipped' WHERE stop_id = 'S2'")
+    db.execute("UPDATE stops SET status = 'skipped' WHERE stop_id = 'S2'")
+    db.execute("UPDATE stops SET status = 'arrived' WHERE stop_id = 'S1'")
+    rows = db.execute("SELECT type, details->>'stop_id' FROM alerts").fetchall()
+    assert rows == [("stop_skipped", "S2")]
