@@ -1,0 +1,148 @@
+"""Fault injection: which vehicle misbehaves how, and where along its driven path.
+
+Each vehicle gets at most one fault so the ground truth of each stays unambiguous. The
+fault only shapes the motion or the tracker; the expected events are derived afterwards
+from the true trajectory (``simulator.truth``), not from these parameters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.network import RoadNetwork
+from simulator.routing import Route, detour, divert
+
+FAULT_KINDS: tuple[str, ...] = (
+    "speeding",
+    "detour",
+    "detour_no_rejoin",
+    "unplanned_stop",
+    "late",
+    "skip_stop",
+    "signal_loss",
+)
+DEFAULT_FAULT_RATE = 0.1  # per kind, fraction of vehicles
+
+
+def parse_faults(text: str | None) -> dict[str, float]:
+    """``"speeding=0.2,detour"`` -> {kind: rate}; None -> every kind at the default rate.
+
+    ``"none"`` disables faults. A kind without ``=rate`` gets the default rate.
+    """
+    if text is None:
+        return dict.fromkeys(FAULT_KINDS, DEFAULT_FAULT_RATE)
+    if text.strip().lower() in ("", "none"):
+        return {}
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, rate = part.strip().partition("=")
+        if name not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {name!r}; choose from {', '.join(FAULT_KINDS)}")
+        out[name] = float(rate) if rate else DEFAULT_FAULT_RATE
+    if sum(out.values()) > 1.0:
+        raise ValueError("fault rates add up to more than 1 (one fault per vehicle)")
+    return out
+
+
+def assign_faults(rates: dict[str, float], n: int, rng: np.random.Generator) -> list[str | None]:
+    """One fault kind (or None) per vehicle, by the given rates."""
+    kinds = list(rates)
+    cum = np.cumsum([rates[k] for k in kinds])
+    u = rng.random(n)
+    out: list[str | None] = []
+    for x in u:
+        i = int(np.searchsorted(cum, x, side="right"))
+        out.append(kinds[i] if i < len(kinds) else None)
+    return out
+
+
+@dataclass(slots=True)
+class FaultPlan:
+    """Where a fault applies on the driven path (metres) and how strongly."""
+
+    speeding_m: tuple[float, float] = (np.nan, np.nan)
+    speeding_extra_kmh: float = 0.0
+    jam_m: tuple[float, float] = (np.nan, np.nan)
+    unplanned_m: float = np.nan
+    unplanned_s: float = 0.0
+    skip_stop: int = -1
+    outage_from_m: float = np.nan
+    outage_s: float = 0.0
+
+
+def legs(stop_m: list[float], length_m: float) -> list[tuple[float, float]]:
+    """Driving legs between consecutive halts (start, stops..., end)."""
+    marks = [0.0, *stop_m, length_m]
+    return list(itertools.pairwise(marks))
+
+
+def longest_leg(stop_m: list[float], length_m: float) -> tuple[float, float]:
+    return max(legs(stop_m, length_m), key=lambda ab: ab[1] - ab[0])
+
+
+def place_fault(
+    kind: str | None, stop_m: list[float], length_m: float, rng: np.random.Generator
+) -> FaultPlan:
+    """Motion/tracker faults placed on the longest leg, clear of the stops."""
+    plan = FaultPlan()
+    a, b = longest_leg(stop_m, length_m)
+    span = b - a
+    if kind == "speeding":
+        lo = a + 150.0
+        plan.speeding_m = (lo, lo + min(1200.0, max(span - 300.0, 300.0)))
+        plan.speeding_extra_kmh = float(rng.uniform(18.0, 30.0))
+    elif kind == "late":
+        # a jam needs a stop after it to make anyone late: the longest leg ending at a stop
+        a, b = longest_leg(stop_m[:-1], stop_m[-1]) if stop_m else (a, b)
+        plan.jam_m = (a + 100.0, max(a + 200.0, min(a + 1900.0, b - 200.0)))
+    elif kind == "unplanned_stop":
+        plan.unplanned_m = a + span * float(rng.uniform(0.4, 0.6))
+        plan.unplanned_s = float(rng.uniform(180.0, 360.0))
+    elif kind == "skip_stop" and stop_m:
+        plan.skip_stop = int(rng.integers(0, len(stop_m)))
+    elif kind == "signal_loss":
+        plan.outage_from_m = a + 100.0
+        plan.outage_s = float(rng.uniform(180.0, 360.0))
+    return plan
+
+
+def divert_route(
+    net: RoadNetwork, route: Route, kind: str, rng: np.random.Generator
+) -> Route | None:
+    """The driven route for a detour fault, or None when no usable one was found.
+
+    ``detour``: leave the route mid-leg for a parallel street and rejoin a few blocks on.
+    ``detour_no_rejoin``: after the last stop, head off somewhere else and end there.
+    """
+    stops = route.stop_edges
+    if kind == "detour":
+        bounds = [-1, *stops, len(route.nodes) - 1]
+        gaps = [(p, q) for p, q in itertools.pairwise(bounds) if q - p >= 7]
+        for idx in rng.permutation(len(gaps)):
+            p, q = gaps[int(idx)]
+            i = p + 2
+            try:
+                return detour(net, route, i, min(i + 3, q - 2))
+            except ValueError:
+                continue
+        return None
+    if kind == "detour_no_rejoin":
+        i = (stops[-1] if stops else 0) + 3
+        if i >= len(route.nodes) - 3:
+            return None
+        x, y = route.xy_m(net)
+        far = [
+            int(g)
+            for g in net.grid_nodes
+            if np.min(np.hypot(x - net.x_m[g], y - net.y_m[g])) > 600.0
+        ]
+        for g in rng.permutation(far)[:5]:
+            try:
+                return divert(net, route, i, int(g))
+            except ValueError:
+                continue
+        return None
+    return None

@@ -1,0 +1,257 @@
+"""Ground truth: the CONTRACT §4 events a correct engine must emit, from the true motion.
+
+Expected events are derived from what really happened (true positions, speeds, halts and
+the fixes actually delivered), not from the fault parameters, so a fault that did not
+bite (a jam too short to make anyone late) expects nothing. Each expected event carries
+``tolerance_s``: a detection of the same type (and stop) within that many seconds of
+``ts`` matches it. Borderline conditions (a speeding run barely as long as the
+confirmation time, a stop a few minutes either side of the late threshold) go to the
+*allowed* list instead: an engine may or may not report them.
+
+Thresholds mirror DESIGN.md "Default thresholds".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.motion import HALT_END, HALT_STOP, HALT_UNPLANNED
+from simulator.plans import CORRIDOR_M, STOP_RADIUS_M, rfc3339
+from simulator.scenario import Simulation
+
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+OFF_ROUTE_CONFIRM_S = 10.0
+BACK_ON_FRACTION = 0.6
+SPEEDING_TOLERANCE_KMH = 5.0
+SPEEDING_CONFIRM_S = 15.0
+STATIONARY_S = 120.0
+LATE_THRESHOLD_S = 600.0
+LATE_MARGIN_S = 300.0
+SIGNAL_TIMEOUT_S = 120.0
+
+
+@dataclass(slots=True)
+class Recording:
+    """True state per simulated second: arrays of shape (ticks, vehicles)."""
+
+    t0_s: int
+    s_m: F64
+    v_ms: F64
+    x_m: F64
+    y_m: F64
+    limit_kmh: F64
+    active: B
+    fix_ts_ms: list[list[int]]  # per vehicle: device timestamps of delivered fixes
+
+
+def point_polyline_m(px: F64, py: F64, lx: F64, ly: F64) -> F64:
+    """Distance (m) from each point to the polyline (lx, ly), all in the local frame."""
+    ax, ay, bx, by = lx[:-1], ly[:-1], lx[1:], ly[1:]
+    dx, dy = bx - ax, by - ay
+    seg2 = np.maximum(dx * dx + dy * dy, 1e-9)
+    out = np.empty(len(px))
+    for lo in range(0, len(px), 512):
+        qx, qy = px[lo : lo + 512, None], py[lo : lo + 512, None]
+        u = np.clip(((qx - ax) * dx + (qy - ay) * dy) / seg2, 0.0, 1.0)
+        out[lo : lo + 512] = np.hypot(qx - (ax + u * dx), qy - (ay + u * dy)).min(axis=1)
+    return out
+
+
+def runs(mask: B) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs in ``mask``."""
+    m = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    d = np.diff(m)
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+def _parse_s(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class _Collector:
+    def __init__(self, sim: Simulation, rec: Recording) -> None:
+        self.sim, self.rec = sim, rec
+        self.expected: list[dict[str, Any]] = []
+        self.allowed: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        must: bool,
+        kind: str,
+        i: int,
+        t_s: float,
+        tol_s: float,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        rec, plan = self.rec, self.sim.plans[i]
+        k = int(np.clip(round(t_s) - rec.t0_s, 0, len(rec.s_m) - 1))
+        lon, lat = self.sim.net.frame.to_lonlat(
+            rec.x_m[k : k + 1, i].astype(np.float64), rec.y_m[k : k + 1, i].astype(np.float64)
+        )
+        (self.expected if must else self.allowed).append(
+            {
+                "type": kind,
+                "trip_id": plan["trip_id"],
+                "vehicle_id": plan["vehicle_id"],
+                "ts": rfc3339(t_s),
+                "lat": round(float(lat[0]), 7),
+                "lon": round(float(lon[0]), 7),
+                "route_m": round(float(rec.s_m[k, i]), 1),
+                "details": details or {},
+                "tolerance_s": round(float(tol_s), 1),
+            }
+        )
+
+
+def derive(sim: Simulation, rec: Recording) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(expected, allowed) event lists, each sorted by (ts, trip_id, type)."""
+    col = _Collector(sim, rec)
+    for i in range(len(sim.plans)):
+        _vehicle(col, i)
+
+    def key(e):
+        return (e["ts"], e["trip_id"], e["type"])
+
+    return sorted(col.expected, key=key), sorted(col.allowed, key=key)
+
+
+def _vehicle(col: _Collector, i: int) -> None:
+    sim, rec = col.sim, col.rec
+    f, truth, plan = sim.fleet, sim.truths[i], sim.plans[i]
+    assert f.arrive_s is not None
+    iv = float(sim.config.interval_s)
+    t = rec.t0_s + np.arange(len(rec.s_m), dtype=np.float64)
+    act = rec.active[:, i]
+    if not act.any():
+        return
+    col.add(True, "trip_started", i, float(f.depart_s[i]) + 10.0, 30.0 + 2 * iv)
+
+    # planned stops: arrival = halt inside the radius; departure = leaving the radius
+    sx, sy = sim.net.frame.to_xy(
+        np.array([s["location"][0] for s in plan["stops"]]),
+        np.array([s["location"][1] for s in plan["stops"]]),
+    )
+    for j, (kind, _m, dwell, ref) in enumerate(truth.halts):
+        arr = f.arrive_s[i, j]
+        if math.isnan(arr):
+            continue
+        if kind == HALT_STOP:
+            stop = plan["stops"][ref]
+            det = {"stop_id": stop["stop_id"], "order_id": stop["order_id"]}
+            col.add(True, "stop_arrived", i, arr, 30.0 + 2 * iv, det)
+            d = np.hypot(rec.x_m[:, i] - sx[ref], rec.y_m[:, i] - sy[ref])
+            after = np.flatnonzero((t > arr + dwell) & act & (d > STOP_RADIUS_M))
+            if len(after):
+                col.add(True, "stop_departed", i, t[after[0]], 20.0 + 2 * iv, det)
+        elif kind == HALT_UNPLANNED:
+            must = dwell >= STATIONARY_S + 30.0
+            col.add(must, "unplanned_stop", i, arr + STATIONARY_S, 15.0 + 1.5 * iv)
+            col.add(must, "unplanned_stop_ended", i, arr + dwell + 5.0, 15.0 + 2 * iv)
+        elif kind == HALT_END and truth.fault != "detour_no_rejoin":
+            col.add(True, "trip_completed", i, arr, 60.0 + 2 * iv)
+
+    _off_route(col, i, t, act, iv)
+    _speeding(col, i, t, act, iv)
+    _late(col, i, t, act)
+    _signal(col, i, iv)
+
+
+def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
+    sim, rec = col.sim, col.rec
+    if sim.truths[i].driven is sim.planned_routes[i]:
+        return
+    lx, ly = sim.planned_routes[i].xy_m(sim.net)
+    idx = np.flatnonzero(act)
+    off = np.zeros(len(t))
+    off[idx] = point_polyline_m(
+        rec.x_m[idx, i].astype(np.float64), rec.y_m[idx, i].astype(np.float64), lx, ly
+    )
+    k = 0
+    while k < len(t):
+        out = np.flatnonzero(act[k:] & (off[k:] > CORRIDOR_M))
+        if not len(out):
+            break
+        a = k + out[0]
+        back = np.flatnonzero(act[a:] & (off[a:] <= BACK_ON_FRACTION * CORRIDOR_M))
+        end = a + back[0] if len(back) else None
+        last = end if end is not None else int(np.flatnonzero(act)[-1])
+        must = (last - a) >= 30.0 + 3 * iv
+        col.add(must, "off_route", i, t[a] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), 10.0 + 2 * iv)
+        if end is None:
+            break
+        col.add(must, "back_on_route", i, t[end] + iv, 10.0 + 2 * iv)
+        k = end + 1
+
+
+def _speeding(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
+    rec = col.rec
+    over = act & (rec.v_ms[:, i] * 3.6 > rec.limit_kmh[:, i] + SPEEDING_TOLERANCE_KMH)
+    for a, b in runs(over):
+        dur = b - a
+        if dur < SPEEDING_CONFIRM_S - 7.0:
+            continue
+        must = dur >= SPEEDING_CONFIRM_S + 10.0 + iv
+        col.add(must, "speeding", i, t[a] + SPEEDING_CONFIRM_S, 8.0 + 1.5 * iv)
+        col.add(must, "speeding_ended", i, t[b - 1] + 1.0, 8.0 + 1.5 * iv)
+
+
+def _late(col: _Collector, i: int, t: F64, act: B) -> None:
+    """The first stop reached well past window end + threshold; later ones are allowed."""
+    sim, rec = col.sim, col.rec
+    f, truth, plan = sim.fleet, sim.truths[i], sim.plans[i]
+    assert f.arrive_s is not None
+    arrivals = {
+        ref: f.arrive_s[i, j]
+        for j, (kind, _m, _d, ref) in enumerate(truth.halts)
+        if kind == HALT_STOP
+    }
+    prev_m, prev_s = 0.0, _parse_s(plan["planned_start"])
+    seen_late = False
+    for k, stop in enumerate(plan["stops"]):
+        planned = _parse_s(stop["planned_arrival"])
+        leg_m = truth.stop_driven_m[k] - prev_m
+        v_leg = leg_m / max(planned - prev_s, 60.0)
+        arr = arrivals.get(k, math.nan)
+        prev_m, prev_s = truth.stop_driven_m[k], planned + float(stop["service_s"])
+        if math.isnan(arr) or math.isnan(leg_m):
+            continue
+        thr = _parse_s(stop["window"]["end"]) + LATE_THRESHOLD_S
+        if arr <= thr - LATE_MARGIN_S:
+            continue
+        before = act & (t <= arr)
+        eta = t + np.maximum(truth.stop_driven_m[k] - rec.s_m[:, i], 0.0) / max(v_leg, 0.5)
+        hit = np.flatnonzero(before & (eta > thr))
+        t_star = float(t[hit[0]]) if len(hit) else arr
+        det = {"stop_id": stop["stop_id"]}
+        if seen_late:
+            col.add(False, "late", i, t_star, 86_400.0, det)
+        else:
+            col.add(arr > thr + LATE_MARGIN_S, "late", i, t_star, LATE_MARGIN_S, det)
+        seen_late = True
+
+
+def _signal(col: _Collector, i: int, iv: float) -> None:
+    sim, rec = col.sim, col.rec
+    ts = np.unique(np.asarray(rec.fix_ts_ms[i], np.int64)) / 1000.0
+    if len(ts) < 2:
+        return
+    gaps = np.diff(ts)
+    for k in np.flatnonzero(gaps > SIGNAL_TIMEOUT_S - 20.0):
+        must = gaps[k] >= SIGNAL_TIMEOUT_S + 30.0
+        col.add(must, "signal_lost", i, ts[k] + SIGNAL_TIMEOUT_S, 10.0 + iv)
+        col.add(must, "signal_restored", i, ts[k + 1], 5.0 + iv)
+    if (
+        sim.truths[i].driven is not sim.planned_routes[i]
+        and sim.truths[i].fault == "detour_no_rejoin"
+    ):
+        # the trip never completes, so the engine may well report the silence at the end
+        col.add(False, "signal_lost", i, ts[-1] + SIGNAL_TIMEOUT_S, 60.0 + iv)

@@ -1,0 +1,176 @@
+"""Offline scenarios: determinism, valid plans and pings, and ground truth that holds."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compliance.plan import TripPlan
+from simulator.faults import parse_faults
+from simulator.offline import run, write
+from simulator.plans import CORRIDOR_M, STOP_RADIUS_M
+from simulator.scenario import ScenarioConfig
+from simulator.truth import derive, point_polyline_m
+
+FILES = ("plans.json", "pings.csv", "expected.jsonl", "allowed.jsonl", "truth.json", "truth.csv")
+
+
+def _cfg(**kw: object) -> ScenarioConfig:
+    base: dict[str, object] = {
+        "vehicles": 8,
+        "seed": 7,
+        "faults": parse_faults(None),
+        "stops_per_trip": 4,
+    }
+    base.update(kw)
+    return ScenarioConfig(**base)  # type: ignore[arg-type]
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    write(_cfg(), tmp_path / "a")
+    write(_cfg(), tmp_path / "b")
+    write(_cfg(seed=8), tmp_path / "c")
+    for name in FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert (tmp_path / "a" / "pings.csv").read_bytes() != (
+        tmp_path / "c" / "pings.csv"
+    ).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scenario")
+    write(_cfg(vehicles=14), out)
+    return out
+
+
+def test_plans_validate_and_stops_lie_on_the_route(scenario: Path) -> None:
+    from simulator.network import LocalFrame
+
+    plans = json.loads((scenario / "plans.json").read_text())
+    assert len(plans) == 14
+    frame = LocalFrame(-6.2, 106.85)
+    for raw in plans:
+        plan = TripPlan.model_validate(raw)
+        coords = np.array(plan.coordinates)
+        x, y = frame.to_xy(coords[:, 0], coords[:, 1])
+        length_m = float(np.hypot(np.diff(x), np.diff(y)).sum())
+        assert plan.speed_limits and plan.speed_limits[-1].to_m == pytest.approx(length_m, abs=1.0)
+        for s in plan.stops:
+            sx, sy = frame.to_xy(np.array([s.location[0]]), np.array([s.location[1]]))
+            assert point_polyline_m(sx, sy, x, y)[0] < 10.0
+            assert s.window is not None and s.window.start < s.planned_arrival < s.window.end  # type: ignore[operator]
+
+
+def test_pings_csv_parses_and_stays_near_the_network(scenario: Path) -> None:
+    with (scenario / "pings.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and list(rows[0]) == [
+        "vehicle_id",
+        "ts",
+        "lat",
+        "lon",
+        "speed",
+        "heading",
+        "accuracy",
+    ]
+    lat = np.array([float(r["lat"]) for r in rows])
+    lon = np.array([float(r["lon"]) for r in rows])
+    # grid of 24 x 220 m plus the ring road 1.5 blocks out, plus outliers up to 300 m
+    half_deg = (24 * 220 / 2 + 1.5 * 220 + 320) / 111_000
+    assert np.all(np.abs(lat + 6.2) < half_deg) and np.all(np.abs(lon - 106.85) < half_deg)
+    assert all(int(r["ts"]) > 1_700_000_000_000 for r in rows)
+    speeds = np.array([float(r["speed"]) for r in rows])
+    assert speeds.min() >= 0 and speeds.max() < 130
+
+
+def _one_fault(kind: str, vehicles: int = 6):  # type: ignore[no-untyped-def]
+    sim, rec, rows = run(_cfg(vehicles=vehicles, faults={kind: 1.0}))
+    expected, allowed = derive(sim, rec)
+    return sim, rec, rows, expected
+
+
+def test_detour_truth_is_really_off_the_corridor() -> None:
+    sim, rec, _rows, expected = _one_fault("detour")
+    offs = [e for e in expected if e["type"] == "off_route"]
+    assert offs, "detours must produce off_route ground truth"
+    by_trip = {p["trip_id"]: i for i, p in enumerate(sim.plans)}
+    for e in offs:
+        i = by_trip[e["trip_id"]]
+        lx, ly = sim.planned_routes[i].xy_m(sim.net)
+        x, y = sim.net.frame.to_xy(np.array([e["lon"]]), np.array([e["lat"]]))
+        assert point_polyline_m(x, y, lx, ly)[0] > CORRIDOR_M
+    assert any(e["type"] == "back_on_route" for e in expected)
+
+
+def test_speeding_truth_is_over_the_limit() -> None:
+    _sim, rec, _rows, expected = _one_fault("speeding")
+    sp = [e for e in expected if e["type"] == "speeding"]
+    assert sp
+    col = {e["vehicle_id"]: int(e["vehicle_id"].rsplit("-", 1)[1]) for e in sp}
+    for e in sp:
+        from simulator.truth import _parse_s
+
+        k = round(_parse_s(e["ts"])) - rec.t0_s
+        i = col[e["vehicle_id"]]
+        assert rec.v_ms[k, i] * 3.6 > rec.limit_kmh[k, i] + 5.0
+
+
+def test_unplanned_stop_truth_is_stationary_away_from_stops() -> None:
+    sim, rec, _rows, expected = _one_fault("unplanned_stop")
+    us = [e for e in expected if e["type"] == "unplanned_stop"]
+    assert us
+    from simulator.truth import _parse_s
+
+    for e in us:
+        i = int(e["vehicle_id"].rsplit("-", 1)[1])
+        k = round(_parse_s(e["ts"])) - rec.t0_s
+        assert rec.v_ms[k - 119 : k + 1, i].max() == 0.0
+        stops = sim.plans[i]["stops"]
+        sx, sy = sim.net.frame.to_xy(
+            np.array([s["location"][0] for s in stops]), np.array([s["location"][1] for s in stops])
+        )
+        assert np.hypot(sx - rec.x_m[k, i], sy - rec.y_m[k, i]).min() > STOP_RADIUS_M
+
+
+def test_signal_loss_truth_matches_a_real_silence() -> None:
+    sim, _rec, rows, expected = _one_fault("signal_loss")
+    lost = [e for e in expected if e["type"] == "signal_lost"]
+    assert lost
+    from simulator.truth import _parse_s
+
+    ts_by_vehicle: dict[str, list[int]] = {}
+    for r in rows:
+        v, ts = r.split(",")[:2]
+        ts_by_vehicle.setdefault(v, []).append(int(ts))
+    for e in lost:
+        t_ms = _parse_s(e["ts"]) * 1000
+        seen = np.array(ts_by_vehicle[e["vehicle_id"]])
+        # nothing in the 120 s before the expected event
+        assert not np.any((seen > t_ms - 119_000) & (seen <= t_ms))
+
+
+def test_skipped_stop_expects_no_arrival() -> None:
+    sim, _rec, _rows, expected = _one_fault("skip_stop")
+    for i, plan in enumerate(sim.plans):
+        skipped = sim.truths[i].fault_plan.skip_stop
+        assert skipped >= 0
+        sid = plan["stops"][skipped]["stop_id"]
+        arrived = {
+            e["details"].get("stop_id")
+            for e in expected
+            if e["trip_id"] == plan["trip_id"] and e["type"] == "stop_arrived"
+        }
+        assert sid not in arrived
+        assert len(arrived) == len(plan["stops"]) - 1
+
+
+def test_late_truth_comes_from_a_jam() -> None:
+    sim, _rec, _rows, expected = _one_fault("late")
+    late = [e for e in expected if e["type"] == "late"]
+    assert late
+    assert not any(e["type"] == "late" for e in derive(*run(_cfg(faults={}))[:2])[0])
