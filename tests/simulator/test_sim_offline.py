@@ -90,12 +90,12 @@ def test_pings_csv_parses_and_stays_near_the_network(scenario: Path) -> None:
 
 def _one_fault(kind: str, vehicles: int = 6):  # type: ignore[no-untyped-def]
     sim, rec, rows = run(_cfg(vehicles=vehicles, faults={kind: 1.0}))
-    expected, allowed = derive(sim, rec)
+    expected, _allowed = derive(sim, rec)
     return sim, rec, rows, expected
 
 
 def test_detour_truth_is_really_off_the_corridor() -> None:
-    sim, rec, _rows, expected = _one_fault("detour")
+    sim, _rec, _rows, expected = _one_fault("detour")
     offs = [e for e in expected if e["type"] == "off_route"]
     assert offs, "detours must produce off_route ground truth"
     by_trip = {p["trip_id"]: i for i, p in enumerate(sim.plans)}
@@ -138,7 +138,7 @@ def test_unplanned_stop_truth_is_stationary_away_from_stops() -> None:
 
 
 def test_signal_loss_truth_matches_a_real_silence() -> None:
-    sim, _rec, rows, expected = _one_fault("signal_loss")
+    _sim, _rec, rows, expected = _one_fault("signal_loss")
     lost = [e for e in expected if e["type"] == "signal_lost"]
     assert lost
     from simulator.truth import _parse_s
@@ -170,7 +170,7 @@ def test_skipped_stop_expects_no_arrival() -> None:
 
 
 def test_late_truth_comes_from_a_jam() -> None:
-    sim, _rec, _rows, expected = _one_fault("late")
+    _sim, _rec, _rows, expected = _one_fault("late")
     late = [e for e in expected if e["type"] == "late"]
     assert late
     assert not any(e["type"] == "late" for e in derive(*run(_cfg(faults={}))[:2])[0])
