@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     # OMS webhooks
     webhook_url: str | None = None
     webhook_secret: str = "change-me"
+    webhook_max_attempts: int = Field(12, description="then the outbox row is marked dead")
+    webhook_backoff_s: float = Field(2.0, description="first retry delay; doubles per attempt")
+    webhook_backoff_max_s: float = Field(600.0, description="cap on the retry delay")
+    webhook_timeout_s: float = Field(5.0, description="per-request timeout")
+    webhook_eta_threshold_s: int = Field(300, description="ETA moves beyond this notify the OMS")
+
+    # Orders, proof of delivery, customer tracking
+    arriving_horizon_s: int = Field(900, description="order is 'arriving' when its ETA is this close")
+    deliver_on_departure: bool = Field(False, description="arrival+departure counts as delivered")
+    pod_max_image_bytes: int = Field(2_000_000, description="per decoded image; larger -> 413")
+    pod_max_photos: int = 5
+    api_max_body_bytes: int = Field(16_000_000, description="larger request bodies -> 413")
+    track_rate_per_s: float = Field(1.0, description="tracking lookups refilled per second per client")
+    track_burst: int = Field(20, description="tracking lookups a client may make at once")
 
     # Logging
     log_level: str = "INFO"

@@ -1,0 +1,68 @@
+"""``routewatch token create|list|revoke``: manage API bearer tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from routewatch.settings import get_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="create, list or revoke API bearer tokens")
+    p.add_argument("--database-url", help="default: ROUTEWATCH_DATABASE_URL")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    c = actions.add_parser("create", help="create a token and print it (shown only once)")
+    c.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["oms", "supervisor", "driver"],
+        help="may be given several times",
+    )
+    c.add_argument("--name", help="who or what the token is for")
+    c.set_defaults(func=run)
+    ls = actions.add_parser("list", help="list tokens (never the tokens themselves)")
+    ls.set_defaults(func=run)
+    r = actions.add_parser("revoke", help="revoke a token by id")
+    r.add_argument("token_id", type=int)
+    r.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from psycopg import AsyncConnection
+    from psycopg.rows import dict_row
+
+    from store import tokens
+
+    url = args.database_url or get_settings().database_url
+    async with await AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        if args.action == "create":
+            token_id, token = await tokens.create_token(conn, args.role, args.name)
+            # The token alone on stdout, so `TOKEN=$(routewatch token create ...)` works.
+            print(token)
+            print(f"token id {token_id}, roles {','.join(sorted(set(args.role)))}", file=sys.stderr)
+            return 0
+        if args.action == "list":
+            for row in await tokens.list_tokens(conn):
+                state = (
+                    f"revoked {row['revoked_at']:%Y-%m-%dT%H:%M:%SZ}"
+                    if row["revoked_at"]
+                    else "active"
+                )
+                print(
+                    f"{row['token_id']}\t{','.join(row['roles'])}\t{row['name'] or '-'}\t"
+                    f"created {row['created_at']:%Y-%m-%dT%H:%M:%SZ}\t{state}"
+                )
+            return 0
+        revoked = await tokens.revoke_token(conn, args.token_id)
+        if revoked is None:
+            print(f"no token with id {args.token_id}")
+            return 1
+        print(f"token {args.token_id} revoked")
+        return 0
