@@ -37,6 +37,7 @@ from compliance import kernels
 from compliance.config import Thresholds
 from compliance.convert import to_events
 from compliance.events import Event
+from compliance.grouping import groups_by_vehicle
 from compliance.layout import (
     N_EVF,
     N_STOPS,
@@ -46,6 +47,7 @@ from compliance.layout import (
     S_N,
 )
 from compliance.plan import TripPlan
+from compliance.route import PreparedRoute
 from compliance.snapshot import build_snapshot
 from compliance.trip import Pending, Trip, trip_key
 from compliance.types import PingBatch, ProcessResult, TripSnapshot
@@ -87,6 +89,10 @@ class Engine:
         if trip_id in keys:
             keys.remove(trip_id)
 
+    def prepared_route(self, plan: TripPlan) -> PreparedRoute:
+        """The prepared route of an added trip (no second preparation)."""
+        return self._trips[trip_key(plan)].route
+
     def trips(self) -> list[str]:
         return list(self._trips)
 
@@ -113,13 +119,8 @@ class Engine:
         horizon = self._horizon(watermark_ms)
         touched: dict[str, Trip] = {}
         if n:
-            vids = np.asarray(batch.vehicle_id, dtype=object)
-            uniq, inv = np.unique(vids, return_inverse=True)
-            order = np.lexsort((np.arange(n), batch.ts_ms, inv))
-            bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-            for u in range(len(uniq)):
-                rows = order[bounds[u]:bounds[u + 1]]
-                trip = self._current(str(uniq[u]))
+            for vehicle_id, rows in groups_by_vehicle(batch.vehicle_id, batch.ts_ms):
+                trip = self._current(vehicle_id)
                 if trip is None:
                     continue
                 self._ingest(trip, batch, rows, horizon, res, touched)

@@ -8,6 +8,7 @@ the live pipeline would have committed.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,14 @@ from compliance.config import Thresholds
 from compliance.csvload import load_pings_csv
 from compliance.engine import Engine
 from compliance.events import Event, ms_to_rfc3339
+from compliance.grouping import groups_by_vehicle
 from compliance.plan import TripPlan
+from compliance.route import validate_geometry
 from compliance.types import PingBatch, TripSnapshot
 
 __all__ = ["load_pings_csv", "load_plans", "replay", "snapshot_dict"]
+
+log = logging.getLogger(__name__)
 
 
 def load_plans(path: str | Path) -> list[TripPlan]:
@@ -48,33 +53,33 @@ def snapshot_dict(snap: TripSnapshot, ts_ms: int) -> dict[str, Any]:
     }
 
 
-def _by_vehicle(pings: PingBatch) -> list[np.ndarray]:
-    """Row indices per vehicle, each in (ts, arrival) order."""
-    names, inv = np.unique(np.asarray(pings.vehicle_id, dtype=object), return_inverse=True)
-    order = np.lexsort((np.arange(len(pings)), pings.ts_ms, inv))
-    bounds = np.searchsorted(inv[order], np.arange(len(names) + 1))
-    return [order[bounds[k]:bounds[k + 1]] for k in range(len(names))]
-
-
 def replay(plans: list[TripPlan], pings: PingBatch, snapshot_s: float | None = None,
            thresholds: Thresholds | None = None) -> Iterator[dict[str, Any]]:
     """§4 event dicts (and, every ``snapshot_s`` of event time, §8 snapshot dicts), in
-    event-time order (a snapshot follows the events of its instant)."""
+    event-time order (a snapshot follows the events of its instant).
+
+    Input is complete, so every ping is committed and the final watermark is the last ts
+    seen (a trip whose pings stop >= signal timeout before it gets ``signal_lost``)."""
     engine = Engine(thresholds)
     for p in plans:
         engine.add_trip(p)
+        route = engine.prepared_route(p)
+        for problem in validate_geometry(p, route):
+            log.warning("plan %s: %s", p.trip_id or p.vehicle_id, problem)
     if not len(pings):
         return
-    groups = _by_vehicle(pings)
+    groups = [rows for _, rows in groups_by_vehicle(pings.vehicle_id, pings.ts_ms)]
     end_ms = int(pings.ts_ms.max())
     items: list[tuple[int, int, dict[str, Any]]] = []
 
     def add_events(evs: list[Event]) -> None:
         items.extend((e.ts_ms, 0, e.to_dict()) for e in evs)
 
+    # end of input: every ping is final, the watermark is the last ts seen
+    allowance = int(engine.thresholds.reorder_allowance_s * 1000)
     if snapshot_s is None:
         for rows in groups:
-            add_events(engine.process(pings.take(rows), end_ms).events)
+            add_events(engine.process(pings.take(rows), end_ms + allowance).events)
     else:
         step = int(snapshot_s * 1000)
         if step <= 0:
@@ -87,10 +92,9 @@ def replay(plans: list[TripPlan], pings: PingBatch, snapshot_s: float | None = N
             hi = int(np.searchsorted(sorted_ts, edge, side="left"))
             chunk = pings.take(t_order[lo:hi])
             lo = hi
-            allowance = int(engine.thresholds.reorder_allowance_s * 1000)
-            # commit everything before the edge, but never past what the plain replay's
-            # watermark (the last ts) allows, so both modes give the same events
-            res = engine.process(chunk, min(edge, end_ms - allowance) + allowance)
+            # commit everything before the edge, never past the last ts seen, so both
+            # modes give the same events
+            res = engine.process(chunk, min(edge, end_ms) + allowance)
             add_events(res.events)
             snap_ts = edge - 1
             for key in engine.trips():
@@ -100,7 +104,7 @@ def replay(plans: list[TripPlan], pings: PingBatch, snapshot_s: float | None = N
             if edge > end_ms:
                 break
     add_events(engine.flush())
-    add_events(engine.tick(end_ms))
+    add_events(engine.tick(end_ms + allowance))
     items.sort(key=lambda it: (it[0], it[1]))
     for _, _, obj in items:
         yield obj

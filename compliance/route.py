@@ -115,9 +115,10 @@ def prepare(plan: TripPlan) -> PreparedRoute:
     )
 
 
-def validate_geometry(plan: TripPlan) -> list[str]:
-    """Human-readable geometric problems of ``plan`` (empty when fine)."""
-    route = prepare(plan)
+def validate_geometry(plan: TripPlan, route: PreparedRoute | None = None) -> list[str]:
+    """Human-readable geometric problems of ``plan`` (empty when fine); pass ``route`` if
+    it is already prepared."""
+    route = route or prepare(plan)
     problems: list[str] = []
     for s, off in zip(plan.stops, route.stop_offset_m, strict=True):
         if off > MAX_STOP_OFFSET_M:

@@ -172,7 +172,7 @@ class Trip:
 
     def project(self, lat: F64, lon: F64) -> tuple[F64, F64]:
         """Degrees -> this trip's local metres."""
-        return self.route.projection.to_xy(lon, lat)
+        return self.route.projection.fast_to_xy(lon, lat)
 
     def run(self, st: F64, ustat: F64, p: Pending) -> RunOutput:
         """Run the kernel over ``p`` from (``st``, ``ustat``), updating them in place."""

@@ -48,3 +48,16 @@ def test_point_on_polyline_has_zero_offset(pts: list[tuple[float, float]], frac:
     m, off = project_point_to_polyline(x, y, cum, float(px), float(py))
     assert off < 1e-6 * max(1.0, cum[-1])
     assert 0.0 <= m <= cum[-1] + 1e-9
+
+
+def test_fast_projection_matches_pyproj_within_a_centimetre() -> None:
+    rng = np.random.default_rng(0)
+    box = (106.6, -6.5, 107.1, -6.0)
+    proj = LocalProjection.centred_on(106.85, -6.25, box)
+    lon = rng.uniform(box[0] - 0.08, box[2] + 0.08, 20000)
+    lat = rng.uniform(box[1] - 0.08, box[3] + 0.08, 20000)
+    x, y = proj.to_xy(lon, lat)
+    fx, fy = proj.fast_to_xy(lon, lat)
+    assert np.max(np.hypot(fx - x, fy - y)) < 0.01
+    far_x, _ = proj.fast_to_xy(np.array([110.0]), np.array([-6.2]))
+    assert abs(far_x[0] - proj.to_xy(np.array([110.0]), np.array([-6.2]))[0][0]) < 1e-6

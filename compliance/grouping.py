@@ -1,0 +1,25 @@
+"""Grouping pings by vehicle without sorting Python strings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+
+def groups_by_vehicle(vehicle_id: Sequence[str], ts_ms: npt.NDArray[np.int64]
+                      ) -> list[tuple[str, npt.NDArray[np.intp]]]:
+    """(vehicle, row indices in (ts, arrival) order) per vehicle, in first-seen order.
+
+    A dict factorises the ids (O(n), no string sort), then one integer lexsort orders rows.
+    """
+    if len(vehicle_id) and len(set(vehicle_id)) == 1:
+        return [(vehicle_id[0], np.argsort(ts_ms, kind="stable"))]
+    codes: dict[str, int] = {}
+    inv = np.array([codes.setdefault(v, len(codes)) for v in vehicle_id], dtype=np.int64)
+    n = len(inv)
+    order = np.lexsort((np.arange(n), ts_ms, inv))
+    bounds = np.searchsorted(inv[order], np.arange(len(codes) + 1))
+    names = list(codes)
+    return [(names[k], order[bounds[k]:bounds[k + 1]]) for k in range(len(names))]
