@@ -1,0 +1,122 @@
+"""Plain-Python reference implementations of the compliance kernels.
+
+Written for clarity, not speed: no NumPy tricks, no Numba. Property tests compare the
+kernels against these on generated routes and ping streams. Units as in the kernels:
+metres, epoch ms, seconds, km/h.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def match_window(x: Sequence[float], y: Sequence[float], cum: Sequence[float], px: float,
+                 py: float, lo_m: float, hi_m: float, m_exp: float, sigma_d: float,
+                 sigma_p: float) -> tuple[float, float, float]:
+    """Best (route_m, offset_m, cost) over segments overlapping [lo_m, hi_m] (see
+    :func:`compliance.kernels.match_window`)."""
+    best = (cum[0], math.inf, math.inf)
+    n = len(x)
+    segs = [i for i in range(n - 1) if cum[i + 1] >= lo_m and cum[i] <= hi_m]
+    if not segs:
+        segs = [max(0, min(n - 2, next((i for i in range(n - 1) if cum[i] > lo_m), n - 1) - 1))]
+    for i in segs:
+        dx, dy = x[i + 1] - x[i], y[i + 1] - y[i]
+        seg_len = cum[i + 1] - cum[i]
+        len2 = dx * dx + dy * dy
+        t = 0.0 if len2 == 0 else min(1.0, max(0.0, ((px - x[i]) * dx + (py - y[i]) * dy) / len2))
+        m = cum[i] + t * seg_len
+        if m < lo_m or m > hi_m:
+            m = min(hi_m, max(lo_m, m))
+            t = (m - cum[i]) / seg_len if seg_len > 0 else 0.0
+        d = math.hypot(x[i] + t * dx - px, y[i] + t * dy - py)
+        c = 0.5 * ((d / sigma_d) ** 2 + ((m - m_exp) / sigma_p) ** 2)
+        if c < best[2]:
+            best = (m, d, c)
+    return best
+
+
+def nearest(x: Sequence[float], y: Sequence[float], cum: Sequence[float], px: float,
+            py: float) -> tuple[float, float]:
+    """Globally nearest point of the polyline: (route_m, offset_m)."""
+    m, d, _ = match_window(x, y, cum, px, py, -math.inf, math.inf, 0.0, 1.0, math.inf)
+    return m, d
+
+
+def limit_at(route_m: float, ranges: Sequence[tuple[float, float, float]],
+             default_kmh: float) -> float:
+    """Limit in km/h at ``route_m``: the range containing it, else the default."""
+    for lo, hi, kmh in ranges:
+        if lo <= route_m < hi:
+            return kmh
+    return default_kmh
+
+
+def off_route_events(ts_ms: Sequence[int], offset_m: Sequence[float],
+                     corridor_m: Sequence[float], judged: Sequence[bool], *,
+                     confirm_pings: int = 3, confirm_s: float = 10.0,
+                     back_fraction: float = 0.6, back_pings: int = 2
+                     ) -> list[tuple[str, int]]:
+    """Off-route hysteresis over per-ping offsets: [(type, ts_ms)]. Pings with
+    ``judged`` False (rejected wild fixes) are skipped."""
+    out: list[tuple[str, int]] = []
+    off = False
+    n_out = 0
+    since = 0
+    n_in = 0
+    for t, d, c, ok in zip(ts_ms, offset_m, corridor_m, judged, strict=True):
+        if not ok:
+            continue
+        if not off:
+            if d <= c:
+                n_out = 0
+                continue
+            if n_out == 0:
+                since = t
+            n_out += 1
+            if n_out >= confirm_pings and t - since >= confirm_s * 1000:
+                off = True
+                n_in = 0
+                out.append(("off_route", t))
+        else:
+            if d <= back_fraction * c:
+                n_in += 1
+                if n_in >= back_pings:
+                    off = False
+                    n_out = 0
+                    out.append(("back_on_route", t))
+            else:
+                n_in = 0
+    return out
+
+
+def speeding_events(ts_ms: Sequence[int], speed_kmh: Sequence[float],
+                    limit_kmh: Sequence[float], *, tolerance_kmh: float = 5.0,
+                    min_s: float = 15.0) -> list[tuple[str, int]]:
+    """Speeding runs: [(type, ts_ms)]; one slower sample inside a run is ignored."""
+    out: list[tuple[str, int]] = []
+    since: int | None = None
+    active = False
+    under_n = 0
+    under_ts = 0
+    for t, v, lim in zip(ts_ms, speed_kmh, limit_kmh, strict=True):
+        if math.isnan(v) or math.isnan(lim):
+            continue
+        if v > lim + tolerance_kmh:
+            since = t if since is None else since
+            under_n = 0
+            if not active and t - since >= min_s * 1000:
+                active = True
+                out.append(("speeding", t))
+        elif since is not None:
+            if under_n == 0:
+                under_ts = t
+            under_n += 1
+            if under_n >= 2 or t - under_ts >= 5000:
+                if active:
+                    out.append(("speeding_ended", t))
+                active = False
+                since = None
+                under_n = 0
+    return out
