@@ -27,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from simulator.faults import parse_faults  # noqa: E402
-from simulator.gps import GpsConfig  # noqa: E402
-from simulator.offline import write  # noqa: E402
-from simulator.scenario import ScenarioConfig  # noqa: E402
-from simulator.scoring import eta_errors, eta_table, score  # noqa: E402
+from simulator.faults import parse_faults
+from simulator.gps import GpsConfig
+from simulator.offline import write
+from simulator.scenario import ScenarioConfig
+from simulator.scoring import eta_errors, eta_table, score
 
 GOAL_TYPES = ("off_route", "speeding", "unplanned_stop", "stop_arrived", "late")
 

@@ -66,6 +66,7 @@ class FaultPlan:
     speeding_m: tuple[float, float] = (np.nan, np.nan)
     speeding_extra_kmh: float = 0.0
     jam_m: tuple[float, float] = (np.nan, np.nan)
+    late_start_s: float = 0.0  # extra departure delay (the driver leaves the depot late)
     unplanned_m: float = np.nan
     unplanned_s: float = 0.0
     skip_stop: int = -1
@@ -95,9 +96,11 @@ def place_fault(
         plan.speeding_m = (lo, lo + min(1200.0, max(span - 300.0, 300.0)))
         plan.speeding_extra_kmh = float(rng.uniform(18.0, 30.0))
     elif kind == "late":
-        # a jam needs a stop after it to make anyone late: the longest leg ending at a stop
+        # Running late: leaving the depot well after the planned start, then a jam on the
+        # longest leg that ends at a stop (a jam needs a stop after it to delay anyone).
+        plan.late_start_s = float(rng.uniform(35 * 60, 50 * 60))
         a, b = longest_leg(stop_m[:-1], stop_m[-1]) if stop_m else (a, b)
-        plan.jam_m = (a + 100.0, max(a + 200.0, min(a + 1900.0, b - 200.0)))
+        plan.jam_m = (a + 100.0, max(a + 200.0, min(a + 1600.0, b - 200.0)))
     elif kind == "unplanned_stop":
         plan.unplanned_m = a + span * float(rng.uniform(0.4, 0.6))
         plan.unplanned_s = float(rng.uniform(180.0, 360.0))

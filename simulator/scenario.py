@@ -28,7 +28,7 @@ I64 = npt.NDArray[np.int64]
 DEFAULT_START_MS = 1_795_309_200_000  # 2026-11-22T08:00:00+07:00
 END_DWELL_S = 30.0  # the tracker keeps reporting this long after reaching the route end
 MAX_SIM_S = 8 * 3600
-JAM_MS = 0.5  # crawling in a jam: 1.8 km/h, still > 30 m per 120 s, so not 'stationary'
+JAM_MS = 1.1  # crawling in a jam: 4 km/h, 130 m per 120 s, clearly not 'stationary'
 
 
 @dataclass(slots=True)
@@ -296,6 +296,7 @@ def build(config: ScenarioConfig) -> Simulation:
         fplans.append(fp)
         truths.append(VehicleTruth(kinds[i], fp, d, stop_m, halts))
     depart = start_s + np.floor(rng.uniform(0, 120, n))
+    depart += np.array([fp.late_start_s for fp in fplans])
     driver = rng.uniform(0.9, 1.03, n)
     fleet = _fleet(pool, path_idx, depart, driver, halts_all, fplans, utc_offset_h)
     devices = Devices(

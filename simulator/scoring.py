@@ -10,6 +10,7 @@ match an *allowed* (borderline) event. Types never expected anywhere in the scen
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -136,7 +137,7 @@ def eta_table(errors: list[tuple[float, float]]) -> list[tuple[str, int, float, 
     """Per remaining-distance bucket: (label, n, MAE s, median |err| s, p90 |err| s)."""
     rows = []
     arr = np.array(errors, np.float64).reshape(-1, 2)
-    for lo, hi in zip(REMAINING_BUCKETS_M[:-1], REMAINING_BUCKETS_M[1:], strict=True):
+    for lo, hi in itertools.pairwise(REMAINING_BUCKETS_M):
         sel = np.abs(arr[(arr[:, 0] >= lo) & (arr[:, 0] < hi), 1])
         label = (
             f"{lo / 1000:.0f}-{hi / 1000:.0f} km" if math.isfinite(hi) else f">{lo / 1000:.0f} km"

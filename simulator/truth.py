@@ -31,6 +31,7 @@ OFF_ROUTE_CONFIRM_S = 10.0
 BACK_ON_FRACTION = 0.6
 SPEEDING_TOLERANCE_KMH = 5.0
 SPEEDING_CONFIRM_S = 15.0
+SPEEDING_BRIDGE_S = 10
 STATIONARY_S = 120.0
 LATE_THRESHOLD_S = 600.0
 LATE_MARGIN_S = 300.0
@@ -195,6 +196,11 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
 def _speeding(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
     rec = col.rec
     over = act & (rec.v_ms[:, i] * 3.6 > rec.limit_kmh[:, i] + SPEEDING_TOLERANCE_KMH)
+    # A dip of a few seconds (slowing for a bend) does not end an episode: engines bridge
+    # it with hysteresis, and the driver never really stopped speeding.
+    for a, b in runs(~over & act):
+        if a > 0 and b < len(over) and b - a <= SPEEDING_BRIDGE_S:
+            over[a:b] = True
     for a, b in runs(over):
         dur = b - a
         if dur < SPEEDING_CONFIRM_S - 7.0:

@@ -117,7 +117,8 @@ def test_speeding_truth_is_over_the_limit() -> None:
 
         k = round(_parse_s(e["ts"])) - rec.t0_s
         i = col[e["vehicle_id"]]
-        assert rec.v_ms[k, i] * 3.6 > rec.limit_kmh[k, i] + 5.0
+        over = rec.v_ms[k - 15 : k + 1, i] * 3.6 > rec.limit_kmh[k - 15 : k + 1, i] + 5.0
+        assert over[0] and over.mean() > 0.5  # over the limit since ts - 15 s, bends aside
 
 
 def test_unplanned_stop_truth_is_stationary_away_from_stops() -> None:
