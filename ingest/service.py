@@ -68,6 +68,7 @@ class Processor(Protocol):
     def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult: ...
     def tick(self, watermark_ms: int) -> list[Event]: ...
     def checkpoint(self) -> bytes: ...
+    def trips(self) -> list[str]: ...
 
 
 def make_processor(checkpoint: bytes | None) -> Processor | None:
@@ -348,6 +349,7 @@ class Pipeline:
         elif row.plan is not None:
             self.processor.add_trip(row.plan)
             log.info("trip %s loaded", trip_id)
+        metrics.ACTIVE_TRIPS.set(len(self.processor.trips()))
 
     async def trip_sync_loop(self, stop: asyncio.Event) -> None:
         """LISTEN for trip changes; after a reconnect reload every live trip (missed
@@ -365,8 +367,13 @@ class Pipeline:
                             self.apply_trip(row, row.trip_id)
                     first, attempt = False, 0
                     while not stop.is_set():
-                        async for note in conn.notifies(timeout=1.0):
-                            self.apply_trip(await load_trip(conn, note.payload), note.payload)
+                        # The connection cannot run queries while notifies() iterates
+                        # (it holds the connection): collect ids, then load them.
+                        trip_ids = [
+                            note.payload async for note in conn.notifies(timeout=0.5, stop_after=1)
+                        ]
+                        for trip_id in dict.fromkeys(trip_ids):
+                            self.apply_trip(await load_trip(conn, trip_id), trip_id)
             except psycopg.OperationalError as exc:
                 delay = backoff_s(attempt)
                 attempt += 1
@@ -382,12 +389,14 @@ async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Ev
         trips = await load_live_trips(conn)
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
     pipeline = Pipeline(settings, pool, processor, known, stop)
+    restored = set(processor.trips()) if processor is not None and saved else set()
+    live = {row.trip_id for row in trips}
+    for trip_id in restored - live:  # cancelled or finished while we were away
+        pipeline.apply_trip(None, trip_id)
     for row in trips:
-        # Trips unchanged since the checkpoint are already in the restored engine, with
-        # their progress; re-adding would reset it.
-        if saved is None or row.updated_at > saved[1]:
+        # A restored trip carries its progress; adding it again would reset it.
+        if row.trip_id not in restored:
             pipeline.apply_trip(row, row.trip_id)
-    metrics.ACTIVE_TRIPS.set(len(trips))
     return pipeline
 
 
