@@ -24,8 +24,9 @@ def random_route(rng: np.random.Generator, length_m: float, step_m: float = 200.
     return xy
 
 
-def drive_1hz(rng: np.random.Generator, route_xy: F64, speed_mps: float, sigma_m: float
-              ) -> tuple[F64, F64, F64]:
+def drive_1hz(
+    rng: np.random.Generator, route_xy: F64, speed_mps: float, sigma_m: float
+) -> tuple[F64, F64, F64]:
     """Noisy 1 Hz fixes along the route at a steady speed: (t_s, x, y)."""
     seg = np.hypot(*np.diff(route_xy, axis=0).T)
     cum = np.concatenate([[0.0], np.cumsum(seg)])
@@ -37,6 +38,10 @@ def drive_1hz(rng: np.random.Generator, route_xy: F64, speed_mps: float, sigma_m
 
 def plan_dict(trip_id: str, vehicle_id: str, route_xy: F64) -> dict[str, Any]:
     lon, lat = ORIGIN.to_lonlat(route_xy[:, 0], route_xy[:, 1])
-    return {"trip_id": trip_id, "vehicle_id": vehicle_id, "planned_start": T0_MS,
-            "route": {"type": "LineString", "coordinates": np.column_stack([lon, lat]).tolist()},
-            "speed_limit_kmh": 60}
+    return {
+        "trip_id": trip_id,
+        "vehicle_id": vehicle_id,
+        "planned_start": T0_MS,
+        "route": {"type": "LineString", "coordinates": np.column_stack([lon, lat]).tolist()},
+        "speed_limit_kmh": 60,
+    }

@@ -20,10 +20,10 @@ from numba import njit
 
 from benchmarks._routes import ORIGIN, T0_MS, drive_1hz, plan_dict, random_route
 from compliance import kernels
+from compliance.config import Thresholds
 from compliance.layout import MAX_EVENTS_PER_PING, N_EVF
 from compliance.plan import TripPlan
 from compliance.trip import Pending, Trip, new_state
-from compliance.config import Thresholds
 
 
 @njit(cache=True)
@@ -36,8 +36,9 @@ def match_stream(x, y, cum, px, py, t_s, out_m, out_d):
         dt = t_s[i] - anchor_t
         lo = anchor - 30.0
         hi = anchor + vmax * dt + 50.0
-        m, d, _c = kernels.match_window(x, y, cum, px[i], py[i], lo, hi, anchor + 14.0 * dt,
-                                        8.0, 30.0 + 7.0 * dt)
+        m, d, _c = kernels.match_window(
+            x, y, cum, px[i], py[i], lo, hi, anchor + 14.0 * dt, 8.0, 30.0 + 7.0 * dt
+        )
         out_m[i] = m
         out_d[i] = d
         if d < 50.0:
@@ -81,25 +82,57 @@ def main() -> None:
         best = min(best, time.perf_counter() - t0)
         errs.append(float(np.median(od)))
     kernel_rate = n_total / best
-    print(f"numba matching kernel : {kernel_rate:14,.0f} pings/s/core  (median offset {errs[-1]:.1f} m)")
+    print(
+        f"numba matching kernel : {kernel_rate:14,.0f} pings/s/core  (median offset {errs[-1]:.1f} m)"
+    )
 
     best_full = np.inf
     for _ in range(args.repeat):
         elapsed = 0.0
         for trip, t_s, qx, qy, lat, lon in data:
             n = len(qx)
-            p = Pending((T0_MS + t_s * 1000).astype(np.int64), lat, lon, qx, qy,
-                        np.full(n, np.nan), np.full(n, 5.0), np.full(n, -1, np.int64))
+            p = Pending(
+                (T0_MS + t_s * 1000).astype(np.int64),
+                lat,
+                lon,
+                qx,
+                qy,
+                np.full(n, np.nan),
+                np.full(n, 5.0),
+                np.full(n, -1, np.int64),
+            )
             st = new_state()
             ustat = np.zeros((0, 4))
             cap = MAX_EVENTS_PER_PING * n + 4
-            bufs = (np.empty(n), np.empty(n), np.empty(n, np.int8), np.empty((cap, 3), np.int64),
-                    np.empty(cap, np.int64), np.empty((cap, N_EVF)))
+            bufs = (
+                np.empty(n),
+                np.empty(n),
+                np.empty(n, np.int8),
+                np.empty((cap, 3), np.int64),
+                np.empty(cap, np.int64),
+                np.empty((cap, N_EVF)),
+            )
             r = trip.route
             t0 = time.perf_counter()
-            kernels.process_pings(r.x_m, r.y_m, r.cum_m, trip.par, trip.th_arr, trip.stops, ustat,
-                                  *trip.lim, st, p.ts_ms, p.x_m, p.y_m, p.lat, p.lon,
-                                  p.speed_kmh, p.accuracy_m, *bufs)
+            kernels.process_pings(
+                r.x_m,
+                r.y_m,
+                r.cum_m,
+                trip.par,
+                trip.th_arr,
+                trip.stops,
+                ustat,
+                *trip.lim,
+                st,
+                p.ts_ms,
+                p.x_m,
+                p.y_m,
+                p.lat,
+                p.lon,
+                p.speed_kmh,
+                p.accuracy_m,
+                *bufs,
+            )
             elapsed += time.perf_counter() - t0
         best_full = min(best_full, elapsed)
     full_rate = n_total / best_full
@@ -117,8 +150,10 @@ def main() -> None:
         best_sh = min(best_sh, time.perf_counter() - t0)
     sh_rate = n_total / best_sh
     print(f"shapely locate+dist   : {sh_rate:14,.0f} pings/s/core")
-    print(f"speed-up matching kernel vs shapely: {kernel_rate / sh_rate:,.0f}x; "
-          f"full detectors vs shapely: {full_rate / sh_rate:,.0f}x")
+    print(
+        f"speed-up matching kernel vs shapely: {kernel_rate / sh_rate:,.0f}x; "
+        f"full detectors vs shapely: {full_rate / sh_rate:,.0f}x"
+    )
     print("goals: >= 10,000,000 pings/s/core and >= 100x shapely")
 
 

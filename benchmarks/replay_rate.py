@@ -39,9 +39,12 @@ def write_files(folder: Path, vehicles: int, pings: int) -> int:
         ts = T0_MS + (t_s * 1000).astype(np.int64)
         spd = 43.2 + rng.normal(0, 2, len(ts))
         vid = f"V{v}"
-        lines.extend(f"{vid},{t},{a:.7f},{o:.7f},{s:.1f},,5"
-                     for t, a, o, s in zip(ts.tolist(), lat.tolist(), lon.tolist(),
-                                           spd.tolist(), strict=True))
+        lines.extend(
+            f"{vid},{t},{a:.7f},{o:.7f},{s:.1f},,5"
+            for t, a, o, s in zip(
+                ts.tolist(), lat.tolist(), lon.tolist(), spd.tolist(), strict=True
+            )
+        )
         total += len(ts)
     (folder / "plans.json").write_text(json.dumps(plans))
     (folder / "pings.csv").write_text("\n".join(lines) + "\n")
@@ -58,15 +61,25 @@ def main() -> None:
         n = write_files(folder, args.vehicles, args.pings)
         size_mb = (folder / "pings.csv").stat().st_size / 1e6
         print(f"{n:,} pings, {args.vehicles} vehicles, {size_mb:.0f} MB CSV")
-        cmd = [sys.executable, "-m", "routewatch.cli", "replay", "--plan",
-               str(folder / "plans.json"), "--pings", str(folder / "pings.csv")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "routewatch.cli",
+            "replay",
+            "--plan",
+            str(folder / "plans.json"),
+            "--pings",
+            str(folder / "pings.csv"),
+        ]
         subprocess.run(cmd, check=True, capture_output=True)  # warm Numba's cache
         t0 = time.perf_counter()
         out = subprocess.run(cmd, check=True, capture_output=True)
         wall = time.perf_counter() - t0
         n_events = out.stdout.count(b"\n")
-        print(f"routewatch replay      : {wall:6.2f} s  {n / wall:12,.0f} pings/s "
-              f"({n_events:,} events)")
+        print(
+            f"routewatch replay      : {wall:6.2f} s  {n / wall:12,.0f} pings/s "
+            f"({n_events:,} events)"
+        )
         t0 = time.perf_counter()
         with open(folder / "pings.csv", newline="") as fh:
             rows = sum(1 for _ in csv.reader(fh))

@@ -32,30 +32,43 @@ def main() -> None:
     n = args.vehicles
 
     def pending(k: int) -> Pending:
-        return Pending(np.zeros(k, np.int64), *(np.zeros(k) for _ in range(6)),
-                       np.zeros(k, np.int64))
+        z = np.zeros(k)
+        return Pending(
+            np.zeros(k, np.int64),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            z.copy(),
+            np.zeros(k, np.int64),
+        )
 
     tracemalloc.start()
     base = tracemalloc.take_snapshot()
     steady = [(new_state(), np.zeros((args.stops, N_STOPS))) for _ in range(n)]
     mid = tracemalloc.take_snapshot()
-    busy = [(new_state(), np.zeros((args.stops, N_STOPS)), pending(args.pending))
-            for _ in range(n)]
+    busy = [(new_state(), np.zeros((args.stops, N_STOPS)), pending(args.pending)) for _ in range(n)]
     end = tracemalloc.take_snapshot()
     tracemalloc.stop()
     steady_b = sum(s.size_diff for s in mid.compare_to(base, "filename")) / n
     busy_b = sum(s.size_diff for s in end.compare_to(mid, "filename")) / n
     core = N_STATE * 8 + args.stops * N_STOPS * 8
     print(f"{n:,} vehicles, {args.stops} stops each")
-    print(f"detector state arrays (raw)       : {core:6,d} B/vehicle "
-          f"({N_STATE} float64 + {args.stops}x{N_STOPS} stop status)")
+    print(
+        f"detector state arrays (raw)       : {core:6,d} B/vehicle "
+        f"({N_STATE} float64 + {args.stops}x{N_STOPS} stop status)"
+    )
     print(f"committed state, measured         : {steady_b:8,.0f} B/vehicle (tracemalloc)")
     print(f"committed + speculative copy      : {steady_b * 2:8,.0f} B/vehicle")
-    print(f"+ {args.pending} in-flight pings (reorder buffer): {busy_b + steady_b:8,.0f} B/vehicle "
-          "(a 1 Hz vehicle inside the 30 s allowance)")
+    print(
+        f"+ {args.pending} in-flight pings (reorder buffer): {busy_b + steady_b:8,.0f} B/vehicle "
+        "(a 1 Hz vehicle inside the 30 s allowance)"
+    )
     rng = np.random.default_rng(0)
-    trip = Trip(TripPlan.model_validate(plan_dict("T", "V", random_route(rng, 50_000.0))),
-                Thresholds())
+    trip = Trip(
+        TripPlan.model_validate(plan_dict("T", "V", random_route(rng, 50_000.0))), Thresholds()
+    )
     geo = trip.route.x_m.nbytes + trip.route.y_m.nbytes + trip.route.cum_m.nbytes
     print(f"(plan geometry, shared per trip, not state: {geo:,} B for a 50 km route)")
     print("goal: <= 2,048 B/vehicle of state")

@@ -31,38 +31,51 @@ def _r(v: float, nd: int = 1) -> float:
     return round(float(v), nd)
 
 
-def _details(code: EventType, plan: TripPlan, stop: int, v: npt.NDArray[np.float64]) -> dict[str, Any]:
+def _details(
+    code: EventType, plan: TripPlan, stop: int, v: npt.NDArray[np.float64]
+) -> dict[str, Any]:
     s = plan.stops[stop] if stop >= 0 else None
     if code is EventType.STOP_ARRIVED and s is not None:
         entered = int(v[F_V0])
-        ref = s.planned_arrival if s.planned_arrival is not None else (
-            s.window.end if s.window is not None else None)
+        ref = (
+            s.planned_arrival
+            if s.planned_arrival is not None
+            else (s.window.end if s.window is not None else None)
+        )
         on_time = s.window is None or entered <= s.window.end
         return {
-            "stop_id": s.stop_id, "order_id": s.order_id,
+            "stop_id": s.stop_id,
+            "order_id": s.order_id,
             "planned_arrival": ms_to_rfc3339(s.planned_arrival) if s.planned_arrival else None,
             "delay_s": _r((entered - ref) / 1000.0) if ref is not None else None,
-            "entered": ms_to_rfc3339(entered), "on_time": on_time,
+            "entered": ms_to_rfc3339(entered),
+            "on_time": on_time,
         }
     if code is EventType.STOP_DEPARTED and s is not None:
         return {"stop_id": s.stop_id, "order_id": s.order_id, "dwell_s": _r(v[F_V0])}
     if code is EventType.OFF_ROUTE:
         return {"offset_m": _r(v[F_V0]), "since": ms_to_rfc3339(int(v[F_V1]))}
     if code is EventType.BACK_ON_ROUTE:
-        return {"off_route_s": _r(v[F_V0]), "off_route_m": _r(v[F_V1]),
-                "max_offset_m": _r(v[F_V2])}
+        return {"off_route_s": _r(v[F_V0]), "off_route_m": _r(v[F_V1]), "max_offset_m": _r(v[F_V2])}
     if code is EventType.UNPLANNED_STOP:
         return {"since": ms_to_rfc3339(int(v[F_V1])), "radius_m": _r(v[F_V0])}
     if code is EventType.UNPLANNED_STOP_ENDED:
         return {"duration_s": _r(v[F_V0]), "since": ms_to_rfc3339(int(v[F_V1]))}
     if code is EventType.SPEEDING:
-        return {"limit_kmh": _r(v[F_V0]), "speed_kmh": _r(v[F_V1]),
-                "since": ms_to_rfc3339(int(v[F_V2]))}
+        return {
+            "limit_kmh": _r(v[F_V0]),
+            "speed_kmh": _r(v[F_V1]),
+            "since": ms_to_rfc3339(int(v[F_V2])),
+        }
     if code is EventType.SPEEDING_ENDED:
         return {"max_kmh": _r(v[F_V0]), "duration_s": _r(v[F_V1]), "distance_m": _r(v[F_V2])}
     if code is EventType.LATE and s is not None:
-        return {"stop_id": s.stop_id, "order_id": s.order_id,
-                "predicted_arrival": ms_to_rfc3339(int(v[F_V0])), "delay_s": _r(v[F_V1])}
+        return {
+            "stop_id": s.stop_id,
+            "order_id": s.order_id,
+            "predicted_arrival": ms_to_rfc3339(int(v[F_V0])),
+            "delay_s": _r(v[F_V1]),
+        }
     if code is EventType.BACK_ON_SCHEDULE and s is not None:
         return {"stop_id": s.stop_id, "order_id": s.order_id, "delay_s": _r(v[F_V0])}
     if code is EventType.SIGNAL_LOST:
@@ -70,23 +83,38 @@ def _details(code: EventType, plan: TripPlan, stop: int, v: npt.NDArray[np.float
     if code is EventType.SIGNAL_RESTORED:
         return {"gap_s": _r(v[F_V0])}
     if code is EventType.TRIP_COMPLETED:
-        return {"on_time_stops": int(v[F_V0]), "late_stops": int(v[F_V1]),
-                "distance_m": _r(v[F_V2])}
+        return {
+            "on_time_stops": int(v[F_V0]),
+            "late_stops": int(v[F_V1]),
+            "distance_m": _r(v[F_V2]),
+        }
     return {}
 
 
-def to_events(plan: TripPlan, trip_id: str, n: int, ev_i: npt.NDArray[np.int64],
-              ev_ts: npt.NDArray[np.int64], ev_f: npt.NDArray[np.float64]) -> list[Event]:
+def to_events(
+    plan: TripPlan,
+    trip_id: str,
+    n: int,
+    ev_i: npt.NDArray[np.int64],
+    ev_ts: npt.NDArray[np.int64],
+    ev_f: npt.NDArray[np.float64],
+) -> list[Event]:
     """The first ``n`` kernel event rows as :class:`Event` values."""
     out: list[Event] = []
     for j in range(n):
         code = EVENT_CODES[int(ev_i[j, E_TYPE])]
         row = ev_f[j]
         m = float(row[F_M])
-        out.append(Event(
-            type=code, trip_id=trip_id, vehicle_id=plan.vehicle_id, ts_ms=int(ev_ts[j]),
-            lat=float(row[F_LAT]), lon=float(row[F_LON]),
-            route_m=m if math.isfinite(m) else 0.0,
-            details=_details(code, plan, int(ev_i[j, E_STOP]), row),
-        ))
+        out.append(
+            Event(
+                type=code,
+                trip_id=trip_id,
+                vehicle_id=plan.vehicle_id,
+                ts_ms=int(ev_ts[j]),
+                lat=float(row[F_LAT]),
+                lon=float(row[F_LON]),
+                route_m=m if math.isfinite(m) else 0.0,
+                details=_details(code, plan, int(ev_i[j, E_STOP]), row),
+            )
+        )
     return out

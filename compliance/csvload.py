@@ -175,8 +175,26 @@ def _ts_ms(buf, s, e):
 
 
 @njit(cache=True)
-def _parse_cols(buf, starts, ends, nrows, c_ts, c_lat, c_lon, c_spd, c_hdg, c_acc, c_seq,
-                ts, lat, lon, spd, hdg, acc, seq):
+def _parse_cols(
+    buf,
+    starts,
+    ends,
+    nrows,
+    c_ts,
+    c_lat,
+    c_lon,
+    c_spd,
+    c_hdg,
+    c_acc,
+    c_seq,
+    ts,
+    lat,
+    lon,
+    spd,
+    hdg,
+    acc,
+    seq,
+):
     bad = -1
     for r in range(nrows):
         ts[r] = _ts_ms(buf, starts[r, c_ts], ends[r, c_ts])
@@ -190,7 +208,9 @@ def _parse_cols(buf, starts, ends, nrows, c_ts, c_lat, c_lon, c_spd, c_hdg, c_ac
             seq[r] = np.int64(v) if math.isfinite(v) else -1
         else:
             seq[r] = -1
-        if bad < 0 and (ts[r] == -(2**62) or not math.isfinite(lat[r]) or not math.isfinite(lon[r])):
+        if bad < 0 and (
+            ts[r] == -(2**62) or not math.isfinite(lat[r]) or not math.isfinite(lon[r])
+        ):
             bad = r
     return bad
 
@@ -214,7 +234,7 @@ def load_pings_csv(path: str | Path) -> PingBatch:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
     if b'"' in raw:
         return _load_with_csv(path)
-    body = np.frombuffer(raw, dtype=np.uint8)[nl + 1:] if nl >= 0 else np.empty(0, np.uint8)
+    body = np.frombuffer(raw, dtype=np.uint8)[nl + 1 :] if nl >= 0 else np.empty(0, np.uint8)
     ncols = len(header)
     cap = int(np.count_nonzero(body == 10)) + 1
     starts = np.empty((cap, ncols), np.int64)
@@ -226,9 +246,26 @@ def load_pings_csv(path: str | Path) -> PingBatch:
     ts = np.empty(nrows, np.int64)
     lat, lon, spd, hdg, acc = (np.empty(nrows) for _ in range(5))
     seq = np.empty(nrows, np.int64)
-    bad = _parse_cols(body, starts, ends, nrows, col["ts"], col["lat"], col["lon"],
-                      col.get("speed", -1), col.get("heading", -1), col.get("accuracy", -1),
-                      col.get("seq", -1), ts, lat, lon, spd, hdg, acc, seq)
+    bad = _parse_cols(
+        body,
+        starts,
+        ends,
+        nrows,
+        col["ts"],
+        col["lat"],
+        col["lon"],
+        col.get("speed", -1),
+        col.get("heading", -1),
+        col.get("accuracy", -1),
+        col.get("seq", -1),
+        ts,
+        lat,
+        lon,
+        spd,
+        hdg,
+        acc,
+        seq,
+    )
     if bad >= 0:
         raise ValueError(f"{path}: bad ts/lat/lon on data row {bad + 1}")
     c_v = col["vehicle_id"]
@@ -251,11 +288,21 @@ def _load_with_csv(path: str | Path) -> PingBatch:
     n = len(rows)
     return PingBatch(
         [r["vehicle_id"].strip() for r in rows],
-        np.array([parse_time_ms(int(r["ts"]) if r["ts"].strip().lstrip("-").isdigit()
-                                else r["ts"]) for r in rows], np.int64),
-        np.array([num(r, "lat") for r in rows]), np.array([num(r, "lon") for r in rows]),
-        np.array([num(r, "speed") for r in rows]), np.array([num(r, "heading") for r in rows]),
+        np.array(
+            [
+                parse_time_ms(int(r["ts"]) if r["ts"].strip().lstrip("-").isdigit() else r["ts"])
+                for r in rows
+            ],
+            np.int64,
+        ),
+        np.array([num(r, "lat") for r in rows]),
+        np.array([num(r, "lon") for r in rows]),
+        np.array([num(r, "speed") for r in rows]),
+        np.array([num(r, "heading") for r in rows]),
         np.array([num(r, "accuracy") for r in rows]),
-        np.array([int(num(r, "seq")) if math.isfinite(num(r, "seq")) else -1 for r in rows],
-                 np.int64) if n else np.empty(0, np.int64),
+        np.array(
+            [int(num(r, "seq")) if math.isfinite(num(r, "seq")) else -1 for r in rows], np.int64
+        )
+        if n
+        else np.empty(0, np.int64),
     )

@@ -114,8 +114,9 @@ class Engine:
     def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult:
         """Match ``batch`` and run the detectors up to ``watermark_ms`` - allowance."""
         n = len(batch)
-        res = ProcessResult([None] * n, np.full(n, np.nan), np.full(n, np.nan),
-                            np.full(n, -1, np.int8))
+        res = ProcessResult(
+            [None] * n, np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int8)
+        )
         horizon = self._horizon(watermark_ms)
         touched: dict[str, Trip] = {}
         if n:
@@ -148,8 +149,15 @@ class Engine:
     def _horizon(self, watermark_ms: int) -> int:
         return int(watermark_ms) - int(self.thresholds.reorder_allowance_s * 1000)
 
-    def _ingest(self, trip: Trip, batch: PingBatch, rows: npt.NDArray[np.intp], horizon: int,
-                res: ProcessResult, touched: dict[str, Trip]) -> None:
+    def _ingest(
+        self,
+        trip: Trip,
+        batch: PingBatch,
+        rows: npt.NDArray[np.intp],
+        horizon: int,
+        res: ProcessResult,
+        touched: dict[str, Trip],
+    ) -> None:
         ts = batch.ts_ms[rows]
         # duplicates inside the batch: keep the first arrival (rows are sorted by ts, then
         # by arrival)
@@ -159,8 +167,9 @@ class Engine:
             late = ts <= trip.committed[S_LAST_TS]
             if late.any():
                 self.late_pings += int(late.sum())
-                log.info("late pings not replayed", extra={"trip_id": trip.key,
-                                                           "count": int(late.sum())})
+                log.info(
+                    "late pings not replayed", extra={"trip_id": trip.key, "count": int(late.sum())}
+                )
             keep &= ~late
         p = trip.pending
         if len(p):
@@ -174,13 +183,18 @@ class Engine:
         lat = batch.lat[rows]
         lon = batch.lon[rows]
         x, y = trip.project(lat, lon)
-        new = Pending(batch.ts_ms[rows].astype(np.int64), lat, lon, x, y,
-                      batch.speed_kmh[rows].astype(np.float64),
-                      batch.accuracy_m[rows].astype(np.float64), rows.astype(np.int64))
+        new = Pending(
+            batch.ts_ms[rows].astype(np.int64),
+            lat,
+            lon,
+            x,
+            y,
+            batch.speed_kmh[rows].astype(np.float64),
+            batch.accuracy_m[rows].astype(np.float64),
+            rows.astype(np.int64),
+        )
         in_order = not len(p) or new.ts_ms[0] > p.ts_ms[-1]
-        if not len(p):
-            heapq.heappush(self._commit_heap, (int(new.ts_ms[0]), trip.key))
-        elif new.ts_ms[0] < p.ts_ms[0]:
+        if not len(p) or new.ts_ms[0] < p.ts_ms[0]:
             heapq.heappush(self._commit_heap, (int(new.ts_ms[0]), trip.key))
         if in_order:
             trip.pending = Pending.concat([p, new]) if len(p) else new
@@ -199,8 +213,9 @@ class Engine:
             out = trip.run(trip.spec, trip.spec_stops, sel)
         _write_results(res, sel, out)
 
-    def _advance(self, horizon: int, res: ProcessResult | None,
-                 touched: dict[str, Trip]) -> list[Event]:
+    def _advance(
+        self, horizon: int, res: ProcessResult | None, touched: dict[str, Trip]
+    ) -> list[Event]:
         events: list[Event] = []
         while self._commit_heap and self._commit_heap[0][0] <= horizon:
             _, key = heapq.heappop(self._commit_heap)
@@ -219,7 +234,9 @@ class Engine:
             expected = trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0
             if int(expected) != lost_at or (len(trip.pending) and trip.pending.ts_ms[0] <= lost_at):
                 continue
-            ne = kernels.signal_check(trip.committed, trip.th_arr, float(horizon), ev_i, ev_ts, ev_f)
+            ne = kernels.signal_check(
+                trip.committed, trip.th_arr, float(horizon), ev_i, ev_ts, ev_f
+            )
             if ne:
                 events += to_events(trip.plan, trip.key, ne, ev_i, ev_ts, ev_f)
                 if trip.spec is not None:
@@ -227,8 +244,9 @@ class Engine:
                 touched[trip.key] = trip
         return _ordered(events)
 
-    def _commit(self, trip: Trip, horizon: int, res: ProcessResult | None,
-                touched: dict[str, Trip]) -> list[Event]:
+    def _commit(
+        self, trip: Trip, horizon: int, res: ProcessResult | None, touched: dict[str, Trip]
+    ) -> list[Event]:
         p = trip.pending
         cut = int(np.searchsorted(p.ts_ms, horizon, side="right"))
         if cut == 0:
@@ -252,8 +270,14 @@ class Engine:
             events += self._hand_over(trip, head, horizon, res, touched)
         return events
 
-    def _hand_over(self, trip: Trip, head: Pending, horizon: int, res: ProcessResult | None,
-                   touched: dict[str, Trip]) -> list[Event]:
+    def _hand_over(
+        self,
+        trip: Trip,
+        head: Pending,
+        horizon: int,
+        res: ProcessResult | None,
+        touched: dict[str, Trip],
+    ) -> list[Event]:
         """Pings after a trip completed belong to the vehicle's next trip, if any."""
         nxt = self._next_after(trip)
         done_ts = trip.committed[S_COMPLETED_TS]
@@ -302,13 +326,20 @@ class Engine:
         """Serialise plans, committed state and pending pings."""
         trips = []
         for t in self._trips.values():
-            trips.append({
-                "plan": t.plan.model_dump(mode="json"),
-                "committed": t.committed, "committed_stops": t.committed_stops,
-                "pending": [c.copy() for c in t.pending.columns()],
-            })
-        data = {"version": _CHECKPOINT_VERSION, "thresholds": asdict(self.thresholds),
-                "trips": trips, "late_pings": self.late_pings}
+            trips.append(
+                {
+                    "plan": t.plan.model_dump(mode="json"),
+                    "committed": t.committed,
+                    "committed_stops": t.committed_stops,
+                    "pending": [c.copy() for c in t.pending.columns()],
+                }
+            )
+        data = {
+            "version": _CHECKPOINT_VERSION,
+            "thresholds": asdict(self.thresholds),
+            "trips": trips,
+            "late_pings": self.late_pings,
+        }
         return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
@@ -317,7 +348,7 @@ class Engine:
 
         Only load checkpoints this process (or its database) wrote: the format is pickle.
         """
-        obj = pickle.loads(data)  # noqa: S301 - our own checkpoint, never user input
+        obj = pickle.loads(data)
         if obj.get("version") != _CHECKPOINT_VERSION:
             raise ValueError(f"unsupported checkpoint version {obj.get('version')!r}")
         eng = cls(Thresholds(**obj["thresholds"]))
@@ -327,7 +358,9 @@ class Engine:
             eng.add_trip(plan)
             trip = eng._trips[trip_key(plan)]
             trip.committed = np.asarray(t["committed"], np.float64).copy()
-            trip.committed_stops = np.asarray(t["committed_stops"], np.float64).reshape(-1, N_STOPS).copy()
+            trip.committed_stops = (
+                np.asarray(t["committed_stops"], np.float64).reshape(-1, N_STOPS).copy()
+            )
             cols = t["pending"]
             trip.pending = Pending(*cols)
             trip.pending.row[:] = -1

@@ -8,8 +8,9 @@ import numpy as np
 import numpy.typing as npt
 
 
-def groups_by_vehicle(vehicle_id: Sequence[str], ts_ms: npt.NDArray[np.int64]
-                      ) -> list[tuple[str, npt.NDArray[np.intp]]]:
+def groups_by_vehicle(
+    vehicle_id: Sequence[str], ts_ms: npt.NDArray[np.int64]
+) -> list[tuple[str, npt.NDArray[np.intp]]]:
     """(vehicle, row indices in (ts, arrival) order) per vehicle, in first-seen order.
 
     A dict factorises the ids (O(n), no string sort), then one integer lexsort orders rows.
@@ -22,4 +23,4 @@ def groups_by_vehicle(vehicle_id: Sequence[str], ts_ms: npt.NDArray[np.int64]
     order = np.lexsort((np.arange(n), ts_ms, inv))
     bounds = np.searchsorted(inv[order], np.arange(len(codes) + 1))
     names = list(codes)
-    return [(names[k], order[bounds[k]:bounds[k + 1]]) for k in range(len(names))]
+    return [(names[k], order[bounds[k] : bounds[k + 1]]) for k in range(len(names))]

@@ -138,7 +138,7 @@ ETA_MIN_SPREAD_S = 60.0
 
 
 @njit(cache=True)
-def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):  # noqa: PLR0913
+def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     """Best route position for point (px, py) among segments overlapping [lo_m, hi_m].
 
     Score = 0.5 (d/sigma_d)^2 + 0.5 ((m - m_exp)/sigma_p)^2: cross-track distance d and
@@ -253,7 +253,7 @@ def stop_etas(st, par, stops, ustat, now_ms, out):
 
 
 @njit(cache=True)
-def _emit(ev_i, ev_ts, ev_f, ne, code, ping, stop, ts, v0, v1, v2, lat, lon, m):  # noqa: PLR0913
+def _emit(ev_i, ev_ts, ev_f, ne, code, ping, stop, ts, v0, v1, v2, lat, lon, m):
     ev_i[ne, E_TYPE] = code
     ev_i[ne, E_PING] = ping
     ev_i[ne, E_STOP] = stop
@@ -283,10 +283,31 @@ def _derived_kmh(st, ts):
 
 
 @njit(cache=True)
-def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
-    x, y, cum, par, th, stops, ustat, lim_from, lim_to, lim_kmh,
-    st, ts_a, px_a, py_a, lat_a, lon_a, spd_a, acc_a,
-    out_m, out_off, out_on, ev_i, ev_ts, ev_f,
+def process_pings(
+    x,
+    y,
+    cum,
+    par,
+    th,
+    stops,
+    ustat,
+    lim_from,
+    lim_to,
+    lim_kmh,
+    st,
+    ts_a,
+    px_a,
+    py_a,
+    lat_a,
+    lon_a,
+    spd_a,
+    acc_a,
+    out_m,
+    out_off,
+    out_on,
+    ev_i,
+    ev_ts,
+    ev_f,
 ):
     """Run every detector over one trip's pings (sorted by ts, strictly increasing).
 
@@ -316,12 +337,39 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
             lost_ms = th[TH_LOST_S] * 1000.0
             if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
                 if st[S_LOST] == 0:
-                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SIGNAL_LOST, -1, -1,
-                               st[S_LAST_TS] + lost_ms, st[S_LAST_TS], 0.0, 0.0,
-                               st[S_LAST_LAT], st[S_LAST_LON], st[S_LAST_M])
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_SIGNAL_LOST,
+                        -1,
+                        -1,
+                        st[S_LAST_TS] + lost_ms,
+                        st[S_LAST_TS],
+                        0.0,
+                        0.0,
+                        st[S_LAST_LAT],
+                        st[S_LAST_LON],
+                        st[S_LAST_M],
+                    )
                 st[S_LOST] = 0.0
-                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SIGNAL_RESTORED, i, -1, ts,
-                           gap_ms / 1000.0, 0.0, 0.0, lat, lon, st[S_LAST_M])
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_SIGNAL_RESTORED,
+                    i,
+                    -1,
+                    ts,
+                    gap_ms / 1000.0,
+                    0.0,
+                    0.0,
+                    lat,
+                    lon,
+                    st[S_LAST_M],
+                )
         st[S_N] += 1.0
         st[S_LAST_TS] = ts
         st[S_LAST_LAT] = lat
@@ -381,13 +429,29 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
                     st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
                 st[S_OUT_N] += 1.0
                 st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
-                if (st[S_OUT_N] >= th[TH_OFF_PINGS]
-                        and ts - st[S_OUT_SINCE] >= th[TH_OFF_S] * 1000.0
-                        and st[S_COMPLETED] == 0):
+                if (
+                    st[S_OUT_N] >= th[TH_OFF_PINGS]
+                    and ts - st[S_OUT_SINCE] >= th[TH_OFF_S] * 1000.0
+                    and st[S_COMPLETED] == 0
+                ):
                     st[S_OFF] = 1.0
                     st[S_IN_N] = 0.0
-                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_OFF_ROUTE, i, -1, ts, d,
-                               st[S_OUT_SINCE], 0.0, lat, lon, m)
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_OFF_ROUTE,
+                        i,
+                        -1,
+                        ts,
+                        d,
+                        st[S_OUT_SINCE],
+                        0.0,
+                        lat,
+                        lon,
+                        m,
+                    )
         else:
             if had_prev:
                 st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
@@ -397,9 +461,22 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
                 if st[S_IN_N] >= th[TH_BACK_PINGS]:
                     st[S_OFF] = 0.0
                     st[S_OUT_N] = 0.0
-                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_BACK_ON_ROUTE, i, -1, ts,
-                               (ts - st[S_OUT_SINCE]) / 1000.0, st[S_OUT_PATH_M],
-                               st[S_OFF_MAX_M], lat, lon, m)
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_BACK_ON_ROUTE,
+                        i,
+                        -1,
+                        ts,
+                        (ts - st[S_OUT_SINCE]) / 1000.0,
+                        st[S_OUT_PATH_M],
+                        st[S_OFF_MAX_M],
+                        lat,
+                        lon,
+                        m,
+                    )
             else:
                 st[S_IN_N] = 0.0
         on_route = st[S_OFF] == 0 and inside
@@ -422,7 +499,9 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
         if math.isfinite(derived):
             a = 1.0 - math.exp(-5.0 / 120.0)
             vm = derived / 3.6
-            st[S_V_MPS] = vm if not math.isfinite(st[S_V_MPS]) else st[S_V_MPS] + a * (vm - st[S_V_MPS])
+            st[S_V_MPS] = (
+                vm if not math.isfinite(st[S_V_MPS]) else st[S_V_MPS] + a * (vm - st[S_V_MPS])
+            )
         speed = spd_a[i] if math.isfinite(spd_a[i]) else derived
         st[S_SPEED_KMH] = speed
         if st[S_COMPLETED] > 0:
@@ -432,24 +511,44 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
             need = min(th[TH_START_M], 0.5 * length)
             if st[S_PROGRESS] - st[S_START_M] >= need or st[S_PROGRESS] >= need:
                 st[S_STARTED] = 1.0
-                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_TRIP_STARTED, i, -1, ts, 0.0, 0.0, 0.0,
-                           lat, lon, m)
+                ne = _emit(
+                    ev_i, ev_ts, ev_f, ne, EV_TRIP_STARTED, i, -1, ts, 0.0, 0.0, 0.0, lat, lon, m
+                )
         # ---- planned stops ----
         at = int(st[S_AT_STOP])
-        if at >= 0:
-            if math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0:
-                ustat[at, U_STATUS] = STATUS_DEPARTED
-                ustat[at, U_DEPARTED_TS] = ts
-                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_STOP_DEPARTED, i, at, ts,
-                           (ts - ustat[at, U_ENTER_TS]) / 1000.0, 0.0, 0.0, lat, lon, m)
-                st[S_AT_STOP] = -1.0
-                st[S_NEXT_STOP] = float(at + 1)
+        # leaving the radius (+10 m so GPS jitter at the edge is not a departure)
+        if (
+            at >= 0
+            and math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
+        ):
+            ustat[at, U_STATUS] = STATUS_DEPARTED
+            ustat[at, U_DEPARTED_TS] = ts
+            ne = _emit(
+                ev_i,
+                ev_ts,
+                ev_f,
+                ne,
+                EV_STOP_DEPARTED,
+                i,
+                at,
+                ts,
+                (ts - ustat[at, U_ENTER_TS]) / 1000.0,
+                0.0,
+                0.0,
+                lat,
+                lon,
+                m,
+            )
+            st[S_AT_STOP] = -1.0
+            st[S_NEXT_STOP] = float(at + 1)
         if int(st[S_AT_STOP]) < 0:
             found = -1
             for k in range(int(st[S_NEXT_STOP]), nstops):
                 r = stops[k, T_RADIUS]
-                if (abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
-                        and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r):
+                if (
+                    abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
+                    and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r
+                ):
                     found = k
                     break
                 if stops[k, T_M] > st[S_PROGRESS] + 1000.0:
@@ -473,16 +572,33 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
                         st[S_LATE_STOPS] += 1.0
                     else:
                         st[S_ON_TIME] += 1.0
-                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_STOP_ARRIVED, i, found, ts, enter,
-                               0.0, 0.0, lat, lon, m)
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_STOP_ARRIVED,
+                        i,
+                        found,
+                        ts,
+                        enter,
+                        0.0,
+                        0.0,
+                        lat,
+                        lon,
+                        m,
+                    )
                     st[S_AT_STOP] = float(found)
                     st[S_NEXT_STOP] = float(found)
                     st[S_CAND_STOP] = -1.0
                     # arriving ends an unplanned-stop candidate: the dwell is planned
                     st[S_ST_N] = 0.0
         # a stop passed well behind the furthest progress was skipped
-        while (int(st[S_AT_STOP]) < 0 and int(st[S_NEXT_STOP]) < nstops
-               and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])):
+        while (
+            int(st[S_AT_STOP]) < 0
+            and int(st[S_NEXT_STOP]) < nstops
+            and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])
+        ):
             k = int(st[S_NEXT_STOP])
             if stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]:
                 ustat[k, U_STATUS] = STATUS_SKIPPED
@@ -509,26 +625,65 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
             if st[S_ST_OUT_N] >= 2:
                 if st[S_ST_ACTIVE] > 0:
                     st[S_ST_ACTIVE] = 0.0
-                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_UNPLANNED_STOP_ENDED, i, -1, ts,
-                               (ts - st[S_ST_SINCE]) / 1000.0, st[S_ST_SINCE], 0.0, lat, lon, m)
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_UNPLANNED_STOP_ENDED,
+                        i,
+                        -1,
+                        ts,
+                        (ts - st[S_ST_SINCE]) / 1000.0,
+                        st[S_ST_SINCE],
+                        0.0,
+                        lat,
+                        lon,
+                        m,
+                    )
                 st[S_ST_N] = 1.0
                 st[S_ST_X] = px
                 st[S_ST_Y] = py
                 st[S_ST_SINCE] = ts
                 st[S_ST_OUT_N] = 0.0
-        if (st[S_ST_ACTIVE] == 0 and st[S_STARTED] > 0 and not near_stop
-                and ts - st[S_ST_SINCE] >= th[TH_ST_S] * 1000.0):
+        if (
+            st[S_ST_ACTIVE] == 0
+            and st[S_STARTED] > 0
+            and not near_stop
+            and ts - st[S_ST_SINCE] >= th[TH_ST_S] * 1000.0
+        ):
             clear = True
             for k in range(nstops):
-                if math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y]) <= stops[k, T_RADIUS]:
+                if (
+                    math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y])
+                    <= stops[k, T_RADIUS]
+                ):
                     clear = False
                     break
             if clear:
                 st[S_ST_ACTIVE] = 1.0
-                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_UNPLANNED_STOP, i, -1, ts, rad,
-                           st[S_ST_SINCE], 0.0, lat, lon, m)
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_UNPLANNED_STOP,
+                    i,
+                    -1,
+                    ts,
+                    rad,
+                    st[S_ST_SINCE],
+                    0.0,
+                    lat,
+                    lon,
+                    m,
+                )
         # ---- speeding against the limit at this route position ----
-        limit = limit_at(m, lim_from, lim_to, lim_kmh, par[P_DEFAULT_LIMIT]) if on_route else par[P_DEFAULT_LIMIT]
+        limit = (
+            limit_at(m, lim_from, lim_to, lim_kmh, par[P_DEFAULT_LIMIT])
+            if on_route
+            else par[P_DEFAULT_LIMIT]
+        )
         if math.isfinite(limit) and math.isfinite(speed):
             if speed > limit + th[TH_SP_TOL]:
                 if not math.isfinite(st[S_SP_SINCE]):
@@ -540,8 +695,22 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
                 st[S_SP_MAX] = max(st[S_SP_MAX], speed)
                 if st[S_SP_ACTIVE] == 0 and ts - st[S_SP_SINCE] >= th[TH_SP_MIN_S] * 1000.0:
                     st[S_SP_ACTIVE] = 1.0
-                    ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SPEEDING, i, -1, ts, st[S_SP_LIMIT],
-                               speed, st[S_SP_SINCE], lat, lon, m)
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_SPEEDING,
+                        i,
+                        -1,
+                        ts,
+                        st[S_SP_LIMIT],
+                        speed,
+                        st[S_SP_SINCE],
+                        lat,
+                        lon,
+                        m,
+                    )
             elif math.isfinite(st[S_SP_SINCE]):
                 if st[S_SP_UNDER_N] == 0:
                     st[S_SP_UNDER_TS] = ts
@@ -549,9 +718,22 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
                 # one slower sample inside a speeding run is noise
                 if st[S_SP_UNDER_N] >= 2 or ts - st[S_SP_UNDER_TS] >= 5000.0:
                     if st[S_SP_ACTIVE] > 0:
-                        ne = _emit(ev_i, ev_ts, ev_f, ne, EV_SPEEDING_ENDED, i, -1, ts,
-                                   st[S_SP_MAX], (st[S_SP_UNDER_TS] - st[S_SP_SINCE]) / 1000.0,
-                                   max(0.0, st[S_PROGRESS] - st[S_SP_M0]), lat, lon, m)
+                        ne = _emit(
+                            ev_i,
+                            ev_ts,
+                            ev_f,
+                            ne,
+                            EV_SPEEDING_ENDED,
+                            i,
+                            -1,
+                            ts,
+                            st[S_SP_MAX],
+                            (st[S_SP_UNDER_TS] - st[S_SP_SINCE]) / 1000.0,
+                            max(0.0, st[S_PROGRESS] - st[S_SP_M0]),
+                            lat,
+                            lon,
+                            m,
+                        )
                     st[S_SP_ACTIVE] = 0.0
                     st[S_SP_SINCE] = np.nan
                     st[S_SP_UNDER_N] = 0.0
@@ -571,27 +753,57 @@ def process_pings(  # noqa: PLR0912, PLR0913, PLR0915, C901
             if st[S_LATE] == 0 and delay_s > th[TH_LATE_S]:
                 st[S_LATE] = 1.0
                 st[S_LATE_STOP] = float(nxt)
-                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_LATE, i, nxt, ts, eta, delay_s, 0.0,
-                           lat, lon, m)
+                ne = _emit(
+                    ev_i, ev_ts, ev_f, ne, EV_LATE, i, nxt, ts, eta, delay_s, 0.0, lat, lon, m
+                )
             elif st[S_LATE] > 0 and delay_s < th[TH_LATE_S] - th[TH_LATE_HYST_S]:
                 st[S_LATE] = 0.0
-                ne = _emit(ev_i, ev_ts, ev_f, ne, EV_BACK_ON_SCHEDULE, i, nxt, ts, delay_s,
-                           0.0, 0.0, lat, lon, m)
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_BACK_ON_SCHEDULE,
+                    i,
+                    nxt,
+                    ts,
+                    delay_s,
+                    0.0,
+                    0.0,
+                    lat,
+                    lon,
+                    m,
+                )
         # ---- completion: every stop resolved after the last departure, or route end ----
-        done = False
-        if st[S_STARTED] > 0 and int(st[S_AT_STOP]) < 0 and int(st[S_CAND_STOP]) < 0:
-            if nstops > 0 and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED:
-                done = True
-            elif st[S_PROGRESS] >= length - 30.0:
-                done = True
+        last_departed = nstops > 0 and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED
+        done = (
+            st[S_STARTED] > 0
+            and int(st[S_AT_STOP]) < 0
+            and int(st[S_CAND_STOP]) < 0
+            and (last_departed or st[S_PROGRESS] >= length - 30.0)
+        )
         if done:
             for k in range(nstops):
                 if ustat[k, U_STATUS] == STATUS_PENDING:
                     ustat[k, U_STATUS] = STATUS_SKIPPED
             st[S_COMPLETED] = 1.0
             st[S_COMPLETED_TS] = ts
-            ne = _emit(ev_i, ev_ts, ev_f, ne, EV_TRIP_COMPLETED, i, -1, ts, st[S_ON_TIME],
-                       st[S_LATE_STOPS], max(0.0, st[S_PROGRESS] - st[S_START_M]), lat, lon, m)
+            ne = _emit(
+                ev_i,
+                ev_ts,
+                ev_f,
+                ne,
+                EV_TRIP_COMPLETED,
+                i,
+                -1,
+                ts,
+                st[S_ON_TIME],
+                st[S_LATE_STOPS],
+                max(0.0, st[S_PROGRESS] - st[S_START_M]),
+                lat,
+                lon,
+                m,
+            )
     return ne
 
 
@@ -607,8 +819,22 @@ def signal_check(st, th, horizon_ms, ev_i, ev_ts, ev_f):
     if horizon_ms < lost_at:
         return 0
     st[S_LOST] = 1.0
-    return _emit(ev_i, ev_ts, ev_f, 0, EV_SIGNAL_LOST, -1, -1, lost_at, st[S_LAST_TS], 0.0, 0.0,
-                 st[S_LAST_LAT], st[S_LAST_LON], st[S_LAST_M])
+    return _emit(
+        ev_i,
+        ev_ts,
+        ev_f,
+        0,
+        EV_SIGNAL_LOST,
+        -1,
+        -1,
+        lost_at,
+        st[S_LAST_TS],
+        0.0,
+        0.0,
+        st[S_LAST_LAT],
+        st[S_LAST_LON],
+        st[S_LAST_M],
+    )
 
 
 _ = (STATUS_ARRIVED, U_ARRIVED_TS)  # layout names used by readers of ustat

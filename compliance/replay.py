@@ -38,6 +38,7 @@ def load_plans(path: str | Path) -> list[TripPlan]:
 
 def snapshot_dict(snap: TripSnapshot, ts_ms: int) -> dict[str, Any]:
     """The CONTRACT §8 snapshot line for ``snap`` as of ``ts_ms``."""
+
     def f(v: float) -> float | None:
         return round(v, 1) if np.isfinite(v) else None
 
@@ -45,16 +46,33 @@ def snapshot_dict(snap: TripSnapshot, ts_ms: int) -> dict[str, Any]:
         return ms_to_rfc3339(v) if v is not None else None
 
     return {
-        "type": "snapshot", "trip_id": snap.trip_id, "vehicle_id": snap.vehicle_id,
-        "ts": ms_to_rfc3339(ts_ms), "route_m": f(snap.route_m), "offset_m": f(snap.offset_m),
-        "on_route": snap.on_route, "schedule_delay_s": snap.schedule_delay_s,
-        "etas": [{"stop_id": s.stop_id, "eta": t(s.eta_ms), "eta_low": t(s.eta_low_ms),
-                  "eta_high": t(s.eta_high_ms)} for s in snap.stops if s.eta_ms is not None],
+        "type": "snapshot",
+        "trip_id": snap.trip_id,
+        "vehicle_id": snap.vehicle_id,
+        "ts": ms_to_rfc3339(ts_ms),
+        "route_m": f(snap.route_m),
+        "offset_m": f(snap.offset_m),
+        "on_route": snap.on_route,
+        "schedule_delay_s": snap.schedule_delay_s,
+        "etas": [
+            {
+                "stop_id": s.stop_id,
+                "eta": t(s.eta_ms),
+                "eta_low": t(s.eta_low_ms),
+                "eta_high": t(s.eta_high_ms),
+            }
+            for s in snap.stops
+            if s.eta_ms is not None
+        ],
     }
 
 
-def replay(plans: list[TripPlan], pings: PingBatch, snapshot_s: float | None = None,
-           thresholds: Thresholds | None = None) -> Iterator[dict[str, Any]]:
+def replay(
+    plans: list[TripPlan],
+    pings: PingBatch,
+    snapshot_s: float | None = None,
+    thresholds: Thresholds | None = None,
+) -> Iterator[dict[str, Any]]:
     """§4 event dicts (and, every ``snapshot_s`` of event time, §8 snapshot dicts), in
     event-time order (a snapshot follows the events of its instant).
 
@@ -108,4 +126,3 @@ def replay(plans: list[TripPlan], pings: PingBatch, snapshot_s: float | None = N
     items.sort(key=lambda it: (it[0], it[1]))
     for _, _, obj in items:
         yield obj
-

@@ -46,8 +46,9 @@ class PreparedRoute:
     default_limit_kmh: float  # NaN when the plan has no general limit
 
 
-def _locate_after(route_x: F64, route_y: F64, cum: F64, px: float, py: float,
-                  from_m: float, hint_m: float) -> tuple[float, float]:
+def _locate_after(
+    route_x: F64, route_y: F64, cum: F64, px: float, py: float, from_m: float, hint_m: float
+) -> tuple[float, float]:
     """(route m, offset m) of the pass nearest (px, py) at or after ``from_m``.
 
     Passes whose distance is within :data:`_PASS_TIE_M` of the best are ties; among them
@@ -67,10 +68,7 @@ def _locate_after(route_x: F64, route_y: F64, cum: F64, px: float, py: float,
     # one candidate per pass: the nearest segment of each run of near segments
     edges = np.flatnonzero(np.diff(np.concatenate([[0], near.astype(np.int8), [0]])))
     passes = [int(a + np.argmin(d[a:b])) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-    if np.isfinite(hint_m):
-        i = min(passes, key=lambda j: abs(m[j] - hint_m))
-    else:
-        i = passes[0]
+    i = min(passes, key=lambda j: abs(m[j] - hint_m)) if np.isfinite(hint_m) else passes[0]
     return float(m[i]), float(d[i])
 
 
@@ -105,9 +103,15 @@ def prepare(plan: TripPlan) -> PreparedRoute:
         prev_m = sm[i]
     ranges = sorted(plan.speed_limits, key=lambda r: r.from_m)
     return PreparedRoute(
-        projection=proj, x_m=x, y_m=y, cum_m=cum, length_m=length_m,
-        stop_x_m=np.asarray(sx, np.float64), stop_y_m=np.asarray(sy, np.float64),
-        stop_route_m=sm, stop_offset_m=so,
+        projection=proj,
+        x_m=x,
+        y_m=y,
+        cum_m=cum,
+        length_m=length_m,
+        stop_x_m=np.asarray(sx, np.float64),
+        stop_y_m=np.asarray(sy, np.float64),
+        stop_route_m=sm,
+        stop_offset_m=so,
         limit_from_m=np.array([r.from_m for r in ranges], np.float64),
         limit_to_m=np.array([r.to_m for r in ranges], np.float64),
         limit_kmh=np.array([r.kmh for r in ranges], np.float64),

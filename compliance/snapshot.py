@@ -49,13 +49,17 @@ def _f(v: float) -> float:
     return float(v) if math.isfinite(v) else float("nan")
 
 
-def build_snapshot(trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[np.float64],
-                   now_ms: int | None) -> TripSnapshot:
+def build_snapshot(
+    trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[np.float64], now_ms: int | None
+) -> TripSnapshot:
     """Snapshot of ``trip`` from state (``st``, ``ustat``) as of ``now_ms`` (default: the
     last ping's ts)."""
     n = len(trip.plan.stops)
-    now = float(now_ms) if now_ms is not None else (st[S_LAST_TS] if st[S_N] > 0 else
-                                                    float(trip.plan.planned_start))
+    now = (
+        float(now_ms)
+        if now_ms is not None
+        else (st[S_LAST_TS] if st[S_N] > 0 else float(trip.plan.planned_start))
+    )
     etas = np.full((n, 3), np.nan)
     if n:
         kernels.stop_etas(st, trip.par, trip.stops, ustat, now, etas)
@@ -63,11 +67,18 @@ def build_snapshot(trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[n
     delay: float | None = None
     for k, s in enumerate(trip.plan.stops):
         status = int(ustat[k, U_STATUS])
-        stops.append(StopSnapshot(
-            stop_id=s.stop_id, order_id=s.order_id, status=STATUS_NAMES[status],
-            eta_ms=_ms(etas[k, 0]), eta_low_ms=_ms(etas[k, 1]), eta_high_ms=_ms(etas[k, 2]),
-            arrived_ms=_ms(ustat[k, U_ARRIVED_TS]), departed_ms=_ms(ustat[k, U_DEPARTED_TS]),
-        ))
+        stops.append(
+            StopSnapshot(
+                stop_id=s.stop_id,
+                order_id=s.order_id,
+                status=STATUS_NAMES[status],
+                eta_ms=_ms(etas[k, 0]),
+                eta_low_ms=_ms(etas[k, 1]),
+                eta_high_ms=_ms(etas[k, 2]),
+                arrived_ms=_ms(ustat[k, U_ARRIVED_TS]),
+                departed_ms=_ms(ustat[k, U_DEPARTED_TS]),
+            )
+        )
         if delay is None and status == STATUS_PENDING and math.isfinite(etas[k, 0]):
             ref = trip.stops[k, T_PLANNED]
             if not math.isfinite(ref):
@@ -84,10 +95,17 @@ def build_snapshot(trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[n
     progress = st[S_PROGRESS] if math.isfinite(st[S_PROGRESS]) else 0.0
     _ = S_AT_STOP
     return TripSnapshot(
-        trip_id=trip.key, vehicle_id=trip.plan.vehicle_id, ts_ms=int(now),
-        lat=_f(st[S_LAST_LAT]), lon=_f(st[S_LAST_LON]), speed_kmh=_f(st[S_SPEED_KMH]),
-        route_m=_f(st[S_LAST_M]), offset_m=_f(st[S_LAST_OFFSET]),
+        trip_id=trip.key,
+        vehicle_id=trip.plan.vehicle_id,
+        ts_ms=int(now),
+        lat=_f(st[S_LAST_LAT]),
+        lon=_f(st[S_LAST_LON]),
+        speed_kmh=_f(st[S_SPEED_KMH]),
+        route_m=_f(st[S_LAST_M]),
+        offset_m=_f(st[S_LAST_OFFSET]),
         on_route=bool(st[S_LAST_ONROUTE] > 0),
         progress_pct=round(float(100.0 * progress / length), 2) if length > 0 else 0.0,
-        schedule_delay_s=delay, status=status_s, stops=stops,
+        schedule_delay_s=delay,
+        status=status_s,
+        stops=stops,
     )

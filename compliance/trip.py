@@ -14,12 +14,12 @@ import numpy.typing as npt
 from compliance import kernels
 from compliance.config import Thresholds
 from compliance.layout import (
+    MAX_EVENTS_PER_PING,
     N_EVF,
     N_PARAM,
     N_STATE,
     N_STOPF,
     N_STOPS,
-    MAX_EVENTS_PER_PING,
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
     P_LENGTH_M,
@@ -28,16 +28,16 @@ from compliance.layout import (
     S_ANCHOR_M,
     S_AT_STOP,
     S_CAND_STOP,
+    S_LAST_LAT,
+    S_LAST_LON,
+    S_LAST_M,
+    S_LAST_OFFSET,
     S_RING,
     S_SP_SINCE,
+    S_SP_UNDER_TS,
     S_SPEED_KMH,
     S_START_M,
     S_V_MPS,
-    S_LAST_M,
-    S_LAST_OFFSET,
-    S_LAST_LAT,
-    S_LAST_LON,
-    S_SP_UNDER_TS,
     T_M,
     T_OFFSET,
     T_PLANNED,
@@ -64,10 +64,20 @@ def trip_key(plan: TripPlan) -> str:
 def new_state() -> F64:
     """A fresh detector state vector (see :mod:`compliance.layout`)."""
     st = np.zeros(N_STATE, np.float64)
-    for k in (S_ANCHOR_M, S_START_M, S_V_MPS, S_SP_SINCE, S_SPEED_KMH, S_LAST_M,
-              S_LAST_OFFSET, S_LAST_LAT, S_LAST_LON, S_SP_UNDER_TS):
+    for k in (
+        S_ANCHOR_M,
+        S_START_M,
+        S_V_MPS,
+        S_SP_SINCE,
+        S_SPEED_KMH,
+        S_LAST_M,
+        S_LAST_OFFSET,
+        S_LAST_LAT,
+        S_LAST_LON,
+        S_SP_UNDER_TS,
+    ):
         st[k] = np.nan
-    st[S_RING:S_RING + 2 * RING] = np.nan
+    st[S_RING : S_RING + 2 * RING] = np.nan
     st[S_AT_STOP] = -1.0
     st[S_CAND_STOP] = -1.0
     return st
@@ -77,8 +87,11 @@ def _planned_mps(plan: TripPlan, route: PreparedRoute, th: Thresholds) -> float:
     """Planned speed, m/s: route distance over planned time to the last timed stop."""
     for k in range(len(plan.stops) - 1, -1, -1):
         s = plan.stops[k]
-        ref = s.planned_arrival if s.planned_arrival is not None else (
-            s.window.start if s.window is not None else None)
+        ref = (
+            s.planned_arrival
+            if s.planned_arrival is not None
+            else (s.window.start if s.window is not None else None)
+        )
         if ref is None:
             continue
         service_s = sum(p.service_s for p in plan.stops[:k])
@@ -105,16 +118,25 @@ class Pending:
         return int(self.ts_ms.shape[0])
 
     def columns(self) -> tuple[I64, F64, F64, F64, F64, F64, F64, I64]:
-        return (self.ts_ms, self.lat, self.lon, self.x_m, self.y_m, self.speed_kmh,
-                self.accuracy_m, self.row)
+        return (
+            self.ts_ms,
+            self.lat,
+            self.lon,
+            self.x_m,
+            self.y_m,
+            self.speed_kmh,
+            self.accuracy_m,
+            self.row,
+        )
 
     def select(self, mask: npt.NDArray[np.bool_] | slice | npt.NDArray[np.intp]) -> Pending:
-        return Pending(*(c[mask] for c in self.columns()))
+        return Pending(*(c[mask] for c in self.columns()))  # type: ignore[arg-type]
 
     @staticmethod
     def concat(parts: list[Pending]) -> Pending:
-        return Pending(*(np.concatenate(cs) for cs in zip(*(p.columns() for p in parts),
-                                                           strict=True)))
+        return Pending(
+            *(np.concatenate(cs) for cs in zip(*(p.columns() for p in parts), strict=True))
+        )
 
 
 @dataclass(slots=True)
@@ -131,8 +153,22 @@ class RunOutput:
 class Trip:
     """A trip plan prepared for the kernels, with its committed and speculative state."""
 
-    __slots__ = ("cancelled", "committed", "committed_stops", "key", "lim", "par", "pending",
-                 "plan", "route", "spec", "spec_stops", "stops", "th", "th_arr")
+    __slots__ = (
+        "cancelled",
+        "committed",
+        "committed_stops",
+        "key",
+        "lim",
+        "par",
+        "pending",
+        "plan",
+        "route",
+        "spec",
+        "spec_stops",
+        "stops",
+        "th",
+        "th_arr",
+    )
 
     def __init__(self, plan: TripPlan, thresholds: Thresholds) -> None:
         self.plan = plan
@@ -147,7 +183,9 @@ class Trip:
             stops[k, T_Y] = route.stop_y_m[k]
             stops[k, T_M] = route.stop_route_m[k]
             stops[k, T_OFFSET] = route.stop_offset_m[k]
-            stops[k, T_RADIUS] = s.radius_m if "radius_m" in s.model_fields_set else self.th.stop_radius_m
+            stops[k, T_RADIUS] = (
+                s.radius_m if "radius_m" in s.model_fields_set else self.th.stop_radius_m
+            )
             stops[k, T_SERVICE_S] = s.service_s
             if s.window is not None:
                 stops[k, T_WIN_START] = s.window.start
@@ -178,16 +216,44 @@ class Trip:
         """Run the kernel over ``p`` from (``st``, ``ustat``), updating them in place."""
         n = len(p)
         cap = MAX_EVENTS_PER_PING * n + 4
-        out = RunOutput(np.empty(n), np.empty(n), np.empty(n, np.int8), 0,
-                        np.empty((cap, 3), np.int64), np.empty(cap, np.int64),
-                        np.empty((cap, N_EVF)))
+        out = RunOutput(
+            np.empty(n),
+            np.empty(n),
+            np.empty(n, np.int8),
+            0,
+            np.empty((cap, 3), np.int64),
+            np.empty(cap, np.int64),
+            np.empty((cap, N_EVF)),
+        )
         r = self.route
-        out.n_events = int(kernels.process_pings(
-            r.x_m, r.y_m, r.cum_m, self.par, self.th_arr, self.stops, ustat,
-            self.lim[0], self.lim[1], self.lim[2],
-            st, p.ts_ms, p.x_m, p.y_m, p.lat, p.lon, p.speed_kmh, p.accuracy_m,
-            out.route_m, out.offset_m, out.on_route, out.ev_i, out.ev_ts, out.ev_f,
-        ))
+        out.n_events = int(
+            kernels.process_pings(
+                r.x_m,
+                r.y_m,
+                r.cum_m,
+                self.par,
+                self.th_arr,
+                self.stops,
+                ustat,
+                self.lim[0],
+                self.lim[1],
+                self.lim[2],
+                st,
+                p.ts_ms,
+                p.x_m,
+                p.y_m,
+                p.lat,
+                p.lon,
+                p.speed_kmh,
+                p.accuracy_m,
+                out.route_m,
+                out.offset_m,
+                out.on_route,
+                out.ev_i,
+                out.ev_ts,
+                out.ev_f,
+            )
+        )
         return out
 
     def state_nbytes(self) -> int:

@@ -17,8 +17,9 @@ F64 = npt.NDArray[np.float64]
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in metres between two (lat, lon) points in degrees."""
-    return float(haversine_m_array(np.array([lat1]), np.array([lon1]), np.array([lat2]),
-                                   np.array([lon2]))[0])
+    return float(
+        haversine_m_array(np.array([lat1]), np.array([lon1]), np.array([lat2]), np.array([lon2]))[0]
+    )
 
 
 def haversine_m_array(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
@@ -31,7 +32,9 @@ def haversine_m_array(lat1: F64, lon1: F64, lat2: F64, lon2: F64) -> F64:
     return 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def destination(lat: float, lon: float, bearing_deg: float, distance_m: float) -> tuple[float, float]:
+def destination(
+    lat: float, lon: float, bearing_deg: float, distance_m: float
+) -> tuple[float, float]:
     """Point reached from (lat, lon) after ``distance_m`` metres on ``bearing_deg`` (clockwise
     from north). Returns (lat, lon) in degrees."""
     d = distance_m / EARTH_RADIUS_M

@@ -71,8 +71,9 @@ class LocalProjection:
     _poly: tuple[float, F64, F64] | None = None  # (scale, cx, cy)
 
     @classmethod
-    def centred_on(cls, lon0: float, lat0: float,
-                   fit_box: tuple[float, float, float, float] | None = None) -> LocalProjection:
+    def centred_on(
+        cls, lon0: float, lat0: float, fit_box: tuple[float, float, float, float] | None = None
+    ) -> LocalProjection:
         """Projection centred on (lon0, lat0); ``fit_box`` = (lon_min, lat_min, lon_max,
         lat_max) degrees enables :meth:`fast_to_xy` over that box."""
         tr = Transformer.from_pipeline(
@@ -129,8 +130,9 @@ class LocalProjection:
 
     def to_lonlat(self, x: F64, y: F64) -> tuple[F64, F64]:
         """Metres -> degrees (lon, lat)."""
-        lon, lat = self._tr.transform(np.asarray(x, np.float64), np.asarray(y, np.float64),
-                                      direction="INVERSE")
+        lon, lat = self._tr.transform(
+            np.asarray(x, np.float64), np.asarray(y, np.float64), direction="INVERSE"
+        )
         return np.asarray(lon, np.float64), np.asarray(lat, np.float64)
 
 

@@ -11,9 +11,18 @@ import math
 from collections.abc import Sequence
 
 
-def match_window(x: Sequence[float], y: Sequence[float], cum: Sequence[float], px: float,
-                 py: float, lo_m: float, hi_m: float, m_exp: float, sigma_d: float,
-                 sigma_p: float) -> tuple[float, float, float]:
+def match_window(
+    x: Sequence[float],
+    y: Sequence[float],
+    cum: Sequence[float],
+    px: float,
+    py: float,
+    lo_m: float,
+    hi_m: float,
+    m_exp: float,
+    sigma_d: float,
+    sigma_p: float,
+) -> tuple[float, float, float]:
     """Best (route_m, offset_m, cost) over segments overlapping [lo_m, hi_m] (see
     :func:`compliance.kernels.match_window`)."""
     best = (cum[0], math.inf, math.inf)
@@ -37,15 +46,17 @@ def match_window(x: Sequence[float], y: Sequence[float], cum: Sequence[float], p
     return best
 
 
-def nearest(x: Sequence[float], y: Sequence[float], cum: Sequence[float], px: float,
-            py: float) -> tuple[float, float]:
+def nearest(
+    x: Sequence[float], y: Sequence[float], cum: Sequence[float], px: float, py: float
+) -> tuple[float, float]:
     """Globally nearest point of the polyline: (route_m, offset_m)."""
     m, d, _ = match_window(x, y, cum, px, py, -math.inf, math.inf, 0.0, 1.0, math.inf)
     return m, d
 
 
-def limit_at(route_m: float, ranges: Sequence[tuple[float, float, float]],
-             default_kmh: float) -> float:
+def limit_at(
+    route_m: float, ranges: Sequence[tuple[float, float, float]], default_kmh: float
+) -> float:
     """Limit in km/h at ``route_m``: the range containing it, else the default."""
     for lo, hi, kmh in ranges:
         if lo <= route_m < hi:
@@ -53,11 +64,17 @@ def limit_at(route_m: float, ranges: Sequence[tuple[float, float, float]],
     return default_kmh
 
 
-def off_route_events(ts_ms: Sequence[int], offset_m: Sequence[float],
-                     corridor_m: Sequence[float], judged: Sequence[bool], *,
-                     confirm_pings: int = 3, confirm_s: float = 10.0,
-                     back_fraction: float = 0.6, back_pings: int = 2
-                     ) -> list[tuple[str, int]]:
+def off_route_events(
+    ts_ms: Sequence[int],
+    offset_m: Sequence[float],
+    corridor_m: Sequence[float],
+    judged: Sequence[bool],
+    *,
+    confirm_pings: int = 3,
+    confirm_s: float = 10.0,
+    back_fraction: float = 0.6,
+    back_pings: int = 2,
+) -> list[tuple[str, int]]:
     """Off-route hysteresis over per-ping offsets: [(type, ts_ms)]. Pings with
     ``judged`` False (rejected wild fixes) are skipped."""
     out: list[tuple[str, int]] = []
@@ -91,9 +108,14 @@ def off_route_events(ts_ms: Sequence[int], offset_m: Sequence[float],
     return out
 
 
-def speeding_events(ts_ms: Sequence[int], speed_kmh: Sequence[float],
-                    limit_kmh: Sequence[float], *, tolerance_kmh: float = 5.0,
-                    min_s: float = 15.0) -> list[tuple[str, int]]:
+def speeding_events(
+    ts_ms: Sequence[int],
+    speed_kmh: Sequence[float],
+    limit_kmh: Sequence[float],
+    *,
+    tolerance_kmh: float = 5.0,
+    min_s: float = 15.0,
+) -> list[tuple[str, int]]:
     """Speeding runs: [(type, ts_ms)]; one slower sample inside a run is ignored."""
     out: list[tuple[str, int]] = []
     since: int | None = None

@@ -7,12 +7,24 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replay", help="replay recorded pings against trip plans; events as JSON lines")
-    p.add_argument("--plan", action="append", required=True,
-                   help="trip plan JSON (one plan or an array); may be given several times")
-    p.add_argument("--pings", required=True, help="CSV: vehicle_id,ts,lat,lon[,speed,heading,accuracy]")
-    p.add_argument("--snapshots", type=float, metavar="S",
-                   help="also print a snapshot line per active trip every S seconds of event time")
+    p = sub.add_parser(
+        "replay", help="replay recorded pings against trip plans; events as JSON lines"
+    )
+    p.add_argument(
+        "--plan",
+        action="append",
+        required=True,
+        help="trip plan JSON (one plan or an array); may be given several times",
+    )
+    p.add_argument(
+        "--pings", required=True, help="CSV: vehicle_id,ts,lat,lon[,speed,heading,accuracy]"
+    )
+    p.add_argument(
+        "--snapshots",
+        type=float,
+        metavar="S",
+        help="also print a snapshot line per active trip every S seconds of event time",
+    )
     p.set_defaults(func=run)
 
 

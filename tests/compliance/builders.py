@@ -27,8 +27,9 @@ def lonlat(xy: Sequence[tuple[float, float]]) -> list[list[float]]:
     return [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
 
 
-def plan(route_xy: Sequence[tuple[float, float]], stops: Sequence[dict[str, Any]] = (),
-         **extra: Any) -> TripPlan:
+def plan(
+    route_xy: Sequence[tuple[float, float]], stops: Sequence[dict[str, Any]] = (), **extra: Any
+) -> TripPlan:
     """A plan over ``route_xy`` (metres); each stop dict has ``xy`` plus §3 stop fields."""
     stop_objs = []
     for s in stops:
@@ -37,7 +38,8 @@ def plan(route_xy: Sequence[tuple[float, float]], stops: Sequence[dict[str, Any]
         s["location"] = lonlat([xy])[0]
         stop_objs.append(s)
     obj: dict[str, Any] = {
-        "trip_id": extra.pop("trip_id", "T1"), "vehicle_id": extra.pop("vehicle_id", "V1"),
+        "trip_id": extra.pop("trip_id", "T1"),
+        "vehicle_id": extra.pop("vehicle_id", "V1"),
         "planned_start": extra.pop("planned_start", T0_MS),
         "route": {"type": "LineString", "coordinates": lonlat(route_xy)},
         "stops": stop_objs,
@@ -46,8 +48,9 @@ def plan(route_xy: Sequence[tuple[float, float]], stops: Sequence[dict[str, Any]
     return TripPlan.model_validate(obj)
 
 
-def polyline_at(route_xy: Sequence[tuple[float, float]], dist_m: npt.NDArray[np.float64]
-                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def polyline_at(
+    route_xy: Sequence[tuple[float, float]], dist_m: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Points at distances ``dist_m`` along the polyline (metres) -> (x, y)."""
     r = np.asarray(route_xy, dtype=np.float64)
     seg = np.hypot(*np.diff(r, axis=0).T)
@@ -56,11 +59,14 @@ def polyline_at(route_xy: Sequence[tuple[float, float]], dist_m: npt.NDArray[np.
     return np.interp(d, cum, r[:, 0]), np.interp(d, cum, r[:, 1])
 
 
-def drive(route_xy: Sequence[tuple[float, float]], profile: Sequence[tuple[float, float]],
-          dt_s: float = 1.0, t0_ms: int = T0_MS) -> tuple[npt.NDArray[np.int64],
-                                                          npt.NDArray[np.float64],
-                                                          npt.NDArray[np.float64],
-                                                          npt.NDArray[np.float64]]:
+def drive(
+    route_xy: Sequence[tuple[float, float]],
+    profile: Sequence[tuple[float, float]],
+    dt_s: float = 1.0,
+    t0_ms: int = T0_MS,
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]:
     """Drive along the route: ``profile`` = [(duration_s, speed_kmh), ...].
 
     Returns (ts_ms, x_m, y_m, speed_kmh) sampled every ``dt_s``.
@@ -71,7 +77,7 @@ def drive(route_xy: Sequence[tuple[float, float]], profile: Sequence[tuple[float
     t = 0.0
     d = 0.0
     for dur, kmh in profile:
-        steps = int(round(dur / dt_s))
+        steps = round(dur / dt_s)
         for _ in range(steps):
             t += dt_s
             d += kmh / 3.6 * dt_s
@@ -82,12 +88,25 @@ def drive(route_xy: Sequence[tuple[float, float]], profile: Sequence[tuple[float
     return (t0_ms + (np.asarray(ts) * 1000).astype(np.int64), x, y, np.asarray(spd, float))
 
 
-def batch(vehicle_id: str, ts_ms: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
-          y: npt.NDArray[np.float64], speed_kmh: npt.NDArray[np.float64] | None = None,
-          accuracy_m: float = 5.0) -> PingBatch:
+def batch(
+    vehicle_id: str,
+    ts_ms: npt.NDArray[np.int64],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    speed_kmh: npt.NDArray[np.float64] | None = None,
+    accuracy_m: float = 5.0,
+) -> PingBatch:
     """A :class:`PingBatch` of one vehicle from local metres."""
     lon, lat = ORIGIN.to_lonlat(np.asarray(x, float), np.asarray(y, float))
     n = len(ts_ms)
     spd = np.full(n, np.nan) if speed_kmh is None else np.asarray(speed_kmh, float)
-    return PingBatch([vehicle_id] * n, np.asarray(ts_ms, np.int64), lat, lon, spd,
-                     np.full(n, np.nan), np.full(n, accuracy_m), np.full(n, -1, np.int64))
+    return PingBatch(
+        [vehicle_id] * n,
+        np.asarray(ts_ms, np.int64),
+        lat,
+        lon,
+        spd,
+        np.full(n, np.nan),
+        np.full(n, accuracy_m),
+        np.full(n, -1, np.int64),
+    )

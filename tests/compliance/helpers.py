@@ -14,8 +14,9 @@ from compliance.types import PingBatch
 from tests.compliance.builders import T0_MS, batch
 
 
-def run_batches(plans: Sequence[TripPlan], batches: Sequence[PingBatch],
-                engine: Engine | None = None) -> tuple[list[Event], Engine]:
+def run_batches(
+    plans: Sequence[TripPlan], batches: Sequence[PingBatch], engine: Engine | None = None
+) -> tuple[list[Event], Engine]:
     """Feed ``batches`` with watermark = the largest ts seen so far; flush and tick at the end."""
     eng = engine or Engine()
     if engine is None:
@@ -32,9 +33,14 @@ def run_batches(plans: Sequence[TripPlan], batches: Sequence[PingBatch],
     return sorted(events, key=lambda e: e.ts_ms), eng
 
 
-def run_drive(p: TripPlan, ts: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
-              y: npt.NDArray[np.float64], speed: npt.NDArray[np.float64] | None = None,
-              accuracy_m: float = 5.0) -> list[Event]:
+def run_drive(
+    p: TripPlan,
+    ts: npt.NDArray[np.int64],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    speed: npt.NDArray[np.float64] | None = None,
+    accuracy_m: float = 5.0,
+) -> list[Event]:
     events, _ = run_batches([p], [batch(p.vehicle_id, ts, x, y, speed, accuracy_m)])
     return events
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from compliance.engine import Engine
+from compliance.plan import TripPlan
 from compliance.types import PingBatch
 from tests.compliance.builders import batch, drive, plan
 from tests.compliance.helpers import kinds, run_batches, signature
@@ -18,13 +20,20 @@ from tests.compliance.helpers import kinds, run_batches, signature
 ROUTE = [(0.0, 0.0), (3000.0, 0.0), (3000.0, 2000.0)]
 
 
-def _scenario() -> tuple[object, PingBatch]:
-    p = plan(ROUTE, [{"stop_id": "S1", "xy": (3000.0, 1200.0), "order_id": "O1"},
-                     {"stop_id": "S2", "xy": (3000.0, 1700.0)}],
-             speed_limit_kmh=50)
+def _scenario() -> tuple[TripPlan, PingBatch]:
+    p = plan(
+        ROUTE,
+        [
+            {"stop_id": "S1", "xy": (3000.0, 1200.0), "order_id": "O1"},
+            {"stop_id": "S2", "xy": (3000.0, 1700.0)},
+        ],
+        speed_limit_kmh=50,
+    )
     rng = np.random.default_rng(3)
-    ts, x, y, s = drive(ROUTE, [(100, 36), (150, 0), (60, 70), (180, 36), (24, 36), (60, 0),
-                                (49, 36), (60, 0), (40, 36)])
+    ts, x, y, s = drive(
+        ROUTE,
+        [(100, 36), (150, 0), (60, 70), (180, 36), (24, 36), (60, 0), (49, 36), (60, 0), (40, 36)],
+    )
     # a coverage gap of 200 s and GPS noise
     keep = (ts - ts[0] < 300_000) | (ts - ts[0] > 500_000)
     ts, x, y, s = ts[keep], x[keep], y[keep], s[keep]
@@ -37,20 +46,26 @@ def _split(b: PingBatch, sizes: np.ndarray) -> list[PingBatch]:
     edges = np.concatenate([[0], np.cumsum(sizes)])
     edges = edges[edges < len(b)]
     edges = np.append(edges, len(b))
-    return [b.take(np.arange(a, c)) for a, c in zip(edges[:-1], edges[1:], strict=True) if c > a]
+    return [b.take(np.arange(a, c)) for a, c in itertools.pairwise(edges) if c > a]
 
 
 def test_rebatching_duplicates_and_shuffling_give_identical_events() -> None:
     p, b = _scenario()
     ref, _ = run_batches([p], [b])
-    assert {"trip_started", "speeding", "stop_arrived", "signal_lost",
-            "signal_restored", "trip_completed"} <= set(kinds(ref))
+    assert {
+        "trip_started",
+        "speeding",
+        "stop_arrived",
+        "signal_lost",
+        "signal_restored",
+        "trip_completed",
+    } <= set(kinds(ref))
     rng = np.random.default_rng(11)
     for trial in range(6):
         order = np.arange(len(b))
         # shuffle within windows of 20 pings (≤ 20 s at 1 Hz, inside the 30 s allowance)
         for a in range(0, len(order), 20):
-            rng.shuffle(order[a:a + 20])
+            rng.shuffle(order[a : a + 20])
         dup = rng.choice(len(b), size=40, replace=False)
         order = np.concatenate([order, dup]) if trial % 2 else order
         shuffled = b.take(order)
@@ -110,7 +125,14 @@ def test_kernels_run_as_plain_python(tmp_path: Path) -> None:
     )
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
-                         capture_output=True, text=True, timeout=240, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
     got = [tuple(x) for x in json.loads(out.stdout)]
     assert got == [tuple(x) for x in signature(ref)]

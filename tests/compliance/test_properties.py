@@ -17,8 +17,7 @@ from compliance.route import prepare
 from tests import naive
 from tests.compliance.builders import T0_MS, batch, plan, polyline_at
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -41,42 +40,60 @@ def routes(draw: st.DrawFn) -> list[tuple[float, float]]:
 
 def test_kernel_threshold_indices_match_config() -> None:
     names = {f.name for f in fields(Thresholds)}
-    for const, name in [("TH_OFF_PINGS", "off_route_pings"), ("TH_WILD_KMH", "wild_fix_kmh"),
-                        ("TH_SIGMA_M", "gps_sigma_m"), ("TH_ST_S", "stationary_s"),
-                        ("TH_LATE_S", "late_s"), ("TH_LOST_S", "signal_lost_s"),
-                        ("TH_START_M", "trip_start_m"), ("TH_SP_MIN_S", "speeding_min_s"),
-                        ("TH_STOP_DWELL_S", "stop_dwell_s"), ("TH_ST_RADIUS", "stationary_radius_m")]:
+    for const, name in [
+        ("TH_OFF_PINGS", "off_route_pings"),
+        ("TH_WILD_KMH", "wild_fix_kmh"),
+        ("TH_SIGMA_M", "gps_sigma_m"),
+        ("TH_ST_S", "stationary_s"),
+        ("TH_LATE_S", "late_s"),
+        ("TH_LOST_S", "signal_lost_s"),
+        ("TH_START_M", "trip_start_m"),
+        ("TH_SP_MIN_S", "speeding_min_s"),
+        ("TH_STOP_DWELL_S", "stop_dwell_s"),
+        ("TH_ST_RADIUS", "stationary_radius_m"),
+    ]:
         assert name in names
         assert getattr(kernels, const) == TH_INDEX[name], const
 
 
 @SETTINGS
-@given(routes(), st.lists(st.tuples(st.floats(-3000, 3000), st.floats(-3000, 3000)),
-                          min_size=1, max_size=10),
-       st.floats(0, 1), st.floats(0, 1), st.floats(1, 20), st.floats(5, 3000))
+@given(
+    routes(),
+    st.lists(st.tuples(st.floats(-3000, 3000), st.floats(-3000, 3000)), min_size=1, max_size=10),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.floats(1, 20),
+    st.floats(5, 3000),
+)
 def test_match_window_equals_reference(route, points, a, b, sigma_d, sigma_p) -> None:
     r = prepare(plan(route))
     lo, hi = sorted((a * r.length_m, b * r.length_m))
     hi = max(hi, lo + 1.0)
     m_exp = (lo + hi) / 2
     for px, py in points:
-        m, d, c = kernels.match_window(r.x_m, r.y_m, r.cum_m, px, py, lo, hi, m_exp,
-                                       sigma_d, sigma_p)
-        rm, rd, rc = naive.match_window(list(r.x_m), list(r.y_m), list(r.cum_m), px, py,
-                                        lo, hi, m_exp, sigma_d, sigma_p)
+        m, d, c = kernels.match_window(
+            r.x_m, r.y_m, r.cum_m, px, py, lo, hi, m_exp, sigma_d, sigma_p
+        )
+        _rm, _rd, rc = naive.match_window(
+            list(r.x_m), list(r.y_m), list(r.cum_m), px, py, lo, hi, m_exp, sigma_d, sigma_p
+        )
         assert math.isclose(c, rc, rel_tol=1e-9, abs_tol=1e-9)
         assert 0.0 <= m <= r.length_m + 1e-6 and d >= 0.0
         # a point exactly on the route in the window has offset ~ 0
     on_m = (lo + hi) / 2
     ox, oy = polyline_at(list(zip(r.x_m, r.y_m, strict=True)), np.array([on_m]))
-    _, d0, _ = kernels.match_window(r.x_m, r.y_m, r.cum_m, float(ox[0]), float(oy[0]), lo, hi,
-                                    on_m, 8.0, 50.0)
+    _, d0, _ = kernels.match_window(
+        r.x_m, r.y_m, r.cum_m, float(ox[0]), float(oy[0]), lo, hi, on_m, 8.0, 50.0
+    )
     assert d0 < 1e-6
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.floats(0, 5000), st.floats(1, 3000), st.floats(10, 130)),
-                max_size=5), st.floats(0, 9000), st.one_of(st.just(math.nan), st.floats(10, 130)))
+@given(
+    st.lists(st.tuples(st.floats(0, 5000), st.floats(1, 3000), st.floats(10, 130)), max_size=5),
+    st.floats(0, 9000),
+    st.one_of(st.just(math.nan), st.floats(10, 130)),
+)
 def test_limit_at_equals_reference(raw, m, default) -> None:
     ranges = []
     pos = 0.0
@@ -91,10 +108,17 @@ def test_limit_at_equals_reference(raw, m, default) -> None:
 
 
 @SETTINGS
-@given(routes(), st.integers(0, 2**31), st.floats(0, 12), st.floats(0.0, 0.05),
-       st.sampled_from([1.0, 5.0, 10.0]), st.booleans())
-def test_drive_invariants_and_detectors_match_reference(route, seed, sigma, outlier_rate,
-                                                        dt_s, detour) -> None:
+@given(
+    routes(),
+    st.integers(0, 2**31),
+    st.floats(0, 12),
+    st.floats(0.0, 0.05),
+    st.sampled_from([1.0, 5.0, 10.0]),
+    st.booleans(),
+)
+def test_drive_invariants_and_detectors_match_reference(
+    route, seed, sigma, outlier_rate, dt_s, detour
+) -> None:
     rng = np.random.default_rng(seed)
     p = plan(route, speed_limit_kmh=50)
     length = prepare(p).length_m
@@ -106,7 +130,7 @@ def test_drive_invariants_and_detectors_match_reference(route, seed, sigma, outl
     y = y + rng.normal(0, sigma, len(y)) if sigma else y
     if detour and len(x) > 40:
         k = len(x) // 3
-        y[k:k + 20] += 400.0  # 20 fixes far off the route
+        y[k : k + 20] += 400.0  # 20 fixes far off the route
     out = rng.random(len(x)) < outlier_rate
     x[out] += rng.choice([-1, 1], out.sum()) * rng.uniform(50, 150, out.sum())
     ts = T0_MS + (t_s * 1000).astype(np.int64)
@@ -124,7 +148,9 @@ def test_drive_invariants_and_detectors_match_reference(route, seed, sigma, outl
         assert np.all(np.abs(res.route_m - np.minimum(truth, length)) < 1.0)
         assert np.all(np.diff(res.route_m) >= -1e-6)  # monotone on a clean drive
     # off-route detector vs reference on the kernel's own per-ping offsets
-    kinds = [(str(e.type), e.ts_ms) for e in events if str(e.type) in ("off_route", "back_on_route")]
+    kinds = [
+        (str(e.type), e.ts_ms) for e in events if str(e.type) in ("off_route", "back_on_route")
+    ]
     want = naive.off_route_events(list(ts), list(res.offset_m), [50.0] * len(ts), list(judged))
     assert kinds == want
     if not detour:
@@ -133,19 +159,24 @@ def test_drive_invariants_and_detectors_match_reference(route, seed, sigma, outl
     sp = [(str(e.type), e.ts_ms) for e in events if str(e.type).startswith("speeding")]
     done = [e.ts_ms for e in events if str(e.type) == "trip_completed"]
     keep = [i for i in range(len(ts)) if judged[i] and (not done or ts[i] <= done[0])]
-    want_sp = naive.speeding_events([int(ts[i]) for i in keep], [float(spd[i]) for i in keep],
-                                    [50.0] * len(keep))
+    want_sp = naive.speeding_events(
+        [int(ts[i]) for i in keep], [float(spd[i]) for i in keep], [50.0] * len(keep)
+    )
     assert sp == want_sp
     # partners never interleave wrongly
-    state = {}
+    state: dict[str, bool] = {}
     for e in events:
         t = str(e.type)
         if t in ("off_route", "speeding", "unplanned_stop", "signal_lost", "late"):
             assert not state.get(t)
             state[t] = True
-        partner = {"back_on_route": "off_route", "speeding_ended": "speeding",
-                   "unplanned_stop_ended": "unplanned_stop", "signal_restored": "signal_lost",
-                   "back_on_schedule": "late"}.get(t)
+        partner = {
+            "back_on_route": "off_route",
+            "speeding_ended": "speeding",
+            "unplanned_stop_ended": "unplanned_stop",
+            "signal_restored": "signal_lost",
+            "back_on_schedule": "late",
+        }.get(t)
         if partner:
             assert state.get(partner), f"{t} without {partner}"
             state[partner] = False

@@ -17,8 +17,17 @@ ROUTE = [(0.0, 0.0), (2000.0, 0.0)]
 
 
 def _files(tmp_path: Path, rfc3339: bool) -> tuple[Path, Path]:
-    p = plan(ROUTE, [{"stop_id": "S1", "order_id": "O1", "xy": (1000.0, 0.0),
-                      "window": {"start": T0_MS, "end": T0_MS + 3600_000}}])
+    p = plan(
+        ROUTE,
+        [
+            {
+                "stop_id": "S1",
+                "order_id": "O1",
+                "xy": (1000.0, 0.0),
+                "window": {"start": T0_MS, "end": T0_MS + 3600_000},
+            }
+        ],
+    )
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(json.dumps([p.model_dump(mode="json")]))
     ts, x, y, s = drive(ROUTE, [(100, 36), (60, 0), (120, 36)])
@@ -36,7 +45,8 @@ def test_csv_loader_reads_epoch_and_rfc3339(tmp_path: Path) -> None:
     _, a = _files(tmp_path, rfc3339=False)
     ea = load_pings_csv(a)
     b = tmp_path / "b.csv"
-    _, src = _files(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, True)
+    (tmp_path / "x").mkdir()
+    _, src = _files(tmp_path / "x", True)
     b.write_bytes(src.read_bytes())
     eb = load_pings_csv(b)
     assert np.array_equal(ea.ts_ms, eb.ts_ms)
@@ -49,21 +59,55 @@ def test_replay_cli_prints_events_and_snapshots(tmp_path: Path) -> None:
     plan_path, pings_path = _files(tmp_path, rfc3339=False)
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
-        [sys.executable, "-m", "routewatch.cli", "replay", "--plan", str(plan_path),
-         "--pings", str(pings_path), "--snapshots", "60"],
-        cwd=root, capture_output=True, text=True, timeout=120, check=True)
+        [
+            sys.executable,
+            "-m",
+            "routewatch.cli",
+            "replay",
+            "--plan",
+            str(plan_path),
+            "--pings",
+            str(pings_path),
+            "--snapshots",
+            "60",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     types = [x["type"] for x in lines]
     assert [t for t in types if t != "snapshot"] == [
-        "trip_started", "stop_arrived", "stop_departed", "trip_completed"]
+        "trip_started",
+        "stop_arrived",
+        "stop_departed",
+        "trip_completed",
+    ]
     snaps = [x for x in lines if x["type"] == "snapshot"]
     assert len(snaps) == 2  # at 60 s and 120 s; the trip completes when S1 is departed
-    assert set(snaps[0]) == {"type", "trip_id", "vehicle_id", "ts", "route_m", "offset_m",
-                             "on_route", "schedule_delay_s", "etas"}
+    assert set(snaps[0]) == {
+        "type",
+        "trip_id",
+        "vehicle_id",
+        "ts",
+        "route_m",
+        "offset_m",
+        "on_route",
+        "schedule_delay_s",
+        "etas",
+    }
     assert snaps[0]["etas"][0]["stop_id"] == "S1"
-    assert snaps[0]["etas"][0]["eta_low"] <= snaps[0]["etas"][0]["eta"] <= snaps[0]["etas"][0]["eta_high"]
+    assert (
+        snaps[0]["etas"][0]["eta_low"]
+        <= snaps[0]["etas"][0]["eta"]
+        <= snaps[0]["etas"][0]["eta_high"]
+    )
     ts_all = [x["ts"] for x in lines]
     assert ts_all == sorted(ts_all)
     # the snapshot lines do not change the events
     plain = [x for x in replay(load_plans(plan_path), load_pings_csv(pings_path))]
-    assert [x["event_id"] for x in plain] == [x["event_id"] for x in lines if x["type"] != "snapshot"]
+    assert [x["event_id"] for x in plain] == [
+        x["event_id"] for x in lines if x["type"] != "snapshot"
+    ]

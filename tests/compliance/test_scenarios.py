@@ -19,13 +19,23 @@ def _stop(stop_id: str, xy: tuple[float, float], **kw: object) -> dict[str, obje
 def test_delivery_run_arrives_departs_and_completes() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 10.0)), _stop("S2", (4000.0, 0.0))])
     # 2000 m at 36 km/h (200 s), dwell 60 s, 2000 m more (200 s), dwell 60 s, leave
-    ts, x, y, s = drive(STRAIGHT, [(200, 36), (60, 0), (200, 36), (60, 0)])
+    ts, x, y, _s = drive(STRAIGHT, [(200, 36), (60, 0), (200, 36), (60, 0)])
     ts2 = ts[-1] + 1000 * np.arange(1, 31)
     x2 = np.full(30, 4000.0) + np.arange(1, 31) * 5.0
-    ev = run_drive(p, np.concatenate([ts, ts2]), np.concatenate([x, x2]),
-                   np.concatenate([y, np.full(30, 40.0) + np.arange(30) * 5.0]))
-    assert kinds(ev) == ["trip_started", "stop_arrived", "stop_departed", "stop_arrived",
-                         "stop_departed", "trip_completed"]
+    ev = run_drive(
+        p,
+        np.concatenate([ts, ts2]),
+        np.concatenate([x, x2]),
+        np.concatenate([y, np.full(30, 40.0) + np.arange(30) * 5.0]),
+    )
+    assert kinds(ev) == [
+        "trip_started",
+        "stop_arrived",
+        "stop_departed",
+        "stop_arrived",
+        "stop_departed",
+        "trip_completed",
+    ]
     arrived = ev[1]
     assert arrived.details["stop_id"] == "S1"
     # enters the 75 m radius at 1925 m = 192.5 s; the dwell rule needs 30 s inside
@@ -52,8 +62,14 @@ def test_unplanned_stop_away_from_planned_stops() -> None:
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
-    path = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 300.0), (3000.0, 300.0), (3000.0, 0.0),
-            (4000.0, 0.0)]
+    path = [
+        (0.0, 0.0),
+        (1000.0, 0.0),
+        (1000.0, 300.0),
+        (3000.0, 300.0),
+        (3000.0, 0.0),
+        (4000.0, 0.0),
+    ]
     ts, x, y, _ = drive(path, [(420, 36), (40, 0), (40, 36)])
     eng = Engine()
     eng.add_trip(p)
@@ -132,8 +148,7 @@ def test_signal_lost_from_the_watermark_alone() -> None:
     assert kinds(lost) == ["signal_lost"]
     assert lost[0].ts_ms == int(ts[-1]) + 120_000
     # the same event again when the next ping reveals the gap instead
-    ev2 = run_drive(p, np.append(ts, ts[-1] + 200_000), np.append(x, x[-1] + 10),
-                    np.append(y, 0.0))
+    ev2 = run_drive(p, np.append(ts, ts[-1] + 200_000), np.append(x, x[-1] + 10), np.append(y, 0.0))
     assert [e.event_id for e in ev2 if str(e.type) == "signal_lost"] == [lost[0].event_id]
 
 
@@ -147,8 +162,9 @@ def test_late_against_the_window() -> None:
     assert len(late) == 1
     assert late[0].details["stop_id"] == "S1"
     assert late[0].details["delay_s"] > 600
-    ok = plan(far, [_stop("S1", (20000.0, 0.0),
-                          window={"start": T0_MS, "end": T0_MS + 3 * 3600_000})])
+    ok = plan(
+        far, [_stop("S1", (20000.0, 0.0), window={"start": T0_MS, "end": T0_MS + 3 * 3600_000})]
+    )
     assert "late" not in kinds(run_drive(ok, ts, x, y))
 
 

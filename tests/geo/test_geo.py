@@ -20,14 +20,18 @@ def test_projection_round_trip_and_scale() -> None:
     proj = LocalProjection.centred_on(106.8, -6.2)
     lat, lon = destination(-6.2, 106.8, 30.0, 5000.0)
     x, y = proj.to_xy(np.array([lon]), np.array([lat]))
-    assert abs(np.hypot(x[0], y[0]) - haversine_m(-6.2, 106.8, lat, lon)) < 0.005 * 5000.0  # sphere vs ellipsoid
+    assert (
+        abs(np.hypot(x[0], y[0]) - haversine_m(-6.2, 106.8, lat, lon)) < 0.005 * 5000.0
+    )  # sphere vs ellipsoid
     lo, la = proj.to_lonlat(x, y)
     assert abs(lo[0] - lon) < 1e-9 and abs(la[0] - lat) < 1e-9
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.floats(-5000, 5000), st.floats(-5000, 5000)), min_size=2,
-                max_size=8), st.floats(5, 200))
+@given(
+    st.lists(st.tuples(st.floats(-5000, 5000), st.floats(-5000, 5000)), min_size=2, max_size=8),
+    st.floats(5, 200),
+)
 def test_densify_keeps_shape_and_length(pts: list[tuple[float, float]], step: float) -> None:
     arr = np.asarray(pts)
     x, y = densify(arr[:, 0], arr[:, 1], step)
@@ -37,8 +41,10 @@ def test_densify_keeps_shape_and_length(pts: list[tuple[float, float]], step: fl
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.floats(-5000, 5000), st.floats(-5000, 5000)), min_size=2,
-                max_size=8), st.floats(0, 1))
+@given(
+    st.lists(st.tuples(st.floats(-5000, 5000), st.floats(-5000, 5000)), min_size=2, max_size=8),
+    st.floats(0, 1),
+)
 def test_point_on_polyline_has_zero_offset(pts: list[tuple[float, float]], frac: float) -> None:
     arr = np.asarray(pts)
     x, y = arr[:, 0], arr[:, 1]
