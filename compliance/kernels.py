@@ -158,9 +158,9 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
             i0 = n - 2
             i1 = n - 1
     best_m = cum[i0]
-    best_d = 1e300
+    best_d2 = 1e300
     best_c = 1e300
-    inv_d = 1.0 / sigma_d
+    inv_d2 = 1.0 / (sigma_d * sigma_d)
     inv_p = 1.0 / sigma_p
     for i in range(i0, i1):
         ax = x[i]
@@ -184,15 +184,15 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
             t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
         ex = ax + t * dx - px
         ey = ay + t * dy - py
-        d = math.sqrt(ex * ex + ey * ey)
-        zd = d * inv_d
+        d2 = ex * ex + ey * ey
         zp = (m - m_exp) * inv_p
-        c = 0.5 * (zd * zd + zp * zp)
+        c = 0.5 * (d2 * inv_d2 + zp * zp)
         if c < best_c:
             best_c = c
-            best_d = d
+            best_d2 = d2
             best_m = m
-    return best_m, best_d, best_c
+    # one square root per ping, not per segment
+    return best_m, math.sqrt(best_d2), best_c
 
 
 @njit(cache=True)

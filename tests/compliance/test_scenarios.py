@@ -219,3 +219,22 @@ def test_out_and_back_stop_on_the_return_leg() -> None:
 def test_polyline_helper_matches_route_geometry() -> None:
     x, y = polyline_at([(0, 0), (10, 0), (10, 10)], np.array([0.0, 5.0, 15.0]))
     assert list(x) == [0.0, 5.0, 10.0] and list(y) == [0.0, 0.0, 5.0]
+
+
+def test_second_trip_of_the_same_vehicle_takes_over_after_completion() -> None:
+    first = plan(STRAIGHT, trip_id="A")
+    back = [(4000.0, 0.0), (0.0, 0.0)]
+    second = plan(back, trip_id="B", planned_start=T0_MS + 600_000)
+    ts1, x1, y1, _ = drive(STRAIGHT, [(420, 36)])
+    ts2, x2, y2, _ = drive(back, [(420, 36)], t0_ms=int(ts1[-1]))
+    ts = np.concatenate([ts1, ts2])
+    x = np.concatenate([x1, x2])
+    y = np.concatenate([y1, y2])
+    events, _ = run_batches([first, second], [batch("V1", ts, x, y)])
+    by_trip = [(e.trip_id, str(e.type)) for e in events]
+    assert by_trip == [
+        ("A", "trip_started"),
+        ("A", "trip_completed"),
+        ("B", "trip_started"),
+        ("B", "trip_completed"),
+    ]
