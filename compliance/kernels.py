@@ -130,6 +130,9 @@ TH_LATE_HYST_S = 17
 TH_LOST_S = 18
 TH_START_M = 20
 
+#: derived speed: ring entries at least this far apart, baseline at most this long (ms)
+RING_STEP_MS = 2500.0
+DERIVED_SPAN_MS = 20000.0
 #: how far behind the anchor the window reaches, metres (plus the fix accuracy)
 BACK_M = 30.0
 #: the ETA window half-width grows by this fraction of the remaining travel time
@@ -269,12 +272,13 @@ def _emit(ev_i, ev_ts, ev_f, ne, code, ping, stop, ts, v0, v1, v2, lat, lon, m):
 
 @njit(cache=True)
 def _derived_kmh(st, ts):
-    """Progress speed over the ring of recent on-route pings, km/h (NaN if span < 5 s)."""
+    """Progress speed over the ring of recent on-route pings (the oldest within
+    DERIVED_SPAN_MS), km/h; NaN if that spans < 5 s."""
     best_ts = ts
     best_m = np.nan
     for j in range(RING):
         t = st[S_RING + 2 * j]
-        if math.isfinite(t) and ts - t <= 30000.0 and t < best_ts:
+        if math.isfinite(t) and ts - t <= DERIVED_SPAN_MS and t < best_ts:
             best_ts = t
             best_m = st[S_RING + 2 * j + 1]
     if not math.isfinite(best_m) or ts - best_ts < 5000.0:
@@ -490,10 +494,14 @@ def process_pings(
                 st[S_PROGRESS] = m
             if m > st[S_PROGRESS]:
                 st[S_PROGRESS] = m
+            # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
+            # a long baseline averages GPS noise out of the derived speed
             pos = int(st[S_RING_POS]) % RING
-            st[S_RING + 2 * pos] = ts
-            st[S_RING + 2 * pos + 1] = m
-            st[S_RING_POS] = float(pos + 1)
+            newest = st[S_RING + 2 * ((pos - 1) % RING)]
+            if not math.isfinite(newest) or ts - newest >= RING_STEP_MS:
+                st[S_RING + 2 * pos] = ts
+                st[S_RING + 2 * pos + 1] = m
+                st[S_RING_POS] = float(pos + 1)
         # ---- speed: the device's when present, else progress over the ring ----
         derived = _derived_kmh(st, ts) if on_route else np.nan
         if math.isfinite(derived):

@@ -238,3 +238,19 @@ def test_second_trip_of_the_same_vehicle_takes_over_after_completion() -> None:
         ("B", "trip_started"),
         ("B", "trip_completed"),
     ]
+
+
+def test_derived_speed_is_robust_to_gps_noise() -> None:
+    """No device speed, sigma 8 m at 1 Hz, driving at the limit: no false speeding; clearly
+    over it: speeding."""
+    rng = np.random.default_rng(5)
+    route = [(0.0, 0.0), (20000.0, 0.0)]
+    p = plan(route, speed_limit_kmh=50)
+    ts, x, y, _ = drive(route, [(600, 50)])
+    noisy_x = x + rng.normal(0, 8, len(x))
+    noisy_y = y + rng.normal(0, 8, len(y))
+    assert "speeding" not in kinds(run_drive(p, ts, noisy_x, noisy_y))
+    ts, x, y, _ = drive(route, [(300, 50), (120, 75)])
+    ev = run_drive(p, ts, x + rng.normal(0, 8, len(x)), y + rng.normal(0, 8, len(y)))
+    sp = [e for e in ev if str(e.type) == "speeding"]
+    assert len(sp) == 1 and 300 + 15 <= at_s(sp[0]) <= 300 + 45
