@@ -33,6 +33,9 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 ROUTERS: list[str] = [
     "health",
     "vehicles",
+    "trips",
+    "orders",
+    "track",
     "alerts",
     "reports",
     "metrics",

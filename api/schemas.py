@@ -176,6 +176,11 @@ class TrackPod(BaseModel):
     condition: Literal["ok", "damaged"]
 
 
+class TrackStep(BaseModel):
+    status: str
+    ts: Time
+
+
 class TrackPublic(BaseModel):
     """What a customer sees (CONTRACT §6): nothing about other orders or addresses."""
 
@@ -188,5 +193,5 @@ class TrackPublic(BaseModel):
         None, description="deliveries still ahead of yours on the vehicle's trip"
     )
     last_update: Time
-    timeline: list[StatusChange]
+    timeline: list[TrackStep]
     pod: TrackPod | None

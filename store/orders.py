@@ -1,0 +1,313 @@
+"""Order lifecycle (CONTRACT §5): statuses, ETAs, history and OMS webhooks.
+
+``scheduled → out_for_delivery → arriving → delivered``, or ``→ failed`` / ``→ cancelled``.
+
+- ``out_for_delivery`` when the trip starts (``trip_started``, or a snapshot of an active
+  trip for orders that missed it);
+- ``arriving`` when the order's stop is the vehicle's next stop, or its ETA is within
+  ``Settings.arriving_horizon_s``, or the vehicle has arrived there;
+- ``delivered`` on proof of delivery (:mod:`store.pod`) — or on arrival + departure when
+  ``Settings.deliver_on_departure`` is set;
+- ``failed`` when the stop is departed without proof of delivery, skipped, or the trip
+  completes without visiting it; a late proof of delivery still turns it ``delivered``
+  (flagged for review);
+- ``cancelled`` with the trip, or when a replacement plan drops the order.
+
+Statuses only move forward; re-applying the same events changes nothing, so the ingest
+pipeline's at-least-once batches are safe. Every change is written to
+``order_status_history`` and queued in the webhook outbox in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from compliance.events import Event, EventType
+from compliance.types import TripSnapshot
+from routewatch.settings import Settings, get_settings
+from store import outbox
+
+log = logging.getLogger(__name__)
+
+Conn = AsyncConnection[dict[str, Any]]
+
+ACTIVE = ("scheduled", "out_for_delivery", "arriving")
+TERMINAL = ("delivered", "failed", "cancelled")
+_RANK = {"scheduled": 0, "out_for_delivery": 1, "arriving": 2}
+
+ORDER_COLUMNS = """o.order_id, o.tracking_number, o.trip_id, o.stop_id, o.status, o.eta,
+    o.eta_low, o.eta_high, o.notified_eta, o.created_at, o.updated_at,
+    s.seq, s.status AS stop_status, s.window_start, s.window_end, s.planned_arrival,
+    s.lon, s.lat, s.radius_m, s.arrived_at, s.departed_at"""
+_FROM = "FROM orders o LEFT JOIN stops s ON s.trip_id = o.trip_id AND s.stop_id = o.stop_id"
+
+
+def ms_dt(ts_ms: int | None) -> datetime | None:
+    return None if ts_ms is None else datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+
+
+def _rfc3339(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def webhook_payload(order: dict[str, Any], ts: datetime) -> dict[str, Any]:
+    """CONTRACT §5 webhook body: ``{order_id, tracking_number, status, eta, window, ts}``."""
+    return {
+        "order_id": order["order_id"],
+        "tracking_number": order["tracking_number"],
+        "status": order["status"],
+        "eta": _rfc3339(order["eta"]),
+        "eta_window": {"start": _rfc3339(order["eta_low"]), "end": _rfc3339(order["eta_high"])},
+        "window": {"start": _rfc3339(order["window_start"]), "end": _rfc3339(order["window_end"])},
+        "ts": _rfc3339(ts),
+    }
+
+
+async def get_order(
+    conn: Conn, order_id: str, *, for_update: bool = False
+) -> dict[str, Any] | None:
+    lock = " FOR UPDATE OF o" if for_update else ""
+    cur = await conn.execute(
+        f"SELECT {ORDER_COLUMNS} {_FROM} WHERE o.order_id = %s{lock}", (order_id,)
+    )
+    return await cur.fetchone()
+
+
+async def get_by_tracking_number(conn: Conn, tracking_number: str) -> dict[str, Any] | None:
+    cur = await conn.execute(
+        f"SELECT {ORDER_COLUMNS} {_FROM} WHERE o.tracking_number = %s", (tracking_number,)
+    )
+    return await cur.fetchone()
+
+
+async def orders_of_trips(conn: Conn, trip_ids: list[str]) -> list[dict[str, Any]]:
+    """Orders of these trips, locked for the caller's transaction, in stop order."""
+    cur = await conn.execute(
+        f"SELECT {ORDER_COLUMNS} {_FROM} WHERE o.trip_id = ANY(%s) "
+        "ORDER BY o.trip_id, s.seq FOR UPDATE OF o",
+        (trip_ids,),
+    )
+    return list(await cur.fetchall())
+
+
+async def history(conn: Conn, order_id: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT status, ts, reason FROM order_status_history WHERE order_id = %s ORDER BY ts, id",
+        (order_id,),
+    )
+    return list(await cur.fetchall())
+
+
+async def record_history(
+    conn: Conn,
+    order_id: str,
+    status: str,
+    ts: datetime,
+    reason: str | None,
+    event_id: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO order_status_history (order_id, status, ts, reason, event_id) "
+        "VALUES (%s, %s, %s, %s, %s)",
+        (order_id, status, ts, reason, event_id),
+    )
+
+
+async def set_status(
+    conn: Conn,
+    order: dict[str, Any],
+    status: str,
+    ts: datetime,
+    reason: str,
+    event_id: str | None = None,
+) -> None:
+    """Move ``order`` (a row dict, updated in place) to ``status``: history + webhook."""
+    log.info("order %s: %s -> %s (%s)", order["order_id"], order["status"], status, reason)
+    order["status"] = status
+    order["notified_eta"] = order["eta"]
+    await conn.execute(
+        "UPDATE orders SET status = %s, notified_eta = eta, updated_at = now() WHERE order_id = %s",
+        (status, order["order_id"]),
+    )
+    await record_history(conn, order["order_id"], status, ts, reason, event_id)
+    await outbox.enqueue(conn, order["order_id"], "status", webhook_payload(order, ts))
+
+
+async def _advance(
+    conn: Conn,
+    order: dict[str, Any] | None,
+    status: str,
+    ts: datetime,
+    reason: str,
+    event_id: str | None = None,
+) -> None:
+    """Forward-only move among the active statuses (no-op when already there or past)."""
+    if order is None or order["status"] not in ACTIVE or _RANK[status] <= _RANK[order["status"]]:
+        return
+    await set_status(conn, order, status, ts, reason, event_id)
+
+
+async def _close(
+    conn: Conn,
+    order: dict[str, Any] | None,
+    status: str,
+    ts: datetime,
+    reason: str,
+    event_id: str | None = None,
+) -> None:
+    """Move an active order to a terminal status (no-op for orders already closed)."""
+    if order is None or order["status"] not in ACTIVE:
+        return
+    await set_status(conn, order, status, ts, reason, event_id)
+
+
+async def _apply_snapshot(
+    conn: Conn, snap: TripSnapshot, by_stop: dict[str, dict[str, Any]]
+) -> None:
+    """Keep ``stops``, ``trips.status`` and order ETAs in step with the engine's view."""
+    await conn.execute(
+        "UPDATE trips SET status = %s, updated_at = now() "
+        "WHERE trip_id = %s AND status IN ('planned', 'active') AND status <> %s",
+        (snap.status, snap.trip_id, snap.status),
+    )
+    for st in snap.stops:
+        await conn.execute(
+            """UPDATE stops SET status = %s, arrived_at = coalesce(%s, arrived_at),
+                      departed_at = coalesce(%s, departed_at), eta = %s, eta_low = %s,
+                      eta_high = %s
+                WHERE trip_id = %s AND stop_id = %s""",
+            (
+                st.status,
+                ms_dt(st.arrived_ms),
+                ms_dt(st.departed_ms),
+                ms_dt(st.eta_ms),
+                ms_dt(st.eta_low_ms),
+                ms_dt(st.eta_high_ms),
+                snap.trip_id,
+                st.stop_id,
+            ),
+        )
+        order = by_stop.get(st.stop_id)
+        if order is None or order["status"] not in ACTIVE:
+            continue
+        order["eta"], order["eta_low"], order["eta_high"] = (
+            ms_dt(st.eta_ms),
+            ms_dt(st.eta_low_ms),
+            ms_dt(st.eta_high_ms),
+        )
+        order["stop_status"] = st.status
+        await conn.execute(
+            "UPDATE orders SET eta = %s, eta_low = %s, eta_high = %s WHERE order_id = %s",
+            (order["eta"], order["eta_low"], order["eta_high"], order["order_id"]),
+        )
+
+
+async def _apply_event(
+    conn: Conn,
+    e: Event,
+    orders: list[dict[str, Any]],
+    by_stop: dict[str, dict[str, Any]],
+    rules: Settings,
+) -> None:
+    ts = ms_dt(e.ts_ms)
+    assert ts is not None
+    order = by_stop.get(str(e.details.get("stop_id", "")))
+    if e.type == EventType.TRIP_STARTED:
+        for o in orders:
+            await _advance(conn, o, "out_for_delivery", ts, "trip started", e.event_id)
+    elif e.type == EventType.STOP_ARRIVED:
+        await _advance(conn, order, "out_for_delivery", ts, "trip started", e.event_id)
+        await _advance(conn, order, "arriving", ts, "vehicle arrived at the stop", e.event_id)
+    elif e.type == EventType.STOP_DEPARTED and order is not None:
+        if rules.deliver_on_departure:
+            await _close(conn, order, "delivered", ts, "arrival and departure recorded", e.event_id)
+        else:
+            await _close(
+                conn, order, "failed", ts, "departed without proof of delivery", e.event_id
+            )
+    elif e.type == EventType.TRIP_COMPLETED:
+        for o in orders:
+            await _close(conn, o, "failed", ts, "trip completed without delivery", e.event_id)
+
+
+async def _apply_progress(
+    conn: Conn, snap: TripSnapshot, by_stop: dict[str, dict[str, Any]], rules: Settings
+) -> None:
+    """Statuses implied by where the vehicle is: out for delivery, arriving, skipped."""
+    ts = ms_dt(snap.ts_ms)
+    assert ts is not None
+    if snap.status != "active":
+        return
+    next_stop_seen = False
+    for st in snap.stops:
+        order = by_stop.get(st.stop_id)
+        if st.status == "skipped":
+            await _close(conn, order, "failed", ts, "stop skipped")
+            continue
+        if st.status != "pending":
+            continue
+        await _advance(conn, order, "out_for_delivery", ts, "trip started")
+        is_next = not next_stop_seen
+        next_stop_seen = True
+        near = st.eta_ms is not None and st.eta_ms - snap.ts_ms <= rules.arriving_horizon_s * 1000
+        if is_next or near:
+            reason = "next stop" if is_next else f"ETA within {rules.arriving_horizon_s} s"
+            await _advance(conn, order, "arriving", ts, reason)
+
+
+async def _notify_eta_moves(
+    conn: Conn, orders: list[dict[str, Any]], ts: datetime, rules: Settings
+) -> None:
+    for o in orders:
+        if o["status"] not in ACTIVE or o["eta"] is None:
+            continue
+        last = o["notified_eta"]
+        if (
+            last is not None
+            and abs((o["eta"] - last).total_seconds()) <= rules.webhook_eta_threshold_s
+        ):
+            continue
+        o["notified_eta"] = o["eta"]
+        await conn.execute(
+            "UPDATE orders SET notified_eta = eta WHERE order_id = %s", (o["order_id"],)
+        )
+        await outbox.enqueue(conn, o["order_id"], "eta", webhook_payload(o, ts))
+
+
+async def apply_events(
+    conn: Conn,
+    events: list[Event],
+    snapshots: list[TripSnapshot],
+    *,
+    settings: Settings | None = None,
+) -> None:
+    """Apply one engine batch's events and snapshots to orders (inside the caller's
+    transaction; opens one itself when the connection is in autocommit)."""
+    trip_ids = sorted({e.trip_id for e in events} | {s.trip_id for s in snapshots})
+    if not trip_ids:
+        return
+    rules = settings or get_settings()
+    async with conn.transaction():
+        rows = await orders_of_trips(conn, trip_ids)
+        by_trip: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in trip_ids}
+        for r in rows:
+            by_trip[r["trip_id"]][r["stop_id"]] = r
+        latest: dict[str, TripSnapshot] = {}
+        for s in snapshots:
+            if s.trip_id not in latest or s.ts_ms >= latest[s.trip_id].ts_ms:
+                latest[s.trip_id] = s
+        for snap in latest.values():
+            await _apply_snapshot(conn, snap, by_trip[snap.trip_id])
+        for e in sorted(events, key=lambda ev: ev.ts_ms):
+            stops = by_trip[e.trip_id]
+            await _apply_event(conn, e, list(stops.values()), stops, rules)
+        for snap in latest.values():
+            await _apply_progress(conn, snap, by_trip[snap.trip_id], rules)
+        now_ts = max([e.ts_ms for e in events] + [s.ts_ms for s in snapshots])
+        await _notify_eta_moves(conn, rows, ms_dt(now_ts) or datetime.now(UTC), rules)

@@ -1,0 +1,242 @@
+"""Trips: create, replace and cancel plans (with their stops and orders); live view.
+
+Replacing a plan (``POST /v1/trips`` with an existing ``trip_id`` of a planned or active
+trip) *updates the trip in place*: the plan, stops and route length are replaced, stops
+kept by ``stop_id`` keep their arrival/departure, orders kept by ``order_id`` keep their
+status and tracking number, orders the new plan no longer carries are cancelled, and new
+ones are scheduled. The trip id stays valid for every reader. A completed, cancelled or
+replaced trip cannot be re-planned (409).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+
+from compliance.plan import TripPlan
+from store import orders as order_store
+from store.tracking import new_tracking_number
+from store.vehicles import upsert_vehicle
+
+Conn = AsyncConnection[dict[str, Any]]
+
+NOTIFY_CHANNEL = "routewatch_trips"
+
+
+class PlanConflict(Exception):
+    """The plan cannot be applied as given (HTTP 409); ``problems`` says why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def new_trip_id(planned_start_ms: int) -> str:
+    day = datetime.fromtimestamp(planned_start_ms / 1000, tz=UTC).strftime("%Y%m%d")
+    return f"T-{day}-{secrets.token_hex(4).upper()}"
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+async def _check_orders(
+    conn: Conn, trip_id: str, order_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Existing rows of these order ids (locked); refuses ids live on another trip."""
+    cur = await conn.execute(
+        "SELECT order_id, trip_id, status FROM orders WHERE order_id = ANY(%s) FOR UPDATE",
+        (order_ids,),
+    )
+    existing = {r["order_id"]: r for r in await cur.fetchall()}
+    busy = [
+        f"order {oid} is already on trip {r['trip_id']} ({r['status']})"
+        for oid, r in existing.items()
+        if r["trip_id"] != trip_id and r["status"] not in ("failed", "cancelled")
+    ]
+    if busy:
+        raise PlanConflict(busy)
+    return existing
+
+
+async def save_plan(
+    conn: Conn, plan: TripPlan, route_length_m: float, stop_route_m: list[float]
+) -> dict[str, Any]:
+    """Insert or replace a trip with its stops and orders, and NOTIFY the engine.
+
+    Runs in one transaction. Returns ``{trip_id, vehicle_id, status, replaced, orders}``.
+    """
+    trip_id = plan.trip_id or new_trip_id(plan.planned_start)
+    now = datetime.now(UTC)
+    plan_json = orjson.dumps(plan.model_dump(mode="json") | {"trip_id": trip_id}).decode()
+    async with conn.transaction():
+        await upsert_vehicle(conn, plan.vehicle_id)
+        cur = await conn.execute(
+            "SELECT status FROM trips WHERE trip_id = %s FOR UPDATE", (trip_id,)
+        )
+        old = await cur.fetchone()
+        if old is not None and old["status"] not in ("planned", "active"):
+            raise PlanConflict([f"trip {trip_id} is {old['status']} and cannot be re-planned"])
+        order_ids = [s.order_id for s in plan.stops if s.order_id]
+        existing = await _check_orders(conn, trip_id, order_ids)
+        kept_stops: dict[str, dict[str, Any]] = {}
+        if old is None:
+            await conn.execute(
+                "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m) "
+                "VALUES (%s, %s, %s, %s::jsonb, %s)",
+                (trip_id, plan.vehicle_id, _dt(plan.planned_start), plan_json, route_length_m),
+            )
+        else:
+            cur = await conn.execute(
+                "DELETE FROM stops WHERE trip_id = %s RETURNING stop_id, status, arrived_at, "
+                "departed_at",
+                (trip_id,),
+            )
+            kept_stops = {r["stop_id"]: r for r in await cur.fetchall()}
+            await conn.execute(
+                "UPDATE trips SET vehicle_id = %s, planned_start = %s, plan = %s::jsonb, "
+                "route_length_m = %s, updated_at = now() WHERE trip_id = %s",
+                (plan.vehicle_id, _dt(plan.planned_start), plan_json, route_length_m, trip_id),
+            )
+        for seq, (stop, route_m) in enumerate(zip(plan.stops, stop_route_m, strict=True)):
+            kept = kept_stops.get(stop.stop_id, {})
+            await conn.execute(
+                """INSERT INTO stops (trip_id, seq, stop_id, order_id, lon, lat, route_m,
+                       radius_m, planned_arrival, window_start, window_end, service_s, status,
+                       arrived_at, departed_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    trip_id,
+                    seq,
+                    stop.stop_id,
+                    stop.order_id,
+                    stop.location[0],
+                    stop.location[1],
+                    float(route_m),
+                    stop.radius_m,
+                    _dt(stop.planned_arrival),
+                    _dt(stop.window.start if stop.window else None),
+                    _dt(stop.window.end if stop.window else None),
+                    stop.service_s,
+                    kept.get("status", "pending"),
+                    kept.get("arrived_at"),
+                    kept.get("departed_at"),
+                ),
+            )
+        created = await _save_orders(conn, trip_id, plan, existing, now)
+        if old is not None:
+            await _cancel_dropped(conn, trip_id, order_ids, now)
+        await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, trip_id))
+    return {
+        "trip_id": trip_id,
+        "vehicle_id": plan.vehicle_id,
+        "status": "planned" if old is None else old["status"],
+        "replaced": old is not None,
+        "route_length_m": route_length_m,
+        "orders": created,
+    }
+
+
+async def _save_orders(
+    conn: Conn, trip_id: str, plan: TripPlan, existing: dict[str, dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    out = []
+    for stop in plan.stops:
+        oid = stop.order_id
+        if oid is None:
+            continue
+        prior = existing.get(oid)
+        if prior is None:
+            cur = await conn.execute(
+                "INSERT INTO orders (order_id, tracking_number, trip_id, stop_id) "
+                "VALUES (%s, %s, %s, %s) RETURNING tracking_number, status",
+                (oid, new_tracking_number(), trip_id, stop.stop_id),
+            )
+            await order_store.record_history(
+                conn, oid, "scheduled", now, f"planned on trip {trip_id}"
+            )
+        elif prior["trip_id"] == trip_id:
+            cur = await conn.execute(
+                "UPDATE orders SET stop_id = %s, updated_at = now() WHERE order_id = %s "
+                "RETURNING tracking_number, status",
+                (stop.stop_id, oid),
+            )
+        else:
+            # A failed or cancelled order planned again (a second delivery attempt): same
+            # order and tracking number, fresh lifecycle on the new trip.
+            cur = await conn.execute(
+                "UPDATE orders SET trip_id = %s, stop_id = %s, status = 'scheduled', eta = NULL, "
+                "eta_low = NULL, eta_high = NULL, notified_eta = NULL, updated_at = now() "
+                "WHERE order_id = %s RETURNING tracking_number, status",
+                (trip_id, stop.stop_id, oid),
+            )
+            await order_store.record_history(
+                conn, oid, "scheduled", now, f"re-planned on trip {trip_id}"
+            )
+        row = await cur.fetchone()
+        assert row is not None
+        out.append({"order_id": oid, "stop_id": stop.stop_id, **row})
+    return out
+
+
+async def _cancel_dropped(conn: Conn, trip_id: str, kept: list[str], now: datetime) -> None:
+    for order in await order_store.orders_of_trips(conn, [trip_id]):
+        if order["order_id"] not in kept and order["status"] in order_store.ACTIVE:
+            await order_store.set_status(
+                conn, order, "cancelled", now, "removed from the trip plan"
+            )
+
+
+async def cancel_trip(conn: Conn, trip_id: str, reason: str) -> dict[str, Any] | None:
+    """Cancel a planned or active trip and its open orders; None when there is no trip.
+    Raises :class:`PlanConflict` for a trip that already ended."""
+    now = datetime.now(UTC)
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT status FROM trips WHERE trip_id = %s FOR UPDATE", (trip_id,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        if row["status"] == "cancelled":
+            return {"trip_id": trip_id, "status": "cancelled"}
+        if row["status"] not in ("planned", "active"):
+            raise PlanConflict([f"trip {trip_id} is {row['status']} and cannot be cancelled"])
+        await conn.execute(
+            "UPDATE trips SET status = 'cancelled', updated_at = now() WHERE trip_id = %s",
+            (trip_id,),
+        )
+        for order in await order_store.orders_of_trips(conn, [trip_id]):
+            if order["status"] in order_store.ACTIVE:
+                await order_store.set_status(conn, order, "cancelled", now, reason)
+        await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, trip_id))
+    return {"trip_id": trip_id, "status": "cancelled"}
+
+
+async def get_trip(conn: Conn, trip_id: str) -> dict[str, Any] | None:
+    """The trip, its stops (with order status) and the vehicle's live state if it is on
+    this trip."""
+    cur = await conn.execute(
+        """SELECT t.trip_id, t.vehicle_id, t.status, t.planned_start, t.route_length_m, t.plan,
+                  v.ts AS last_update, v.lat, v.lon, v.route_m, v.offset_m, v.on_route,
+                  v.schedule_delay_s
+             FROM trips t LEFT JOIN vehicle_state v
+               ON v.vehicle_id = t.vehicle_id AND v.trip_id = t.trip_id
+            WHERE t.trip_id = %s""",
+        (trip_id,),
+    )
+    trip = await cur.fetchone()
+    if trip is None:
+        return None
+    cur = await conn.execute(
+        """SELECT s.*, o.status AS order_status FROM stops s
+             LEFT JOIN orders o ON o.order_id = s.order_id AND o.trip_id = s.trip_id
+            WHERE s.trip_id = %s ORDER BY s.seq""",
+        (trip_id,),
+    )
+    trip["stops"] = list(await cur.fetchall())
+    return trip
