@@ -137,14 +137,12 @@ def divert_route(
         if i >= len(route.nodes) - 3:
             return None
         x, y = route.xy_m(net)
-        far = [
-            int(g)
-            for g in net.grid_nodes
-            if np.min(np.hypot(x - net.x_m[g], y - net.y_m[g])) > 600.0
-        ]
-        for g in rng.permutation(far)[:5]:
+        g = net.grid_nodes
+        gap_m = np.hypot(net.x_m[g][:, None] - x[None, :], net.y_m[g][:, None] - y[None, :])
+        far = g[gap_m.min(axis=1) > 600.0]
+        for dest in rng.permutation(far)[:5]:
             try:
-                return divert(net, route, i, int(g))
+                return divert(net, route, i, int(dest))
             except ValueError:
                 continue
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,31 +53,48 @@ def limit_ranges(cum_m: F64, limit_kmh: F64) -> list[dict[str, float]]:
     return out
 
 
-def make_plan(
-    net: RoadNetwork,
-    route: Route,
-    vehicle_id: str,
-    start_s: int,
-    arrivals_s: F64,
-    service_s: F64,
-) -> dict[str, Any]:
-    """The §3 plan for ``route``: geometry, per-range limits, stops with windows."""
+@dataclass(frozen=True, slots=True)
+class RouteGeometry:
+    """The parts of a plan that depend only on the route (shared by trips on it)."""
+
+    coordinates: list[list[float]]
+    speed_limits: list[dict[str, float]]
+    stop_locations: list[list[float]]
+
+
+def route_geometry(net: RoadNetwork, route: Route) -> RouteGeometry:
+    """GeoJSON coordinates, ``speed_limits`` ranges and curbside stop locations."""
     x, y = route.xy_m(net)
     lon, lat = net.frame.to_lonlat(x, y)
-    cum = route.cum_m(net)
-    stops = []
-    for k, e in enumerate(route.stop_edges):
+    locations = []
+    for e in route.stop_edges:
         dx, dy = x[e + 1] - x[e], y[e + 1] - y[e]
         norm = float(np.hypot(dx, dy))
         sx = (x[e] + x[e + 1]) / 2 + CURB_OFFSET_M * dy / norm
         sy = (y[e] + y[e + 1]) / 2 - CURB_OFFSET_M * dx / norm
         slon, slat = net.frame.to_lonlat(np.array([sx]), np.array([sy]))
+        locations.append([round(float(slon[0]), 7), round(float(slat[0]), 7)])
+    return RouteGeometry(
+        coordinates=[
+            [round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)
+        ],
+        speed_limits=limit_ranges(route.cum_m(net), speed_limits_kmh(net, route.nodes)),
+        stop_locations=locations,
+    )
+
+
+def make_plan(
+    geom: RouteGeometry, vehicle_id: str, start_s: int, arrivals_s: F64, service_s: F64
+) -> dict[str, Any]:
+    """The §3 plan for one trip on a route: geometry, per-range limits, stops with windows."""
+    stops = []
+    for k, loc in enumerate(geom.stop_locations):
         arr = float(arrivals_s[k])
         stops.append(
             {
                 "stop_id": f"S{k + 1}",
                 "order_id": f"ORD-{vehicle_id}-{k + 1}",
-                "location": [round(float(slon[0]), 7), round(float(slat[0]), 7)],
+                "location": list(loc),
                 "radius_m": STOP_RADIUS_M,
                 "planned_arrival": rfc3339(arr),
                 "window": {
@@ -90,14 +108,9 @@ def make_plan(
         "trip_id": f"T-{vehicle_id}",
         "vehicle_id": vehicle_id,
         "planned_start": rfc3339(start_s),
-        "route": {
-            "type": "LineString",
-            "coordinates": [
-                [round(float(a), 7), round(float(b), 7)] for a, b in zip(lon, lat, strict=True)
-            ],
-        },
+        "route": {"type": "LineString", "coordinates": geom.coordinates},
         "corridor_m": CORRIDOR_M,
         "speed_limit_kmh": DEFAULT_LIMIT_KMH,
-        "speed_limits": limit_ranges(cum, speed_limits_kmh(net, route.nodes)),
+        "speed_limits": geom.speed_limits,
         "stops": stops,
     }

@@ -19,7 +19,7 @@ from simulator.faults import FaultPlan, assign_faults, divert_route, place_fault
 from simulator.gps import Devices, GpsConfig, Message
 from simulator.motion import HALT_END, HALT_STOP, HALT_UNPLANNED, Fleet, PathPool
 from simulator.network import RoadNetwork, build_network
-from simulator.plans import make_plan, speed_limits_kmh
+from simulator.plans import make_plan, route_geometry, speed_limits_kmh
 from simulator.routing import Route, route_through_stops
 
 F64 = npt.NDArray[np.float64]
@@ -253,19 +253,20 @@ def build(config: ScenarioConfig) -> Simulation:
 
     start_s = cfg.start_ms // 1000 + np.floor(rng.uniform(0, cfg.stagger_s, n))
     route_stop_m = [r.stop_route_m(net) for r in routes]
-    service = [np.floor(rng.uniform(180, 420, len(route_stop_m[i % n_routes]))) for i in range(n)]
-    planned_arr = _run_plan_timing(
-        pool,
-        np.arange(n) % n_routes,
-        start_s,
-        [route_stop_m[i % n_routes] for i in range(n)],
-        service,
-        utc_offset_h,
+    route_service = [np.floor(rng.uniform(180, 420, len(m))) for m in route_stop_m]
+    service = [route_service[i % n_routes] for i in range(n)]
+    # Planned timing per distinct route, from the first vehicle that drives it; the others
+    # keep the same offsets from their own start (exact offline, where every vehicle has
+    # its own route; live, starts are within minutes so the traffic factor barely moves).
+    first = np.arange(n_routes)
+    route_arr = _run_plan_timing(
+        pool, first, start_s[first], route_stop_m, route_service, utc_offset_h
     )
+    planned_arr = [route_arr[i % n_routes] - start_s[i % n_routes] + start_s[i] for i in range(n)]
+    geoms = [route_geometry(net, r) for r in routes]
     plans = [
         make_plan(
-            net,
-            planned[i],
+            geoms[i % n_routes],
             f"{cfg.id_prefix}-{cfg.seed}-{i:05d}",
             int(start_s[i]),
             planned_arr[i],
