@@ -51,6 +51,9 @@ from compliance.layout import (
     S_AT_STOP,
     S_CAND_STOP,
     S_CAND_TS,
+    S_DEP_N,
+    S_DEP_TS,
+    S_JUMP_N,
     S_COMPLETED,
     S_COMPLETED_TS,
     S_IN_N,
@@ -391,6 +394,7 @@ def process_pings(
         st[S_WILD_N] = 0.0
         prev_x = st[S_ACC_X]
         prev_y = st[S_ACC_Y]
+        prev_ts = st[S_ACC_TS]
         had_prev = st[S_ACC_TS] > 0
         st[S_ACC_TS] = ts
         st[S_ACC_X] = px
@@ -416,6 +420,22 @@ def process_pings(
             sigma_p = max(500.0, 0.25 * length)
         m, d, _c = match_window(x, y, cum, px, py, lo, hi, m_exp, sigma_d, sigma_p)
         inside = d <= corridor
+        # a fix far ahead of where the vehicle could be (speed + 3 m/s^2 acceleration) is
+        # multipath along the road: skip it unless the next fix confirms it
+        if inside and math.isfinite(st[S_ANCHOR_M]) and st[S_OFF] == 0 and st[S_OUT_N] == 0:
+            dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
+            v0 = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else vmax_mps
+            if math.isfinite(st[S_V_MPS]):
+                v0 = max(v0, st[S_V_MPS])
+            reach = v0 * dt_s + 1.5 * dt_s * dt_s + 2.0 * sigma_d + 20.0
+            if m - st[S_ANCHOR_M] > reach and st[S_JUMP_N] < 1:
+                st[S_JUMP_N] += 1.0
+                st[S_ACC_TS] = prev_ts
+                st[S_ACC_X] = prev_x
+                st[S_ACC_Y] = prev_y
+                out_on[i] = -1
+                continue
+        st[S_JUMP_N] = 0.0
         out_m[i] = m
         out_off[i] = d
         st[S_LAST_M] = m
@@ -524,31 +544,36 @@ def process_pings(
                 )
         # ---- planned stops ----
         at = int(st[S_AT_STOP])
-        # leaving the radius (+10 m so GPS jitter at the edge is not a departure)
-        if (
-            at >= 0
-            and math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
-        ):
-            ustat[at, U_STATUS] = STATUS_DEPARTED
-            ustat[at, U_DEPARTED_TS] = ts
-            ne = _emit(
-                ev_i,
-                ev_ts,
-                ev_f,
-                ne,
-                EV_STOP_DEPARTED,
-                i,
-                at,
-                ts,
-                (ts - ustat[at, U_ENTER_TS]) / 1000.0,
-                0.0,
-                0.0,
-                lat,
-                lon,
-                m,
-            )
-            st[S_AT_STOP] = -1.0
-            st[S_NEXT_STOP] = float(at + 1)
+        # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure
+        if at >= 0:
+            if math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0:
+                if st[S_DEP_N] == 0:
+                    st[S_DEP_TS] = ts
+                st[S_DEP_N] += 1.0
+            else:
+                st[S_DEP_N] = 0.0
+            if st[S_DEP_N] >= 2:
+                ustat[at, U_STATUS] = STATUS_DEPARTED
+                ustat[at, U_DEPARTED_TS] = st[S_DEP_TS]
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_STOP_DEPARTED,
+                    i,
+                    at,
+                    ts,
+                    (st[S_DEP_TS] - ustat[at, U_ENTER_TS]) / 1000.0,
+                    0.0,
+                    0.0,
+                    lat,
+                    lon,
+                    m,
+                )
+                st[S_AT_STOP] = -1.0
+                st[S_DEP_N] = 0.0
+                st[S_NEXT_STOP] = float(at + 1)
         if int(st[S_AT_STOP]) < 0:
             found = -1
             for k in range(int(st[S_NEXT_STOP]), nstops):
@@ -783,7 +808,12 @@ def process_pings(
                     m,
                 )
         # ---- completion: every stop resolved after the last departure, or route end ----
-        last_departed = nstops > 0 and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED
+        # a route that goes on past the last stop (back to the depot) ends at its end
+        last_departed = (
+            nstops > 0
+            and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED
+            and length - stops[nstops - 1, T_M] <= stops[nstops - 1, T_RADIUS] + 200.0
+        )
         done = (
             st[S_STARTED] > 0
             and int(st[S_AT_STOP]) < 0

@@ -58,8 +58,11 @@ S_SPEED_KMH = 45  # last speed used (device or derived)
 S_LAST_OFFSET = 46
 S_LAST_ONROUTE = 47
 S_RING_POS = 48
+S_JUMP_N = 49  # consecutive fixes rejected for an implausible jump along the route
+S_DEP_N = 50  # consecutive fixes outside the stop being dwelt at
+S_DEP_TS = 51  # first of them
 RING = 8  # (ts, route_m) pairs of on-route pings, for derived speed
-S_RING = 49
+S_RING = 52
 N_STATE = S_RING + 2 * RING
 
 # ---- per-trip parameters: float64 vector ----

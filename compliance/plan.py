@@ -180,7 +180,9 @@ class TripPlan(BaseModel):
         for s in self.stops:
             if s.window is not None:
                 if prev_end is not None and s.window.start < prev_end - 86_400_000:
-                    problems.append(f"stop {s.stop_id!r}: window is out of order with earlier stops")
+                    problems.append(
+                        f"stop {s.stop_id!r}: window is out of order with earlier stops"
+                    )
                 prev_end = s.window.end
             if s.planned_arrival is not None and s.planned_arrival < self.planned_start:
                 problems.append(f"stop {s.stop_id!r}: planned_arrival is before planned_start")

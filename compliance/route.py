@@ -22,8 +22,11 @@ F64 = npt.NDArray[np.float64]
 MAX_SEGMENT_M = 50.0
 #: a stop farther than this from the route is a plan problem
 MAX_STOP_OFFSET_M = 500.0
-#: candidates within this much of the best distance count as equally near (passes)
+#: offsets within this much of each other count as equally near (passes of one place)
 _PASS_TIE_M = 25.0
+#: passes farther than this beyond a stop's nearest one are not candidates
+_PASS_SLACK_M = 150.0
+_MAX_PASSES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,30 +49,65 @@ class PreparedRoute:
     default_limit_kmh: float  # NaN when the plan has no general limit
 
 
-def _locate_after(
-    route_x: F64, route_y: F64, cum: F64, px: float, py: float, from_m: float, hint_m: float
-) -> tuple[float, float]:
-    """(route m, offset m) of the pass nearest (px, py) at or after ``from_m``.
+def _passes(route_x: F64, route_y: F64, cum: F64, px: float, py: float) -> tuple[F64, F64]:
+    """Candidate positions of point (px, py) on the route, one per pass near it.
 
-    Passes whose distance is within :data:`_PASS_TIE_M` of the best are ties; among them
-    the one nearest ``hint_m`` wins (the position the schedule implies), else the first.
-    """
+    Returns (route m, offset m) of the nearest segment of each run of segments within
+    :data:`_PASS_TIE_M` of the best distance + :data:`_PASS_SLACK_M`, nearest first
+    (at most :data:`_MAX_PASSES`)."""
     x0, y0 = route_x[:-1], route_y[:-1]
     dx, dy = np.diff(route_x), np.diff(route_y)
     len2 = dx * dx + dy * dy
     t = np.clip(((px - x0) * dx + (py - y0) * dy) / np.where(len2 > 0, len2, 1.0), 0.0, 1.0)
     m = cum[:-1] + t * np.diff(cum)
     d = np.hypot(x0 + t * dx - px, y0 + t * dy - py)
-    ok = cum[1:] >= from_m
-    m = np.maximum(m, from_m)
-    d = np.where(ok, d, np.inf)
-    best = float(d.min())
-    near = d <= best + _PASS_TIE_M
-    # one candidate per pass: the nearest segment of each run of near segments
+    near = d <= float(d.min()) + _PASS_SLACK_M
     edges = np.flatnonzero(np.diff(np.concatenate([[0], near.astype(np.int8), [0]])))
-    passes = [int(a + np.argmin(d[a:b])) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-    i = min(passes, key=lambda j: abs(m[j] - hint_m)) if np.isfinite(hint_m) else passes[0]
-    return float(m[i]), float(d[i])
+    idx = np.array(
+        [int(a + np.argmin(d[a:b])) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    )
+    idx = idx[np.argsort(d[idx], kind="stable")][:_MAX_PASSES]
+    return m[idx], d[idx]
+
+
+def _locate_stops(route_x: F64, route_y: F64, cum: F64, sx: F64, sy: F64) -> tuple[F64, F64]:
+    """Place every stop on one pass of the route, in plan order (non-decreasing route m),
+    minimising the summed offsets (a small DP over each stop's candidate passes).
+
+    Ties within :data:`_PASS_TIE_M` of offset prefer the earlier pass, so a stop on the
+    return leg of an out-and-back or the second lap of a loop lands on the right pass."""
+    n = len(sx)
+    cands = [_passes(route_x, route_y, cum, float(sx[k]), float(sy[k])) for k in range(n)]
+    # cost[k][j]: best total for stops 0..k with stop k at candidate j; back-pointers
+    costs: list[F64] = []
+    back: list[npt.NDArray[np.int64]] = []
+    for k, (m, d) in enumerate(cands):
+        # offsets count in units of the tie width; the route m breaks ties (earlier first)
+        own = np.floor(d / _PASS_TIE_M) + m / (cum[-1] + 1.0) * 1e-3
+        if k == 0:
+            costs.append(own)
+            back.append(np.full(len(m), -1, np.int64))
+            continue
+        pm = cands[k - 1][0]
+        ok = pm[None, :] <= m[:, None] + 1e-6  # previous stop not after this one
+        total = np.where(ok, costs[-1][None, :], np.inf)
+        j = np.argmin(total, axis=1)
+        best = total[np.arange(len(m)), j]
+        # no ordered choice: fall back to this stop's nearest pass (reported by validation)
+        best = np.where(np.isfinite(best), best, costs[-1].min() + 1e6)
+        costs.append(own + best)
+        back.append(
+            np.where(np.isfinite(total[np.arange(len(m)), j]), j, int(np.argmin(costs[-2])))
+        )
+    out_m = np.empty(n)
+    out_d = np.empty(n)
+    if n:
+        j = int(np.argmin(costs[-1]))
+        for k in range(n - 1, -1, -1):
+            out_m[k] = cands[k][0][j]
+            out_d[k] = cands[k][1][j]
+            j = int(back[k][j])
+    return out_m, out_d
 
 
 def prepare(plan: TripPlan) -> PreparedRoute:
@@ -89,18 +127,8 @@ def prepare(plan: TripPlan) -> PreparedRoute:
     if n:
         loc = np.asarray([s.location for s in plan.stops], dtype=np.float64)
         sx, sy = proj.to_xy(loc[:, 0], loc[:, 1])
-    # planned arrivals give a hint of where along the route each stop should be
-    total_s = None
-    arrivals = [s.planned_arrival for s in plan.stops]
-    if arrivals and arrivals[-1] is not None and arrivals[-1] > plan.planned_start:
-        total_s = (arrivals[-1] - plan.planned_start) / 1000.0
-    prev_m = 0.0
-    for i, s in enumerate(plan.stops):
-        hint = np.nan
-        if total_s and s.planned_arrival is not None:
-            hint = length_m * min(1.0, (s.planned_arrival - plan.planned_start) / 1000.0 / total_s)
-        sm[i], so[i] = _locate_after(x, y, cum, float(sx[i]), float(sy[i]), prev_m, hint)
-        prev_m = sm[i]
+    if n:
+        sm, so = _locate_stops(x, y, cum, np.asarray(sx), np.asarray(sy))
     ranges = sorted(plan.speed_limits, key=lambda r: r.from_m)
     return PreparedRoute(
         projection=proj,

@@ -39,15 +39,28 @@ class PingBatch:
     @classmethod
     def empty(cls) -> PingBatch:
         f = np.empty(0, np.float64)
-        return cls([], np.empty(0, np.int64), f, f.copy(), f.copy(), f.copy(), f.copy(),
-                   np.empty(0, np.int64))
+        return cls(
+            [],
+            np.empty(0, np.int64),
+            f,
+            f.copy(),
+            f.copy(),
+            f.copy(),
+            f.copy(),
+            np.empty(0, np.int64),
+        )
 
     def take(self, index: npt.NDArray[np.intp]) -> PingBatch:
         """The rows at ``index``, in that order."""
         return PingBatch(
             [self.vehicle_id[i] for i in index],
-            self.ts_ms[index], self.lat[index], self.lon[index], self.speed_kmh[index],
-            self.heading_deg[index], self.accuracy_m[index], self.seq[index],
+            self.ts_ms[index],
+            self.lat[index],
+            self.lon[index],
+            self.speed_kmh[index],
+            self.heading_deg[index],
+            self.accuracy_m[index],
+            self.seq[index],
         )
 
 

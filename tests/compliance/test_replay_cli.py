@@ -86,7 +86,8 @@ def test_replay_cli_prints_events_and_snapshots(tmp_path: Path) -> None:
         "trip_completed",
     ]
     snaps = [x for x in lines if x["type"] == "snapshot"]
-    assert len(snaps) == 2  # at 60 s and 120 s; the trip completes when S1 is departed
+    # every minute until the route end (the route goes on 1 km past its only stop)
+    assert len(snaps) == 4
     assert set(snaps[0]) == {
         "type",
         "trip_id",
