@@ -5,7 +5,7 @@
 "use strict";
 
 const TOKEN_KEY = "routewatch.token";
-const STATUS_COLOURS = { moving: "#15935a", stopped: "#3f7fd9", late: "#d98a04", off: "#d3322f", lost: "#7b8794" };
+const STATUS_COLOURS = { moving: "#15935a", stopped: "#3f7fd9", late: "#d98a04", off: "#d3322f", lost: "#7b8794", idle: "#a9b4c2" };
 const ALERT_LABELS = {
   off_route: "Off route", unplanned_stop: "Unplanned stop", speeding: "Speeding",
   late: "Running late", signal_lost: "Signal lost", pod_review: "POD needs review",
@@ -89,6 +89,7 @@ async function setupMap() {
 
 function vehicleStatus(v) {
   if (v.status === "signal_lost") return "lost";
+  if (!v.trip_id) return "idle";
   if (v.on_route === false || v.status === "off_route") return "off";
   if ((v.schedule_delay_s ?? 0) > LATE_AFTER_S) return "late";
   if (v.status === "stopped" || (v.speed_kmh !== null && v.speed_kmh !== undefined && v.speed_kmh < 2)) return "stopped";
@@ -171,6 +172,8 @@ function alertDetail(a) {
   }
 }
 
+const alertNodes = new Map(); // id -> {streamId, el}: reuse nodes so live updates keep an ack form being typed
+
 function renderAlerts() {
   const list = document.getElementById("alerts");
   const wanted = state.alertFilter ? state.alertFilter.split(",") : null;
@@ -178,7 +181,17 @@ function renderAlerts() {
     .filter((a) => !wanted || wanted.includes(a.status))
     .sort((a, b) => b.id - a.id)
     .slice(0, 200);
-  list.replaceChildren(...items.map(alertItem));
+  const nodes = items.map((a) => {
+    const known = alertNodes.get(a.id);
+    if (known && known.streamId === a.stream_id && !a._fresh) return known.el;
+    const el = alertItem(a);
+    alertNodes.set(a.id, { streamId: a.stream_id, el });
+    return el;
+  });
+  const current = [...list.children];
+  if (nodes.length !== current.length || nodes.some((n, i) => n !== current[i])) {
+    list.replaceChildren(...nodes);
+  }
   document.getElementById("alerts-empty").style.display = items.length ? "none" : "block";
   updateSummary();
 }
@@ -402,4 +415,8 @@ async function start() {
 setupMap().then(start);
 setInterval(() => { if (state.token) loadTrips().catch(console.error); }, 30000);
 setInterval(() => { if (state.token) loadPerformance().catch(console.error); }, 300000);
-setInterval(renderAlerts, 30000); // keep "x min ago" fresh
+setInterval(() => {
+  if (document.querySelector(".ack-form")) return; // never wipe a note being typed
+  alertNodes.clear();
+  renderAlerts();
+}, 60000); // keep "x min ago" fresh

@@ -1,0 +1,201 @@
+"""The dashboard on the whole running stack: ``routewatch demo`` (engine, API, simulated
+fleet over a private mosquitto, a fresh database on the shared PostgreSQL) watched by
+headless Chromium. The map must show the simulated vehicles moving; a new alert must
+appear without a reload and be acknowledged.
+
+Alerts come from the engine when the simulated trips produce one within
+``ENGINE_ALERT_WAIT_S``. If none does (e.g. trips cannot be created yet, or the fleet is
+simply well behaved for that long), the test inserts one through ``store.alerts`` into the
+stack's database — still exercising NOTIFY → SSE → page on the live stack — and says so
+in its output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from compliance.events import Event, EventType
+from routewatch import services
+from store import alerts
+from tests.control_room.test_dashboard_browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
+]
+
+ENGINE_ALERT_WAIT_S = 45.0
+
+
+class Output:
+    """A process's stdout, searchable with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self._q: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert proc.stdout is not None
+        stream = proc.stdout
+        threading.Thread(target=lambda: [self._q.put(x) for x in stream], daemon=True).start()
+
+    def wait_for(self, pattern: str, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._q.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if m := re.search(pattern, line):
+                return m.group(1)
+        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen[-40:])}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    server = os.environ.get("ROUTEWATCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"rw_cr_stack_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(server)
+    params["dbname"] = name
+    env = {
+        **os.environ,
+        "ROUTEWATCH_DATABASE_URL": make_conninfo(**params),
+        # A closed port: the demo starts a private mosquitto, so the simulated fleet
+        # never reaches other tests' subscriptions on the shared broker.
+        "ROUTEWATCH_MQTT_URL": f"mqtt://127.0.0.1:{services.free_port()}",
+        "ROUTEWATCH_STATE_DIR": str(tmp_path / "state"),
+        "ROUTEWATCH_LOG_JSON": "true",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "routewatch.cli",
+        "demo",
+        "--vehicles",
+        "4",
+        "--speedup",
+        "5",
+        "--seed",
+        "7",
+        "--port",
+        str(services.free_port()),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        out = Output(proc)
+        info = {
+            "dashboard": out.wait_for(r"^\s+dashboard\s+(http\S+)", 120),
+            "token": out.wait_for(r"^\s+supervisor token\s+(rw_\S+)", 10),
+            "database_url": out.wait_for(r"^\s+database\s+(.+?)\s*$", 10),
+        }
+        yield info
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def insert_alert(database_url: str, vehicle_id: str) -> None:
+    event = Event(
+        type=EventType.OFF_ROUTE,
+        trip_id=f"T-{vehicle_id}",
+        vehicle_id=vehicle_id,
+        ts_ms=int(time.time() * 1000),
+        lat=0.0,
+        lon=0.0,
+        route_m=0.0,
+        details={"offset_m": 180.0},
+    )
+
+    async def _go() -> None:
+        async with (
+            await psycopg.AsyncConnection.connect(database_url) as conn,
+            conn.transaction(),
+        ):
+            await alerts.apply_events(conn, [event])
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # Playwright owns this thread's loop
+        pool.submit(asyncio.run, _go()).result()
+
+
+def positions(page) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    out = {}
+    for el in page.locator("path[data-vehicle]").all():
+        box = el.bounding_box()
+        if box:
+            out[el.get_attribute("data-vehicle")] = (box["x"], box["y"])
+    return out
+
+
+def test_dashboard_on_the_running_stack(stack: dict[str, str]) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    alert_id: str | None = None
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.add_init_script(f"localStorage.setItem('routewatch.token', '{stack['token']}')")
+            page.goto(stack["dashboard"].replace("/static/", "/dashboard"))
+
+            page.wait_for_selector("path[data-vehicle]", timeout=60_000)
+            first = positions(page)
+            deadline = time.monotonic() + 60
+            while not any(positions(page).get(v) not in (None, xy) for v, xy in first.items()):
+                assert time.monotonic() < deadline, "no vehicle moved on the map in 60 s"
+                page.wait_for_timeout(500)
+
+            item = page.locator("#alerts li.alert").first
+            try:
+                item.wait_for(timeout=ENGINE_ALERT_WAIT_S * 1000)
+                source = "engine"
+            except sync_api.TimeoutError:
+                source = "inserted"
+                insert_alert(stack["database_url"], next(iter(first)))
+                item.wait_for(timeout=10_000)
+            alert_id = item.get_attribute("data-alert-id")
+            print(f"\nalert source: {source}: {item.inner_text()!r}")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-stack-alert.png"), full_page=True)
+            item = page.locator(f'.alert[data-alert-id="{alert_id}"]')  # survives re-renders
+            item.locator("button.ack").click()
+            item.locator("input[name=note]").fill("checked from the control room")
+            item.locator("button.ack-confirm").click()
+            page.wait_for_selector(
+                f'.alert[data-alert-id="{alert_id}"] .badge.acked', timeout=10_000
+            )
+            page.screenshot(path=str(ARTIFACTS / "dashboard-stack.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+    # Outside Playwright's event loop: the acknowledgement is in the stack's database.
+    with psycopg.connect(stack["database_url"]) as conn:
+        row = conn.execute(
+            "SELECT status, acked_by FROM alerts WHERE id = %s", (int(alert_id or 0),)
+        ).fetchone()
+    assert row is not None and row[1] == "demo dashboard"
+    assert row[0] in ("acked", "resolved")  # the engine may have resolved it meanwhile
