@@ -8,6 +8,7 @@ under ``api/static`` at ``/static``, and error bodies that are always ``{"detail
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from api.limits import BodySizeLimit
 from routewatch import __version__
 from routewatch.settings import Settings, get_settings
+from routewatch.webhooks import run_dispatcher
 from store.db import make_pool
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # database is down, and connections are retried in the background.
         await pool.open(wait=False)
         app.state.pool = pool
+        stop = asyncio.Event()
+        # The OMS webhook dispatcher lives with the API process (so `routewatch serve`
+        # runs it); several API processes are safe: rows are claimed with SKIP LOCKED.
+        dispatcher = (
+            asyncio.create_task(run_dispatcher(settings, stop, pool), name="webhook-dispatcher")
+            if settings.webhook_url
+            else None
+        )
         try:
             yield
         finally:
+            stop.set()
+            if dispatcher is not None:
+                await dispatcher
             await pool.close()
 
     app = FastAPI(

@@ -192,3 +192,37 @@ async def test_backoff_grows_and_is_capped(settings: Settings) -> None:
     assert 1.0 <= retry_delay_s(1, rules) <= 2.0
     assert 8.0 <= retry_delay_s(4, rules) <= 16.0
     assert 30.0 <= retry_delay_s(20, rules) <= 60.0
+
+
+async def test_app_runs_the_dispatcher_end_to_end(
+    hook_settings: Settings, db: psycopg.Connection
+) -> None:
+    from httpx import ASGITransport, AsyncClient
+
+    from api.main import create_app
+    from store import tokens
+    from tests.api.factories import make_plan
+
+    receiver = Receiver(_port(hook_settings), hook_settings.webhook_secret)
+    app = create_app(hook_settings)
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            AsyncClient(transport=ASGITransport(app=app), base_url="http://rw.test") as client,
+        ):
+            async with app.state.pool.connection() as conn:
+                _, token = await tokens.create_token(conn, ["oms"])
+            auth = {"Authorization": f"Bearer {token}"}
+            trip = (await client.post("/v1/trips", json=make_plan(2), headers=auth)).json()
+            await client.post(f"/v1/trips/{trip['trip_id']}/cancel", headers=auth)
+            for _ in range(50):
+                if len(receiver.requests) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        receiver.stop()
+    got = sorted((r["body"]["order_id"], r["body"]["status"]) for r in receiver.requests)
+    assert got == sorted((o["order_id"], "cancelled") for o in trip["orders"])
+    assert all(r["signed"] for r in receiver.requests)
+    numbers = {o["tracking_number"] for o in trip["orders"]}
+    assert {r["body"]["tracking_number"] for r in receiver.requests} == numbers
