@@ -119,9 +119,11 @@ def test_stream_resume_loses_and_repeats_nothing(
     ]
     assert (live[0]["type"], live[0]["status"]) == ("speeding", "resolved")
     with psycopg.connect(database_url) as conn:
-        (in_db,) = conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM alerts WHERE stream_id > %s", (last_id,)
         ).fetchone()
+    assert row is not None
+    (in_db,) = row
     assert in_db == len(resumed + live)
 
 

@@ -176,7 +176,7 @@ async def test_status_filter(db: psycopg.Connection, database_url: str, status: 
     rows = await _rows(database_url, status=status)
     assert len(rows) == 1 and rows[0]["status"] == status[0]
     with db.cursor(row_factory=dict_row) as cur:
-        assert cur.execute("SELECT count(*) AS n FROM alerts").fetchone()["n"] == 2
+        assert cur.execute("SELECT count(*) AS n FROM alerts").fetchone() == {"n": 2}
 
 
 def _pod_fixture(db: psycopg.Connection) -> None:

@@ -15,6 +15,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -66,7 +67,7 @@ def ev(type_: str, trip_id: str, ago_s: float, *, vehicle_id: str, **details: ob
     )
 
 
-def marker_box(page, vehicle_id: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def marker_box(page: Any, vehicle_id: str) -> dict[str, float]:
     box = page.locator(f'path[data-vehicle="{vehicle_id}"]').bounding_box()
     assert box is not None
     return box

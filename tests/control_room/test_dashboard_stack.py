@@ -22,9 +22,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -52,7 +53,11 @@ class Output:
         self.seen: list[str] = []
         assert proc.stdout is not None
         stream = proc.stdout
-        threading.Thread(target=lambda: [self._q.put(x) for x in stream], daemon=True).start()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Iterable[str]) -> None:
+        for line in stream:
+            self._q.put(line)
 
     def wait_for(self, pattern: str, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
@@ -73,8 +78,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     name = f"rw_cr_stack_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(server)
-    params["dbname"] = name
+    params: dict[str, Any] = {**conninfo_to_dict(server), "dbname": name}
     env = {
         **os.environ,
         "ROUTEWATCH_DATABASE_URL": make_conninfo(**params),
@@ -142,7 +146,7 @@ def insert_alert(database_url: str, vehicle_id: str) -> None:
         pool.submit(asyncio.run, _go()).result()
 
 
-def positions(page) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+def positions(page: Any) -> dict[str, tuple[float, float]]:
     out = {}
     for el in page.locator("path[data-vehicle]").all():
         box = el.bounding_box()
