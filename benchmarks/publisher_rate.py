@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=None, help="token-bucket cap, messages/s")
     ap.add_argument("--qos", type=int, choices=(0, 1), default=1)
     ap.add_argument("--connections", type=int, default=4)
+    ap.add_argument("--client", choices=("wire", "paho"), default="wire")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=1883)
     args = ap.parse_args(argv)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     span = (sub.last_s - sub.first_s) if sub.first_s is not None else 0.0
     print(
         f"vehicles={args.vehicles} interval={args.interval_s}s speedup={args.speedup} "
-        f"qos={args.qos} connections={args.connections} rate_cap={args.rate}"
+        f"qos={args.qos} client={args.client} connections={args.connections} rate_cap={args.rate}"
     )
     print(f"setup (build scenario) : {total_s - report.wall_s:.1f} s")
     print(

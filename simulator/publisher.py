@@ -22,6 +22,7 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from simulator.gps import Message
+from simulator.mqttwire import WirePublisher
 from simulator.scenario import ScenarioConfig, Simulation, build
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class LiveOptions:
     token: str | None = None
     progress: bool = True
     trip_concurrency: int = 32
+    client: str = "wire"  # "wire": batched writes (simulator.mqttwire); "paho": paho-mqtt
 
 
 @dataclass(slots=True)
@@ -122,8 +124,10 @@ class Publishers:
         with self._lock:
             self.acked += 1
 
-    def publish(self, vehicle: int, topic: str, body: str) -> None:
-        self.clients[vehicle % len(self.clients)].publish(topic, body, qos=self.qos)
+    def publish_tick(self, msgs: list[Message], topics: list[str]) -> None:
+        n = len(self.clients)
+        for m in msgs:
+            self.clients[m.vehicle % n].publish(topics[m.vehicle], payload(m), qos=self.qos)
 
     def close(self, expected: int, timeout_s: float = 15.0) -> None:
         """Wait (bounded) for outstanding acknowledgements, then disconnect."""
@@ -133,6 +137,31 @@ class Publishers:
         for c in self.clients:
             c.disconnect()
             c.loop_stop()
+
+
+class WirePublishers:
+    """``n`` :class:`WirePublisher` connections; each tick is one write per connection."""
+
+    def __init__(self, url: str, n: int, qos: int, client_prefix: str) -> None:
+        u = urlparse(url)
+        self.clients = [
+            WirePublisher(u.hostname or "127.0.0.1", u.port or 1883, f"{client_prefix}-{k}", qos)
+            for k in range(max(1, n))
+        ]
+
+    @property
+    def acked(self) -> int:
+        return sum(c.acked for c in self.clients)
+
+    def publish_tick(self, msgs: list[Message], topics: list[str]) -> None:
+        n = len(self.clients)
+        for k, c in enumerate(self.clients):
+            c.publish_many((topics[m.vehicle], payload(m)) for m in msgs if m.vehicle % n == k)
+
+    def close(self, expected: int, timeout_s: float = 15.0) -> None:
+        for c in self.clients:
+            c.wait_acked(timeout_s)
+            c.close()
 
 
 async def create_trips(
@@ -186,7 +215,10 @@ def run_live(
         report.trips_created, report.trips_failed = asyncio.run(
             create_trips(sim.plans, opts.api_url, opts.token, opts.trip_concurrency)
         )
-    pubs = Publishers(opts.mqtt_url, opts.connections, opts.qos, f"{cfg.id_prefix}-pub")
+    kind = WirePublishers if opts.client == "wire" else Publishers
+    pubs: Publishers | WirePublishers = kind(
+        opts.mqtt_url, opts.connections, opts.qos, f"{cfg.id_prefix}-pub"
+    )
     try:
         _publish_loop(sim, pubs, opts, speedup, duration, stop, report)
     except KeyboardInterrupt:
@@ -200,7 +232,7 @@ def run_live(
 
 def _publish_loop(
     sim: Simulation,
-    pubs: Publishers,
+    pubs: Publishers | WirePublishers,
     opts: LiveOptions,
     speedup: float,
     duration: float,
@@ -227,9 +259,8 @@ def _publish_loop(
             msgs = sim.tick()
             if bucket is not None and msgs:
                 bucket.take(len(msgs), stop)
-            for m in msgs:
-                pubs.publish(m.vehicle, topics[m.vehicle], payload(m))
-                report.fixes += len(m.fixes)
+            pubs.publish_tick(msgs, topics)
+            report.fixes += sum(len(m.fixes) for m in msgs)
             report.messages += len(msgs)
             report.sim_seconds = k + 1
             if bar is not None:

@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mqtt-url", help="default: ROUTEWATCH_MQTT_URL")
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
     p.add_argument("--connections", type=int, default=4, help="live: MQTT client connections")
+    p.add_argument(
+        "--client",
+        choices=("wire", "paho"),
+        default="wire",
+        help="live: batched MQTT writer (fast) or paho-mqtt",
+    )
     p.add_argument("--api-url", default=None, help="live: API base URL for POST /v1/trips")
     p.add_argument(
         "--token", default=None, help="live: bearer token (env ROUTEWATCH_SIMULATOR_TOKEN)"
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         else (args.api_url or f"http://{settings.api_host}:{settings.api_port}"),
         token=args.token or os.environ.get("ROUTEWATCH_SIMULATOR_TOKEN"),
         progress=not args.no_progress,
+        client=args.client,
     )
     report = run_live(cfg, opts)
     print(report.summary())

@@ -10,8 +10,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pytest
 
-from simulator.gps import Devices, GpsConfig
+from simulator.gps import MALFORMED_SAMPLES, Devices, GpsConfig
 from simulator.network import LocalFrame
 from simulator.publisher import LiveOptions, payload, run_live
 from simulator.scenario import ScenarioConfig
@@ -108,7 +109,8 @@ def test_scoring_matches_within_tolerance_per_type_and_stop() -> None:
     assert score([], expected)["stop_arrived"].recall == 0.0
 
 
-def test_live_publish_reaches_the_broker(mqtt_url: str) -> None:
+@pytest.mark.parametrize("client", ["wire", "paho"])
+def test_live_publish_reaches_the_broker(mqtt_url: str, client: str) -> None:
     prefix = f"SIMT{uuid.uuid4().hex[:8]}"
     u = urlparse(mqtt_url)
     got: list[bytes] = []
@@ -136,7 +138,10 @@ def test_live_publish_reaches_the_broker(mqtt_url: str) -> None:
             gps=GpsConfig(malformed_rate=0.05),
         )
         report = run_live(
-            cfg, LiveOptions(mqtt_url=mqtt_url, speedup=20.0, progress=False, connections=2)
+            cfg,
+            LiveOptions(
+                mqtt_url=mqtt_url, speedup=20.0, progress=False, client=client, connections=2
+            ),
         )
         deadline = time.monotonic() + 5
         while len(got) < report.messages and time.monotonic() < deadline:
@@ -147,5 +152,5 @@ def test_live_publish_reaches_the_broker(mqtt_url: str) -> None:
     assert report.messages > 100 and report.acked == report.messages
     assert len(got) == report.messages
     assert report.wall_s > 40.0 / 20.0 * 0.8  # paced, not as fast as possible
-    bad = sum(1 for p in got if not p.startswith(b"{") and not p.startswith(b"["))
-    assert bad > 0  # some malformed payloads went out
+    bad = sum(1 for p in got if p.decode() in MALFORMED_SAMPLES)
+    assert bad == report.extra["malformed"] > 0  # the malformed ones went out as such
