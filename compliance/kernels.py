@@ -51,12 +51,12 @@ from compliance.layout import (
     S_AT_STOP,
     S_CAND_STOP,
     S_CAND_TS,
-    S_DEP_N,
-    S_DEP_TS,
-    S_JUMP_N,
     S_COMPLETED,
     S_COMPLETED_TS,
+    S_DEP_N,
+    S_DEP_TS,
     S_IN_N,
+    S_JUMP_N,
     S_LAST_LAT,
     S_LAST_LON,
     S_LAST_M,
@@ -436,6 +436,17 @@ def process_pings(
                 out_on[i] = -1
                 continue
         st[S_JUMP_N] = 0.0
+        # outside the window's corridor but inside the corridor of another part of the
+        # route (a U-turn back along an earlier street, a crossing): not off the route,
+        # but no evidence of progress either
+        elsewhere = False
+        if not inside:
+            mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, m, sigma_d, 1e12)
+            if dg <= corridor:
+                elsewhere = True
+                inside = True
+                m = mg
+                d = dg
         out_m[i] = m
         out_off[i] = d
         st[S_LAST_M] = m
@@ -506,8 +517,11 @@ def process_pings(
         on_route = st[S_OFF] == 0 and inside
         out_on[i] = 1 if on_route else 0
         st[S_LAST_ONROUTE] = 1.0 if on_route else 0.0
-        if on_route:
-            st[S_ANCHOR_M] = m
+        if on_route and not elsewhere:
+            # the anchor never creeps backwards: on a route that doubles back along the
+            # same street, small backward steps would otherwise walk onto the earlier pass
+            if not math.isfinite(st[S_ANCHOR_M]) or m > st[S_ANCHOR_M]:
+                st[S_ANCHOR_M] = m
             st[S_ANCHOR_TS] = ts
             if not math.isfinite(st[S_START_M]):
                 st[S_START_M] = m
@@ -523,7 +537,7 @@ def process_pings(
                 st[S_RING + 2 * pos + 1] = m
                 st[S_RING_POS] = float(pos + 1)
         # ---- speed: the device's when present, else progress over the ring ----
-        derived = _derived_kmh(st, ts) if on_route else np.nan
+        derived = _derived_kmh(st, ts) if on_route and not elsewhere else np.nan
         if math.isfinite(derived):
             a = 1.0 - math.exp(-5.0 / 120.0)
             vm = derived / 3.6
