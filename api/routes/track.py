@@ -38,7 +38,7 @@ def _limit(request: Request, settings: SettingsDep) -> None:
         )
 
 
-async def _stops_before(conn: ConnDep, order: dict[str, Any]) -> int | None:
+async def _stops_before(conn: orders.Conn, order: dict[str, Any]) -> int | None:
     """Deliveries the vehicle still has to make before this one (None when not en route)."""
     if order["status"] not in ("out_for_delivery", "arriving") or order["seq"] is None:
         return None

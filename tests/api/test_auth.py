@@ -38,7 +38,7 @@ EXPECTED_ROLES = {
 
 def _operations(app: FastAPI) -> list[tuple[str, str]]:
     """Every (method, path template) in the app's OpenAPI schema that is not public."""
-    ops = []
+    ops: list[tuple[str, str]] = []
     for path, item in app.openapi()["paths"].items():
         if PUBLIC.match(path):
             continue

@@ -33,6 +33,25 @@ async def test_healthz_503_when_broker_unreachable(settings: Settings) -> None:
     assert r.json()["broker"]["ok"] is False and r.json()["database"]["ok"] is True
 
 
+async def test_healthz_503_when_database_unreachable(settings: Settings) -> None:
+    from httpx import ASGITransport
+
+    app = create_app(
+        settings.model_copy(
+            update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1"}
+        )
+    )
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://rw.test") as c,
+    ):
+        r = await c.get("/healthz")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "degraded"
+    assert body["database"]["ok"] is False and body["broker"]["ok"] is True
+
+
 async def test_vehicles_live_state_and_track(
     client: AsyncClient, tok: Tokens, db: psycopg.Connection
 ) -> None:

@@ -91,7 +91,7 @@ async def test_replace_and_cancel(client: AsyncClient, tok: Tokens, db: psycopg.
     assert {o["order_id"]: o["tracking_number"] for o in r.json()["orders"]} == {
         k: v for k, v in kept.items() if not k.endswith("-3")
     }
-    status = dict(db.execute("SELECT order_id, status FROM orders").fetchall())
+    status: dict[str, str] = dict(db.execute("SELECT order_id, status FROM orders").fetchall())
     assert status == {"ORD-rep-1": "scheduled", "ORD-rep-2": "scheduled", "ORD-rep-3": "cancelled"}
 
     other = make_plan(1, tag="rep")  # ORD-rep-1 is live on T-REPLACE-1

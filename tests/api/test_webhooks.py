@@ -94,10 +94,10 @@ async def _enqueue(pool: AsyncConnectionPool, n: int, orders: int) -> None:
         for i in range(n):
             oid = f"ORD-{i % orders}"
             await outbox.enqueue(
-                conn,
+                conn,  # type: ignore[arg-type]
                 oid,
                 "status",
-                {  # type: ignore[arg-type]
+                {
                     "order_id": oid,
                     "tracking_number": "X",
                     "status": f"s{i}",
