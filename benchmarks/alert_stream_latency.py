@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import psycopg
@@ -43,7 +44,8 @@ def scratch_database(server: str) -> tuple[str, str]:
     name = f"rw_bench_sse_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(**{**conninfo_to_dict(server), "dbname": name})
+    params: dict[str, Any] = {**conninfo_to_dict(server), "dbname": name}
+    url = make_conninfo(**params)
     migrate(url)
     return name, url
 
