@@ -54,6 +54,7 @@ from compliance.layout import (
     S_COMPLETED,
     S_COMPLETED_TS,
     S_DEP_N,
+    S_ELSE_N,
     S_DEP_TS,
     S_IN_N,
     S_JUMP_N,
@@ -136,6 +137,10 @@ TH_START_M = 20
 #: derived speed: ring entries at least this far apart, baseline at most this long (ms)
 RING_STEP_MS = 2500.0
 DERIVED_SPAN_MS = 20000.0
+#: progress prior of the very first fix around route start, metres
+INITIAL_SIGMA_P_M = 300.0
+#: this many fixes in a row on another part of the route re-anchor matching there
+ELSEWHERE_REANCHOR_N = 5
 #: how far behind the anchor the window reaches, metres (plus the fix accuracy)
 BACK_M = 30.0
 #: the ETA window half-width grows by this fraction of the remaining travel time
@@ -417,7 +422,9 @@ def process_pings(
             lo = 0.0
             hi = length
             m_exp = 0.0
-            sigma_p = max(500.0, 0.25 * length)
+            # first fix: near the start unless clearly elsewhere (a depot that the route
+            # passes again later must match the start, not the later pass)
+            sigma_p = INITIAL_SIGMA_P_M
         m, d, _c = match_window(x, y, cum, px, py, lo, hi, m_exp, sigma_d, sigma_p)
         inside = d <= corridor
         # a fix far ahead of where the vehicle could be (speed + 3 m/s^2 acceleration) is
@@ -447,6 +454,15 @@ def process_pings(
                 inside = True
                 m = mg
                 d = dg
+                st[S_ELSE_N] += 1.0
+                if st[S_ELSE_N] >= ELSEWHERE_REANCHOR_N:
+                    # the vehicle really is on that other pass (driving back along the
+                    # route, or a wrong first fix): follow it; progress stays monotone
+                    st[S_ANCHOR_M] = mg
+                    st[S_ANCHOR_TS] = ts
+                    st[S_ELSE_N] = 0.0
+        if not elsewhere:
+            st[S_ELSE_N] = 0.0
         out_m[i] = m
         out_off[i] = d
         st[S_LAST_M] = m

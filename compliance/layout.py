@@ -61,8 +61,9 @@ S_RING_POS = 48
 S_JUMP_N = 49  # consecutive fixes rejected for an implausible jump along the route
 S_DEP_N = 50  # consecutive fixes outside the stop being dwelt at
 S_DEP_TS = 51  # first of them
+S_ELSE_N = 52  # consecutive fixes matched only on another part of the route
 RING = 8  # (ts, route_m) pairs of on-route pings, for derived speed
-S_RING = 52
+S_RING = 53
 N_STATE = S_RING + 2 * RING
 
 # ---- per-trip parameters: float64 vector ----
