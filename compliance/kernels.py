@@ -137,6 +137,8 @@ TH_START_M = 20
 #: derived speed: ring entries at least this far apart, baseline at most this long (ms)
 RING_STEP_MS = 2500.0
 DERIVED_SPAN_MS = 20000.0
+#: departure: this far from the centroid of the dwell fixes (two fixes in a row), metres
+DEPART_MOVE_M = 40.0
 #: progress prior of the very first fix around route start, metres
 INITIAL_SIGMA_P_M = 300.0
 #: this many fixes in a row on another part of the route re-anchor matching there
@@ -576,7 +578,11 @@ def process_pings(
         at = int(st[S_AT_STOP])
         # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure
         if at >= 0:
-            if math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0:
+            away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
+            # moving off the spot where it dwelt counts before the geofence edge is reached
+            if st[S_ST_N] >= 3:
+                away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
+            if away:
                 if st[S_DEP_N] == 0:
                     st[S_DEP_TS] = ts
                 st[S_DEP_N] += 1.0
