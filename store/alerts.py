@@ -34,7 +34,8 @@ ALERT_TYPES: dict[str, tuple[str, ...]] = {
     "off_route": ("back_on_route",),
     "unplanned_stop": ("unplanned_stop_ended",),
     "speeding": ("speeding_ended",),
-    "late": ("back_on_schedule",),
+    # Arriving at the stop ends a "predicted late arrival" for it (same stop_id only).
+    "late": ("back_on_schedule", "stop_arrived"),
     "signal_lost": ("signal_restored",),
     # No automatic partner: these wait for a supervisor.
     "pod_review": (),
@@ -44,6 +45,7 @@ ALERT_TYPES: dict[str, tuple[str, ...]] = {
 TRIP_END_TYPES = ("trip_completed", "trip_cancelled")
 _CONDITION_TYPES = tuple(t for t, partners in ALERT_TYPES.items() if partners)
 _RESOLVES: dict[str, str] = {p: t for t, ps in ALERT_TYPES.items() for p in ps}
+_PER_STOP_RESOLVERS = ("back_on_schedule", "stop_arrived")
 _DEFAULT_SEVERITY = {"pod_review": "warning", "stop_skipped": "warning"}
 
 ALERT_COLUMNS = (
@@ -157,8 +159,12 @@ def _resolve_query(ev: EventLike) -> tuple[str, tuple[Any, ...]]:
         list(opened_types),
         _ts(ev.ts_ms),
     ]
-    stop_id = ev.details.get("stop_id") if etype == "back_on_schedule" else None
-    if stop_id is not None:
+    stop_id = ev.details.get("stop_id") if etype in _PER_STOP_RESOLVERS else None
+    if etype == "stop_arrived":
+        # Only that stop's late alert; an arrival without a stop id resolves nothing.
+        extra = " AND details->>'stop_id' = %s"
+        params.append("" if stop_id is None else str(stop_id))
+    elif stop_id is not None:
         # A late alert is about one stop; back on schedule for that stop resolves it.
         extra = " AND (details->>'stop_id' IS NULL OR details->>'stop_id' = %s)"
         params.append(str(stop_id))

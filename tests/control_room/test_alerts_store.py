@@ -72,6 +72,20 @@ async def test_late_resolved_per_stop(db: psycopg.Connection, database_url: str)
     assert status == {"S1": "open", "S2": "resolved"}
 
 
+async def test_arrival_resolves_that_stops_late_alert(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    await _apply(
+        database_url,
+        [ev("late", "TL", 10, stop_id="S1"), ev("late", "TL", 11, stop_id="S2")],
+    )
+    await _apply(database_url, [ev("stop_arrived", "TL", 60, stop_id="S1", delay_s=700)])
+    status = {
+        r["details"]["stop_id"]: (r["status"], r["resolved_by"]) for r in await _rows(database_url)
+    }
+    assert status == {"S1": ("resolved", "stop_arrived"), "S2": ("open", None)}
+
+
 async def test_trip_completed_resolves_conditions(
     db: psycopg.Connection, database_url: str
 ) -> None:
