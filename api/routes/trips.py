@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, status
@@ -49,25 +50,71 @@ def _problems(exc: ValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def validate_plan(body: dict[str, Any]) -> tuple[TripPlan, float, list[float]]:
-    """Parse and validate a whole plan; raise one 422 naming every problem found."""
-    try:
-        plan = TripPlan.model_validate(body)
-    except ValidationError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, _problems(exc)) from exc
+def _without(body: Any, locs: list[tuple[Any, ...]]) -> Any:
+    """A copy of ``body`` with the object keys at ``locs`` removed (their defaults then
+    apply), so the checks that pydantic skipped after a field error can still run."""
+    trimmed = copy.deepcopy(body)
+    for loc in locs:
+        parent = trimmed
+        for part in loc[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        if loc and isinstance(parent, dict) and isinstance(loc[-1], str):
+            parent.pop(loc[-1], None)
+    return trimmed
+
+
+def _geometry(plan: TripPlan) -> tuple[Any, list[dict[str, Any]]]:
     try:
         route = prepare(plan)
     except ValueError as exc:  # e.g. a route the projection cannot handle
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", "route"], "msg": str(exc), "type": "geometry"}],
-        ) from exc
-    geometry = validate_geometry(plan, route)
-    if geometry:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body"], "msg": p, "type": "geometry"} for p in geometry],
-        )
+        return None, [{"loc": ["body", "route"], "msg": str(exc), "type": "geometry"}]
+    problems = validate_geometry(plan, route)
+    return route, [{"loc": ["body"], "msg": p, "type": "geometry"} for p in problems]
+
+
+class _FieldsOnlyPlan(TripPlan):
+    """The plan with field checks only (the plan-wide validator switched off), so the
+    geometry can still be checked, and reported, when a plan-wide rule fails."""
+
+    # The parent attribute is a pydantic decorator proxy, hence the ignore.
+    def _whole_plan(self) -> TripPlan:  # type: ignore[override]
+        return self
+
+
+def validate_plan(body: dict[str, Any]) -> tuple[TripPlan, float, list[float]]:
+    """Parse and validate a whole plan; raise one 422 naming every problem found.
+
+    Field errors stop pydantic before the plan-wide checks, and those stop the geometry;
+    so after a failure the plan is checked again without the offending fields, and with
+    field checks only, and whatever *else* that finds is added to the same answer."""
+    try:
+        plan = TripPlan.model_validate(body)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        seen = {(tuple(p["loc"]), p["msg"]) for p in problems}
+        trimmed = _without(body, [e["loc"] for e in exc.errors()])
+        for model in (TripPlan, _FieldsOnlyPlan):
+            try:
+                partial = model.model_validate(trimmed)
+            except ValidationError as again:
+                problems += [
+                    p
+                    for p in _problems(again)
+                    if p["type"] != "missing" and (tuple(p["loc"]), p["msg"]) not in seen
+                ]
+                seen |= {(tuple(p["loc"]), p["msg"]) for p in problems}
+                continue
+            if len(set(partial.coordinates)) >= 2:
+                problems += _geometry(partial)[1]
+            break
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems) from exc
+    route, problems = _geometry(plan)
+    if problems:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems)
     return plan, float(route.length_m), [float(m) for m in route.stop_route_m]
 
 

@@ -73,6 +73,20 @@ async def test_bad_plan_gets_one_422_naming_every_problem(client: AsyncClient, t
     assert any("S1" in m and "from the route" in m for m in msgs)
     assert any("S3" in m and "from the route" in m for m in msgs)
 
+    # Field errors and the plan-wide and geometric problems, all in one answer.
+    mixed = make_plan(2)
+    mixed["corridor_m"] = -5
+    mixed["stops"][0]["radius_m"] = "wide"
+    mixed["vehicle_id"] = "bad id!"
+    mixed["stops"][1]["location"] = [106.815, -6.19]
+    r = await client.post("/v1/trips", json=mixed, headers=tok.header("oms"))
+    assert r.status_code == 422
+    problems = r.json()["detail"]
+    locs = [p["loc"] for p in problems]
+    assert ["body", "corridor_m"] in locs and ["body", "stops", 0, "radius_m"] in locs
+    assert sum("vehicle_id" in p["msg"] for p in problems) == 1
+    assert any("S2" in p["msg"] and "from the route" in p["msg"] for p in problems)
+
     r = await client.post(
         "/v1/trips",
         content=b"{not json",
