@@ -160,19 +160,20 @@ def _vehicle(col: _Collector, i: int) -> None:
         elif kind == HALT_END and truth.fault != "detour_no_rejoin":
             col.add(True, "trip_completed", i, arr, 60.0 + 2 * iv)
 
-    _off_route(col, i, t, act, iv)
-    _speeding(col, i, t, act, iv)
+    off_m = _off_route(col, i, t, act, iv)
+    _speeding(col, i, t, act, off_m, iv)
     _late(col, i, t, act)
     _signal(col, i, iv)
 
 
-def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
+def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
+    """Off-route episodes from the true distance to the planned route; returns it (m)."""
     sim, rec = col.sim, col.rec
+    off = np.zeros(len(t))
     if sim.truths[i].driven is sim.planned_routes[i]:
-        return
+        return off
     lx, ly = sim.planned_routes[i].xy_m(sim.net)
     idx = np.flatnonzero(act)
-    off = np.zeros(len(t))
     off[idx] = point_polyline_m(
         rec.x_m[idx, i].astype(np.float64), rec.y_m[idx, i].astype(np.float64), lx, ly
     )
@@ -191,23 +192,48 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
             break
         col.add(must, "back_on_route", i, t[end] + iv, 10.0 + 2 * iv)
         k = end + 1
+    return off
 
 
-def _speeding(col: _Collector, i: int, t: F64, act: B, iv: float) -> None:
+def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) -> None:
+    """Speeding episodes over the limit of the street actually driven.
+
+    Pieces split by a dip of at most SPEEDING_BRIDGE_S (a bend, a limit change while
+    accelerating) form one episode: the first confirmable piece starts it and its end
+    ends it (with the tolerance widened to the end of the last confirmable piece), while
+    the inner boundaries are allowed either way (engines with or without hysteresis).
+    Off the planned route the plan knows no limit for the street, so speeding judged
+    against the plan's default limit there is allowed, not required.
+    """
     rec = col.rec
-    over = act & (rec.v_ms[:, i] * 3.6 > rec.limit_kmh[:, i] + SPEEDING_TOLERANCE_KMH)
-    # A dip of a few seconds (slowing for a bend) does not end an episode: engines bridge
-    # it with hysteresis, and the driver never really stopped speeding.
-    for a, b in runs(~over & act):
-        if a > 0 and b < len(over) and b - a <= SPEEDING_BRIDGE_S:
-            over[a:b] = True
+    tol = 8.0 + 1.5 * iv
+    kmh = rec.v_ms[:, i] * 3.6
+    over = act & (kmh > rec.limit_kmh[:, i] + SPEEDING_TOLERANCE_KMH)
+    episodes: list[list[tuple[int, int]]] = []
     for a, b in runs(over):
-        dur = b - a
-        if dur < SPEEDING_CONFIRM_S - 7.0:
+        if episodes and a - episodes[-1][-1][1] <= SPEEDING_BRIDGE_S:
+            episodes[-1].append((a, b))
+        else:
+            episodes.append([(a, b)])
+    for ep in episodes:
+        long = [(a, b) for a, b in ep if b - a >= SPEEDING_CONFIRM_S - 7.0]
+        if not long:
             continue
-        must = dur >= SPEEDING_CONFIRM_S + 10.0 + iv
-        col.add(must, "speeding", i, t[a] + SPEEDING_CONFIRM_S, 8.0 + 1.5 * iv)
-        col.add(must, "speeding_ended", i, t[b - 1] + 1.0, 8.0 + 1.5 * iv)
+        a0, b0 = long[0]
+        end = ep[-1][1]
+        must = b0 - a0 >= SPEEDING_CONFIRM_S + 3.0 and end - a0 >= SPEEDING_CONFIRM_S + 10.0 + iv
+        col.add(must, "speeding", i, t[a0] + SPEEDING_CONFIRM_S, tol)
+        col.add(must, "speeding_ended", i, t[end - 1] + 1.0, tol + (end - long[-1][1]))
+        for a, b in long[1:]:
+            col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol)
+        for _a, b in long:
+            col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol)
+    plan_limit = float(col.sim.plans[i].get("speed_limit_kmh") or math.inf)
+    loose = act & (off_m > CORRIDOR_M) & (kmh > plan_limit + SPEEDING_TOLERANCE_KMH)
+    for a, b in runs(loose):
+        if b - a >= SPEEDING_CONFIRM_S - 7.0:
+            col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol + (b - a))
+            col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol + (b - a))
 
 
 def _late(col: _Collector, i: int, t: F64, act: B) -> None:
