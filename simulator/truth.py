@@ -224,7 +224,7 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
         must = b0 - a0 >= SPEEDING_CONFIRM_S + 3.0 and end - a0 >= SPEEDING_CONFIRM_S + 10.0 + iv
         col.add(must, "speeding", i, t[a0] + SPEEDING_CONFIRM_S, tol)
         col.add(must, "speeding_ended", i, t[end - 1] + 1.0, tol + (end - long[-1][1]))
-        for a, b in long[1:]:
+        for a, _b in long[1:]:
             col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol)
         for _a, b in long:
             col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol)
