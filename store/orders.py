@@ -167,44 +167,67 @@ async def _close(
     await set_status(conn, order, status, ts, reason, event_id)
 
 
-async def _apply_snapshot(
-    conn: Conn, snap: TripSnapshot, by_stop: dict[str, dict[str, Any]]
+async def _apply_snapshots(
+    conn: Conn, snaps: list[TripSnapshot], by_trip: dict[str, dict[str, dict[str, Any]]]
 ) -> None:
-    """Keep ``stops``, ``trips.status`` and order ETAs in step with the engine's view."""
+    """Keep ``trips.status``, ``stops`` and order ETAs in step with the engine's view.
+
+    Three set-based statements whatever the batch size (this runs inside every ingest
+    batch), each touching only rows whose values actually change."""
     await conn.execute(
-        "UPDATE trips SET status = %s, updated_at = now() "
-        "WHERE trip_id = %s AND status IN ('planned', 'active') AND status <> %s",
-        (snap.status, snap.trip_id, snap.status),
+        """UPDATE trips t SET status = v.status, updated_at = now()
+             FROM unnest(%s::text[], %s::text[]) AS v(trip_id, status)
+            WHERE t.trip_id = v.trip_id AND t.status IN ('planned', 'active')
+              AND t.status <> v.status""",
+        ([x.trip_id for x in snaps], [x.status for x in snaps]),
     )
-    for st in snap.stops:
-        await conn.execute(
-            """UPDATE stops SET status = %s, arrived_at = coalesce(%s, arrived_at),
-                      departed_at = coalesce(%s, departed_at), eta = %s, eta_low = %s,
-                      eta_high = %s
-                WHERE trip_id = %s AND stop_id = %s""",
-            (
-                st.status,
-                ms_dt(st.arrived_ms),
-                ms_dt(st.departed_ms),
-                ms_dt(st.eta_ms),
-                ms_dt(st.eta_low_ms),
-                ms_dt(st.eta_high_ms),
-                snap.trip_id,
-                st.stop_id,
-            ),
-        )
-        order = by_stop.get(st.stop_id)
+    stops = [(x.trip_id, st) for x in snaps for st in x.stops]
+    await conn.execute(
+        """UPDATE stops s SET status = v.status, arrived_at = coalesce(v.arrived, s.arrived_at),
+                  departed_at = coalesce(v.departed, s.departed_at), eta = v.eta,
+                  eta_low = v.eta_low, eta_high = v.eta_high
+             FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                         %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
+                         %s::timestamptz[])
+                  AS v(trip_id, stop_id, status, arrived, departed, eta, eta_low, eta_high)
+            WHERE s.trip_id = v.trip_id AND s.stop_id = v.stop_id
+              AND (s.status, s.arrived_at, s.departed_at, s.eta, s.eta_low, s.eta_high)
+                  IS DISTINCT FROM (v.status, coalesce(v.arrived, s.arrived_at),
+                                    coalesce(v.departed, s.departed_at), v.eta, v.eta_low,
+                                    v.eta_high)""",
+        (
+            [t for t, _ in stops],
+            [st.stop_id for _, st in stops],
+            [st.status for _, st in stops],
+            [ms_dt(st.arrived_ms) for _, st in stops],
+            [ms_dt(st.departed_ms) for _, st in stops],
+            [ms_dt(st.eta_ms) for _, st in stops],
+            [ms_dt(st.eta_low_ms) for _, st in stops],
+            [ms_dt(st.eta_high_ms) for _, st in stops],
+        ),
+    )
+    changed: list[dict[str, Any]] = []
+    for trip_id, st in stops:
+        order = by_trip[trip_id].get(st.stop_id)
         if order is None or order["status"] not in ACTIVE:
             continue
-        order["eta"], order["eta_low"], order["eta_high"] = (
-            ms_dt(st.eta_ms),
-            ms_dt(st.eta_low_ms),
-            ms_dt(st.eta_high_ms),
-        )
         order["stop_status"] = st.status
+        eta = (ms_dt(st.eta_ms), ms_dt(st.eta_low_ms), ms_dt(st.eta_high_ms))
+        if eta != (order["eta"], order["eta_low"], order["eta_high"]):
+            order["eta"], order["eta_low"], order["eta_high"] = eta
+            changed.append(order)
+    if changed:
         await conn.execute(
-            "UPDATE orders SET eta = %s, eta_low = %s, eta_high = %s WHERE order_id = %s",
-            (order["eta"], order["eta_low"], order["eta_high"], order["order_id"]),
+            """UPDATE orders o SET eta = v.eta, eta_low = v.eta_low, eta_high = v.eta_high
+                 FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[],
+                             %s::timestamptz[]) AS v(order_id, eta, eta_low, eta_high)
+                WHERE o.order_id = v.order_id""",
+            (
+                [o["order_id"] for o in changed],
+                [o["eta"] for o in changed],
+                [o["eta_low"] for o in changed],
+                [o["eta_high"] for o in changed],
+            ),
         )
 
 
@@ -302,8 +325,7 @@ async def apply_events(
         for s in snapshots:
             if s.trip_id not in latest or s.ts_ms >= latest[s.trip_id].ts_ms:
                 latest[s.trip_id] = s
-        for snap in latest.values():
-            await _apply_snapshot(conn, snap, by_trip[snap.trip_id])
+        await _apply_snapshots(conn, list(latest.values()), by_trip)
         for e in sorted(events, key=lambda ev: ev.ts_ms):
             stops = by_trip[e.trip_id]
             await _apply_event(conn, e, list(stops.values()), stops, rules)
