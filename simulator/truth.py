@@ -141,6 +141,7 @@ def _vehicle(col: _Collector, i: int) -> None:
         np.array([s["location"][0] for s in plan["stops"]]),
         np.array([s["location"][1] for s in plan["stops"]]),
     )
+    silences = _silences(rec.fix_ts_ms[i], 60.0)
     for j, (kind, _m, dwell, ref) in enumerate(truth.halts):
         arr = f.arrive_s[i, j]
         if math.isnan(arr):
@@ -148,11 +149,15 @@ def _vehicle(col: _Collector, i: int) -> None:
         if kind == HALT_STOP:
             stop = plan["stops"][ref]
             det = {"stop_id": stop["stop_id"], "order_id": stop["order_id"]}
-            col.add(True, "stop_arrived", i, arr, 30.0 + 2 * iv, det)
+            # unseen if the tracker was silent around it (a signal outage)
+            seen_arr = not _silent(silences, arr - 30.0, arr + 30.0)
+            col.add(seen_arr, "stop_arrived", i, arr, 30.0 + 2 * iv, det)
             d = np.hypot(rec.x_m[:, i] - sx[ref], rec.y_m[:, i] - sy[ref])
             after = np.flatnonzero((t > arr + dwell) & act & (d > STOP_RADIUS_M))
             if len(after):
-                col.add(True, "stop_departed", i, t[after[0]], 20.0 + 2 * iv, det)
+                t_dep = float(t[after[0]])
+                seen_dep = not _silent(silences, t_dep - 60.0, t_dep + 30.0)
+                col.add(seen_dep, "stop_departed", i, t_dep, 20.0 + 2 * iv, det)
         elif kind == HALT_UNPLANNED:
             must = dwell >= STATIONARY_S + 30.0
             col.add(must, "unplanned_stop", i, arr + STATIONARY_S, 15.0 + 1.5 * iv)
@@ -164,6 +169,17 @@ def _vehicle(col: _Collector, i: int) -> None:
     _speeding(col, i, t, act, off_m, iv)
     _late(col, i, t, act)
     _signal(col, i, iv)
+
+
+def _silences(fix_ts_ms: list[int], min_s: float) -> list[tuple[float, float]]:
+    """(from, to) epoch-second spans longer than ``min_s`` without any delivered fix."""
+    ts = np.unique(np.asarray(fix_ts_ms, np.int64)) / 1000.0
+    gaps = np.flatnonzero(np.diff(ts) > min_s)
+    return [(float(ts[k]), float(ts[k + 1])) for k in gaps]
+
+
+def _silent(spans: list[tuple[float, float]], a: float, b: float) -> bool:
+    return any(lo < b and hi > a for lo, hi in spans)
 
 
 def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
