@@ -129,3 +129,19 @@ async def test_pod_limits_and_validation(client: AsyncClient, tok: Tokens, setti
     assert r.status_code == 404
     r = await client.get(f"/v1/orders/{oid}/pod", headers=tok.header("oms"))
     assert r.status_code == 404
+
+
+async def test_late_pod_turns_a_failed_order_delivered_but_flagged(
+    client: AsyncClient, tok: Tokens, db: psycopg.Connection
+) -> None:
+    r = await client.post("/v1/trips", json=make_plan(1, tag="late"), headers=tok.header("oms"))
+    oid = r.json()["orders"][0]["order_id"]
+    loc = make_plan(1)["stops"][0]["location"]
+    db.execute("UPDATE stops SET arrived_at = now() WHERE order_id = %s", (oid,))
+    db.execute("UPDATE orders SET status = 'failed' WHERE order_id = %s", (oid,))
+    r = await client.post(f"/v1/orders/{oid}/pod", json=_pod(*loc), headers=tok.header("driver"))
+    assert r.status_code == 201
+    assert r.json()["flag_reasons"] == ["submitted after the order had failed"]
+    assert db.execute("SELECT status FROM orders WHERE order_id = %s", (oid,)).fetchone() == (
+        "delivered",
+    )
