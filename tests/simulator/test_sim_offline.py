@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from compliance.plan import TripPlan
+from compliance.route import validate_geometry
 from simulator.faults import parse_faults
 from simulator.offline import run, write
 from simulator.plans import CORRIDOR_M, STOP_RADIUS_M
@@ -56,6 +57,7 @@ def test_plans_validate_and_stops_lie_on_the_route(scenario: Path) -> None:
     frame = LocalFrame(-6.2, 106.85)
     for raw in plans:
         plan = TripPlan.model_validate(raw)
+        assert validate_geometry(plan) == []  # the engine agrees the stops are on the route
         coords = np.array(plan.coordinates)
         x, y = frame.to_xy(coords[:, 0], coords[:, 1])
         length_m = float(np.hypot(np.diff(x), np.diff(y)).sum())
