@@ -170,42 +170,10 @@ async def _close(
 async def _apply_snapshots(
     conn: Conn, snaps: list[TripSnapshot], by_trip: dict[str, dict[str, dict[str, Any]]]
 ) -> None:
-    """Keep ``trips.status``, ``stops`` and order ETAs in step with the engine's view.
-
-    Three set-based statements whatever the batch size (this runs inside every ingest
-    batch), each touching only rows whose values actually change."""
-    await conn.execute(
-        """UPDATE trips t SET status = v.status, updated_at = now()
-             FROM unnest(%s::text[], %s::text[]) AS v(trip_id, status)
-            WHERE t.trip_id = v.trip_id AND t.status IN ('planned', 'active')
-              AND t.status <> v.status""",
-        ([x.trip_id for x in snaps], [x.status for x in snaps]),
-    )
+    """Keep order ETAs in step with the engine's view, in one statement for the batch.
+    (``stops`` and ``trips.status`` are written by the ingest pipeline itself,
+    ``store.live.update_trips_and_stops``, in the same transaction.)"""
     stops = [(x.trip_id, st) for x in snaps for st in x.stops]
-    await conn.execute(
-        """UPDATE stops s SET status = v.status, arrived_at = coalesce(v.arrived, s.arrived_at),
-                  departed_at = coalesce(v.departed, s.departed_at), eta = v.eta,
-                  eta_low = v.eta_low, eta_high = v.eta_high
-             FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                         %s::timestamptz[], %s::timestamptz[], %s::timestamptz[],
-                         %s::timestamptz[])
-                  AS v(trip_id, stop_id, status, arrived, departed, eta, eta_low, eta_high)
-            WHERE s.trip_id = v.trip_id AND s.stop_id = v.stop_id
-              AND (s.status, s.arrived_at, s.departed_at, s.eta, s.eta_low, s.eta_high)
-                  IS DISTINCT FROM (v.status, coalesce(v.arrived, s.arrived_at),
-                                    coalesce(v.departed, s.departed_at), v.eta, v.eta_low,
-                                    v.eta_high)""",
-        (
-            [t for t, _ in stops],
-            [st.stop_id for _, st in stops],
-            [st.status for _, st in stops],
-            [ms_dt(st.arrived_ms) for _, st in stops],
-            [ms_dt(st.departed_ms) for _, st in stops],
-            [ms_dt(st.eta_ms) for _, st in stops],
-            [ms_dt(st.eta_low_ms) for _, st in stops],
-            [ms_dt(st.eta_high_ms) for _, st in stops],
-        ),
-    )
     changed: list[dict[str, Any]] = []
     for trip_id, st in stops:
         order = by_trip[trip_id].get(st.stop_id)

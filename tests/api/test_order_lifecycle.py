@@ -132,10 +132,6 @@ async def test_lifecycle_from_events_and_snapshots(
         settings=settings,
     )
     assert _statuses(db, tid) == ["failed", "failed", "arriving"]
-    stop = db.execute(
-        "SELECT status, eta FROM stops WHERE trip_id = %s AND stop_id = 'S2'", (tid,)
-    ).fetchone()
-    assert stop is not None and stop[0] == "skipped"
     await apply_events(
         aconn,
         [_event(trip, EventType.TRIP_COMPLETED, T0 + 40 * MIN)],
@@ -151,9 +147,6 @@ async def test_lifecycle_from_events_and_snapshots(
         settings=settings,
     )
     assert _statuses(db, tid) == ["failed", "failed", "failed"]
-    assert db.execute("SELECT status FROM trips WHERE trip_id = %s", (tid,)).fetchone() == (
-        "completed",
-    )
     reasons = [
         r[0]
         for r in db.execute(
