@@ -1,7 +1,9 @@
 """Persisted alerts: open on an attention-worthy event, resolve on its partner.
 
-``apply_events`` runs inside the ingest batch transaction. It is idempotent: an alert is
-keyed by the event that opened it, and resolution only touches alerts still unresolved,
+``apply_events`` runs inside the ingest batch transaction and takes events in the order
+the engine emitted them (CONTRACT §4: partners never interleave wrongly in that order —
+their event times may, when pings arrive late). It is idempotent: an alert is keyed by
+the event that opened it, and each resolving event is applied once (``alert_resolvers``),
 so a re-delivered batch changes nothing. Every change draws a fresh ``stream_id`` and the
 transaction sends ``NOTIFY routewatch_alerts`` — the SSE stream then reads "everything
 after the last stream id it sent", which is also how a client resumes with
@@ -95,7 +97,8 @@ async def _notify(conn: AsyncConnection[Any], stream_id: int) -> None:
 
 
 async def apply_events(conn: AsyncConnection[Any], events: Sequence[EventLike]) -> int:
-    """Open/resolve alerts for ``events`` (in event-time order); return rows changed.
+    """Open/resolve alerts for ``events``, taken in the given (emission) order; return
+    the number of alert rows changed.
 
     Must be called inside the caller's transaction; the NOTIFY is delivered on commit.
     """
@@ -106,7 +109,6 @@ async def apply_events(conn: AsyncConnection[Any], events: Sequence[EventLike]) 
     ]
     if not relevant:
         return 0
-    relevant.sort(key=lambda e: e.ts_ms)
     await _lock_stream(conn)
     changed = 0
     last_stream_id = 0
@@ -134,6 +136,13 @@ async def apply_events(conn: AsyncConnection[Any], events: Sequence[EventLike]) 
                     ),
                 )
             else:
+                await cur.execute(
+                    "INSERT INTO alert_resolvers (event_id) VALUES (%s) "
+                    "ON CONFLICT DO NOTHING RETURNING event_id",
+                    (ev.event_id,),
+                )
+                if await cur.fetchone() is None:
+                    continue  # applied before: a re-delivered batch
                 await cur.execute(*_resolve_query(ev))
             rows = await cur.fetchall()
             changed += len(rows)
@@ -145,20 +154,14 @@ async def apply_events(conn: AsyncConnection[Any], events: Sequence[EventLike]) 
 
 
 def _resolve_query(ev: EventLike) -> tuple[str, tuple[Any, ...]]:
-    """UPDATE that resolves what ``ev`` ends: alerts of its trip opened at or before it."""
+    """UPDATE that resolves what ``ev`` ends: its trip's unresolved alerts of the types
+    it closes (for per-stop resolvers, only that stop's)."""
     etype = str(ev.type)
     opened_types: tuple[str, ...] = (
         _CONDITION_TYPES if etype in TRIP_END_TYPES else (_RESOLVES[etype],)
     )
     extra = ""
-    params: list[Any] = [
-        _ts(ev.ts_ms),
-        etype,
-        ev.event_id,
-        ev.trip_id,
-        list(opened_types),
-        _ts(ev.ts_ms),
-    ]
+    params: list[Any] = [_ts(ev.ts_ms), etype, ev.event_id, ev.trip_id, list(opened_types)]
     stop_id = ev.details.get("stop_id") if etype in _PER_STOP_RESOLVERS else None
     if etype == "stop_arrived":
         # Only that stop's late alert; an arrival without a stop id resolves nothing.
@@ -172,8 +175,7 @@ def _resolve_query(ev: EventLike) -> tuple[str, tuple[Any, ...]]:
                  SET status = 'resolved', resolved_at = %s, resolved_by = %s,
                      resolved_event_id = %s, stream_id = nextval('alerts_stream_seq'),
                      updated_at = now()
-               WHERE trip_id = %s AND status <> 'resolved' AND type = ANY(%s)
-                 AND ts <= %s{extra}
+               WHERE trip_id = %s AND status <> 'resolved' AND type = ANY(%s){extra}
            RETURNING stream_id"""
     return sql, tuple(params)
 

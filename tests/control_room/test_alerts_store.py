@@ -48,15 +48,21 @@ async def test_partner_only_resolves_its_own_trip(
     assert status == {"TA": "resolved", "TB": "open"}
 
 
-async def test_same_batch_open_and_resolve_in_event_time_order(
-    db: psycopg.Connection, database_url: str
-) -> None:
-    # Out of order inside the batch: the resolver must still find the alert.
-    await _apply(
-        database_url, [ev("signal_restored", "T2", 300, gap_s=200), ev("signal_lost", "T2", 100)]
-    )
+async def test_same_batch_open_then_resolve(db: psycopg.Connection, database_url: str) -> None:
+    await _apply(database_url, [ev("signal_lost", "T2", 100), ev("signal_restored", "T2", 300)])
     (row,) = await _rows(database_url)
     assert (row["type"], row["status"]) == ("signal_lost", "resolved")
+
+
+async def test_partner_resolves_even_with_an_earlier_event_time(
+    db: psycopg.Connection, database_url: str
+) -> None:
+    # signal_lost is stamped by the clock tick; the restoring ping can carry an earlier
+    # fix time when it arrives late. Emission order, not event time, pairs them.
+    await _apply(database_url, [ev("signal_lost", "T2b", 500)])
+    await _apply(database_url, [ev("signal_restored", "T2b", 450, gap_s=200)])
+    (row,) = await _rows(database_url)
+    assert row["status"] == "resolved"
 
 
 async def test_late_resolved_per_stop(db: psycopg.Connection, database_url: str) -> None:
@@ -94,12 +100,13 @@ async def test_trip_completed_resolves_conditions(
     assert {r["status"] for r in await _rows(database_url)} == {"resolved"}
 
 
-async def test_resolver_does_not_close_a_later_alert(
+async def test_reapplied_resolver_does_not_close_a_later_alert(
     db: psycopg.Connection, database_url: str
 ) -> None:
+    ended = ev("speeding_ended", "T5", 50)
+    await _apply(database_url, [ended])  # nothing open: resolves nothing
     await _apply(database_url, [ev("speeding", "T5", 100)])
-    # A stale speeding_ended (event time before the alert opened) must not close it.
-    await _apply(database_url, [ev("speeding_ended", "T5", 50)])
+    assert await _apply(database_url, [ended]) == 0  # re-delivered: applied once only
     (row,) = await _rows(database_url)
     assert row["status"] == "open"
 

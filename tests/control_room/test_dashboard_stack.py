@@ -192,6 +192,10 @@ def test_dashboard_on_the_running_stack(stack: dict[str, str]) -> None:
             page.wait_for_selector(
                 f'.alert[data-alert-id="{alert_id}"] .badge.acked', timeout=10_000
             )
+            # The trip view of a moving vehicle: planned route, driven track, stop timeline.
+            page.locator("path[data-vehicle]").first.click(force=True)
+            page.wait_for_selector("#timeline li", timeout=10_000)
+            page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "dashboard-stack.png"), full_page=True)
             assert not errors, errors
         finally:
