@@ -54,8 +54,8 @@ from compliance.layout import (
     S_COMPLETED,
     S_COMPLETED_TS,
     S_DEP_N,
-    S_ELSE_N,
     S_DEP_TS,
+    S_ELSE_N,
     S_IN_N,
     S_JUMP_N,
     S_LAST_LAT,
@@ -68,6 +68,8 @@ from compliance.layout import (
     S_LATE_STOP,
     S_LATE_STOPS,
     S_LOST,
+    S_M1,
+    S_M2,
     S_N,
     S_NEXT_STOP,
     S_OFF,
@@ -155,8 +157,10 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     """Best route position for point (px, py) among segments overlapping [lo_m, hi_m].
 
     Score = 0.5 (d/sigma_d)^2 + 0.5 ((m - m_exp)/sigma_p)^2: cross-track distance d and
-    plausibility of progress m (an HMM emission x transition term for one step). Returns
-    (route_m, offset_m, cost); route_m is clamped to the window.
+    plausibility of progress m (an HMM emission x transition term for one step), with m
+    taken on the segment's line (clamped to the window) so that ties between adjacent
+    segments go to the one the point projects onto. Returns (route_m, offset_m, cost);
+    route_m is clamped to the segment and the window.
     """
     n = x.shape[0]
     i0 = np.searchsorted(cum, lo_m, side="right") - 1
@@ -184,10 +188,13 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
         t = 0.0
         if len2 > 0.0:
             t = ((px - ax) * dx + (py - ay) * dy) / len2
-            if t < 0.0:
-                t = 0.0
-            elif t > 1.0:
-                t = 1.0
+        # the progress term sees the along-track position extended past the segment's
+        # ends, so a segment's clamped end never beats the segment the point projects on
+        m_line = cum[i] + t * (cum[i + 1] - cum[i])
+        if t < 0.0:
+            t = 0.0
+        elif t > 1.0:
+            t = 1.0
         m = cum[i] + t * (cum[i + 1] - cum[i])
         if m < lo_m:
             m = lo_m
@@ -198,7 +205,7 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
         ex = ax + t * dx - px
         ey = ay + t * dy - py
         d2 = ex * ex + ey * ey
-        zp = (m - m_exp) * inv_p
+        zp = (min(max(m_line, lo_m), hi_m) - m_exp) * inv_p
         c = 0.5 * (d2 * inv_d2 + zp * zp)
         if c < best_c:
             best_c = c
@@ -414,7 +421,10 @@ def process_pings(
             lo = st[S_ANCHOR_M] - BACK_M - acc
             hi = st[S_ANCHOR_M] + vmax_mps * dt_s + 50.0 + acc
             v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
-            m_exp = st[S_ANCHOR_M] + v * dt_s
+            # expected position: from the latest on-route match (the median-filtered
+            # anchor lags one fix, which would make a U-turn's two passes tie)
+            last = st[S_M1] if math.isfinite(st[S_M1]) else st[S_ANCHOR_M]
+            m_exp = max(last, st[S_ANCHOR_M]) + v * dt_s
             sigma_p = 30.0 + acc + 0.5 * v * dt_s
             if st[S_OFF] > 0 or st[S_OUT_N] > 0:
                 # re-acquisition: anywhere physically reachable, nearest pass preferred
@@ -450,7 +460,9 @@ def process_pings(
         # but no evidence of progress either
         elsewhere = False
         if not inside:
-            mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, m, sigma_d, 1e12)
+            # among passes about as near, the one nearest the anchor
+            mref = st[S_ANCHOR_M] if math.isfinite(st[S_ANCHOR_M]) else m
+            mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
             if dg <= corridor:
                 elsewhere = True
                 inside = True
@@ -536,16 +548,27 @@ def process_pings(
         out_on[i] = 1 if on_route else 0
         st[S_LAST_ONROUTE] = 1.0 if on_route else 0.0
         if on_route and not elsewhere:
-            # the anchor never creeps backwards: on a route that doubles back along the
-            # same street, small backward steps would otherwise walk onto the earlier pass
-            if not math.isfinite(st[S_ANCHOR_M]) or m > st[S_ANCHOR_M]:
-                st[S_ANCHOR_M] = m
+            # progress is the median of the last three on-route matches, so one fix that
+            # multipath put ahead along the road cannot ratchet it forward; and it never
+            # creeps backwards (on a route that doubles back along the same street small
+            # backward steps would otherwise walk onto the earlier pass)
+            m1 = st[S_M1]
+            m2 = st[S_M2]
+            med = m
+            if math.isfinite(m1) and math.isfinite(m2):
+                med = max(min(m, m1), min(max(m, m1), m2))
+            elif math.isfinite(m1):
+                med = min(m, m1)
+            st[S_M2] = m1
+            st[S_M1] = m
+            if not math.isfinite(st[S_ANCHOR_M]) or med > st[S_ANCHOR_M]:
+                st[S_ANCHOR_M] = med
             st[S_ANCHOR_TS] = ts
             if not math.isfinite(st[S_START_M]):
                 st[S_START_M] = m
                 st[S_PROGRESS] = m
-            if m > st[S_PROGRESS]:
-                st[S_PROGRESS] = m
+            if med > st[S_PROGRESS]:
+                st[S_PROGRESS] = med
             # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
             # a long baseline averages GPS noise out of the derived speed
             pos = int(st[S_RING_POS]) % RING

@@ -62,8 +62,10 @@ S_JUMP_N = 49  # consecutive fixes rejected for an implausible jump along the ro
 S_DEP_N = 50  # consecutive fixes outside the stop being dwelt at
 S_DEP_TS = 51  # first of them
 S_ELSE_N = 52  # consecutive fixes matched only on another part of the route
+S_M1 = 53  # route_m of the previous two on-route matches (median filter)
+S_M2 = 54
 RING = 8  # (ts, route_m) pairs of on-route pings, for derived speed
-S_RING = 53
+S_RING = 55
 N_STATE = S_RING + 2 * RING
 
 # ---- per-trip parameters: float64 vector ----

@@ -34,13 +34,15 @@ def match_window(
         dx, dy = x[i + 1] - x[i], y[i + 1] - y[i]
         seg_len = cum[i + 1] - cum[i]
         len2 = dx * dx + dy * dy
-        t = 0.0 if len2 == 0 else min(1.0, max(0.0, ((px - x[i]) * dx + (py - y[i]) * dy) / len2))
+        t_line = 0.0 if len2 == 0 else ((px - x[i]) * dx + (py - y[i]) * dy) / len2
+        m_line = min(hi_m, max(lo_m, cum[i] + t_line * seg_len))
+        t = min(1.0, max(0.0, t_line))
         m = cum[i] + t * seg_len
         if m < lo_m or m > hi_m:
             m = min(hi_m, max(lo_m, m))
             t = (m - cum[i]) / seg_len if seg_len > 0 else 0.0
         d = math.hypot(x[i] + t * dx - px, y[i] + t * dy - py)
-        c = 0.5 * ((d / sigma_d) ** 2 + ((m - m_exp) / sigma_p) ** 2)
+        c = 0.5 * ((d / sigma_d) ** 2 + ((m_line - m_exp) / sigma_p) ** 2)
         if c < best[2]:
             best = (m, d, c)
     return best
