@@ -336,8 +336,9 @@ function renderTripStats() {
   const delay = v.trip_id === trip.trip_id ? v.schedule_delay_s : null;
   const tiles = [
     ["Progress", num(progress, 0, " %"), ""],
-    ["Schedule", delay == null ? "–" : (delay > 0 ? `+${duration(delay)}` : "on time"), delay > LATE_AFTER_S ? "poor" : (delay > 0 ? "mid" : "good")],
-    ["Off route", v.offset_m == null ? "–" : `${num(v.offset_m)} m`, v.on_route === false ? "poor" : ""],
+    ["Schedule", delay == null ? "–" : (delay >= 60 ? `+${duration(delay)}` : "on time"),
+      delay == null ? "" : delay > LATE_AFTER_S ? "poor" : (delay >= 60 ? "mid" : "good")],
+    ["Offset from route", v.offset_m == null ? "–" : `${num(v.offset_m)} m`, v.on_route === false ? "poor" : ""],
     ["Speed", num(v.speed_kmh, 0, " km/h"), ""],
   ];
   document.getElementById("trip-stats").innerHTML = tiles.map(([l, val, cls]) =>
