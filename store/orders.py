@@ -21,6 +21,7 @@ pipeline's at-least-once batches are safe. Every change is written to
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,6 +120,59 @@ async def record_history(
     )
 
 
+@dataclass
+class Changes:
+    """Status changes and ETA notices collected while a batch is applied, then written
+    with a few pipelined statements (a batch can move a thousand orders at once)."""
+
+    statuses: list[tuple[str, str]] = field(default_factory=list)  # (status, order_id)
+    eta_notified: list[str] = field(default_factory=list)
+    history: list[tuple[str, str, datetime, str, str | None]] = field(default_factory=list)
+    webhooks: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def set_status(
+        self,
+        order: dict[str, Any],
+        status: str,
+        ts: datetime,
+        reason: str,
+        event_id: str | None = None,
+    ) -> None:
+        """Move ``order`` (a row dict, updated in place) to ``status``: history + webhook."""
+        log.info("order %s: %s -> %s (%s)", order["order_id"], order["status"], status, reason)
+        order["status"] = status
+        order["notified_eta"] = order["eta"]
+        self.statuses.append((status, order["order_id"]))
+        self.history.append((order["order_id"], status, ts, reason, event_id))
+        self.webhooks.append((order["order_id"], "status", webhook_payload(order, ts)))
+
+    def eta_notice(self, order: dict[str, Any], ts: datetime) -> None:
+        order["notified_eta"] = order["eta"]
+        self.eta_notified.append(order["order_id"])
+        self.webhooks.append((order["order_id"], "eta", webhook_payload(order, ts)))
+
+    async def flush(self, conn: Conn) -> None:
+        async with conn.cursor() as cur:
+            if self.statuses:
+                await cur.executemany(
+                    "UPDATE orders SET status = %s, notified_eta = eta, updated_at = now() "
+                    "WHERE order_id = %s",
+                    self.statuses,
+                )
+            if self.eta_notified:
+                await cur.execute(
+                    "UPDATE orders SET notified_eta = eta WHERE order_id = ANY(%s)",
+                    (self.eta_notified,),
+                )
+            if self.history:
+                await cur.executemany(
+                    "INSERT INTO order_status_history (order_id, status, ts, reason, event_id) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    self.history,
+                )
+        await outbox.enqueue_many(conn, self.webhooks)
+
+
 async def set_status(
     conn: Conn,
     order: dict[str, Any],
@@ -127,20 +181,14 @@ async def set_status(
     reason: str,
     event_id: str | None = None,
 ) -> None:
-    """Move ``order`` (a row dict, updated in place) to ``status``: history + webhook."""
-    log.info("order %s: %s -> %s (%s)", order["order_id"], order["status"], status, reason)
-    order["status"] = status
-    order["notified_eta"] = order["eta"]
-    await conn.execute(
-        "UPDATE orders SET status = %s, notified_eta = eta, updated_at = now() WHERE order_id = %s",
-        (status, order["order_id"]),
-    )
-    await record_history(conn, order["order_id"], status, ts, reason, event_id)
-    await outbox.enqueue(conn, order["order_id"], "status", webhook_payload(order, ts))
+    """Move one order to ``status`` now (history + webhook); see :class:`Changes`."""
+    changes = Changes()
+    changes.set_status(order, status, ts, reason, event_id)
+    await changes.flush(conn)
 
 
-async def _advance(
-    conn: Conn,
+def _advance(
+    changes: Changes,
     order: dict[str, Any] | None,
     status: str,
     ts: datetime,
@@ -150,11 +198,11 @@ async def _advance(
     """Forward-only move among the active statuses (no-op when already there or past)."""
     if order is None or order["status"] not in ACTIVE or _RANK[status] <= _RANK[order["status"]]:
         return
-    await set_status(conn, order, status, ts, reason, event_id)
+    changes.set_status(order, status, ts, reason, event_id)
 
 
-async def _close(
-    conn: Conn,
+def _close(
+    changes: Changes,
     order: dict[str, Any] | None,
     status: str,
     ts: datetime,
@@ -164,7 +212,7 @@ async def _close(
     """Move an active order to a terminal status (no-op for orders already closed)."""
     if order is None or order["status"] not in ACTIVE:
         return
-    await set_status(conn, order, status, ts, reason, event_id)
+    changes.set_status(order, status, ts, reason, event_id)
 
 
 async def _apply_snapshots(
@@ -199,8 +247,8 @@ async def _apply_snapshots(
         )
 
 
-async def _apply_event(
-    conn: Conn,
+def _apply_event(
+    changes: Changes,
     e: Event,
     orders: list[dict[str, Any]],
     by_stop: dict[str, dict[str, Any]],
@@ -211,24 +259,22 @@ async def _apply_event(
     order = by_stop.get(str(e.details.get("stop_id", "")))
     if e.type == EventType.TRIP_STARTED:
         for o in orders:
-            await _advance(conn, o, "out_for_delivery", ts, "trip started", e.event_id)
+            _advance(changes, o, "out_for_delivery", ts, "trip started", e.event_id)
     elif e.type == EventType.STOP_ARRIVED:
-        await _advance(conn, order, "out_for_delivery", ts, "trip started", e.event_id)
-        await _advance(conn, order, "arriving", ts, "vehicle arrived at the stop", e.event_id)
+        _advance(changes, order, "out_for_delivery", ts, "trip started", e.event_id)
+        _advance(changes, order, "arriving", ts, "vehicle arrived at the stop", e.event_id)
     elif e.type == EventType.STOP_DEPARTED and order is not None:
         if rules.deliver_on_departure:
-            await _close(conn, order, "delivered", ts, "arrival and departure recorded", e.event_id)
+            _close(changes, order, "delivered", ts, "arrival and departure recorded", e.event_id)
         else:
-            await _close(
-                conn, order, "failed", ts, "departed without proof of delivery", e.event_id
-            )
+            _close(changes, order, "failed", ts, "departed without proof of delivery", e.event_id)
     elif e.type == EventType.TRIP_COMPLETED:
         for o in orders:
-            await _close(conn, o, "failed", ts, "trip completed without delivery", e.event_id)
+            _close(changes, o, "failed", ts, "trip completed without delivery", e.event_id)
 
 
-async def _apply_progress(
-    conn: Conn, snap: TripSnapshot, by_stop: dict[str, dict[str, Any]], rules: Settings
+def _apply_progress(
+    changes: Changes, snap: TripSnapshot, by_stop: dict[str, dict[str, Any]], rules: Settings
 ) -> None:
     """Statuses implied by where the vehicle is: out for delivery, arriving, skipped."""
     ts = ms_dt(snap.ts_ms)
@@ -239,36 +285,30 @@ async def _apply_progress(
     for st in snap.stops:
         order = by_stop.get(st.stop_id)
         if st.status == "skipped":
-            await _close(conn, order, "failed", ts, "stop skipped")
+            _close(changes, order, "failed", ts, "stop skipped")
             continue
         if st.status != "pending":
             continue
-        await _advance(conn, order, "out_for_delivery", ts, "trip started")
+        _advance(changes, order, "out_for_delivery", ts, "trip started")
         is_next = not next_stop_seen
         next_stop_seen = True
         near = st.eta_ms is not None and st.eta_ms - snap.ts_ms <= rules.arriving_horizon_s * 1000
         if is_next or near:
             reason = "next stop" if is_next else f"ETA within {rules.arriving_horizon_s} s"
-            await _advance(conn, order, "arriving", ts, reason)
+            _advance(changes, order, "arriving", ts, reason)
 
 
-async def _notify_eta_moves(
-    conn: Conn, orders: list[dict[str, Any]], ts: datetime, rules: Settings
+def _notify_eta_moves(
+    changes: Changes, orders: list[dict[str, Any]], ts: datetime, rules: Settings
 ) -> None:
+    """ETA webhooks for open orders whose ETA moved beyond the threshold since the OMS
+    was last told (or that never had one)."""
     for o in orders:
         if o["status"] not in ACTIVE or o["eta"] is None:
             continue
         last = o["notified_eta"]
-        if (
-            last is not None
-            and abs((o["eta"] - last).total_seconds()) <= rules.webhook_eta_threshold_s
-        ):
-            continue
-        o["notified_eta"] = o["eta"]
-        await conn.execute(
-            "UPDATE orders SET notified_eta = eta WHERE order_id = %s", (o["order_id"],)
-        )
-        await outbox.enqueue(conn, o["order_id"], "eta", webhook_payload(o, ts))
+        if last is None or abs((o["eta"] - last).total_seconds()) > rules.webhook_eta_threshold_s:
+            changes.eta_notice(o, ts)
 
 
 async def apply_events(
@@ -294,10 +334,12 @@ async def apply_events(
             if s.trip_id not in latest or s.ts_ms >= latest[s.trip_id].ts_ms:
                 latest[s.trip_id] = s
         await _apply_snapshots(conn, list(latest.values()), by_trip)
+        changes = Changes()
         for e in sorted(events, key=lambda ev: ev.ts_ms):
             stops = by_trip[e.trip_id]
-            await _apply_event(conn, e, list(stops.values()), stops, rules)
+            _apply_event(changes, e, list(stops.values()), stops, rules)
         for snap in latest.values():
-            await _apply_progress(conn, snap, by_trip[snap.trip_id], rules)
+            _apply_progress(changes, snap, by_trip[snap.trip_id], rules)
         now_ts = max([e.ts_ms for e in events] + [s.ts_ms for s in snapshots])
-        await _notify_eta_moves(conn, rows, ms_dt(now_ts) or datetime.now(UTC), rules)
+        _notify_eta_moves(changes, rows, ms_dt(now_ts) or datetime.now(UTC), rules)
+        await changes.flush(conn)

@@ -19,10 +19,18 @@ Conn = AsyncConnection[dict[str, Any]]
 
 async def enqueue(conn: Conn, order_id: str, kind: str, payload: dict[str, Any]) -> None:
     """Queue one webhook; ``payload`` is serialised once, and those exact bytes are sent."""
-    await conn.execute(
-        "INSERT INTO webhook_outbox (order_id, kind, body) VALUES (%s, %s, %s)",
-        (order_id, kind, orjson.dumps(payload).decode()),
-    )
+    await enqueue_many(conn, [(order_id, kind, payload)])
+
+
+async def enqueue_many(conn: Conn, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Queue ``(order_id, kind, payload)`` webhooks in this order (pipelined)."""
+    if not items:
+        return
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO webhook_outbox (order_id, kind, body) VALUES (%s, %s, %s)",
+            [(oid, kind, orjson.dumps(payload).decode()) for oid, kind, payload in items],
+        )
 
 
 async def claim_due(conn: Conn, limit: int, lease_s: float) -> list[dict[str, Any]]:
