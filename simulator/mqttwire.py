@@ -1,10 +1,12 @@
 """A minimal batched MQTT 3.1.1 publisher (CONNECT + PUBLISH QoS 0/1, PUBACK counting).
 
-Why: paho-mqtt writes every PUBLISH with its own ``send`` syscall and per-message locking
-(~150 µs per message on a loaded 2-core box), which caps one process near 5k msg/s.
-A simulated fleet produces its messages a tick at a time, so this client encodes a whole
-tick's PUBLISH packets into one buffer and writes it with a single ``sendall``; a reader
-thread counts PUBACKs. It speaks only what a publisher needs; anything unexpected from
+Why: paho-mqtt writes every PUBLISH with its own ``send`` syscall and per-message
+locking. A simulated fleet produces its messages a tick at a time, so this client encodes
+a whole tick's PUBLISH packets into one buffer and writes it with a single ``sendall``; a
+reader thread counts PUBACKs. Measured back to back with benchmarks/publisher_rate.py
+(10,000 vehicles, QoS 1, 4 connections, 2 shared cores under load): paho 19.0k msg/s,
+this client 21.8k msg/s, both confirmed 100% by ``mosquitto_sub``; the simulation itself
+is the larger cost. It speaks only what a publisher needs; anything unexpected from
 the broker closes the connection with an error.
 """
 
