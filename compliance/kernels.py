@@ -447,7 +447,10 @@ def process_pings(
             if math.isfinite(st[S_V_MPS]):
                 v0 = max(v0, st[S_V_MPS])
             reach = v0 * dt_s + 1.5 * dt_s * dt_s + 2.0 * sigma_d + 20.0
-            if m - st[S_ANCHOR_M] > reach and st[S_JUMP_N] < 1:
+            ref = st[S_ANCHOR_M]
+            if math.isfinite(st[S_M1]) and st[S_M1] > ref:
+                ref = st[S_M1]  # the latest match: the median anchor lags one fix
+            if m - ref > reach and st[S_JUMP_N] < 1:
                 st[S_JUMP_N] += 1.0
                 st[S_ACC_TS] = prev_ts
                 st[S_ACC_X] = prev_x
