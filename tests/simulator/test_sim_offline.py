@@ -177,3 +177,44 @@ def test_late_truth_comes_from_a_jam() -> None:
     late = [e for e in expected if e["type"] == "late"]
     assert late
     assert not any(e["type"] == "late" for e in derive(*run(_cfg(faults={}))[:2])[0])
+
+
+def test_cli_out_is_deterministic_and_honours_options(tmp_path: Path) -> None:
+    from routewatch.cli import main
+
+    args = [
+        "simulate",
+        "--vehicles",
+        "3",
+        "--seed",
+        "4",
+        "--stops",
+        "3",
+        "--interval-s",
+        "10",
+        "--faults",
+        "speeding=0.5",
+        "--start",
+        "2026-11-22T09:00:00+07:00",
+    ]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    for name in FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    plans = json.loads((tmp_path / "a" / "plans.json").read_text())
+    assert len(plans) == 3 and all(len(p["stops"]) == 3 for p in plans)
+    assert min(p["planned_start"] for p in plans) >= "2026-11-22T02:00:00Z"
+    with (tmp_path / "a" / "pings.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    ts = sorted({int(r["ts"]) for r in rows if r["vehicle_id"] == plans[0]["vehicle_id"]})
+    assert np.median(np.diff(ts)) == pytest.approx(10_000, abs=1_600)  # 10 s interval (+ skew)
+
+
+def test_routes_include_loops_out_and_back_and_highway_legs() -> None:
+    from simulator.scenario import build
+
+    sim = build(_cfg(vehicles=24, faults={}))
+    highway = sum(any(r["kmh"] == 80.0 for r in p["speed_limits"]) for p in sim.plans)
+    retrace = sum(r.nodes == r.nodes[::-1] for r in sim.planned_routes)
+    loops = sum(r.nodes[0] == r.nodes[-1] and r.nodes != r.nodes[::-1] for r in sim.planned_routes)
+    assert highway > 0 and retrace > 0 and loops > 0
