@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)"
     )
     p.add_argument(
+        "--faults",
+        help="passed to `routewatch simulate --faults`, e.g. 'none' or 'speeding=0.2,detour' "
+        "(default: the simulator's mix of every kind)",
+    )
+    p.add_argument(
         "--port", type=int, help="API port (default: ROUTEWATCH_API_PORT, or a free one if taken)"
     )
     p.set_defaults(func=run)
@@ -204,12 +209,15 @@ def _run_children(
             str(args.seed),
             "--api-url",
             base_url,
-            "--token",
-            tokens.oms,
+            "--no-progress",
         ]
-        if args.duration:
-            simulate_args += ["--duration", str(args.duration)]
-        children.append(("simulate", _spawn(simulate_args, env)))
+        if args.faults:
+            simulate_args += ["--faults", args.faults]
+        if args.duration:  # simulate counts simulated seconds
+            simulate_args += ["--duration", str(args.duration * args.speedup)]
+        # The token goes through the environment, not argv (visible to every `ps`).
+        sim_env = {**env, "ROUTEWATCH_SIMULATOR_TOKEN": tokens.oms}
+        children.append(("simulate", _spawn(simulate_args, sim_env)))
         _print_urls(base_url, tokens, database_url, mqtt_url)
         return _supervise(children, database_url, base_url, args.duration, stop)
     finally:
