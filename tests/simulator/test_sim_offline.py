@@ -32,8 +32,25 @@ def _cfg(**kw: object) -> ScenarioConfig:
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
     write(_cfg(), tmp_path / "a")
-    write(_cfg(), tmp_path / "b")
+    # the second run in another interpreter with another hash seed: nothing may depend on it
+    code = (
+        "import sys; from pathlib import Path; from simulator.offline import write; "
+        "from simulator.scenario import ScenarioConfig; from simulator.faults import parse_faults; "
+        "write(ScenarioConfig(vehicles=8, seed=7, faults=parse_faults(None), stops_per_trip=4), "
+        "Path(sys.argv[1]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "b")],
+        check=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     write(_cfg(seed=8), tmp_path / "c")
     for name in FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
