@@ -26,11 +26,14 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every benchmarks/NAME.py (not _helpers) as `python -m benchmarks.NAME`, with the services
+# up (reused or private) and ROUTEWATCH_DATABASE_URL / ROUTEWATCH_MQTT_URL exported.
 bench: venv
-	@set -e; found=0; for script in benchmarks/*.py; do \
-		[ -f "$$script" ] || continue; found=1; \
-		echo "== $$script"; $(BIN)/python "$$script"; \
-	done; [ $$found = 1 ] || echo "no benchmark scripts in benchmarks/"
+	$(BIN)/python -m routewatch.services -- sh -c 'set -e; \
+		for script in benchmarks/[!_]*.py; do \
+			name=$$(basename "$$script" .py); echo "== benchmarks/$$name"; \
+			$(BIN)/python -m "benchmarks.$$name"; \
+		done'
 
 venv: $(STAMP)
 

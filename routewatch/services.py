@@ -617,3 +617,37 @@ def _redact(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m routewatch.services [--] COMMAND ...``: run COMMAND with the services up
+    (reused or private) and ``ROUTEWATCH_DATABASE_URL`` / ``ROUTEWATCH_MQTT_URL`` pointing
+    at them; private ones are stopped afterwards. Used by ``make bench``."""
+    import argparse
+
+    from routewatch.logging import setup_logging
+
+    parser = argparse.ArgumentParser(prog="python -m routewatch.services")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="command and its arguments")
+    command = parser.parse_args(argv).command
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error("no command given")
+    settings = Settings()
+    setup_logging(settings.log_level, json=settings.log_json)
+    try:
+        with ensure_services(settings) as svc:
+            env = {
+                **os.environ,
+                "ROUTEWATCH_DATABASE_URL": ensure_database(svc.database_url),
+                "ROUTEWATCH_MQTT_URL": svc.mqtt_url,
+            }
+            return subprocess.run(command, env=env, check=False).returncode
+    except ServiceError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,6 +3,7 @@ when the configured URLs point at closed ports, work, and are gone after the con
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import subprocess
@@ -165,3 +166,26 @@ def test_missing_binary_message_names_the_command(monkeypatch: pytest.MonkeyPatc
 def test_free_port_is_bindable(free_port: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", free_port))
+
+
+def test_runner_exports_service_urls(tmp_path: Path) -> None:
+    """``python -m routewatch.services -- CMD`` runs CMD against (here: private) services."""
+    env = {
+        **os.environ,
+        "ROUTEWATCH_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{_closed_port()}/rw_run",
+        "ROUTEWATCH_MQTT_URL": f"mqtt://127.0.0.1:{_closed_port()}",
+        "ROUTEWATCH_STATE_DIR": str(tmp_path / "state"),
+    }
+    probe = (
+        "import os, sys, psycopg; from routewatch import services as s; "
+        "psycopg.connect(os.environ['ROUTEWATCH_DATABASE_URL']).close(); "
+        "sys.exit(7 if s.mqtt_reachable(os.environ['ROUTEWATCH_MQTT_URL']) else 1)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "routewatch.services", "--", sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 7, result.stderr
