@@ -741,10 +741,13 @@ def process_pings(
                 st[S_ST_Y] = py
                 st[S_ST_SINCE] = ts
                 st[S_ST_OUT_N] = 0.0
+        # only a fix inside the cluster proves the stop (after a coverage gap the first
+        # fix may be far away while the cluster's start is long past)
         if (
             st[S_ST_ACTIVE] == 0
             and st[S_STARTED] > 0
             and not near_stop
+            and st[S_ST_OUT_N] == 0
             and ts - st[S_ST_SINCE] >= th[TH_ST_S] * 1000.0
         ):
             clear = True

@@ -254,3 +254,12 @@ def test_derived_speed_is_robust_to_gps_noise() -> None:
     ev = run_drive(p, ts, x + rng.normal(0, 8, len(x)), y + rng.normal(0, 8, len(y)))
     sp = [e for e in ev if str(e.type) == "speeding"]
     assert len(sp) == 1 and 300 + 15 <= at_s(sp[0]) <= 300 + 45
+
+
+def test_coverage_gap_while_driving_is_not_an_unplanned_stop() -> None:
+    p = plan(STRAIGHT)
+    ts, x, y, _ = drive(STRAIGHT, [(380, 10)])
+    keep = (ts - T0_MS <= 100_000) | (ts - T0_MS >= 300_000)
+    ev = run_drive(p, ts[keep], x[keep], y[keep])
+    assert "unplanned_stop" not in kinds(ev)
+    assert kinds(ev).count("signal_lost") == 1
