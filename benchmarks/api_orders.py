@@ -140,7 +140,9 @@ def main() -> None:
     name = f"rw_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(**(conninfo_to_dict(server) | {"dbname": name}))
+    params = conninfo_to_dict(server)
+    params["dbname"] = name
+    url = make_conninfo(**params)
     try:
         migrate(url)
         asyncio.run(run(url, args.trips, args.stops, args.lookups))
