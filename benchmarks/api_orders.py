@@ -142,7 +142,7 @@ def main() -> None:
         c.execute(f'CREATE DATABASE "{name}"')
     params = conninfo_to_dict(server)
     params["dbname"] = name
-    url = make_conninfo(**params)
+    url = make_conninfo("", **params)
     try:
         migrate(url)
         asyncio.run(run(url, args.trips, args.stops, args.lookups))
