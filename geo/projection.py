@@ -90,8 +90,10 @@ class LocalProjection:
             uu, vv = (a.ravel() for a in np.meshgrid(g, g))
             gx, gy = tr.transform(lon0 + uu / scale, lat0 + vv / scale)
             design = _design(uu, vv, _POLY_DEG)
-            cx = np.linalg.lstsq(design, np.asarray(gx), rcond=None)[0]
-            cy = np.linalg.lstsq(design, np.asarray(gy), rcond=None)[0]
+            # one least-squares solve for both coordinates
+            coef = np.linalg.lstsq(design, np.column_stack([gx, gy]), rcond=None)[0]
+            cx = np.ascontiguousarray(coef[:, 0])
+            cy = np.ascontiguousarray(coef[:, 1])
             resid = np.hypot(design @ cx - gx, design @ cy - gy).max()
             # huge boxes (continental routes) fit worse: then stay exact
             if resid < 0.005:
