@@ -24,7 +24,11 @@ import pytest
 from routewatch import services
 
 VEHICLES = 5
-FRESH_S = 60.0
+FRESH_S = 60.0  # a position this recent (wall clock) counts as live
+LISTED_TIMEOUT_S = 60.0  # every simulated vehicle is listed within a minute
+# A simulated vehicle reports only once it departs: planned starts are spread over 60 s
+# and departures jitter by up to 120 s more (simulator.scenario), plus a ping interval.
+ALL_MOVING_TIMEOUT_S = 200.0
 READY_TIMEOUT_S = 120.0
 
 
@@ -96,6 +100,8 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
         str(VEHICLES),
         "--seed",
         "3",
+        "--faults",
+        "none",
         "--port",
         str(services.free_port()),
     ]
@@ -103,9 +109,14 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
     try:
         yield proc, _Lines(proc)
     finally:
+        # A failed test still stops the demo the polite way, so private services go too.
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.mark.slow
@@ -118,25 +129,33 @@ def test_demo_runs_the_fleet_and_stops_cleanly(
     database_url = out.wait_for(r"database\s+(\S+)", 5).group(1)
     mqtt_url = out.wait_for(r"MQTT broker\s+(\S+)", 5).group(1)
 
-    deadline = time.monotonic() + FRESH_S
-    fresh: list[dict[str, object]] = []
-    while time.monotonic() < deadline and len(fresh) < VEHICLES:
+    def vehicles() -> list[dict[str, object]]:
         assert proc.poll() is None, "demo exited early"
         response = httpx.get(
             f"{base_url}/v1/vehicles", headers={"Authorization": f"Bearer {token}"}, timeout=5
         )
         assert response.status_code == 200, response.text
+        return list(response.json())
+
+    deadline = time.monotonic() + LISTED_TIMEOUT_S
+    while len(listed := vehicles()) < VEHICLES and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(listed) == VEHICLES, f"vehicles listed within a minute: {listed}"
+
+    deadline = time.monotonic() + ALL_MOVING_TIMEOUT_S
+    fresh: list[dict[str, object]] = []
+    while len(fresh) < VEHICLES and time.monotonic() < deadline:
         now = datetime.now(UTC)
         fresh = [
             v
-            for v in response.json()
+            for v in vehicles()
             if v.get("ts")
             and v.get("lat") is not None
             and v.get("lon") is not None
             and abs((now - datetime.fromisoformat(str(v["ts"]))).total_seconds()) < FRESH_S
         ]
         time.sleep(1)
-    assert len(fresh) >= VEHICLES, f"only {len(fresh)} vehicles with fresh positions: {fresh}"
+    assert len(fresh) == VEHICLES, f"only {len(fresh)} vehicles with fresh positions: {fresh}"
 
     started = _descendants(proc.pid)
     assert len(started) >= 3  # serve, its API child, simulate (+ private mosquitto)
