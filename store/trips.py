@@ -64,15 +64,22 @@ async def _check_orders(
 
 
 async def save_plan(
-    conn: Conn, plan: TripPlan, route_length_m: float, stop_route_m: list[float]
+    conn: Conn,
+    plan: TripPlan,
+    route_length_m: float,
+    stop_route_m: list[float],
+    accepted: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Insert or replace a trip with its stops and orders, and NOTIFY the engine.
 
+    ``accepted`` is the plan JSON as the OMS sent it (stored in ``trips.plan``, with the
+    trip id filled in, so times stay RFC 3339 as given); default: ``plan`` re-serialised.
     Runs in one transaction. Returns ``{trip_id, vehicle_id, status, replaced, orders}``.
     """
     trip_id = plan.trip_id or new_trip_id(plan.planned_start)
     now = datetime.now(UTC)
-    plan_json = orjson.dumps(plan.model_dump(mode="json") | {"trip_id": trip_id}).decode()
+    stored = accepted if accepted is not None else plan.model_dump(mode="json")
+    plan_json = orjson.dumps(stored | {"trip_id": trip_id}).decode()
     async with conn.transaction():
         await upsert_vehicle(conn, plan.vehicle_id)
         cur = await conn.execute(

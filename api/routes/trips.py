@@ -145,7 +145,7 @@ async def create_trip(
     (see ``store.trips``); the answer's ``replaced`` says which happened."""
     plan, length_m, stop_route_m = validate_plan(body)
     try:
-        return await trips.save_plan(conn, plan, length_m, stop_route_m)
+        return await trips.save_plan(conn, plan, length_m, stop_route_m, body)
     except trips.PlanConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, exc.problems) from exc
 

@@ -31,7 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+    from psycopg import OperationalError
+    from psycopg.errors import UndefinedTable
+
+    try:
+        return asyncio.run(_run(args))
+    except UndefinedTable:
+        print(
+            "the database has no api_tokens table yet: run `routewatch migrate` first",
+            file=sys.stderr,
+        )
+        return 2
+    except OperationalError as exc:
+        print(f"cannot reach the database: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _run(args: argparse.Namespace) -> int:

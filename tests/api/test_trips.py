@@ -48,6 +48,8 @@ async def test_create_trip_makes_orders_with_tracking_numbers_and_notifies(
     assert live["on_route"] is True and live["schedule_delay_s"] == 90
     assert [s["order_status"] for s in live["stops"]] == ["scheduled"] * 3
     assert live["stops"][0]["window"]["start"] == "2026-11-22T08:05:00Z"
+    assert live["plan"]["planned_start"] == plan["planned_start"]  # as the OMS sent it
+    assert live["plan"]["trip_id"] == trip_id
     assert (await client.get("/v1/trips/nope", headers=tok.header("oms"))).status_code == 404
 
 
