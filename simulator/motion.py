@@ -26,6 +26,7 @@ ACCEL_MS2 = 1.2
 BRAKE_MS2 = 2.0
 PROFILE_STEP_M = 10.0
 MIN_TURN_SPEED_MS = 3.5
+HALT_PLAN_FRACTION = 0.7
 #: halt kinds
 HALT_STOP, HALT_UNPLANNED, HALT_END = 0, 1, 2
 
@@ -74,10 +75,12 @@ def speed_profile(x_m: F64, y_m: F64, limit_kmh: F64) -> tuple[F64, F64]:
         v_parts.append(v)
     s = np.concatenate([*s_parts, [cum[-1]]])
     v = np.concatenate([*v_parts, [vertex_cap[-1]]])
-    # Backward pass: be able to brake down to every later cap.
+    # Backward pass: be able to brake down to every later cap (at the planning rate, so
+    # the per-second steps following the curve never need more than BRAKE_MS2).
     ds = np.diff(s)
+    plan_ms2 = HALT_PLAN_FRACTION * BRAKE_MS2
     for i in range(len(v) - 2, -1, -1):
-        reach = math.sqrt(v[i + 1] ** 2 + 2.0 * BRAKE_MS2 * ds[i])
+        reach = math.sqrt(v[i + 1] ** 2 + 2.0 * plan_ms2 * ds[i])
         if reach < v[i]:
             v[i] = reach
     return s, v
@@ -191,15 +194,24 @@ class Fleet:
         assert self.dwell_until_s is not None and self.arrive_s is not None
         rows = np.arange(len(s))
         moving = self.active(t_s) & (t_s >= self.dwell_until_s) & (nh < self.halt_m.shape[1])
-        cap = self.pool.cap_ms(self.path, s) * self.driver * traffic_factor(t_s, self.utc_offset_h)
+        # Look one step ahead: a cap applied only once reached would always brake late.
+        ahead = s + v * dt_s
+        cap = (
+            self.pool.cap_ms(self.path, ahead)
+            * self.driver
+            * traffic_factor(t_s, self.utc_offset_h)
+        )
         _, _, limit_kmh, _ = self.pool.locate(self.path, s)
         in_sp = (s >= self.speeding_m[:, 0]) & (s < self.speeding_m[:, 1])
         cap = np.where(in_sp, cap / self.driver * (1.0 + self.speeding_extra_kmh / limit_kmh), cap)
         in_jam = (s >= self.jam_m[:, 0]) & (s < self.jam_m[:, 1])
         cap = np.where(in_jam, np.minimum(cap, self.jam_ms), cap)
         halt = self.halt_m[rows, np.minimum(nh, self.halt_m.shape[1] - 1)]
-        to_halt = np.maximum(halt - s, 0.0)
-        cap = np.minimum(cap, np.maximum(np.sqrt(2.0 * BRAKE_MS2 * to_halt), 1.0))
+        # Plan the stop at HALT_PLAN_FRACTION of the braking limit, so the discrete
+        # steps' lag is absorbed and the final snap onto the halt is from walking pace.
+        to_halt = np.maximum(halt - ahead, 0.0)
+        plan_ms2 = HALT_PLAN_FRACTION * BRAKE_MS2
+        cap = np.minimum(cap, np.maximum(np.sqrt(2.0 * plan_ms2 * to_halt), 1.0))
         v_new = np.clip(cap, v - BRAKE_MS2 * dt_s, v + ACCEL_MS2 * dt_s)
         v_new = np.where(moving, np.maximum(v_new, 0.0), 0.0)
         s_new = np.where(moving, s + 0.5 * (v + v_new) * dt_s, s)
