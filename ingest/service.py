@@ -157,14 +157,22 @@ class Pipeline:
         b = self.batcher
         return b.pings >= self.settings.batch_max_pings or b.messages >= self._flush_at_messages
 
+    def _take(self, msg: aiomqtt.Message, generation: int) -> None:
+        metrics.MQTT_MESSAGES.inc()
+        payload = msg.payload
+        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+        ack = (generation, msg.mid, msg.qos) if msg.qos > 0 else None
+        self.batcher.add(msg.topic.value, raw, now_ms(), ack)
+
     async def _receive(self, client: aiomqtt.Client, generation: int) -> None:
+        # aiomqtt's iterator costs a task and a wait() per message; after each one, take
+        # whatever is already queued directly (up to a full batch).
+        queue = client._queue
         async for msg in client.messages:
             await self._room.wait()
-            metrics.MQTT_MESSAGES.inc()
-            payload = msg.payload
-            raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            ack = (generation, msg.mid, msg.qos) if msg.qos > 0 else None
-            self.batcher.add(msg.topic.value, raw, now_ms(), ack)
+            self._take(msg, generation)
+            while not self._full() and not queue.empty():
+                self._take(queue.get_nowait(), generation)
             metrics.INFLIGHT_MESSAGES.set(self.batcher.messages)
             if self._full():
                 self._room.clear()
