@@ -54,6 +54,7 @@ class Settings(BaseSettings):
 
     # Orders, proof of delivery, customer tracking
     arriving_horizon_s: int = Field(900, description="order is 'arriving' when its ETA is this close")
+    arriving_stops_before: int = Field(1, description="...or at most this many stops are before it")
     deliver_on_departure: bool = Field(False, description="arrival+departure counts as delivered")
     pod_max_image_bytes: int = Field(2_000_000, description="per decoded image; larger -> 413")
     pod_max_photos: int = 5

@@ -4,8 +4,9 @@
 
 - ``out_for_delivery`` when the trip starts (``trip_started``, or a snapshot of an active
   trip for orders that missed it);
-- ``arriving`` when the order's stop is the vehicle's next stop, or its ETA is within
-  ``Settings.arriving_horizon_s``, or the vehicle has arrived there;
+- ``arriving`` when at most ``Settings.arriving_stops_before`` (default 1) pending stops
+  come before the order's stop, or its ETA is within ``Settings.arriving_horizon_s``, or
+  the vehicle has arrived there;
 - ``delivered`` on proof of delivery (:mod:`store.pod`) — or on arrival + departure when
   ``Settings.deliver_on_departure`` is set;
 - ``failed`` when the stop is departed without proof of delivery, skipped, or the trip
@@ -281,7 +282,7 @@ def _apply_progress(
     assert ts is not None
     if snap.status != "active":
         return
-    next_stop_seen = False
+    stops_before = 0  # pending stops the vehicle visits before this one
     for st in snap.stops:
         order = by_stop.get(st.stop_id)
         if st.status == "skipped":
@@ -290,12 +291,12 @@ def _apply_progress(
         if st.status != "pending":
             continue
         _advance(changes, order, "out_for_delivery", ts, "trip started")
-        is_next = not next_stop_seen
-        next_stop_seen = True
         near = st.eta_ms is not None and st.eta_ms - snap.ts_ms <= rules.arriving_horizon_s * 1000
-        if is_next or near:
-            reason = "next stop" if is_next else f"ETA within {rules.arriving_horizon_s} s"
-            _advance(changes, order, "arriving", ts, reason)
+        if stops_before <= rules.arriving_stops_before:
+            _advance(changes, order, "arriving", ts, f"{stops_before} stops away")
+        elif near:
+            _advance(changes, order, "arriving", ts, f"ETA within {rules.arriving_horizon_s} s")
+        stops_before += 1
 
 
 def _notify_eta_moves(

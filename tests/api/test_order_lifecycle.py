@@ -95,14 +95,14 @@ async def test_lifecycle_from_events_and_snapshots(
     started = _event(trip, EventType.TRIP_STARTED, T0)
     snap = _snap(trip, T0, [10, 20, 30])
     await apply_events(aconn, [started], [snap], settings=settings)
-    # S1 is the next stop; S2 (20 min) and S3 (30 min) are beyond the 15 min horizon.
-    assert _statuses(db, tid) == ["arriving", "out_for_delivery", "out_for_delivery"]
-    assert _count(db, "SELECT count(*) FROM webhook_outbox") == 4
+    # S1 is next and S2 one stop away; S3 (30 min) is two away, beyond the 15 min horizon.
+    assert _statuses(db, tid) == ["arriving", "arriving", "out_for_delivery"]
+    assert _count(db, "SELECT count(*) FROM webhook_outbox") == 5
     hist = db.execute(
         "SELECT status, event_id FROM order_status_history WHERE order_id = %s ORDER BY id",
         (trip["orders"][1]["order_id"],),
     ).fetchall()
-    assert [h[0] for h in hist] == ["scheduled", "out_for_delivery"]
+    assert [h[0] for h in hist] == ["scheduled", "out_for_delivery", "arriving"]
     assert str(hist[1][1]) == started.event_id
     eta = db.execute(
         "SELECT eta FROM orders WHERE order_id = %s", (trip["orders"][2]["order_id"],)
@@ -111,13 +111,22 @@ async def test_lifecycle_from_events_and_snapshots(
 
     # The same batch again (at-least-once delivery) changes nothing.
     await apply_events(aconn, [started], [snap], settings=settings)
-    assert _count(db, "SELECT count(*) FROM webhook_outbox") == 4
-    assert _count(db, "SELECT count(*) FROM order_status_history") == 3 + 4
+    assert _count(db, "SELECT count(*) FROM webhook_outbox") == 5
+    assert _count(db, "SELECT count(*) FROM order_status_history") == 3 + 5
 
     # ETA moves: S2 by 10 min (> 300 s threshold) notifies; S3 by 2 min does not.
     await apply_events(aconn, [], [_snap(trip, T0 + MIN, [10, 30, 32])], settings=settings)
     kinds = db.execute("SELECT order_id, kind FROM webhook_outbox WHERE kind = 'eta'").fetchall()
     assert kinds == [(trip["orders"][1]["order_id"], "eta")]
+
+    # Two stops away but due within the 15 min horizon: arriving too.
+    await apply_events(aconn, [], [_snap(trip, T0 + 2 * MIN, [10, 11, 14])], settings=settings)
+    assert _statuses(db, tid) == ["arriving", "arriving", "arriving"]
+    reason = db.execute(
+        "SELECT reason FROM order_status_history WHERE order_id = %s ORDER BY id DESC LIMIT 1",
+        (trip["orders"][2]["order_id"],),
+    ).fetchone()
+    assert reason == ("ETA within 900 s",)
 
     # S1 arrived and departed with no POD -> failed; S2 skipped -> failed; S3 reached
     # the horizon -> arriving, then the trip completes without it -> failed.
