@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -39,7 +40,7 @@ def parse_time_ms(value: Any) -> int:
             raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from exc
         if dt.tzinfo is None:
             raise ValueError(f"timestamp needs a UTC offset (e.g. 'Z' or '+07:00'): {value!r}")
-        return int(round(dt.astimezone(UTC).timestamp() * 1000))
+        return round(dt.astimezone(UTC).timestamp() * 1000)
     raise ValueError("timestamp must be RFC 3339 or epoch milliseconds")
 
 
@@ -187,10 +188,10 @@ class TripPlan(BaseModel):
             if s.planned_arrival is not None and s.planned_arrival < self.planned_start:
                 problems.append(f"stop {s.stop_id!r}: planned_arrival is before planned_start")
         arrivals = [s.planned_arrival for s in self.stops if s.planned_arrival is not None]
-        if any(b < a for a, b in zip(arrivals, arrivals[1:], strict=False)):
+        if any(b < a for a, b in pairwise(arrivals)):
             problems.append("planned arrivals are not in stop order")
         ranges = sorted(self.speed_limits, key=lambda r: r.from_m)
-        for a, b in zip(ranges, ranges[1:], strict=False):
+        for a, b in pairwise(ranges):
             if b.from_m < a.to_m:
                 problems.append(f"speed_limits ranges overlap at {b.from_m} m")
         if problems:
