@@ -6,6 +6,7 @@ import copy
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, status
+from psycopg.errors import UniqueViolation
 from pydantic import ValidationError
 
 from api.auth import require_role
@@ -148,6 +149,11 @@ async def create_trip(
         return await trips.save_plan(conn, plan, length_m, stop_route_m, body)
     except trips.PlanConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, exc.problems) from exc
+    except UniqueViolation as exc:
+        # Two plans raced for the same new trip_id or order_id; the other one won.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, ["a concurrent request created the same trip or order"]
+        ) from exc
 
 
 @router.get(

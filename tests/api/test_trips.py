@@ -132,3 +132,19 @@ async def test_replace_and_cancel(client: AsyncClient, tok: Tokens, db: psycopg.
     assert r.json()["orders"][0]["tracking_number"] == kept["ORD-rep-1"]
     r = await client.delete("/v1/trips/nope", headers=tok.header("oms"))
     assert r.status_code == 404
+
+
+async def test_concurrent_creates_of_one_trip_give_one_201(
+    client: AsyncClient, tok: Tokens
+) -> None:
+    import asyncio
+
+    plan = make_plan(2, trip_id="T-RACE-1", tag="race")
+    answers = await asyncio.gather(
+        *(client.post("/v1/trips", json=plan, headers=tok.header("oms")) for _ in range(4))
+    )
+    codes = sorted(a.status_code for a in answers)
+    # The first creates; the others either replace it in place (201) or lose the race
+    # to the insert (409) — never a 500.
+    assert codes[0] == 201 and set(codes) <= {201, 409}
+    assert sum(not a.json().get("replaced", True) for a in answers) == 1
