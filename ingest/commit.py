@@ -50,14 +50,23 @@ async def commit_batch(
     result: ProcessResult | None,
     tick_events: Sequence[Event],
     checkpoint: tuple[bytes, int] | None = None,
+    *,
+    essentials_only: bool = False,
 ) -> CommitOutcome:
-    """Write one batch in a single transaction on ``conn`` (an autocommit connection)."""
+    """Write one batch in a single transaction on ``conn`` (an autocommit connection).
+
+    ``essentials_only`` writes just pings, rejections and events: the fallback when the
+    derived writes (live state, order/alert hooks) fail on a bug or a constraint, so one
+    poison batch cannot stall ingestion.
+    """
     events = list(tick_events) + (result.events if result is not None else [])
     snapshots = result.snapshots if result is not None else []
     async with conn.transaction():
         stored = await insert_pings(conn, pending.pings, result)
         await insert_rejections(conn, pending.rejections)
         new_events = await insert_events(conn, events)
+        if essentials_only:
+            return CommitOutcome(stored, new_events)
         await upsert_vehicle_state(conn, pending.pings, result, tick_events)
         await update_trips_and_stops(conn, snapshots)
         orders = _optional_module("store.orders")

@@ -269,10 +269,18 @@ class Pipeline:
     ) -> CommitOutcome | None:
         checkpoint = self._checkpoint_due(watermark_ms)
         attempt = 0
+        essentials_only = False
         while True:
             try:
                 async with self.pool.connection() as conn:
-                    return await commit_batch(conn, pending, result, tick_events, checkpoint)
+                    return await commit_batch(
+                        conn,
+                        pending,
+                        result,
+                        tick_events,
+                        checkpoint,
+                        essentials_only=essentials_only,
+                    )
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 # Transient: the receiver is blocked meanwhile (backpressure) and nothing
                 # is acked, so nothing is lost.
@@ -287,6 +295,14 @@ class Pipeline:
                 attempt += 1
                 log.warning("batch commit failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
+            except psycopg.Error:
+                # Not transient: a bug or a constraint in the derived writes. Keep the
+                # pings, rejections and events; a second failure is a real crash (the
+                # batch stays un-acked and is re-delivered to the restarted worker).
+                if essentials_only:
+                    raise
+                log.exception("batch commit failed; committing pings, rejections and events only")
+                essentials_only = True
 
     def _ack(self, pending: PendingBatch) -> None:
         client = self._client

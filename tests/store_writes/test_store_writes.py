@@ -177,3 +177,47 @@ async def test_checkpoint_roundtrip(aconn: AsyncConnection) -> None:
     await save_checkpoint(aconn, b"state-2", T0 + 1)
     saved = await load_checkpoint(aconn)
     assert saved is not None and saved[0] == b"state-2"
+
+
+async def test_commit_batch_essentials_when_derived_writes_fail(
+    aconn: AsyncConnection, db: psycopg.Connection
+) -> None:
+    from ingest.batch import PendingBatch
+    from ingest.commit import commit_batch
+
+    db.execute("INSERT INTO vehicles (vehicle_id) VALUES ('V8')")
+    db.execute(
+        "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m) "
+        "VALUES ('T8', 'V8', now(), '{}', 1000)"
+    )
+    db.execute(
+        "INSERT INTO stops (trip_id, seq, stop_id, lon, lat, route_m, radius_m, service_s)"
+        " VALUES ('T8', 0, 'S1', 0, 0, 500, 50, 60)"
+    )
+    bad = TripSnapshot(
+        "T8",
+        "V8",
+        T0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        True,
+        0,
+        None,
+        "active",
+        [StopSnapshot("S1", None, "bogus-status", None, None, None)],
+    )
+    ev = Event(EventType.TRIP_STARTED, "T8", "V8", T0, 0, 0, 0, {})
+    batch = make_batch([("V8", T0)])
+    result = ProcessResult(
+        ["T8"], np.array([1.0]), np.array([0.5]), np.array([1], np.int8), [ev], [bad]
+    )
+    pending = PendingBatch(batch, [], [], 1, 0, 0, 1)
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await commit_batch(aconn, pending, result, [])
+    assert db.execute("SELECT count(*) FROM pings").fetchone() == (0,)  # all or nothing
+    outcome = await commit_batch(aconn, pending, result, [], essentials_only=True)
+    assert outcome.stored == 1 and outcome.new_events == [ev]
+    assert db.execute("SELECT trip_id FROM pings").fetchone() == ("T8",)
