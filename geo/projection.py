@@ -8,6 +8,7 @@ are metres east (x) and north (y) of the centre.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,15 @@ def _design(u: F64, v: F64, deg: int) -> F64:
     return np.column_stack(cols)
 
 
+@functools.cache
+def _fit_grid() -> tuple[F64, F64, F64, F64]:
+    """(u, v, design matrix, its pseudo-inverse) of the normalised fitting grid."""
+    g = np.linspace(-1.0, 1.0, 24)
+    uu, vv = (a.ravel() for a in np.meshgrid(g, g))
+    design = _design(uu, vv, _POLY_DEG)
+    return uu, vv, design, np.asarray(np.linalg.pinv(design), np.float64)
+
+
 @dataclass(frozen=True, slots=True)
 class LocalProjection:
     """WGS84 (lon, lat degrees) <-> local metres, centred on (``lon0``, ``lat0``) degrees.
@@ -86,12 +96,10 @@ class LocalProjection:
             m = _POLY_MARGIN_DEG
             half = max(lo1 - lo0, la1 - la0) / 2.0 + m
             scale = 1.0 / max(half, 1e-6)
-            g = np.linspace(-1.0, 1.0, 24)
-            uu, vv = (a.ravel() for a in np.meshgrid(g, g))
+            uu, vv, design, pinv = _fit_grid()
             gx, gy = tr.transform(lon0 + uu / scale, lat0 + vv / scale)
-            design = _design(uu, vv, _POLY_DEG)
-            # one least-squares solve for both coordinates
-            coef = np.linalg.lstsq(design, np.column_stack([gx, gy]), rcond=None)[0]
+            # the normalised grid is the same for every route: one cached pseudo-inverse
+            coef = pinv @ np.column_stack([gx, gy])
             cx = np.ascontiguousarray(coef[:, 0])
             cy = np.ascontiguousarray(coef[:, 1])
             resid = np.hypot(design @ cx - gx, design @ cy - gy).max()
