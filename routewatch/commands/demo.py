@@ -221,9 +221,11 @@ def _run_children(
         _print_urls(base_url, tokens, database_url, mqtt_url)
         return _supervise(children, database_url, base_url, args.duration, stop)
     finally:
-        # Reverse order: the fleet stops publishing before the engine drains.
+        # Reverse order: the fleet stops publishing before the engine drains. The
+        # simulator treats SIGINT (KeyboardInterrupt) as "finish up and report".
         for name, proc in reversed(children):
-            code = stop_process(proc, name)
+            sig = signal.SIGINT if name == "simulate" else signal.SIGTERM
+            code = stop_process(proc, name, sig=sig)
             log.info("stopped %s", name, extra={"returncode": code})
 
 

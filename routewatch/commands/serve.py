@@ -111,11 +111,15 @@ def start_api_process(settings: Settings) -> subprocess.Popen[bytes]:
 
 
 def stop_process(
-    proc: subprocess.Popen[bytes], name: str, timeout_s: float = STOP_TIMEOUT_S
+    proc: subprocess.Popen[bytes],
+    name: str,
+    timeout_s: float = STOP_TIMEOUT_S,
+    sig: signal.Signals = signal.SIGTERM,
 ) -> int:
-    """SIGTERM ``proc``, wait up to ``timeout_s``, then SIGKILL; return its exit code."""
+    """Send ``sig`` to ``proc``, wait up to ``timeout_s``, then SIGKILL; return its exit
+    code."""
     if proc.poll() is None:
-        proc.terminate()
+        proc.send_signal(sig)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
