@@ -8,7 +8,9 @@ what was not committed; the writes are idempotent, so the effect is exactly once
 
 Backpressure: the broker sends at most ``mqtt_receive_maximum`` un-acked messages
 (MQTT 5 Receive Maximum); the receiver stops taking messages while a full batch waits
-for the database. Memory is bounded by two batches plus that window.
+for the database. Memory is bounded by two batches plus that window. Beyond the window
+the broker queues for us — Mosquitto only ``max_queued_messages`` (default 1000) and
+drops the rest, so a deployment raises that limit to cover a database outage.
 
 Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``mqtt`` (connect, receive,
 reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -57,6 +60,8 @@ log = logging.getLogger(__name__)
 
 PING_TOPIC = "fleet/+/ping"
 TICK_S = 1.0
+#: how often an enforced vehicle registry is re-read, seconds
+REGISTRY_REFRESH_S = 30.0
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.5, 30.0
 
 
@@ -149,6 +154,7 @@ class Pipeline:
         self._client: aiomqtt.Client | None = None
         self._generation = 0  # MQTT connection count: acks are only valid on their own
         self._last_checkpoint = time.monotonic()
+        self._registry_loaded = time.monotonic()
         self._flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
 
     # -- receiving ---------------------------------------------------------------------
@@ -375,6 +381,17 @@ class Pipeline:
             log.info("trip %s loaded", trip_id)
         metrics.ACTIVE_TRIPS.set(len(self.processor.trips()))
 
+    async def _refresh_registry(self, conn: psycopg.AsyncConnection) -> None:
+        """Re-read the vehicle registry now and then (when it is enforced)."""
+        limits = self.batcher.limits
+        if limits.known_vehicles is None:
+            return
+        if time.monotonic() - self._registry_loaded < REGISTRY_REFRESH_S:
+            return
+        self._registry_loaded = time.monotonic()
+        known = await load_known_vehicles(conn)
+        self.batcher.limits = dataclasses.replace(limits, known_vehicles=known)
+
     async def trip_sync_loop(self, stop: asyncio.Event) -> None:
         """LISTEN for trip changes; after a reconnect reload every live trip (missed
         notifications)."""
@@ -398,6 +415,7 @@ class Pipeline:
                         ]
                         for trip_id in dict.fromkeys(trip_ids):
                             self.apply_trip(await load_trip(conn, trip_id), trip_id)
+                        await self._refresh_registry(conn)
             except psycopg.OperationalError as exc:
                 delay = backoff_s(attempt)
                 attempt += 1

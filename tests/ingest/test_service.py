@@ -179,3 +179,17 @@ async def test_crash_before_commit_is_redelivered(
             make_settings(database_url, mqtt_url, mqtt_client_id=settings.mqtt_client_id), pub
         ):
             await wait_for(lambda: len(stored(db, p)) == 30)
+
+
+async def test_registry_enforced_rejects_unknown_vehicle(
+    db: psycopg.Connection, database_url: str, mqtt_url: str
+) -> None:
+    p = f"reg{uuid.uuid4().hex[:6]}-"
+    db.execute("INSERT INTO vehicles (vehicle_id) VALUES (%s)", (f"{p}known",))
+    settings = make_settings(database_url, mqtt_url, require_known_vehicle=True)
+    async with publisher(mqtt_url) as pub, engine(settings, pub):
+        await pub.publish(f"fleet/{p}known/ping", orjson.dumps(ping(NOW_MS - 5000)), qos=1)
+        await pub.publish(f"fleet/{p}stranger/ping", orjson.dumps(ping(NOW_MS - 5000)), qos=1)
+        await wait_for(lambda: len(stored(db, p)) == 1 and sum(rejected(db, p).values()) == 1)
+    assert stored(db, p) == [(f"{p}known", NOW_MS - 5000)]
+    assert rejected(db, p) == Counter({(f"fleet/{p}stranger/ping", "unknown_vehicle"): 1})
