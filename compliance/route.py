@@ -110,11 +110,22 @@ def _locate_stops(route_x: F64, route_y: F64, cum: F64, sx: F64, sy: F64) -> tup
     return out_m, out_d
 
 
+def _route_lonlat(plan: TripPlan) -> F64:
+    """The plan's route as an (n, 2) [lon, lat] array, parts joined, repeated points
+    dropped — :attr:`TripPlan.coordinates` in NumPy (the plan is already validated)."""
+    geom = plan.route.get("geometry") if plan.route.get("type") == "Feature" else plan.route
+    assert isinstance(geom, dict)
+    parts = [geom["coordinates"]] if geom["type"] == "LineString" else geom["coordinates"]
+    arr = np.concatenate([np.asarray(part, np.float64)[:, :2] for part in parts])
+    keep = np.ones(len(arr), bool)
+    keep[1:] = np.any(arr[1:] != arr[:-1], axis=1)
+    return arr[keep]
+
+
 def prepare(plan: TripPlan) -> PreparedRoute:
     """Project, densify and index ``plan``'s route; locate its stops and limits."""
-    coords = plan.coordinates
-    proj = LocalProjection.for_points(coords)
-    arr = np.asarray(coords, dtype=np.float64)
+    arr = _route_lonlat(plan)
+    proj = LocalProjection.for_points(arr)
     x, y = proj.to_xy(arr[:, 0], arr[:, 1])
     x, y = densify(x, y, MAX_SEGMENT_M)
     cum = cumulative_m(x, y)

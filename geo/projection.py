@@ -109,7 +109,7 @@ class LocalProjection:
         return cls(lon0, lat0, tr, poly)
 
     @classmethod
-    def for_points(cls, lonlat: Sequence[tuple[float, float]]) -> LocalProjection:
+    def for_points(cls, lonlat: Sequence[tuple[float, float]] | F64) -> LocalProjection:
         """Projection centred on the bounding box of ``lonlat`` ([lon, lat] degrees), with
         the fast projection fitted over it."""
         arr = np.asarray(lonlat, dtype=np.float64)

@@ -180,3 +180,22 @@ def test_drive_invariants_and_detectors_match_reference(
         if partner:
             assert state.get(partner), f"{t} without {partner}"
             state[partner] = False
+
+
+def test_route_arrays_equal_the_plan_coordinates() -> None:
+    from compliance.route import _route_lonlat
+    from tests.compliance.builders import lonlat
+
+    a = lonlat([(0, 0), (100, 0), (100, 0), (100, 50)])
+    b = lonlat([(100, 50), (300, 50)])
+    p = plan([(0, 0), (1, 1)])
+    multi = p.model_copy(
+        update={
+            "route": {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {"type": "MultiLineString", "coordinates": [a, b]},
+            }
+        }
+    )
+    assert np.array_equal(_route_lonlat(multi), np.asarray(multi.coordinates))
