@@ -193,22 +193,47 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
     off[idx] = point_polyline_m(
         rec.x_m[idx, i].astype(np.float64), rec.y_m[idx, i].astype(np.float64), lx, ly
     )
+    hold = int(2 * iv) + 1  # back on route means staying inside for two fixes
     k = 0
     while k < len(t):
         out = np.flatnonzero(act[k:] & (off[k:] > CORRIDOR_M))
         if not len(out):
             break
         a = k + out[0]
-        back = np.flatnonzero(act[a:] & (off[a:] <= BACK_ON_FRACTION * CORRIDOR_M))
-        end = a + back[0] if len(back) else None
+        end, crossings = _back_on(off, act, a, hold)
         last = end if end is not None else int(np.flatnonzero(act)[-1])
         must = (last - a) >= 30.0 + 3 * iv
         col.add(must, "off_route", i, t[a] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), 10.0 + 2 * iv)
+        for c in crossings:  # drove across the route: an engine may see a brief return
+            col.add(False, "back_on_route", i, t[c] + iv, 10.0 + 2 * iv)
+            col.add(False, "off_route", i, t[c] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), 20.0 + 2 * iv)
         if end is None:
             break
-        col.add(must, "back_on_route", i, t[end] + iv, 10.0 + 2 * iv)
+        tol = 10.0 + 2 * iv
+        if crossings and end - crossings[-1] < 30.0 + 3 * iv:
+            # the excursion after the last crossing was too short to confirm: an engine may
+            # already have called the crossing the return
+            tol += float(t[end] - t[crossings[-1]])
+        col.add(must, "back_on_route", i, t[end] + iv, tol)
         k = end + 1
     return off
+
+
+def _back_on(off: F64, act: B, a: int, hold: int) -> tuple[int | None, list[int]]:
+    """First tick after ``a`` from which the vehicle stays inside for ``hold`` ticks, and
+    the ticks where it only crossed the route (inside briefly) before that."""
+    crossings: list[int] = []
+    k = a
+    while True:
+        back = np.flatnonzero(act[k:] & (off[k:] <= BACK_ON_FRACTION * CORRIDOR_M))
+        if not len(back):
+            return None, crossings
+        b = k + int(back[0])
+        window = off[b : b + hold][act[b : b + hold]]
+        if np.all(window <= BACK_ON_FRACTION * CORRIDOR_M):
+            return b, crossings
+        crossings.append(b)
+        k = b + 1 + int(np.argmax(off[b + 1 :] > CORRIDOR_M))
 
 
 def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) -> None:
