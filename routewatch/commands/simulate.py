@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from routewatch.settings import get_settings
+
+if TYPE_CHECKING:
+    from simulator.scenario import ScenarioConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sigma-m", type=float, default=8.0, help="GPS noise, metres (1-sigma)")
     p.add_argument("--outlier-rate", type=float, default=0.02, help="multipath outliers per fix")
+    p.add_argument(
+        "--gap-rate",
+        type=float,
+        default=0.002,
+        help="coverage gaps started per fix (buffered, then sent as a JSON array)",
+    )
+    p.add_argument("--gap-s", type=float, default=20.0, help="longest coverage gap, seconds")
+    p.add_argument("--duplicate-rate", type=float, default=0.01, help="fixes delivered twice")
+    p.add_argument("--reorder-rate", type=float, default=0.01, help="fixes delivered late")
     p.add_argument(
         "--malformed-rate", type=float, default=0.0, help="live: malformed payloads per message"
     )
@@ -55,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--client",
         choices=("wire", "paho"),
         default="wire",
-        help="live: batched MQTT writer (fast) or paho-mqtt",
+        help="live: batched MQTT writer (default) or paho-mqtt",
     )
     p.add_argument("--api-url", default=None, help="live: API base URL for POST /v1/trips")
     p.add_argument(
@@ -68,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _config(args: argparse.Namespace, live: bool):  # -> ScenarioConfig
+def _config(args: argparse.Namespace, live: bool) -> ScenarioConfig:
     from compliance.plan import parse_time_ms
     from simulator.faults import parse_faults
     from simulator.gps import GpsConfig
@@ -88,6 +101,10 @@ def _config(args: argparse.Namespace, live: bool):  # -> ScenarioConfig
         gps=GpsConfig(
             sigma_m=args.sigma_m,
             outlier_rate=args.outlier_rate,
+            gap_rate=args.gap_rate,
+            gap_s=args.gap_s,
+            duplicate_rate=args.duplicate_rate,
+            reorder_rate=args.reorder_rate,
             malformed_rate=args.malformed_rate if live else 0.0,
         ),
         route_pool=args.route_pool if args.route_pool else (200 if live else None),
