@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,15 @@ def _fixed_width(buf, starts, ends, col, width, out):
             out[r, k] = buf[s + k]
 
 
+@dataclass(slots=True)
+class CodedPingBatch(PingBatch):
+    """A :class:`PingBatch` that also carries each row's vehicle as an index into
+    ``vehicle_names`` (the loader has it for free; grouping then needs no string work)."""
+
+    vehicle_names: list[str] = field(default_factory=list)
+    vehicle_code: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+
+
 def load_pings_csv(path: str | Path) -> PingBatch:
     """Read ``PINGS.csv`` (columns vehicle_id,ts,lat,lon[,speed,heading,accuracy,seq])."""
     raw = Path(path).read_bytes()
@@ -274,7 +284,18 @@ def load_pings_csv(path: str | Path) -> PingBatch:
     _fixed_width(body, starts, ends, c_v, max(width, 1), fixed)
     names, inv = np.unique(fixed.view(f"S{max(width, 1)}").ravel(), return_inverse=True)
     decoded = np.array([b.decode() for b in names], dtype=object)
-    return PingBatch(list(decoded[inv]), ts, lat, lon, spd, hdg, acc, seq)
+    return CodedPingBatch(
+        list(decoded[inv]),
+        ts,
+        lat,
+        lon,
+        spd,
+        hdg,
+        acc,
+        seq,
+        [str(v) for v in decoded],
+        inv.astype(np.int64),
+    )
 
 
 def _load_with_csv(path: str | Path) -> PingBatch:

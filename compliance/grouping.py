@@ -19,8 +19,18 @@ def groups_by_vehicle(
         return [(vehicle_id[0], np.argsort(ts_ms, kind="stable"))]
     codes: dict[str, int] = {}
     inv = np.array([codes.setdefault(v, len(codes)) for v in vehicle_id], dtype=np.int64)
-    n = len(inv)
-    order = np.lexsort((np.arange(n), ts_ms, inv))
-    bounds = np.searchsorted(inv[order], np.arange(len(codes) + 1))
-    names = list(codes)
-    return [(names[k], order[bounds[k] : bounds[k + 1]]) for k in range(len(names))]
+    return groups_by_code(list(codes), inv, ts_ms)
+
+
+def groups_by_code(
+    names: Sequence[str], code: npt.NDArray[np.int64], ts_ms: npt.NDArray[np.int64]
+) -> list[tuple[str, npt.NDArray[np.intp]]]:
+    """Like :func:`groups_by_vehicle` for rows already coded as indices into ``names``."""
+    n = len(code)
+    order = np.lexsort((np.arange(n), ts_ms, code))
+    bounds = np.searchsorted(code[order], np.arange(len(names) + 1))
+    return [
+        (names[k], order[bounds[k] : bounds[k + 1]])
+        for k in range(len(names))
+        if bounds[k + 1] > bounds[k]
+    ]

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from compliance.config import Thresholds
-from compliance.csvload import load_pings_csv
+from compliance.csvload import CodedPingBatch, load_pings_csv
 from compliance.engine import Engine
 from compliance.events import Event, ms_to_rfc3339
-from compliance.grouping import groups_by_vehicle
+from compliance.grouping import groups_by_code, groups_by_vehicle
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
 from compliance.types import PingBatch, TripSnapshot
@@ -86,12 +86,20 @@ def replay(
             log.warning("plan %s: %s", p.trip_id or p.vehicle_id, problem)
     if not len(pings):
         return
-    groups = [rows for _, rows in groups_by_vehicle(pings.vehicle_id, pings.ts_ms)]
+    if isinstance(pings, CodedPingBatch):
+        grouped = groups_by_code(pings.vehicle_names, pings.vehicle_code, pings.ts_ms)
+    else:
+        grouped = groups_by_vehicle(pings.vehicle_id, pings.ts_ms)
+    groups = [rows for _, rows in grouped]
     end_ms = int(pings.ts_ms.max())
-    items: list[tuple[int, int, dict[str, Any]]] = []
+    # (ts, events before snapshots, trip, arrival seq): an order independent of the
+    # input's row order that keeps each trip's own event order for equal ts
+    items: list[tuple[int, int, str, int, dict[str, Any]]] = []
 
     def add_events(evs: list[Event]) -> None:
-        items.extend((e.ts_ms, 0, e.to_dict()) for e in evs)
+        items.extend(
+            (e.ts_ms, 0, e.trip_id, len(items) + k, e.to_dict()) for k, e in enumerate(evs)
+        )
 
     # end of input: every ping is final, the watermark is the last ts seen
     allowance = int(engine.thresholds.reorder_allowance_s * 1000)
@@ -118,11 +126,11 @@ def replay(
             for key in engine.trips():
                 snap = engine.snapshot(key, snap_ts)
                 if snap is not None and snap.status == "active":
-                    items.append((snap_ts, 1, snapshot_dict(snap, snap_ts)))
+                    items.append((snap_ts, 1, key, len(items), snapshot_dict(snap, snap_ts)))
             if edge > end_ms:
                 break
     add_events(engine.flush())
     add_events(engine.tick(end_ms + allowance))
-    items.sort(key=lambda it: (it[0], it[1]))
-    for _, _, obj in items:
+    items.sort(key=lambda it: it[:4])
+    for *_, obj in items:
         yield obj
