@@ -54,7 +54,7 @@ from ingest.trips import (
 from routewatch import metrics
 from routewatch.settings import Settings
 from store.db import make_pool
-from store.live import load_checkpoint
+from store.live import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class Pipeline:
         self._generation = 0  # MQTT connection count: acks are only valid on their own
         self._last_checkpoint = time.monotonic()
         self._registry_loaded = time.monotonic()
+        self._lost_commit = False
         self._flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
 
     # -- receiving ---------------------------------------------------------------------
@@ -221,6 +222,18 @@ class Pipeline:
                 self._client = None
         await self.flush()  # stopped while disconnected: commit what was received
         self._wake.set()  # let the flusher see the stop
+        await self._final_checkpoint()
+
+    async def _final_checkpoint(self) -> None:
+        """After the drain every processed batch is committed, so the engine state is
+        consistent with the database: save it for the next start."""
+        if self.processor is None or self._lost_commit:
+            return  # nothing to save, or the drain could not commit
+        try:
+            async with self.pool.connection() as conn:
+                await save_checkpoint(conn, self.processor.checkpoint(), now_ms())
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.warning("could not save the final engine checkpoint: %s", exc)
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -253,6 +266,7 @@ class Pipeline:
                 result = self.processor.process(pending.pings, watermark_ms)
             outcome = await self._commit(pending, result, tick_events, watermark_ms)
             if outcome is None:
+                self._lost_commit = True  # the engine state is now ahead of the database
                 return  # stopping with the database down: left un-acked, re-delivered
             self._ack(pending)
             self._record(pending, outcome, time.perf_counter() - t0)

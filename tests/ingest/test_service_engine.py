@@ -93,6 +93,15 @@ async def test_trip_matched_events_stored_and_mirrored(
         await wait_for(lambda: len(mirrored) >= 3)
         collector.cancel()
 
+    saved = db.execute("SELECT length(state) FROM engine_checkpoints").fetchone()
+    assert saved is not None and saved[0] > 0  # the drain leaves a checkpoint
+    # A restart restores that checkpoint; re-delivered pings add no pings or events.
+    n_events = db.execute("SELECT count(*) FROM events").fetchone()
+    async with publisher(mqtt_url) as pub, engine(settings, pub):
+        await pub.publish(f"fleet/{vid}/ping", orjson.dumps(pings[-30:]), qos=1)
+        await asyncio.sleep(0.5)
+    assert db.execute("SELECT count(*) FROM events").fetchone() == n_events
+
     matched = db.execute(
         "SELECT count(*), count(trip_id), min(route_m), max(route_m) "
         "FROM pings WHERE vehicle_id = %s",
