@@ -157,6 +157,17 @@ class Pipeline:
         self._registry_loaded = time.monotonic()
         self._lost_commit = False
         self._flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
+        self._newest_fix_ms = 0  # newest fix time seen, the clock in "event" watermark mode
+
+    def watermark_ms(self) -> int:
+        """The engine's notion of now: the wall clock live, or — with
+        ``settings.watermark == "event"`` — the newest fix time seen so far (an accelerated
+        simulated fleet, whose fix times are not wall-clock times). Decode already refuses
+        fixes more than ``max_future_skew_s`` ahead, which bounds how far one skewed
+        device can push the event clock."""
+        if self.settings.watermark == "event":
+            return self._newest_fix_ms or now_ms()
+        return now_ms()
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -260,7 +271,9 @@ class Pipeline:
             self._room.set()
             tick_events, self._tick_events = self._tick_events, []
             t0 = time.perf_counter()
-            watermark_ms = now_ms()
+            if len(pending.pings):
+                self._newest_fix_ms = max(self._newest_fix_ms, int(pending.pings.ts_ms.max()))
+            watermark_ms = self.watermark_ms()
             result = None
             if self.processor is not None and len(pending.pings):
                 result = self.processor.process(pending.pings, watermark_ms)
@@ -379,7 +392,7 @@ class Pipeline:
             await _sleep_unless(stop, TICK_S)
             if self.processor is None or stop.is_set():
                 continue
-            events = self.processor.tick(now_ms())
+            events = self.processor.tick(self.watermark_ms())
             if events:
                 self._tick_events.extend(events)
                 self._wake.set()

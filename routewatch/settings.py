@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,11 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, description="larger MQTT payloads are rejected")
     max_future_skew_s: int = Field(300, description="pings further in the future are rejected")
     reorder_allowance_s: int = Field(30, description="late pings within this are put in order")
+    watermark: Literal["wall", "event"] = Field(
+        "wall",
+        description="engine clock: 'wall' (live) or 'event' (newest fix seen; for accelerated "
+        "simulation, where fix times run ahead of or behind the wall clock)",
+    )
     mqtt_client_id: str = "routewatch-engine"
     mqtt_mirror_events: bool = Field(True, description="publish events to fleet/{id}/events")
     mqtt_receive_maximum: int = Field(2000, description="un-acked QoS 1 messages in flight")

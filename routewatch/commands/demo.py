@@ -190,6 +190,11 @@ def _run_children(
         "ROUTEWATCH_API_HOST": host,
         "ROUTEWATCH_API_PORT": str(port),
     }
+    if args.speedup > 1:
+        # An accelerated fleet's fix times are not wall-clock times (the simulator keeps
+        # them behind the wall clock), so the engine must run on event time or every
+        # vehicle would look silent to the signal-lost detector.
+        env["ROUTEWATCH_WATERMARK"] = "event"
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         serve = _spawn(["serve"], env)
