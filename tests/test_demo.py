@@ -6,12 +6,9 @@ process the demo started."""
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +19,7 @@ import psycopg
 import pytest
 
 from routewatch import services
+from tests.processes import ProcessOutput, stop_politely
 
 VEHICLES = 5
 FRESH_S = 60.0  # a position this recent (wall clock) counts as live
@@ -59,31 +57,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-class _Lines:
-    """stdout of a process, line by line, readable with a timeout."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self._q: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert proc.stdout is not None
-        stream = proc.stdout
-        threading.Thread(target=lambda: [self._q.put(line) for line in stream], daemon=True).start()
-
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._q.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if m := re.search(pattern, line):
-                return m
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen)}")
-
-
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
+def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], ProcessOutput]]:
     env = {
         **os.environ,
         "ROUTEWATCH_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{services.free_port()}/demo",
@@ -107,21 +82,15 @@ def demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], _Lines]]:
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
     try:
-        yield proc, _Lines(proc)
+        yield proc, ProcessOutput(proc)
     finally:
         # A failed test still stops the demo the polite way, so private services go too.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_politely(proc)
 
 
 @pytest.mark.slow
 def test_demo_runs_the_fleet_and_stops_cleanly(
-    demo: tuple[subprocess.Popen[str], _Lines],
+    demo: tuple[subprocess.Popen[str], ProcessOutput],
 ) -> None:
     proc, out = demo
     base_url = out.wait_for(r"API docs\s+(\S+)/docs", READY_TIMEOUT_S).group(1)

@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import queue
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,6 +31,7 @@ from compliance.events import Event, EventType
 from routewatch import services
 from store import alerts
 from tests.control_room.test_dashboard_browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM
+from tests.processes import ProcessOutput, stop_politely
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = [
@@ -43,33 +40,6 @@ pytestmark = [
 ]
 
 ENGINE_ALERT_WAIT_S = 45.0
-
-
-class Output:
-    """A process's stdout, searchable with a timeout."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self._q: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        assert proc.stdout is not None
-        stream = proc.stdout
-        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
-
-    def _pump(self, stream: Iterable[str]) -> None:
-        for line in stream:
-            self._q.put(line)
-
-    def wait_for(self, pattern: str, timeout_s: float) -> str:
-        deadline = time.monotonic() + timeout_s
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._q.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if m := re.search(pattern, line):
-                return m.group(1)
-        raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.seen[-40:])}")
 
 
 @pytest.fixture
@@ -104,21 +74,15 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True, bufsize=1)
     try:
-        out = Output(proc)
+        out = ProcessOutput(proc)
         info = {
-            "dashboard": out.wait_for(r"^\s+dashboard\s+(http\S+)", 120),
-            "token": out.wait_for(r"^\s+supervisor token\s+(rw_\S+)", 10),
-            "database_url": out.wait_for(r"^\s+database\s+(.+?)\s*$", 10),
+            "dashboard": out.wait_for(r"^\s+dashboard\s+(http\S+)", 120).group(1),
+            "token": out.wait_for(r"^\s+supervisor token\s+(rw_\S+)", 10).group(1),
+            "database_url": out.wait_for(r"^\s+database\s+(.+?)\s*$", 10).group(1),
         }
         yield info
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_politely(proc)
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
