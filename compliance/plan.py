@@ -98,6 +98,28 @@ class SpeedLimitRange(BaseModel):
         return self
 
 
+def _plain_line(part: list[Any]) -> list[Position] | None:
+    """The common case quickly: every point a 2-item list of in-range, finite floats.
+
+    Returns None for anything else (ints, altitude, bad values), which the general
+    per-point path in :func:`_route_lines` then checks with its exact error messages.
+    ``type(c) is float`` excludes bool and str exactly as the general path does.
+    """
+    line: list[Position] = []
+    append = line.append
+    for pt in part:
+        if type(pt) is not list or len(pt) != 2:
+            return None
+        lon, lat = pt
+        if type(lon) is not float or type(lat) is not float:
+            return None
+        # NaN fails both comparisons, +-inf fails the range: no separate isfinite needed.
+        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+            return None
+        append((lon, lat))
+    return line
+
+
 def _route_lines(route: Any) -> list[list[Position]]:
     """Accept a LineString, MultiLineString, or a Feature holding either; return parts."""
     if not isinstance(route, dict):
@@ -121,6 +143,10 @@ def _route_lines(route: Any) -> list[list[Position]]:
     for part in parts:
         if not isinstance(part, list):
             raise ValueError("route coordinates must be arrays of [lon, lat]")
+        fast = _plain_line(part)
+        if fast is not None:
+            out.append(fast)
+            continue
         line: list[Position] = []
         for pt in part:
             if (

@@ -90,7 +90,7 @@ def replay(
         grouped = groups_by_code(pings.vehicle_names, pings.vehicle_code, pings.ts_ms)
     else:
         grouped = groups_by_vehicle(pings.vehicle_id, pings.ts_ms)
-    groups = [rows for _, rows in grouped]
+
     end_ms = int(pings.ts_ms.max())
     # (ts, events before snapshots, trip, arrival seq): an order independent of the
     # input's row order that keeps each trip's own event order for equal ts
@@ -104,8 +104,9 @@ def replay(
     # end of input: every ping is final, the watermark is the last ts seen
     allowance = int(engine.thresholds.reorder_allowance_s * 1000)
     if snapshot_s is None:
-        for rows in groups:
-            add_events(engine.process(pings.take(rows), end_ms + allowance).events)
+        for vehicle_id, rows in grouped:
+            batch = pings.take(rows, vehicle_id)
+            add_events(engine.process(batch, end_ms + allowance).events)
     else:
         step = int(snapshot_s * 1000)
         if step <= 0:
