@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from compliance.config import Thresholds
 from compliance.csvload import CodedPingBatch, load_pings_csv
@@ -31,7 +32,13 @@ log = logging.getLogger(__name__)
 
 def load_plans(path: str | Path) -> list[TripPlan]:
     """One §3 plan object, or a JSON array of them."""
-    obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    raw = Path(path).read_bytes()
+    try:
+        obj = orjson.loads(raw)  # ~4x the stdlib's speed on a large plan file
+    except orjson.JSONDecodeError:
+        # what orjson refuses but the stdlib reads (NaN literals, ...) keeps its old
+        # handling: the same value, or the stdlib's own error message
+        obj = json.loads(raw.decode("utf-8"))
     items = obj if isinstance(obj, list) else [obj]
     return [TripPlan.model_validate(o) for o in items]
 
