@@ -157,7 +157,9 @@ def test_dashboard_on_the_running_stack(stack: dict[str, str]) -> None:
                 f'.alert[data-alert-id="{alert_id}"] .badge.acked', timeout=10_000
             )
             # The trip view of a moving vehicle: planned route, driven track, stop timeline.
-            page.locator("path[data-vehicle]").first.click(force=True)
+            # Dispatched on the marker itself: acknowledging may have re-fitted the map to
+            # the alert's trip, so screen coordinates from before are no longer the marker's.
+            page.locator("path[data-vehicle]").first.dispatch_event("click")
             page.wait_for_selector("#timeline li", timeout=10_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "dashboard-stack.png"), full_page=True)
