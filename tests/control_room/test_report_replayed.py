@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psycopg
 from psycopg.rows import dict_row
@@ -107,6 +108,22 @@ def _true_speeding_s(rec: Recording) -> tuple[float, float]:
     return lo_s, hi_s
 
 
+def _on_time_bounds(
+    orders: list[str], arrived_s: dict[str, float], window: dict[str, tuple[float, float]], n: int
+) -> tuple[float, float]:
+    """(lowest, highest) % of ``n`` a correct report can give for ``orders`` arriving
+    inside their windows: arrivals within ARRIVAL_TOL_S of a window edge may be detected
+    on either side of it, so they count only towards the upper bound."""
+    sure = maybe = 0
+    for o in orders:
+        (w0, w1), t = window[o], arrived_s[o]
+        if min(abs(t - w0), abs(t - w1)) < ARRIVAL_TOL_S:
+            maybe += 1
+        elif w0 <= t <= w1:
+            sure += 1
+    return 100.0 * sure / n - 0.01, 100.0 * (sure + maybe) / n + 0.01
+
+
 def _ms(dt: str) -> int:
     return int(datetime.fromisoformat(dt.replace("Z", "+00:00")).timestamp() * 1000)
 
@@ -177,16 +194,22 @@ async def _replay(
         return done
 
 
-def _report(database_url: str, start: datetime, end: datetime) -> dict[str, Any]:
+def _report(
+    database_url: str, start: datetime, end: datetime, vehicle_id: str | None = None
+) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-            return await reports.delivery_performance(c, start, end, use_aggregate=False)
+            return await reports.delivery_performance(c, start, end, vehicle_id)
 
     return asyncio.run(go())
 
 
 def test_report_matches_replayed_ground_truth(
-    database_url: str, db: psycopg.Connection, tmp_path: Path
+    database_url: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
+    api_url: str,
+    supervisor_token: str,
 ) -> None:
     sim, rec, events, csv = _scenario(tmp_path)
     faults = [t.fault for t in sim.truths]
@@ -227,58 +250,74 @@ def test_report_matches_replayed_ground_truth(
     assert r["orders_delivered"] == len(delivered)
     assert r["pod_coverage_pct"] == 100.0  # delivered only ever happens via a POD here
 
-    # on time from the TRUE arrival vs the window; arrivals within ARRIVAL_TOL_S of a
-    # window edge may be detected on either side, so they widen the accepted range.
-    sure = sum(
-        1
-        for o in delivered
-        if window[o][0] + ARRIVAL_TOL_S <= arrived_s[o] <= window[o][1] - ARRIVAL_TOL_S
-    )
-    maybe = sum(
-        1
-        for o in delivered
-        if min(abs(arrived_s[o] - window[o][0]), abs(arrived_s[o] - window[o][1])) < ARRIVAL_TOL_S
-    )
+    # On time from the TRUE arrival vs the window (bounds: see _on_time_bounds).
     n = len(delivered)
     on_time_pct = r["on_time_rate_pct"]
-    assert 100.0 * sure / n - 0.01 <= on_time_pct <= 100.0 * (sure + maybe) / n + 0.01
-    # the late vehicle's lateness must show up
-    late_vehicle = faults.index("late")
-    late_orders = [s["order_id"] for s in sim.plans[late_vehicle]["stops"]]
-    assert any(arrived_s[o] > window[o][1] for o in late_orders if o in arrived_s)
-    assert on_time_pct < 100.0
+    lo, hi = _on_time_bounds(delivered, arrived_s, window, n)
+    assert lo <= on_time_pct <= hi, (on_time_pct, lo, hi)
+    assert on_time_pct < 100.0  # the late vehicle's lateness shows up
 
-    # average delay: each detected arrival is within ARRIVAL_TOL_S of the true one, so
+    # Average delay: each detected arrival is within ARRIVAL_TOL_S of the true one, so
     # the average is too.
     true_delay = sum(max(0.0, arrived_s[o] - window[o][1]) for o in delivered) / n
     assert abs(r["average_delay_s"] - true_delay) <= ARRIVAL_TOL_S, (r, true_delay)
 
-    # perfect = on time + POD ok + not flagged: the damaged and the after-departure
+    # Perfect = on time + POD ok + not flagged: the damaged and the after-departure
     # (flagged) PODs are excluded; same edge ambiguity as on time.
     good = [o for o in delivered if pods[o] == "ok"]
-    sure_p = sum(
-        1
-        for o in good
-        if window[o][0] + ARRIVAL_TOL_S <= arrived_s[o] <= window[o][1] - ARRIVAL_TOL_S
-    )
-    maybe_p = sum(
-        1
-        for o in good
-        if min(abs(arrived_s[o] - window[o][0]), abs(arrived_s[o] - window[o][1])) < ARRIVAL_TOL_S
-    )
     perfect = r["perfect_delivery_rate_pct"]
-    assert 100.0 * sure_p / n - 0.01 <= perfect <= 100.0 * (sure_p + maybe_p) / n + 0.01
+    lo, hi = _on_time_bounds(good, arrived_s, window, n)
+    assert lo <= perfect <= hi, (perfect, lo, hi)
     assert perfect < on_time_pct
+
+    # The vehicle filter: the late vehicle alone, its own truth.
+    late_vid = sim.plans[faults.index("late")]["vehicle_id"]
+    late_orders = [
+        s["order_id"]
+        for p in sim.plans
+        if p["vehicle_id"] == late_vid
+        for s in p["stops"]
+        if s["order_id"] in pods
+    ]
+    rv = _report(database_url, start, end, late_vid)
+    assert rv["orders_delivered"] == len(late_orders)
+    lo, hi = _on_time_bounds(late_orders, arrived_s, window, len(late_orders))
+    assert lo <= rv["on_time_rate_pct"] <= hi, (rv, lo, hi)
+    true_delay = sum(max(0.0, arrived_s[o] - window[o][1]) for o in late_orders)
+    assert abs(rv["average_delay_s"] - true_delay / len(late_orders)) <= ARRIVAL_TOL_S
+
+    # The HTTP route serves the same figures.
+    got = httpx.get(
+        f"{api_url}/v1/reports/delivery-performance",
+        params={"from": start.isoformat(), "to": end.isoformat()},
+        headers={"Authorization": f"Bearer {supervisor_token}"},
+    )
+    assert got.status_code == 200, got.text
+    body = got.json()
+    for key in (
+        "orders_delivered",
+        "on_time_rate_pct",
+        "driven_km",
+        "route_adherence_pct",
+        "speeding_events",
+        "speeding_minutes",
+        "unplanned_stop_minutes",
+        "pod_coverage_pct",
+        "perfect_delivery_rate_pct",
+        "average_delay_s",
+    ):
+        assert body[key] == r[key], key
 
     # --- driving: distance and corridor adherence from the true positions --------------
     true_km, true_adherence = _true_adherence(sim, rec)
     # Distance integrates the reported speeds (noise 1.5 km/h, unbiased); the seconds
     # before a trip's first fix and after its last are not covered: 3 % either way.
     assert abs(r["driven_km"] - true_km) <= 0.03 * true_km, (r["driven_km"], true_km)
-    # The engine matches noisy fixes (8 m sigma plus 2 % outliers up to 300 m) against
-    # the 50 m corridor and a leg counts only with both ends inside, so an outlier costs
-    # two legs: 3 percentage points.
-    assert abs(r["route_adherence_pct"] - true_adherence) <= 3.0, (r, true_adherence)
+    # The engine judges noisy fixes (8 m sigma, 2 % outliers of 40-300 m) against the
+    # 50 m corridor; lone outliers count as noise, but back-to-back outliers and fixes
+    # near the corridor edge on the detour still shift legs: 1.5 percentage points
+    # (measured 0.35; counting lone outliers as outside it was 3.3 -- the bug fixed).
+    assert abs(r["route_adherence_pct"] - true_adherence) <= 1.5, (r, true_adherence)
     assert r["route_adherence_pct"] < 100.0  # the detour left the corridor
 
     # --- events: speeding and unplanned stops from the expected/allowed lists ----------
@@ -310,3 +349,10 @@ def test_report_matches_replayed_ground_truth(
     )
     got_s = r["unplanned_stop_minutes"] * 60
     assert abs(got_s - sum(true_halt_s)) <= tol_stop_s, (got_s, true_halt_s, tol_stop_s)
+    print(  # shown with -s: the independent truth the figures were checked against
+        f"truth: delivered={n} on_time={_on_time_bounds(delivered, arrived_s, window, n)} "
+        f"delay_s={sum(max(0.0, arrived_s[o] - window[o][1]) for o in delivered) / n:.1f} "
+        f"km={true_km:.3f} adherence={true_adherence:.2f} "
+        f"speeding_events={len(must_speeding)}..{len(must_speeding) + len(may_speeding)} "
+        f"speeding_s={lo_s:.0f}..{hi_s:.0f} unplanned_s={sum(true_halt_s):.1f}+-{tol_stop_s}"
+    )
