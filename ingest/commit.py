@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from compliance.events import Event
 from compliance.types import ProcessResult
 from ingest.batch import PendingBatch
+from routewatch.settings import Settings
 from store.events import insert_events
 from store.live import save_checkpoint, update_trips_and_stops, upsert_vehicle_state
 from store.pings import insert_pings
@@ -52,12 +53,14 @@ async def commit_batch(
     checkpoint: tuple[bytes, int] | None = None,
     *,
     essentials_only: bool = False,
+    settings: Settings | None = None,
 ) -> CommitOutcome:
     """Write one batch in a single transaction on ``conn`` (an autocommit connection).
 
     ``essentials_only`` writes just pings, rejections and events: the fallback when the
     derived writes (live state, order/alert hooks) fail on a bug or a constraint, so one
-    poison batch cannot stall ingestion.
+    poison batch cannot stall ingestion. ``settings`` carries the order rules (arriving
+    horizon, ...) to ``store.orders``; without it the process-wide settings apply.
     """
     events = list(tick_events) + (result.events if result is not None else [])
     snapshots = result.snapshots if result is not None else []
@@ -71,7 +74,7 @@ async def commit_batch(
         await update_trips_and_stops(conn, snapshots)
         orders = _optional_module("store.orders")
         if orders is not None and (new_events or snapshots):
-            await orders.apply_events(conn, new_events, snapshots)
+            await orders.apply_events(conn, new_events, snapshots, settings=settings)
         alerts = _optional_module("store.alerts")
         if alerts is not None and new_events:
             await alerts.apply_events(conn, new_events)

@@ -313,6 +313,7 @@ class Pipeline:
                         tick_events,
                         checkpoint,
                         essentials_only=essentials_only,
+                        settings=self.settings,
                     )
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 # Transient: the receiver is blocked meanwhile (backpressure) and nothing
