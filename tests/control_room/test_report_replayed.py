@@ -165,6 +165,7 @@ async def _replay(
             batch: PingBatch = pings.take(order[lo:hi].astype(np.intp))
             watermark_ms = int(batch.ts_ms.max())
             result = engine.process(batch, watermark_ms)
+            # the pipeline's ticker runs on the same clock (event time here)
             tick_events = engine.tick(watermark_ms)
             pending = PendingBatch(batch, [], [], len(batch), 0, 0, 1)
             outcome = await commit_batch(conn, pending, result, tick_events)
@@ -239,6 +240,10 @@ def test_report_matches_replayed_ground_truth(
 
     done = asyncio.run(_replay(database_url, sim, csv, pods))
     assert set(done) == set(pods), "every planned POD found its arrival/departure event"
+    status: dict[str, str] = dict(db.execute("SELECT order_id, status FROM orders").fetchall())
+    assert status[skipped] == "failed"  # departed without a POD
+    assert done[clean_orders[LATE_POD_STOP]]["flagged"]  # POD after the order had failed
+    assert not done[clean_orders[DAMAGED_STOP]]["flagged"]
 
     start = datetime.fromtimestamp(rec.t0_s - 3600, UTC)
     end = datetime.now(UTC) + timedelta(hours=1)  # POD delivery time is the wall clock
