@@ -32,6 +32,7 @@ from compliance.types import PingBatch
 from ingest.batch import PendingBatch
 from ingest.commit import commit_batch
 from ingest.trips import load_live_trips
+from routewatch.settings import Settings
 from simulator.motion import HALT_STOP, HALT_UNPLANNED
 from simulator.offline import run as simulate
 from simulator.plans import CORRIDOR_M
@@ -149,6 +150,8 @@ async def _replay(
             plan = TripPlan.model_validate(raw)
             route = prepare(plan)
             await trips.save_plan(api, plan, route.length_m, route.stop_route_m.tolist(), raw)
+        # the default order rule, stated: delivered only through a POD
+        rules = Settings(database_url=database_url, deliver_on_departure=False)
         engine = Engine()
         for row in await load_live_trips(conn):  # as ingest.service does at start
             assert row.plan is not None
@@ -168,7 +171,7 @@ async def _replay(
             # the pipeline's ticker runs on the same clock (event time here)
             tick_events = engine.tick(watermark_ms)
             pending = PendingBatch(batch, [], [], len(batch), 0, 0, 1)
-            outcome = await commit_batch(conn, pending, result, tick_events)
+            outcome = await commit_batch(conn, pending, result, tick_events, settings=rules)
             for e in outcome.new_events:
                 oid = str(e.details.get("order_id", ""))
                 kind = pods.get(oid)
