@@ -56,6 +56,15 @@ def _design(u: F64, v: F64, deg: int) -> F64:
     return np.column_stack(cols)
 
 
+@functools.lru_cache(maxsize=64)
+def _aeqd_transformer(lon0: float, lat0: float) -> Transformer:
+    """Degrees -> local azimuthal equidistant metres centred on (lon0, lat0) degrees."""
+    return Transformer.from_pipeline(
+        "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
+        f"+step +proj=aeqd +lat_0={lat0:.10f} +lon_0={lon0:.10f} +ellps=WGS84"
+    )
+
+
 @functools.cache
 def _fit_grid() -> tuple[F64, F64, F64, F64]:
     """(u, v, design matrix, its pseudo-inverse) of the normalised fitting grid."""
@@ -77,8 +86,16 @@ class LocalProjection:
 
     lon0: float
     lat0: float
-    _tr: Transformer
     _poly: tuple[float, F64, F64] | None = None  # (scale, cx, cy)
+
+    @property
+    def _tr(self) -> Transformer:
+        """PROJ transformer for this centre, from a small shared cache.
+
+        Not held per projection: a PROJ pipeline costs ~12 KB of C memory, more than all
+        of a tracked vehicle's compliance state, and is needed after route preparation
+        only for the rare ping outside the fitted box (or routes too large to fit)."""
+        return _aeqd_transformer(self.lon0, self.lat0)
 
     @classmethod
     def centred_on(
@@ -86,10 +103,7 @@ class LocalProjection:
     ) -> LocalProjection:
         """Projection centred on (lon0, lat0); ``fit_box`` = (lon_min, lat_min, lon_max,
         lat_max) degrees enables :meth:`fast_to_xy` over that box."""
-        tr = Transformer.from_pipeline(
-            "+proj=pipeline +step +proj=unitconvert +xy_in=deg +xy_out=rad "
-            f"+step +proj=aeqd +lat_0={lat0:.10f} +lon_0={lon0:.10f} +ellps=WGS84"
-        )
+        tr = _aeqd_transformer(lon0, lat0)
         poly = None
         if fit_box is not None:
             lo0, la0, lo1, la1 = fit_box
@@ -106,7 +120,7 @@ class LocalProjection:
             # huge boxes (continental routes) fit worse: then stay exact
             if resid < 0.005:
                 poly = (scale, np.ascontiguousarray(cx), np.ascontiguousarray(cy))
-        return cls(lon0, lat0, tr, poly)
+        return cls(lon0, lat0, poly)
 
     @classmethod
     def for_points(cls, lonlat: Sequence[tuple[float, float]] | F64) -> LocalProjection:
