@@ -27,8 +27,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     dashboard_tile_url: str | None = Field(
-        None, description="map tiles for /dashboard, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; "
-        "none = plain background (routes and vehicles still drawn)")
+        None,
+        description="map tiles for /dashboard, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; "
+        "none = plain background (routes and vehicles still drawn)",
+    )
     dashboard_tile_attribution: str = "© OpenStreetMap contributors"
 
     # Ingest
@@ -59,13 +61,17 @@ class Settings(BaseSettings):
     webhook_eta_threshold_s: int = Field(300, description="ETA moves beyond this notify the OMS")
 
     # Orders, proof of delivery, customer tracking
-    arriving_horizon_s: int = Field(900, description="order is 'arriving' when its ETA is this close")
+    arriving_horizon_s: int = Field(
+        900, description="order is 'arriving' when its ETA is this close"
+    )
     arriving_stops_before: int = Field(1, description="...or at most this many stops are before it")
     deliver_on_departure: bool = Field(False, description="arrival+departure counts as delivered")
     pod_max_image_bytes: int = Field(2_000_000, description="per decoded image; larger -> 413")
     pod_max_photos: int = 5
     api_max_body_bytes: int = Field(16_000_000, description="larger request bodies -> 413")
-    track_rate_per_s: float = Field(1.0, description="tracking lookups refilled per second per client")
+    track_rate_per_s: float = Field(
+        1.0, description="tracking lookups refilled per second per client"
+    )
     track_burst: int = Field(20, description="tracking lookups a client may make at once")
 
     # Logging

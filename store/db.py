@@ -11,8 +11,9 @@ async def _configure(conn: AsyncConnection) -> None:
     await conn.set_autocommit(True)
 
 
-def make_pool(database_url: str, *, min_size: int = 1, max_size: int = 8,
-              name: str = "routewatch") -> AsyncConnectionPool:
+def make_pool(
+    database_url: str, *, min_size: int = 1, max_size: int = 8, name: str = "routewatch"
+) -> AsyncConnectionPool:
     """An unopened pool (``await pool.open()`` or ``async with``) of autocommit connections
     returning dict rows; callers open explicit transactions where they need them."""
     return AsyncConnectionPool(
