@@ -158,6 +158,7 @@ class Pipeline:
         self._lost_commit = False
         self._flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
         self._newest_fix_ms = 0  # newest fix time seen, the clock in "event" watermark mode
+        self._plans: dict[str, TripPlan] = {}  # the plan each running trip was added with
 
     def watermark_ms(self) -> int:
         """The engine's notion of now: the wall clock live, or — with
@@ -403,11 +404,27 @@ class Pipeline:
             return
         if row is None or row.status not in LIVE_STATUSES:
             self.processor.cancel_trip(trip_id)
+            self._plans.pop(trip_id, None)
             log.info("trip %s dropped (%s)", trip_id, "deleted" if row is None else row.status)
         elif row.plan is not None:
             self.processor.add_trip(row.plan)
+            self._plans[trip_id] = row.plan
             log.info("trip %s loaded", trip_id)
         metrics.ACTIVE_TRIPS.set(len(self.processor.trips()))
+
+    def sync_trips(self, rows: list[TripRow]) -> None:
+        """Bring the engine in line with the database's live trips: drop trips no longer
+        live, add new ones and ones whose plan changed. A running trip whose plan is
+        unchanged is left alone — adding it again would reset its progress."""
+        if self.processor is None:
+            return
+        live = {row.trip_id: row for row in rows}
+        running = set(self.processor.trips())
+        for trip_id in running - live.keys():
+            self.apply_trip(None, trip_id)
+        for trip_id, row in live.items():
+            if trip_id not in running or self._plans.get(trip_id) != row.plan:
+                self.apply_trip(row, trip_id)
 
     async def _refresh_registry(self, conn: psycopg.AsyncConnection) -> None:
         """Re-read the vehicle registry now and then (when it is enforced)."""
@@ -421,20 +438,18 @@ class Pipeline:
         self.batcher.limits = dataclasses.replace(limits, known_vehicles=known)
 
     async def trip_sync_loop(self, stop: asyncio.Event) -> None:
-        """LISTEN for trip changes; after a reconnect reload every live trip (missed
-        notifications)."""
+        """LISTEN for trip changes. Right after every LISTEN (the first one included) the
+        live trips are reloaded: a trip created after start-up's load but before the LISTEN,
+        or while the connection was down, sent its notification to nobody."""
         attempt = 0
-        first = True
         while not stop.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self.settings.database_url, autocommit=True
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    if not first:
-                        for row in await load_live_trips(conn):
-                            self.apply_trip(row, row.trip_id)
-                    first, attempt = False, 0
+                    self.sync_trips(await load_live_trips(conn))
+                    attempt = 0
                     while not stop.is_set():
                         # The connection cannot run queries while notifies() iterates
                         # (it holds the connection): collect ids, then load them.
@@ -460,13 +475,11 @@ async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Ev
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
     pipeline = Pipeline(settings, pool, processor, known, stop)
     restored = set(processor.trips()) if processor is not None and saved else set()
-    live = {row.trip_id for row in trips}
-    for trip_id in restored - live:  # cancelled or finished while we were away
-        pipeline.apply_trip(None, trip_id)
     for row in trips:
-        # A restored trip carries its progress; adding it again would reset it.
-        if row.trip_id not in restored:
-            pipeline.apply_trip(row, row.trip_id)
+        # A restored trip carries its progress: take the stored plan as the one it runs.
+        if row.trip_id in restored and row.plan is not None:
+            pipeline._plans[row.trip_id] = row.plan
+    pipeline.sync_trips(trips)  # drops trips cancelled or finished while we were away
     return pipeline
 
 
