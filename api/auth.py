@@ -45,13 +45,18 @@ class RoleChecker:
     async def __call__(
         self, request: Request, principal: Annotated[Principal, Depends(current_principal)]
     ) -> Principal:
-        if not principal.roles & self.roles:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this endpoint needs the role {' or '.join(sorted(self.roles))}",
-            )
-        request.state.principal = principal
-        return principal
+        return authorize(request, principal, self.roles)
+
+
+def authorize(request: Request, principal: Principal, roles: frozenset[str]) -> Principal:
+    """403 unless ``principal`` holds one of ``roles``; records who is calling."""
+    if not principal.roles & roles:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this endpoint needs the role {' or '.join(sorted(roles))}",
+        )
+    request.state.principal = principal
+    return principal
 
 
 def require_role(*roles: str) -> RoleChecker:

@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 
+from api.auth import authorize
 from api.deps import PoolDep
 from store.tokens import ROLES, Principal, authenticate
 
@@ -80,13 +81,7 @@ class StreamRoleChecker:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "invalid or revoked token", _CHALLENGE
             )
-        if not principal.roles & self.roles:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this endpoint needs the role {' or '.join(sorted(self.roles))}",
-            )
-        request.state.principal = principal
-        return principal
+        return authorize(request, principal, self.roles)
 
 
 def parse_last_event_id(header: str | None, query: int | None) -> int | None:
