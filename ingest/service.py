@@ -12,8 +12,9 @@ for the database. Memory is bounded by two batches plus that window. Beyond the 
 the broker queues for us — Mosquitto only ``max_queued_messages`` (default 1000) and
 drops the rest, so a deployment raises that limit to cover a database outage.
 
-Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``mqtt`` (connect, receive,
-reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
+Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``warm-up`` (compiles the
+compliance kernels while MQTT connects; the first flush waits for it), ``mqtt`` (connect,
+receive, reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
 the receiver stops, the open batch is flushed, committed and acknowledged, then the
 client disconnects.
 """
@@ -37,9 +38,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from compliance.engine import Engine
 from compliance.events import Event
 from compliance.plan import TripPlan
 from compliance.types import PingBatch, ProcessResult
+from compliance.warmup import warm_up
 from ingest.batch import Batcher, PendingBatch
 from ingest.commit import CommitOutcome, commit_batch
 from ingest.decode import DecodeLimits
@@ -76,21 +79,9 @@ class Processor(Protocol):
     def trips(self) -> list[str]: ...
 
 
-def make_processor(checkpoint: bytes | None) -> Processor | None:
-    """The compliance engine (restored from ``checkpoint`` when given), or None while
-    ``compliance.engine`` is not available: pings are then stored unmatched."""
-    try:
-        from compliance.engine import Engine  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError as exc:
-        if exc.name != "compliance.engine":
-            raise
-        log.warning("compliance.engine not available: storing pings without matching")
-        return None
-    if checkpoint is not None:
-        engine: Processor = Engine.restore(checkpoint)
-        return engine
-    fresh: Processor = Engine()
-    return fresh
+def make_processor(checkpoint: bytes | None) -> Processor:
+    """The compliance engine, restored from ``checkpoint`` when given."""
+    return Engine.restore(checkpoint) if checkpoint is not None else Engine()
 
 
 def now_ms() -> int:
@@ -159,6 +150,20 @@ class Pipeline:
         self._flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
         self._newest_fix_ms = 0  # newest fix time seen, the clock in "event" watermark mode
         self._plans: dict[str, TripPlan] = {}  # the plan each running trip was added with
+        # Set once the compliance kernels are compiled (see warm_up_kernels); a pipeline
+        # without an engine has nothing to wait for.
+        self._kernels_ready = asyncio.Event()
+        if processor is None:
+            self._kernels_ready.set()
+
+    async def warm_up_kernels(self) -> None:
+        """Compile (or load from cache) the engine's kernels in a worker thread while MQTT
+        connects. The first flush waits for this, so the first messages wait at the broker,
+        un-acknowledged and bounded by Receive Maximum, instead of a batch stalling for
+        tens of seconds of JIT compilation on a cold cache."""
+        seconds = await asyncio.to_thread(warm_up)
+        log.info("compliance kernels ready", extra={"seconds": round(seconds, 2)})
+        self._kernels_ready.set()
 
     def watermark_ms(self) -> int:
         """The engine's notion of now: the wall clock live, or — with
@@ -276,6 +281,7 @@ class Pipeline:
                 self._newest_fix_ms = max(self._newest_fix_ms, int(pending.pings.ts_ms.max()))
             watermark_ms = self.watermark_ms()
             result = None
+            await self._kernels_ready.wait()
             if self.processor is not None and len(pending.pings):
                 result = self.processor.process(pending.pings, watermark_ms)
             outcome = await self._commit(pending, result, tick_events, watermark_ms)
@@ -392,7 +398,7 @@ class Pipeline:
     async def tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await _sleep_unless(stop, TICK_S)
-            if self.processor is None or stop.is_set():
+            if self.processor is None or stop.is_set() or not self._kernels_ready.is_set():
                 continue
             events = self.processor.tick(self.watermark_ms())
             if events:
@@ -490,6 +496,7 @@ async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
     ) as pool:
         pipeline = await _start(settings, pool, stop)
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(pipeline.warm_up_kernels(), name="warm-up")
             tg.create_task(pipeline.mqtt_loop(stop), name="mqtt")
             tg.create_task(pipeline.flush_loop(stop), name="flusher")
             tg.create_task(pipeline.trip_sync_loop(stop), name="trip-sync")

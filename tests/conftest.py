@@ -107,3 +107,13 @@ def start_mosquitto(tmp_path: Path) -> Iterator[StartMosquitto]:
     yield start
     for broker in started:
         broker.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_kernels() -> None:
+    """Compile the compliance kernels once per session (seconds on a cold Numba cache, as
+    in a fresh clone), so live-engine tests time behaviour, not JIT compilation. The
+    engine does the same at start-up (ingest.service warm_up_kernels)."""
+    from compliance.warmup import warm_up
+
+    warm_up()
