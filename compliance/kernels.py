@@ -147,6 +147,9 @@ INITIAL_SIGMA_P_M = 300.0
 ELSEWHERE_REANCHOR_N = 5
 #: how far behind the anchor the window reaches, metres (plus the fix accuracy)
 BACK_M = 30.0
+#: beyond this long since the anchor (a signal gap, not sampling), the progress prior
+#: widens with the planned speed, seconds
+GAP_PRIOR_S = 30.0
 #: the ETA window half-width grows by this fraction of the remaining travel time
 ETA_SPREAD = 0.15
 ETA_MIN_SPREAD_S = 60.0
@@ -418,14 +421,19 @@ def process_pings(
         sigma_d = max(th[TH_SIGMA_M], acc)
         if math.isfinite(st[S_ANCHOR_M]):
             dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
-            lo = st[S_ANCHOR_M] - BACK_M - acc
-            hi = st[S_ANCHOR_M] + vmax_mps * dt_s + 50.0 + acc
-            v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
-            # expected position: from the latest on-route match (the median-filtered
-            # anchor lags one fix, which would make a U-turn's two passes tie)
+            # expected position and reach: from the latest on-route match (the
+            # median-filtered anchor lags one fix, which would make a U-turn's two passes
+            # tie, and after a signal gap it is the stale pre-gap position)
             last = st[S_M1] if math.isfinite(st[S_M1]) else st[S_ANCHOR_M]
-            m_exp = max(last, st[S_ANCHOR_M]) + v * dt_s
-            sigma_p = 30.0 + acc + 0.5 * v * dt_s
+            ref = max(last, st[S_ANCHOR_M])
+            lo = st[S_ANCHOR_M] - BACK_M - acc
+            hi = ref + vmax_mps * dt_s + 50.0 + acc
+            v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
+            m_exp = ref + v * dt_s
+            # over a gap longer than any sampling interval the recent speed (maybe 0, at
+            # a stop) says little about the progress made meanwhile: widen the prior
+            gap_s = max(0.0, dt_s - GAP_PRIOR_S)
+            sigma_p = 30.0 + acc + 0.5 * v * dt_s + 0.5 * par[P_PLANNED_MPS] * gap_s
             if st[S_OFF] > 0 or st[S_OUT_N] > 0:
                 # re-acquisition: anywhere physically reachable, nearest pass preferred
                 sigma_p = 50.0 + vmax_mps * dt_s
@@ -463,9 +471,14 @@ def process_pings(
         # but no evidence of progress either
         elsewhere = False
         if not inside:
-            # among passes about as near, the one nearest the anchor
+            # among passes about as near, the one nearest the anchor; a pass ahead of the
+            # anchor first (progress is monotone): on a street the route takes twice, a
+            # vehicle reappearing after a gap on the later pass would otherwise be tracked
+            # backwards along the earlier one and never complete the trip
             mref = st[S_ANCHOR_M] if math.isfinite(st[S_ANCHOR_M]) else m
-            mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
+            mg, dg, _cg = match_window(x, y, cum, px, py, mref, length, mref, sigma_d, 5000.0)
+            if dg > corridor:
+                mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
             if dg <= corridor:
                 elsewhere = True
                 inside = True
@@ -566,7 +579,11 @@ def process_pings(
             st[S_M1] = m
             if not math.isfinite(st[S_ANCHOR_M]) or med > st[S_ANCHOR_M]:
                 st[S_ANCHOR_M] = med
-            st[S_ANCHOR_TS] = ts
+                st[S_ANCHOR_TS] = ts
+            elif m - st[S_ANCHOR_M] <= 2.0 * sigma_d + 20.0:
+                st[S_ANCHOR_TS] = ts  # the fix confirms the anchor (e.g. standing still)
+            # else: a fix far ahead that the median did not adopt (yet): the anchor is as
+            # old as before, so the window keeps growing with the time since (a gap)
             if not math.isfinite(st[S_START_M]):
                 st[S_START_M] = m
                 st[S_PROGRESS] = m

@@ -263,3 +263,25 @@ def test_coverage_gap_while_driving_is_not_an_unplanned_stop() -> None:
     ev = run_drive(p, ts[keep], x[keep], y[keep])
     assert "unplanned_stop" not in kinds(ev)
     assert kinds(ev).count("signal_lost") == 1
+
+
+def test_outage_at_a_stop_then_resuming_on_the_return_leg_completes() -> None:
+    """Signal lost while dwelling at a stop; the vehicle reappears far along, on the way
+    back over the same street. The first fixes after the gap are ambiguous between the
+    two passes: the match must follow the elapsed time, not stay stuck on the pre-gap
+    anchor (which walked it onto the outward pass and the trip never completed)."""
+    oab = [(0.0, 0.0), (3000.0, 0.0), (0.0, 0.0)]
+    p = plan(oab, [_stop("S1", (1000.0, 0.0))])
+    # 1000 m at 36 km/h, dwell 60 s, then drive on to the end; silent 150 s .. 460 s
+    ts, x, y, _ = drive(oab, [(100, 36), (60, 0), (520, 36), (30, 0)])
+    keep = (ts - T0_MS <= 150_000) | (ts - T0_MS >= 460_000)
+    ev = run_drive(p, ts[keep], x[keep], y[keep])
+    assert kinds(ev) == [
+        "trip_started",
+        "stop_arrived",
+        "signal_lost",
+        "signal_restored",
+        "stop_departed",
+        "trip_completed",
+    ]
+    assert at_s(ev[-1]) <= 720
