@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.errors import document_errors
 from api.limits import BodySizeLimit
 from routewatch import __version__
 from routewatch.settings import Settings, get_settings
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
         if install := getattr(module, "install", None):  # e.g. middleware a router needs
             install(app)
+    document_errors(app)
     STATIC_DIR.mkdir(exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

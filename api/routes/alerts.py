@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from api import sse
 from api.auth import require_role
 from api.deps import ConnDep, SettingsDep
+from api.errors import Problem, unprocessable
 from store import alerts as store
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,11 @@ class AlertPage(BaseModel):
     )
 
 
-@router.get("", response_model=AlertPage)
+@router.get(
+    "",
+    response_model=AlertPage,
+    responses={400: {"model": Problem, "description": "malformed cursor"}},
+)
 async def list_alerts(
     conn: ConnDep,
     _: Supervisor,
@@ -72,10 +77,10 @@ async def list_alerts(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "malformed cursor")
         before_id = int(cursor)
     if since is not None and since.tzinfo is None:
-        raise HTTPException(422, "since needs a UTC offset")
+        raise unprocessable(["query", "since"], "since needs a UTC offset")
     statuses = _split(status_)
     if bad := sorted(set(statuses) - set(get_args(AlertStatus))):
-        raise HTTPException(422, f"unknown status {', '.join(bad)}")
+        raise unprocessable(["query", "status"], f"unknown status {', '.join(bad)}")
     rows = await store.list_alerts(
         conn,
         status=statuses,

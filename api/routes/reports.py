@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 
 from api.auth import require_role
 from api.deps import ConnDep
+from api.errors import unprocessable
 from store import reports
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -28,9 +29,11 @@ async def delivery_performance(
     speeding per 100 km, unplanned-stop minutes, POD coverage and perfect-delivery rate
     over ``[from, to)``. Rates are percentages, null when there is nothing to divide by."""
     if from_.tzinfo is None or to.tzinfo is None:
-        raise HTTPException(422, "from/to need a UTC offset")
+        raise unprocessable(
+            ["query", "from" if from_.tzinfo is None else "to"], "needs a UTC offset"
+        )
     if to <= from_:
-        raise HTTPException(422, "to must be after from")
+        raise unprocessable(["query", "to"], "to must be after from")
     if (to - from_).days > _MAX_RANGE_DAYS:
-        raise HTTPException(422, f"range is limited to {_MAX_RANGE_DAYS} days")
+        raise unprocessable(["query", "to"], f"range is limited to {_MAX_RANGE_DAYS} days")
     return await reports.delivery_performance(conn, from_, to, vehicle_id)
