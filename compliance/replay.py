@@ -20,7 +20,7 @@ from compliance.config import Thresholds
 from compliance.csvload import CodedPingBatch, load_pings_csv
 from compliance.engine import Engine
 from compliance.events import Event, ms_to_rfc3339
-from compliance.grouping import groups_by_code, groups_by_vehicle
+from compliance.grouping import groups_by_vehicle
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
 from compliance.types import PingBatch, TripSnapshot
@@ -94,7 +94,7 @@ def replay(
     if not len(pings):
         return
     if isinstance(pings, CodedPingBatch):
-        grouped = groups_by_code(pings.vehicle_names, pings.vehicle_code, pings.ts_ms)
+        grouped = pings.groups()
     else:
         grouped = groups_by_vehicle(pings.vehicle_id, pings.ts_ms)
 
