@@ -46,6 +46,7 @@ from compliance.warmup import warm_up
 from ingest.batch import Batcher, PendingBatch
 from ingest.commit import CommitOutcome, commit_batch
 from ingest.decode import DecodeLimits
+from ingest.recovery import recover
 from ingest.trips import (
     CHANNEL,
     LIVE_STATUSES,
@@ -473,17 +474,20 @@ class Pipeline:
 
 
 async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Event) -> Pipeline:
-    """Restore the engine, load live trips and (if enforced) the vehicle registry."""
+    """Restore the engine (checkpoint + the pings committed after it), load live trips
+    and (if enforced) the vehicle registry."""
     async with pool.connection() as conn:
         saved = await load_checkpoint(conn)
-        processor = make_processor(saved[0] if saved else None)
+        processor = make_processor(saved.state if saved else None)
         trips = await load_live_trips(conn)
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
+        recovered = await recover(conn, processor, saved, trips, settings)
     pipeline = Pipeline(settings, pool, processor, known, stop)
-    restored = set(processor.trips()) if processor is not None and saved else set()
+    pipeline._newest_fix_ms = recovered.newest_fix_ms  # the event-mode clock carries on
+    running = set(processor.trips())
     for row in trips:
-        # A restored trip carries its progress: take the stored plan as the one it runs.
-        if row.trip_id in restored and row.plan is not None:
+        # A running trip carries its progress: take the stored plan as the one it runs.
+        if row.trip_id in running and row.plan is not None:
             pipeline._plans[row.trip_id] = row.plan
     pipeline.sync_trips(trips)  # drops trips cancelled or finished while we were away
     return pipeline

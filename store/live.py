@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
@@ -69,11 +70,14 @@ WHERE trips.trip_id = u.trip_id AND trips.status IN ('planned', 'active')
   AND trips.status <> u.status
 """
 
+# commit_xid: this transaction's id, the high-water mark of the pings the state has seen
+# (migrations/0030_ping_commit_order.sql; ingest/recovery.py replays the pings above it).
 _CHECKPOINT = """
-INSERT INTO engine_checkpoints (vehicle_id, trip_id, ts, state, updated_at)
-VALUES (%s, %s, timestamptz 'epoch' + %s * interval '1 millisecond', %s, now())
+INSERT INTO engine_checkpoints (vehicle_id, trip_id, ts, state, updated_at, commit_xid)
+VALUES (%s, %s, timestamptz 'epoch' + %s * interval '1 millisecond', %s, now(),
+        txid_current())
 ON CONFLICT (vehicle_id) DO UPDATE SET trip_id = EXCLUDED.trip_id, ts = EXCLUDED.ts,
-    state = EXCLUDED.state, updated_at = now()
+    state = EXCLUDED.state, updated_at = now(), commit_xid = EXCLUDED.commit_xid
 """
 
 
@@ -207,19 +211,33 @@ async def update_trips_and_stops(conn: AsyncConnection, snapshots: Sequence[Trip
     await conn.execute(_UPDATE_TRIPS, [list(latest), list(latest.values())])
 
 
+class SavedCheckpoint(NamedTuple):
+    state: bytes
+    updated_at: datetime
+    watermark_ms: int  # the engine's watermark when it was saved
+    #: id of the transaction it was saved in: every ping with a larger ``commit_xid`` was
+    #: committed after it. None for checkpoints saved before that was recorded.
+    commit_xid: int | None
+
+
 async def save_checkpoint(
     conn: AsyncConnection, state: bytes, watermark_ms: int, key: str = ENGINE_CHECKPOINT_KEY
 ) -> None:
+    """Save the engine state; inside a batch's transaction, the state after that batch."""
     await conn.execute(_CHECKPOINT, (key, None, watermark_ms, state))
 
 
 async def load_checkpoint(
     conn: AsyncConnection, key: str = ENGINE_CHECKPOINT_KEY
-) -> tuple[bytes, datetime] | None:
-    """The saved engine state and when it was written, or None."""
+) -> SavedCheckpoint | None:
+    """The saved engine state, when and up to which commit it was written, or None."""
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(
-            "SELECT state, updated_at FROM engine_checkpoints WHERE vehicle_id = %s", (key,)
+            "SELECT state, updated_at, (extract(epoch FROM ts) * 1000)::bigint, commit_xid "
+            "FROM engine_checkpoints WHERE vehicle_id = %s",
+            (key,),
         )
         row = await cur.fetchone()
-    return None if row is None else (bytes(row[0]), row[1])
+    if row is None:
+        return None
+    return SavedCheckpoint(bytes(row[0]), row[1], int(row[2]), row[3])
