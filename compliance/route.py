@@ -64,10 +64,31 @@ def _passes(route_x: F64, route_y: F64, cum: F64, px: float, py: float) -> tuple
     near = d <= float(d.min()) + _PASS_SLACK_M
     edges = np.flatnonzero(np.diff(np.concatenate([[0], near.astype(np.int8), [0]])))
     idx = np.array(
-        [int(a + np.argmin(d[a:b])) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        [i for a, b in zip(edges[::2], edges[1::2], strict=True) for i in _pass_minima(d[a:b], a)],
+        np.int64,
     )
     idx = idx[np.argsort(d[idx], kind="stable")][:_MAX_PASSES]
     return m[idx], d[idx]
+
+
+def _pass_minima(d: F64, first: int) -> list[int]:
+    """Segment indices (offset by ``first``) of the separate passes in one run of near
+    segments: local minima of the offset ``d`` that the route leaves by more than
+    :data:`_PASS_TIE_M` in between. A stop edge driven to its end and back (a U-turn a
+    block on) is two passes, ~100 m apart along the route, within one near run."""
+    out = [0]
+    peak = 0.0  # highest offset since the last kept minimum
+    for i in range(1, len(d)):
+        j = out[-1]
+        if d[i] < d[j] and peak - d[j] <= _PASS_TIE_M:
+            out[-1] = i  # still the same pass, nearer
+            peak = float(d[i])
+        elif d[i] > peak:
+            peak = float(d[i])
+        elif peak - d[j] > _PASS_TIE_M and peak - d[i] > _PASS_TIE_M and d[i] <= d[i - 1]:
+            out.append(i)  # came back near after leaving: another pass
+            peak = float(d[i])
+    return [first + i for i in out]
 
 
 def _locate_stops(route_x: F64, route_y: F64, cum: F64, sx: F64, sy: F64) -> tuple[F64, F64]:

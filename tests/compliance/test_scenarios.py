@@ -285,3 +285,24 @@ def test_outage_at_a_stop_then_resuming_on_the_return_leg_completes() -> None:
         "trip_completed",
     ]
     assert at_s(ev[-1]) <= 720
+
+
+def test_stop_on_an_edge_driven_there_and_back_is_on_the_first_pass() -> None:
+    """The route drives the stop's street to the next corner and comes back along it (a
+    U-turn 100 m on): the stop is placed on, and arrived at on, the first pass; it was
+    placed on the return pass (both passes were one candidate) and never arrived at."""
+    # the way back is 2 m nearer the curb: the return pass is (slightly) the nearest
+    route = [
+        (0.0, 0.0),
+        (1000.0, 0.0),
+        (1200.0, 0.0),
+        (1200.0, -2.0),
+        (1000.0, -2.0),
+        (1000.0, 1000.0),
+    ]
+    p = plan(route, [_stop("S1", (1100.0, -6.0))])
+    assert np.allclose(prepare(p).stop_route_m, [1100.0], atol=1.0)
+    ts, x, y, _ = drive(route, [(110, 36), (90, 0), (130, 36)])
+    ev = run_drive(p, ts, x, y)
+    assert kinds(ev)[:3] == ["trip_started", "stop_arrived", "stop_departed"]
+    assert 110 <= at_s(ev[1]) <= 145
