@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from simulator.motion import HALT_END, HALT_STOP, HALT_UNPLANNED
 from simulator.plans import CORRIDOR_M, STOP_RADIUS_M, rfc3339
-from simulator.scenario import Simulation
+from simulator.scenario import END_DWELL_S, Simulation
 
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
@@ -163,7 +163,9 @@ def _vehicle(col: _Collector, i: int) -> None:
             col.add(must, "unplanned_stop", i, arr + STATIONARY_S, 15.0 + 1.5 * iv)
             col.add(must, "unplanned_stop_ended", i, arr + dwell + 5.0, 15.0 + 2 * iv)
         elif kind == HALT_END and truth.fault != "detour_no_rejoin":
-            col.add(True, "trip_completed", i, arr, 60.0 + 2 * iv)
+            # unseen if the tracker was silent on arrival (an outage lasting past the end)
+            seen_end = _fix_between(rec.fix_ts_ms[i], arr - 2 * iv, arr + END_DWELL_S)
+            col.add(seen_end, "trip_completed", i, arr, 60.0 + 2 * iv)
 
     off_m = _off_route(col, i, t, act, iv)
     _speeding(col, i, t, act, off_m, iv)
@@ -180,6 +182,11 @@ def _silences(fix_ts_ms: list[int], min_s: float) -> list[tuple[float, float]]:
 
 def _silent(spans: list[tuple[float, float]], a: float, b: float) -> bool:
     return any(lo < b and hi > a for lo, hi in spans)
+
+
+def _fix_between(fix_ts_ms: list[int], a_s: float, b_s: float) -> bool:
+    ts = np.asarray(fix_ts_ms, np.float64) / 1000.0
+    return bool(np.any((ts >= a_s) & (ts <= b_s)))
 
 
 def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
@@ -312,6 +319,29 @@ def _late(col: _Collector, i: int, t: F64, act: B) -> None:
         seen_late = True
 
 
+def _silent_end(col: _Collector, i: int, ts: F64, iv: float) -> None:
+    """A tracker silent from before the route end to the end of the recording: the trip
+    is still active for the engine, so signal_lost is due at the last fix + timeout (when
+    the recording lasts that long; unless the last stop's departure already completed
+    the trip, which an engine may do when the route ends near that stop)."""
+    sim, rec = col.sim, col.rec
+    f, truth = sim.fleet, sim.truths[i]
+    assert f.arrive_s is not None
+    end = [j for j, h in enumerate(truth.halts) if h[0] == HALT_END]
+    if not end or truth.fault == "detour_no_rejoin":
+        return
+    arr = f.arrive_s[i, end[0]]
+    if math.isnan(arr) or ts[-1] >= arr - 2 * iv:
+        return
+    recording_end_s = max(max(v) for v in rec.fix_ts_ms if v) / 1000.0
+    lost_s = float(ts[-1]) + SIGNAL_TIMEOUT_S
+    stops_m = [m for k, m, _d, _r in truth.halts if k == HALT_STOP]
+    near_end = bool(stops_m) and truth.halts[end[0]][1] - stops_m[-1] <= STOP_RADIUS_M + 250.0
+    must = lost_s + 30.0 <= recording_end_s and not near_end
+    if lost_s <= recording_end_s + 30.0:
+        col.add(must, "signal_lost", i, lost_s, 10.0 + iv)
+
+
 def _signal(col: _Collector, i: int, iv: float) -> None:
     sim, rec = col.sim, col.rec
     ts = np.unique(np.asarray(rec.fix_ts_ms[i], np.int64)) / 1000.0
@@ -322,6 +352,7 @@ def _signal(col: _Collector, i: int, iv: float) -> None:
         must = gaps[k] >= SIGNAL_TIMEOUT_S + 30.0
         col.add(must, "signal_lost", i, ts[k] + SIGNAL_TIMEOUT_S, 10.0 + iv)
         col.add(must, "signal_restored", i, ts[k + 1], 5.0 + iv)
+    _silent_end(col, i, ts, iv)
     if (
         sim.truths[i].driven is not sim.planned_routes[i]
         and sim.truths[i].fault == "detour_no_rejoin"
