@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 
 import psycopg
@@ -149,6 +149,6 @@ def test_kill_9_under_load_loses_nothing_and_detects_the_same(
     assert replayed and max(replayed) > 0, "no restart replayed anything"
 
 
-def _diff(stored: set[str], reference: dict[str, object]) -> str:
+def _diff(stored: set[str], reference: Mapping[str, object]) -> str:
     missing = [reference[i] for i in set(reference) - stored]
     return f"missing {missing[:5]}; unexpected ids {sorted(stored - set(reference))[:5]}"
