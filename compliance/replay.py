@@ -25,7 +25,14 @@ from compliance.plan import TripPlan
 from compliance.route import validate_geometry
 from compliance.types import PingBatch, TripSnapshot
 
-__all__ = ["load_pings_csv", "load_plans", "replay", "snapshot_dict"]
+__all__ = [
+    "load_pings_csv",
+    "load_plans",
+    "prepare_engine",
+    "replay",
+    "replay_engine",
+    "snapshot_dict",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,17 @@ def snapshot_dict(snap: TripSnapshot, ts_ms: int) -> dict[str, Any]:
     }
 
 
+def prepare_engine(plans: list[TripPlan], thresholds: Thresholds | None = None) -> Engine:
+    """An engine with every plan added; plan geometry problems are logged as warnings."""
+    engine = Engine(thresholds)
+    for p in plans:
+        engine.add_trip(p)
+        route = engine.prepared_route(p)
+        for problem in validate_geometry(p, route):
+            log.warning("plan %s: %s", p.trip_id or p.vehicle_id, problem)
+    return engine
+
+
 def replay(
     plans: list[TripPlan],
     pings: PingBatch,
@@ -85,12 +103,13 @@ def replay(
 
     Input is complete, so every ping is committed and the final watermark is the last ts
     seen (a trip whose pings stop >= signal timeout before it gets ``signal_lost``)."""
-    engine = Engine(thresholds)
-    for p in plans:
-        engine.add_trip(p)
-        route = engine.prepared_route(p)
-        for problem in validate_geometry(p, route):
-            log.warning("plan %s: %s", p.trip_id or p.vehicle_id, problem)
+    return replay_engine(prepare_engine(plans, thresholds), pings, snapshot_s)
+
+
+def replay_engine(
+    engine: Engine, pings: PingBatch, snapshot_s: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """:func:`replay` on an engine already holding the plans (:func:`prepare_engine`)."""
     if not len(pings):
         return
     if isinstance(pings, CodedPingBatch):
