@@ -34,6 +34,12 @@ EXCERPT_BYTES = 4096
 MIN_TS_MS = 946_684_800_000
 #: no road vehicle reports more than this; larger values are garbage, not speeding
 MAX_SPEED_KMH = 1000.0
+#: a "fix" this vague (cell-tower fallbacks reach a few km) locates nothing on a route;
+#: larger values are garbage — and would overflow the single-precision column
+MAX_ACCURACY_M = 100_000.0
+#: speed, heading and accuracy are stored as PostgreSQL ``real`` (float32), which refuses
+#: (underflow error) a non-zero value that rounds to 0; magnitudes below this are 0 anyway
+REAL_TINY = 1e-30
 _NON_FINITE_WORDS = frozenset(
     {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 )
@@ -157,8 +163,13 @@ def _number(item: dict[str, Any], key: str, required: bool) -> float:
         if required:
             raise _Invalid(Reason.MISSING_FIELD, f"{key} is required")
         return math.nan
-    if type(value) is float or (type(value) is int):
-        f = float(value)
+    if type(value) is float:
+        f = value
+    elif type(value) is int:
+        try:
+            f = float(value)
+        except OverflowError:  # an integer literal beyond 1e308 (the lenient parser's)
+            raise _Invalid(Reason.OUT_OF_RANGE, f"{key} is an integer too large") from None
     elif isinstance(value, str) and value.strip().lower() in _NON_FINITE_WORDS:
         raise _Invalid(Reason.NON_FINITE, f"{key} is {value!r}")
     else:
@@ -208,8 +219,8 @@ def _append_item(
         raise _Invalid(Reason.OUT_OF_RANGE, f"speed {speed} km/h out of range")
     if heading < 0.0 or heading > 360.0:
         raise _Invalid(Reason.OUT_OF_RANGE, f"heading {heading} out of range 0-360")
-    if accuracy < 0.0:
-        raise _Invalid(Reason.OUT_OF_RANGE, f"accuracy {accuracy} m is negative")
+    if accuracy < 0.0 or accuracy > MAX_ACCURACY_M:
+        raise _Invalid(Reason.OUT_OF_RANGE, f"accuracy {accuracy} m out of range")
     seq = item.get("seq")
     if seq is None:
         seq = -1
@@ -221,9 +232,9 @@ def _append_item(
     out.ts_ms.append(ts_ms)
     out.lat.append(lat)
     out.lon.append(lon)
-    out.speed_kmh.append(speed)
-    out.heading_deg.append(heading)
-    out.accuracy_m.append(accuracy)
+    out.speed_kmh.append(0.0 if abs(speed) < REAL_TINY else speed)
+    out.heading_deg.append(0.0 if abs(heading) < REAL_TINY else heading)
+    out.accuracy_m.append(0.0 if abs(accuracy) < REAL_TINY else accuracy)
     out.seq.append(seq)
 
 

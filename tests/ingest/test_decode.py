@@ -88,10 +88,27 @@ def test_array_one_bad_element_rejects_only_it() -> None:
         ({**GOOD, "speed": 5000}, Reason.OUT_OF_RANGE),
         ({**GOOD, "heading": 361}, Reason.OUT_OF_RANGE),
         ({**GOOD, "accuracy": -0.5}, Reason.OUT_OF_RANGE),
+        ({**GOOD, "accuracy": 1e300}, Reason.OUT_OF_RANGE),  # overflowed the real column
+        # integers beyond float range (orjson refuses them, the lenient parser reads them)
+        (b'{"ts": 1763798399000, "lat": 1%s, "lon": 2}' % (b"0" * 400), Reason.OUT_OF_RANGE),
+        (b'{"ts": 1763798399000, "lat": 1, "lon": -1%s}' % (b"0" * 400), Reason.OUT_OF_RANGE),
+        (b'{"ts": 1%s, "lat": 1, "lon": 2}' % (b"0" * 400), Reason.BAD_TIMESTAMP),
+        (  # orjson reads an integer beyond 64 bits as a float: not an integer any more
+            b'{"ts": 1763798399000, "lat": 1, "lon": 2, "seq": 1%s}' % (b"0" * 40),
+            Reason.BAD_TYPE,
+        ),
         ({**GOOD, "ts": "yesterday"}, Reason.BAD_TIMESTAMP),
         ({**GOOD, "ts": "2026-11-22T08:00:00"}, Reason.BAD_TIMESTAMP),
         ({**GOOD, "ts": 1_763_798_400}, Reason.BAD_TIMESTAMP),  # epoch seconds
         ({**GOOD, "ts": NOW_MS + 301_000}, Reason.FUTURE_TIMESTAMP),
+        ({**GOOD, "ts": "2025-02-30T00:00:00Z"}, Reason.BAD_TIMESTAMP),
+        ({**GOOD, "ts": "2025-11-22T08:00:00+24:00"}, Reason.BAD_TIMESTAMP),
+        ({**GOOD, "ts": "0001-01-01T00:00:00+01:00"}, Reason.BAD_TIMESTAMP),  # before year 1
+        ({**GOOD, "ts": "9999-12-31T23:59:59-01:00"}, Reason.BAD_TIMESTAMP),  # after 9999
+        ({**GOOD, "ts": "1999-12-31T23:59:59Z"}, Reason.BAD_TIMESTAMP),  # implausibly old
+        ({**GOOD, "ts": "2025-11-22"}, Reason.BAD_TIMESTAMP),  # no time, no offset
+        ({**GOOD, "ts": ""}, Reason.BAD_TIMESTAMP),
+        ({**GOOD, "ts": True}, Reason.BAD_TYPE),
         (b"[" + b"0," * 6000 + b"0]", Reason.PAYLOAD_TOO_LARGE),
     ],
 )
@@ -100,6 +117,22 @@ def test_each_reason(payload: bytes | object, reason: Reason) -> None:
     assert len(cols) == 0
     assert [r.reason for r in rej] == [reason], rej
     assert n == 1 and rej[0].detail
+
+
+@pytest.mark.parametrize(
+    ("ts", "ts_ms"),
+    [
+        ("2025-11-22T08:00:00Z", 1_763_798_400_000),
+        ("2025-11-22t08:00:00z", 1_763_798_400_000),  # RFC 3339 allows lower case
+        ("2025-11-22T15:00:00+07:00", 1_763_798_400_000),
+        ("2025-11-22T08:00:00-00:00", 1_763_798_400_000),  # "offset unknown" is still UTC
+        ("2025-11-22T08:00:00.123456789Z", 1_763_798_400_123),  # beyond microseconds
+        ("2025-11-22T08:00:00.0005Z", 1_763_798_400_000),  # rounds to the millisecond
+    ],
+)
+def test_rfc3339_forms(ts: str, ts_ms: int) -> None:
+    cols, rej, _ = decode({**GOOD, "ts": ts})
+    assert rej == [] and list(cols.to_batch().ts_ms) == [ts_ms]
 
 
 def test_non_finite_element_keeps_its_valid_siblings() -> None:
@@ -167,6 +200,28 @@ def test_every_item_accepted_or_rejected(items: list[object]) -> None:
     b = cols.to_batch()
     assert all(-90 <= v <= 90 for v in b.lat) and all(-180 <= v <= 180 for v in b.lon)
     assert all(NOW_MS - 10**9 <= t <= NOW_MS + 300_000 for t in b.ts_ms)
+
+
+#: numbers at the edges of what JSON, float64 and the database's float32 columns hold
+edge_number = st.sampled_from(
+    [0, -0.0, 1e-320, -1e-300, 1e-46, 1e-40, 3.5e38, -3.5e38, 1e308, 2**63, -(2**63) - 1]
+) | st.integers(-(10**400), 10**400)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"ts": st.just(NOW_MS - 1), "lat": st.just(1.0) | edge_number, "lon": edge_number},
+        optional={k: edge_number for k in ("speed", "heading", "accuracy", "seq")},
+    )
+)
+def test_edge_numbers_never_raise_and_fit_the_columns(item: dict[str, object]) -> None:
+    cols, rej, n = decode(json_dumps_lenient(item))
+    assert n == 1 and len(cols) + len(rej) == 1
+    b = cols.to_batch()
+    for column in (b.speed_kmh, b.heading_deg, b.accuracy_m):  # stored as real (float32)
+        for v in column:
+            assert math.isnan(v) or v == 0 or 1e-30 <= abs(v) <= 3.4e38, item
 
 
 def json_dumps_lenient(obj: object) -> bytes:
