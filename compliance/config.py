@@ -52,6 +52,12 @@ class Thresholds:
     trip_start_m: float = 100.0
     #: planned speed when the plan gives no times, km/h
     default_speed_kmh: float = 30.0
+    #: a trip that never completed yields to the vehicle's next trip once past the next
+    #: trip's planned start and its own planned end + this (compliance.takeover)
+    trip_overrun_s: float = 3600.0
+    #: the next trip is watched for (driven while this trip is unfinished) from this long
+    #: before its planned start
+    next_trip_lead_s: float = 1800.0
 
     def with_overrides(self, overrides: dict[str, Any]) -> Thresholds:
         """A copy with per-trip overrides applied; unknown names raise ``ValueError``."""

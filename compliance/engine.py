@@ -33,7 +33,7 @@ from dataclasses import asdict
 import numpy as np
 import numpy.typing as npt
 
-from compliance import kernels
+from compliance import kernels, takeover
 from compliance.config import Thresholds
 from compliance.convert import to_events
 from compliance.events import Event
@@ -67,6 +67,8 @@ class Engine:
         self._by_vehicle: dict[str, list[str]] = {}
         self._commit_heap: list[tuple[int, str]] = []  # (first pending ts, trip key)
         self._signal_heap: list[tuple[int, str]] = []  # (last committed ts + timeout, trip)
+        # next trip -> its shadow over the unfinished current trip's pings (takeover)
+        self._shadows: dict[str, takeover.Shadow] = {}
         self.late_pings = 0
 
     # ---- trips ----
@@ -85,6 +87,7 @@ class Engine:
         if trip is None:
             return
         trip.cancelled = True
+        self._shadows.pop(trip_id, None)
         keys = self._by_vehicle.get(trip.plan.vehicle_id, [])
         if trip_id in keys:
             keys.remove(trip_id)
@@ -252,12 +255,23 @@ class Engine:
             return []
         head, rest = p.select(slice(0, cut)), p.select(slice(cut, None))
         was_done = trip.committed[S_COMPLETED] > 0
-        out = trip.run(trip.committed, trip.committed_stops, head)
-        events = to_events(trip.plan, trip.key, out.n_events, out.ev_i, out.ev_ts, out.ev_f)
-        if res is not None:
-            _write_results(res, head, out)
+        k, why, nxt = (-1, "", None) if was_done else self._watch_next(trip, head)
+        if k >= 0:  # the next trip takes over at head[k]: the rest is no longer this trip's
+            head, rest = (
+                head.select(slice(0, k)),
+                Pending.concat([head.select(slice(k, None)), rest]),
+            )
+        events: list[Event] = []
+        if len(head):
+            out = trip.run(trip.committed, trip.committed_stops, head)
+            events = to_events(trip.plan, trip.key, out.n_events, out.ev_i, out.ev_ts, out.ev_f)
+            if res is not None:
+                _write_results(res, head, out)
         touched[trip.key] = trip
         trip.pending = rest
+        if nxt is not None and k >= 0:
+            events.append(takeover.end_superseded(trip, nxt, rest, why))
+            return events + self._hand_over(trip, Pending(), horizon, res, touched)
         if len(rest):
             heapq.heappush(self._commit_heap, (int(rest.ts_ms[0]), trip.key))
         else:
@@ -279,6 +293,8 @@ class Engine:
     ) -> list[Event]:
         """Pings after a trip completed belong to the vehicle's next trip, if any."""
         nxt = self._next_after(trip)
+        if nxt is not None:
+            self._shadows.pop(nxt.key, None)
         done_ts = trip.committed[S_COMPLETED_TS]
         later = Pending.concat([head.select(head.ts_ms > done_ts), trip.pending])
         if nxt is None or not len(later):
@@ -300,6 +316,16 @@ class Engine:
         nxt.spec = None
         heapq.heappush(self._commit_heap, (int(nxt.pending.ts_ms[0]), nxt.key))
         return self._commit(nxt, horizon, res, touched)
+
+    def _watch_next(self, trip: Trip, head: Pending) -> tuple[int, str, Trip | None]:
+        """Where in ``head`` the vehicle's next trip takes over (see compliance.takeover)."""
+        nxt = self._next_after(trip)
+        if nxt is None:
+            return -1, "", None
+        k, why, shadow = takeover.takeover_index(trip, nxt, self._shadows.get(nxt.key), head)
+        if shadow is not None:
+            self._shadows[nxt.key] = shadow
+        return k, why, nxt
 
     # ---- views ----
     def snapshot(self, trip_id: str, now_ms: int | None = None) -> TripSnapshot | None:
@@ -338,6 +364,7 @@ class Engine:
             "thresholds": asdict(self.thresholds),
             "trips": trips,
             "late_pings": self.late_pings,
+            "shadows": {k: (sh.state, sh.stops, sh.run_n) for k, sh in self._shadows.items()},
         }
         return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -368,6 +395,12 @@ class Engine:
             if trip.committed[S_N] > 0:
                 lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
                 heapq.heappush(eng._signal_heap, (lost_at, trip.key))
+        for key, (state, stops, run_n) in obj.get("shadows", {}).items():
+            eng._shadows[key] = takeover.Shadow(
+                np.asarray(state, np.float64).copy(),
+                np.asarray(stops, np.float64).reshape(-1, N_STOPS).copy(),
+                int(run_n),
+            )
         return eng
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from compliance.engine import Engine
+from compliance.plan import TripPlan
 from compliance.route import prepare
+from compliance.types import PingBatch
 from tests.compliance.builders import T0_MS, batch, drive, plan, polyline_at
-from tests.compliance.helpers import at_s, kinds, run_batches, run_drive
+from tests.compliance.helpers import at_s, kinds, run_batches, run_drive, signature
 
 STRAIGHT = [(0.0, 0.0), (4000.0, 0.0)]
 
@@ -306,3 +308,71 @@ def test_stop_on_an_edge_driven_there_and_back_is_on_the_first_pass() -> None:
     ev = run_drive(p, ts, x, y)
     assert kinds(ev)[:3] == ["trip_started", "stop_arrived", "stop_departed"]
     assert 110 <= at_s(ev[1]) <= 145
+
+
+def _abandon_then_next_trip() -> tuple[list[TripPlan], PingBatch]:
+    """Trip A east along y = 0 is abandoned at 1500 m; the vehicle turns north and drives
+    trip B (planned 10 min later) from its start at (1500, 800) to its end."""
+    first = plan(STRAIGHT, trip_id="A")
+    north = [(1500.0, 800.0), (1500.0, 4000.0)]
+    second = plan(north, trip_id="B", planned_start=T0_MS + 600_000)
+    path = [(0.0, 0.0), (1500.0, 0.0), (1500.0, 4000.0)]
+    ts, x, y, _ = drive(path, [(550, 36), (30, 0)])
+    return [first, second], batch("V1", ts, x, y)
+
+
+def test_next_trip_takes_over_when_driven_while_the_first_never_completes() -> None:
+    plans, b = _abandon_then_next_trip()
+    events, _ = run_batches(plans, [b])
+    by_trip = [(e.trip_id, str(e.type)) for e in events]
+    assert by_trip == [
+        ("A", "trip_started"),
+        ("A", "off_route"),
+        ("A", "trip_completed"),
+        ("B", "trip_started"),
+        ("B", "trip_completed"),
+    ]
+    ended = events[2]
+    assert ended.details["ended_by"] == "next_trip_started"
+    assert ended.details["next_trip_id"] == "B"
+    # the vehicle reaches B's start at 230 s; B is confirmed started 100 m on, then
+    # three fixes on B's route and off A's prove the hand-over
+    assert 235 <= at_s(ended) <= 260
+    assert at_s(events[3]) <= at_s(ended) + 20
+    # the same events whatever the batching
+    rebatched, _ = run_batches(
+        plans, [b.take(np.arange(a, min(a + 7, len(b)))) for a in range(0, len(b), 7)]
+    )
+    assert signature(rebatched) == signature(events)
+    # and across checkpoint/restore while B is being watched for
+    eng = Engine()
+    for p in plans:
+        eng.add_trip(p)
+    restored = []
+    for a in range(0, len(b), 9):
+        part = b.take(np.arange(a, min(a + 9, len(b))))
+        restored += eng.process(part, int(part.ts_ms.max())).events
+        eng = Engine.restore(eng.checkpoint())
+    restored += eng.flush() + eng.tick(int(b.ts_ms.max()))
+    assert signature(sorted(restored, key=lambda e: e.ts_ms)) == signature(events)
+
+
+def test_next_trip_takes_over_after_the_first_overruns_its_plan() -> None:
+    # planned: S1 at 300 s (2000 m -> 6.7 m/s), 60 s service, 2000 m more: ends at 660 s;
+    # + 600 s overrun allowance = 1260 s, after B's planned start (1200 s)
+    stop = _stop("S1", (2000.0, 0.0), planned_arrival=T0_MS + 300_000)
+    first = plan(STRAIGHT, [stop], trip_id="A", thresholds={"trip_overrun_s": 600})
+    second = plan([(0.0, 500.0), (3000.0, 500.0)], trip_id="B", planned_start=T0_MS + 1_200_000)
+    # drives 1000 m of A, then stands there (on A's route) for half an hour
+    ts, x, y, _ = drive(STRAIGHT, [(100, 36), (1800, 0)], dt_s=10.0)
+    events, eng = run_batches([first, second], [batch("V1", ts, x, y)])
+    done = [e for e in events if str(e.type) == "trip_completed"]
+    assert [(e.trip_id, e.details["ended_by"]) for e in done] == [("A", "planned_end_overrun")]
+    assert at_s(done[0]) == 1260
+    assert done[0].details["skipped_stops"] == 1
+    # the pings from then on are B's (500 m from its route: off it, not started)
+    assert [(e.trip_id, str(e.type)) for e in events if e.ts_ms > done[0].ts_ms] == [
+        ("B", "off_route")
+    ]
+    snap = eng.snapshot("B")
+    assert snap is not None and snap.status == "planned" and snap.offset_m > 400

@@ -1,0 +1,170 @@
+"""When a vehicle's next trip takes over from a trip that never completed.
+
+A vehicle's pings go to its earliest trip that has not completed. A trip that never
+completes (the driver abandoned the route, the plan was wrong, the tracker missed the
+end) would otherwise keep every later ping and block the vehicle's next trip. The next
+trip takes over, at a ping, when either
+
+- the vehicle is clearly driving it: a *shadow* of the next trip (its detectors run over
+  the same pings, from ``next_trip_lead_s`` before its planned start, emitting nothing)
+  has started, and ``off_route_pings`` fixes in a row are on the next trip's route but
+  outside the current trip's corridor; or
+- the current trip has overrun: the ping is past both the next trip's planned start and
+  the current trip's planned end + ``trip_overrun_s``.
+
+The current trip then ends with ``trip_completed`` (the only end CONTRACT §4 has) whose
+details say why (``ended_by``) and name the next trip; its unresolved stops are skipped.
+The next trip starts from a fresh state on the pings from that one on, as after a normal
+completion. Everything is decided on committed pings in event-time order, so the same
+pings give the same hand-over whatever the batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from compliance.events import Event, EventType
+from compliance.layout import (
+    E_PING,
+    E_TYPE,
+    EV_TRIP_COMPLETED,
+    EV_TRIP_STARTED,
+    N_STOPS,
+    P_PLANNED_MPS,
+    S_COMPLETED,
+    S_COMPLETED_TS,
+    S_LATE_STOPS,
+    S_ON_TIME,
+    S_PROGRESS,
+    S_START_M,
+    S_STARTED,
+    STATUS_PENDING,
+    STATUS_SKIPPED,
+    U_STATUS,
+)
+from compliance.trip import Pending, RunOutput, Trip, new_state
+
+F64 = npt.NDArray[np.float64]
+
+ENDED_BY_NEXT_TRIP = "next_trip_started"
+ENDED_BY_OVERRUN = "planned_end_overrun"
+
+
+@dataclass(slots=True)
+class Shadow:
+    """The next trip's detector state run over the current trip's pings (never emits)."""
+
+    state: F64
+    stops: F64
+    run_n: int = 0  # consecutive fixes on the next trip's route, off the current one's
+
+    @classmethod
+    def fresh(cls, nxt: Trip) -> Shadow:
+        return cls(new_state(), np.zeros((len(nxt.plan.stops), N_STOPS)))
+
+
+def planned_end_ms(trip: Trip) -> float:
+    """When the plan expects the trip to end, epoch ms: the last timed stop's planned
+    arrival (or window end) + the service times from it on + the rest of the route at
+    the planned speed; without timed stops, planned start + route at the planned speed."""
+    plan, route = trip.plan, trip.route
+    mps = float(trip.par[P_PLANNED_MPS])
+    for k in range(len(plan.stops) - 1, -1, -1):
+        s = plan.stops[k]
+        ref = s.planned_arrival if s.planned_arrival is not None else None
+        if ref is None and s.window is not None:
+            ref = s.window.end
+        if ref is None:
+            continue
+        rest_m = max(0.0, route.length_m - float(route.stop_route_m[k]))
+        service_s = sum(p.service_s for p in plan.stops[k:])
+        return float(ref) + 1000.0 * (service_s + rest_m / mps)
+    return float(plan.planned_start) + 1000.0 * route.length_m / mps
+
+
+def takeover_index(
+    cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending
+) -> tuple[int, str, Shadow | None]:
+    """(index in ``head`` of the ping at which ``nxt`` takes over or -1, why, the shadow
+    advanced over ``head``). ``cur``'s committed state is not changed."""
+    th = cur.th
+    watch_from = nxt.plan.planned_start - th.next_trip_lead_s * 1000.0
+    deadline = max(float(nxt.plan.planned_start), planned_end_ms(cur) + th.trip_overrun_s * 1000.0)
+    late = np.flatnonzero(head.ts_ms >= deadline)
+    k_time = int(late[0]) if len(late) else -1
+    watched = np.flatnonzero(head.ts_ms >= watch_from)
+    if not len(watched):
+        return -1, "", shadow
+    j0 = int(watched[0])
+    # the current trip over the same pings, on a copy: its own corridor verdict per fix,
+    # and where it would complete by itself
+    cur_out = cur.run(cur.committed.copy(), cur.committed_stops.copy(), head)
+    done_at = _event_ping(cur_out, EV_TRIP_COMPLETED)
+    sh = shadow if shadow is not None else Shadow.fresh(nxt)
+    part = head.select(slice(j0, None))
+    x, y = nxt.project(part.lat, part.lon)
+    part = Pending(part.ts_ms, part.lat, part.lon, x, y, part.speed_kmh, part.accuracy_m, part.row)
+    was_started = sh.state[S_STARTED] > 0
+    nxt_out = nxt.run(sh.state, sh.stops, part)
+    started_at = 0 if was_started else _event_ping(nxt_out, EV_TRIP_STARTED)
+    k_space = -1
+    for i in range(len(part)):
+        both = (
+            started_at >= 0
+            and i >= started_at
+            and nxt_out.on_route[i] == 1
+            and cur_out.on_route[j0 + i] == 0
+        )
+        sh.run_n = sh.run_n + 1 if both else 0
+        if sh.run_n >= th.off_route_pings:
+            k_space = j0 + i
+            break
+    picks = [
+        (k, why)
+        for k, why in ((k_space, ENDED_BY_NEXT_TRIP), (k_time, ENDED_BY_OVERRUN))
+        if k >= 0 and (done_at < 0 or k <= done_at)
+    ]
+    if not picks:
+        return -1, "", sh
+    k, why = min(picks)
+    return k, why, sh
+
+
+def _event_ping(out: RunOutput, code: int) -> int:
+    """Ping index of the first event of kind ``code`` in a run's output, -1 if none."""
+    for j in range(out.n_events):
+        if int(out.ev_i[j, E_TYPE]) == code:
+            return int(out.ev_i[j, E_PING])
+    return -1
+
+
+def end_superseded(cur: Trip, nxt: Trip, at: Pending, why: str) -> Event:
+    """Mark ``cur`` completed at the first ping of ``at`` (pending stops skipped) and
+    return its ``trip_completed`` event."""
+    st, ustat = cur.committed, cur.committed_stops
+    ts = int(at.ts_ms[0])
+    ustat[ustat[:, U_STATUS] == STATUS_PENDING, U_STATUS] = STATUS_SKIPPED
+    st[S_COMPLETED] = 1.0
+    st[S_COMPLETED_TS] = float(ts - 1)  # the ping at ts already belongs to the next trip
+    progress = float(st[S_PROGRESS]) if np.isfinite(st[S_PROGRESS]) else 0.0
+    start = float(st[S_START_M]) if np.isfinite(st[S_START_M]) else progress
+    return Event(
+        type=EventType.TRIP_COMPLETED,
+        trip_id=cur.key,
+        vehicle_id=cur.plan.vehicle_id,
+        ts_ms=ts,
+        lat=float(at.lat[0]),
+        lon=float(at.lon[0]),
+        route_m=progress,
+        details={
+            "on_time_stops": int(st[S_ON_TIME]),
+            "late_stops": int(st[S_LATE_STOPS]),
+            "distance_m": round(max(0.0, progress - start), 1),
+            "skipped_stops": int((ustat[:, U_STATUS] == STATUS_SKIPPED).sum()),
+            "ended_by": why,
+            "next_trip_id": nxt.key,
+        },
+    )
