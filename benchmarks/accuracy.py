@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval-s", type=int, default=5)
     ap.add_argument("--sigma-m", type=float, default=8.0)
     ap.add_argument("--outlier-rate", type=float, default=0.02)
+    ap.add_argument(
+        "--outlier-max-m", type=float, default=GpsConfig.outlier_max_m, help="largest outlier"
+    )
     ap.add_argument("--faults", default=None, help="default: every kind at 0.1")
     ap.add_argument("--out", type=Path, help="keep the scenario and detections here")
     args = ap.parse_args(argv)
@@ -67,14 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         interval_s=args.interval_s,
         faults=parse_faults(args.faults),
-        gps=GpsConfig(sigma_m=args.sigma_m, outlier_rate=args.outlier_rate),
+        gps=GpsConfig(
+            sigma_m=args.sigma_m,
+            outlier_rate=args.outlier_rate,
+            outlier_max_m=args.outlier_max_m,
+        ),
     )
     t0 = time.perf_counter()
     counts = write(cfg, out)
     t_sim = time.perf_counter() - t0
     print(
         f"scenario: {out}  vehicles={args.vehicles} seed={args.seed} sigma={args.sigma_m} m "
-        f"outliers={args.outlier_rate:.0%} interval={args.interval_s} s pings={counts['pings']} "
+        f"outliers={args.outlier_rate:.0%} (<= {args.outlier_max_m:.0f} m) interval={args.interval_s} s pings={counts['pings']} "
         f"expected={counts['expected']} allowed={counts['allowed']} ({t_sim:.1f} s)"
     )
 

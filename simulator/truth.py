@@ -269,7 +269,11 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
             continue
         a0, b0 = long[0]
         end = ep[-1][1]
-        must = b0 - a0 >= SPEEDING_CONFIRM_S + 3.0 and end - a0 >= SPEEDING_CONFIRM_S + 10.0 + iv
+        # fixes every iv seconds see a run of L seconds over the limit for as little as
+        # L - iv: only a run that lasts the confirmation time plus one interval (and a
+        # little for speed noise) is certain to be confirmable at any sampling phase
+        sure_s = SPEEDING_CONFIRM_S + max(3.0, iv + 1.0)
+        must = b0 - a0 >= sure_s and end - a0 >= SPEEDING_CONFIRM_S + 10.0 + iv
         col.add(must, "speeding", i, t[a0] + SPEEDING_CONFIRM_S, tol)
         col.add(must, "speeding_ended", i, t[end - 1] + 1.0, tol + (end - long[-1][1]))
         for a, _b in long[1:]:
