@@ -12,6 +12,7 @@ for the rest of the session so that ``Settings()`` and subprocesses find it too.
 from __future__ import annotations
 
 import os
+import shlex
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,3 +118,39 @@ def compiled_kernels() -> None:
     from compliance.warmup import warm_up
 
     warm_up()
+
+
+class RestartablePostgres:
+    """A private PostgreSQL cluster for one test, which may stop and start it (never the
+    shared server): ``database_url`` is a migrated database on it. ``stop()`` is a fast
+    shutdown (clients are disconnected, new connections refused) keeping the data;
+    ``start()`` brings the same cluster back on the same port."""
+
+    def __init__(self, server: services.PrivatePostgres) -> None:
+        self.server = server
+        self.database_url = services.ensure_database(server.url, "routewatch")
+        migrate(self.database_url)
+        # pg_ctl start needs the server options again; the last start wrote them down.
+        opts = shlex.split((server.data_dir / "postmaster.opts").read_text())
+        self._options = shlex.join(opts[3:])  # without the binary and its -D <dir>
+
+    def stop(self) -> None:
+        self.server._pg("pg_ctl", "stop", "-D", str(self.server.data_dir), "-m", "fast", "-w")
+
+    def start(self) -> None:
+        log_path = self.server.data_dir.parent / "postgres.log"
+        data = str(self.server.data_dir)
+        self.server._pg(
+            "pg_ctl", "start", "-D", data, "-w", "-l", str(log_path), "-o", self._options
+        )
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[RestartablePostgres]:
+    """A private PostgreSQL (``initdb``/``pg_ctl``, as the postgres user when root) with
+    a migrated database, for tests that stop and start the server; removed afterwards."""
+    server = services.PrivatePostgres(tmp_path / "postgres").start()
+    try:
+        yield RestartablePostgres(server)
+    finally:
+        server.stop()

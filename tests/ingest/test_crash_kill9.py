@@ -7,20 +7,15 @@ after the last checkpoint comes back from the database (ingest/recovery.py)."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
 
 import psycopg
 import pytest
 
 from tests.conftest import StartMosquitto
+from tests.ingest.engine_process import engine_process, wait_until
 from tests.ingest.fleet_run import (
     SteadyPublisher,
     insert_trips,
@@ -29,80 +24,12 @@ from tests.ingest.fleet_run import (
     stored_events,
     stored_pings,
 )
-from tests.processes import ProcessOutput, stop_politely
 
 pytestmark = pytest.mark.slow
 
 RATE_PER_S = 1500.0  # published pings per second (one per message)
 #: the broker holds the engine's messages while it is dead (Mosquitto's default is 1000)
 BROKER_CONFIG = "max_queued_messages 200000\n"
-READY = r"subscribed to fleet/\+/ping"
-
-
-class EngineProcess:
-    """``routewatch serve --no-api`` against the test database and broker, restartable
-    under one MQTT client id (so its persistent session survives a kill)."""
-
-    def __init__(self, database_url: str, mqtt_url: str) -> None:
-        self.env = {
-            **os.environ,
-            "ROUTEWATCH_DATABASE_URL": database_url,
-            "ROUTEWATCH_MQTT_URL": mqtt_url,
-            "ROUTEWATCH_MQTT_CLIENT_ID": f"rw-kill9-{uuid.uuid4().hex[:8]}",
-            "ROUTEWATCH_WATERMARK": "event",
-            "ROUTEWATCH_CHECKPOINT_INTERVAL_S": "2",
-            "ROUTEWATCH_MQTT_MIRROR_EVENTS": "false",
-            "ROUTEWATCH_LOG_JSON": "false",
-        }
-        self.proc: subprocess.Popen[str] | None = None
-        self.out: ProcessOutput | None = None
-        self.log: list[str] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "routewatch.cli", "serve", "--no-api"],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        self.out = ProcessOutput(self.proc)
-        self.out.wait_for(READY, timeout_s=60)
-
-    def kill(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, "engine died on its own"
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self._keep_log()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_politely(self.proc, timeout_s=30)
-            self._keep_log()
-            self.proc = None
-
-    def _keep_log(self) -> None:
-        assert self.out is not None
-        with suppress(AssertionError):  # no line matches: this only drains the output
-            self.out.wait_for(r"(?!)", timeout_s=0.5)
-        self.log += self.out.seen
-
-
-@contextmanager
-def engine_process(database_url: str, mqtt_url: str) -> Iterator[EngineProcess]:
-    eng = EngineProcess(database_url, mqtt_url)
-    try:
-        yield eng
-    finally:
-        eng.stop()
-
-
-def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout_s} s"
-        time.sleep(0.25)
 
 
 def test_kill_9_under_load_loses_nothing_and_detects_the_same(
@@ -124,7 +51,7 @@ def test_kill_9_under_load_loses_nothing_and_detects_the_same(
             time.sleep(0.5)  # the broker queues for the dead engine meanwhile
             eng.start()
         assert publisher.finish() == len(fleet.rows)
-        _wait_until(
+        wait_until(
             lambda: len(stored_pings(db, vehicles)) >= len(expected_pings), 60, "all pings stored"
         )
         eng.stop()
