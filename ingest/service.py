@@ -249,7 +249,7 @@ class Pipeline:
             return  # nothing to save, or the drain could not commit
         try:
             async with self.pool.connection() as conn:
-                await save_checkpoint(conn, self.processor.checkpoint(), now_ms())
+                await save_checkpoint(conn, self.processor.checkpoint(), self.watermark_ms())
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("could not save the final engine checkpoint: %s", exc)
 

@@ -135,3 +135,19 @@ async def test_without_replay_the_restored_engine_diverges(
             newest_ms = max(newest_ms, int(batch.ts_ms.max()))
             after += engine.process(batch, newest_ms).events
     assert {e.event_id for e in before + after} != set(reference_events(fleet, CHUNK))
+
+
+async def test_event_clock_survives_a_graceful_restart(
+    db: psycopg.Connection, database_url: str, mqtt_url: str
+) -> None:
+    """The drain's final checkpoint keeps the event-mode clock (the newest fix), not the
+    wall clock: a simulated fleet's fix times may be hours from it, and a restarted engine
+    ticking at wall time would commit every pending ping and report lost signals."""
+    settings = make_settings(database_url, mqtt_url, watermark="event")
+    newest_fix_ms = 1_795_309_200_000  # a simulated morning, not now
+    async with make_pool(database_url, min_size=1, max_size=2) as pool:
+        pipeline = await _start(settings, pool, asyncio.Event())
+        pipeline._newest_fix_ms = newest_fix_ms  # as after processing such pings
+        await pipeline._final_checkpoint()
+        again = await _start(settings, pool, asyncio.Event())
+    assert again.watermark_ms() == newest_fix_ms
