@@ -147,6 +147,10 @@ INITIAL_SIGMA_P_M = 300.0
 ELSEWHERE_REANCHOR_N = 5
 #: how far behind the anchor the window reaches, metres (plus the fix accuracy)
 BACK_M = 30.0
+#: the route end: within this many metres of it, along the route
+END_M = 30.0
+#: the stationary radius is at least this many sigmas of the fix's accuracy
+ST_RADIUS_SIGMAS = 3.0
 #: beyond this long since the anchor (a signal gap, not sampling), the progress prior
 #: widens with the planned speed, seconds
 GAP_PRIOR_S = 30.0
@@ -429,6 +433,11 @@ def process_pings(
             lo = st[S_ANCHOR_M] - BACK_M - acc
             hi = ref + vmax_mps * dt_s + 50.0 + acc
             v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
+            if math.isfinite(spd_a[i]) and math.isfinite(st[S_SPEED_KMH]):
+                # the device's speeds at both ends of the step (trapezoid): a vehicle that
+                # has stopped is expected where it stopped, not a smoothed speed further
+                # on - at sparse fixes that would pick the return pass of a U-turn
+                v = 0.5 * (spd_a[i] + st[S_SPEED_KMH]) / 3.6
             m_exp = ref + v * dt_s
             # over a gap longer than any sampling interval the recent speed (maybe 0, at
             # a stop) says little about the progress made meanwhile: widen the prior
@@ -719,7 +728,9 @@ def process_pings(
                 break
         # ---- stationary away from planned stops -> unplanned stop ----
         near_stop = int(st[S_AT_STOP]) >= 0 or int(st[S_CAND_STOP]) >= 0
-        rad = th[TH_ST_RADIUS]
+        # the radius never below 3 sigma of the fix: with a worse fix two in a row fall
+        # outside a 30 m circle often enough to break every genuine halt
+        rad = max(th[TH_ST_RADIUS], ST_RADIUS_SIGMAS * sigma_d)
         if st[S_ST_N] == 0:
             st[S_ST_N] = 1.0
             st[S_ST_X] = px
@@ -896,11 +907,20 @@ def process_pings(
             and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED
             and length - stops[nstops - 1, T_M] <= stops[nstops - 1, T_RADIUS] + 200.0
         )
+        # standing at the route end proves it on one fix: with sparse fixes the median
+        # progress may never see two of them there before the tracker goes quiet
+        standing_at_end = (
+            on_route
+            and not elsewhere
+            and m >= length - END_M
+            and math.isfinite(speed)
+            and speed < th[TH_STOP_SLOW_KMH]
+        )
         done = (
             st[S_STARTED] > 0
             and int(st[S_AT_STOP]) < 0
             and int(st[S_CAND_STOP]) < 0
-            and (last_departed or st[S_PROGRESS] >= length - 30.0)
+            and (last_departed or st[S_PROGRESS] >= length - END_M or standing_at_end)
         )
         if done:
             for k in range(nstops):

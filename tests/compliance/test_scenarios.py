@@ -376,3 +376,14 @@ def test_next_trip_takes_over_after_the_first_overruns_its_plan() -> None:
     ]
     snap = eng.snapshot("B")
     assert snap is not None and snap.status == "planned" and snap.offset_m > 400
+
+
+def test_sparse_fixes_complete_on_one_fix_standing_at_the_route_end() -> None:
+    """Fixes every 20 s; the one on arrival is a multipath fix 60 m off; the tracker
+    reports once more, standing at the end, then goes quiet: the trip completes."""
+    p = plan(STRAIGHT)
+    ts, x, y, s = drive(STRAIGHT, [(400, 36), (20, 0)], dt_s=20.0)
+    y[-2] += 60.0
+    ev = run_drive(p, ts, x, y, s)
+    assert kinds(ev) == ["trip_started", "trip_completed"]
+    assert at_s(ev[-1]) == 420
