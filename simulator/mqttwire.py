@@ -98,14 +98,15 @@ class WirePublisher:
                 self._closed = True
                 self._cond.notify_all()
 
-    def publish_many(self, items: Iterable[tuple[str, str]]) -> int:
-        """Encode and send every (topic, payload) in one write; returns how many."""
+    def publish_many(self, items: Iterable[tuple[str, str | bytes]]) -> int:
+        """Encode and send every (topic, payload) in one write; returns how many. A bytes
+        payload goes as it is (fuzzing sends bytes that are not text)."""
         parts: list[bytes] = []
         qos1 = self.qos == 1
         header = 0x32 if qos1 else 0x30
         for topic, payload in items:
             t = topic.encode()
-            p = payload.encode()
+            p = payload if isinstance(payload, bytes) else payload.encode()
             if qos1:
                 pid = self._next_id
                 self._next_id = pid % 65535 + 1
