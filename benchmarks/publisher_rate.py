@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         connections=args.connections,
         progress=False,
+        client=args.client,
     )
     # QoS 0 for the counter: a QoS 1 subscription is capped by the broker's per-client
     # queue (max_queued_messages), which would undercount a fast publisher.

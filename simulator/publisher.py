@@ -1,5 +1,8 @@
 """Live mode: create the trips through the API, then publish the fleet's pings over MQTT.
 
+Trips go out first (``simulator.dispatch``: concurrent, retried, safe to re-run), so the
+engine knows every vehicle's plan before its first ping.
+
 One process drives the whole fleet: the simulation advances every vehicle in bulk once
 per simulated second, and the loop is paced by scheduled ticks (simulated second k is due
 at ``wall0 + k / speedup``) plus a token bucket that caps the aggregate message rate.
@@ -12,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 import paho.mqtt.client as mqtt
 
+from simulator.dispatch import DispatchOptions, DispatchReport, dispatch_trips
 from simulator.gps import Message
 from simulator.mqttwire import WirePublisher
 from simulator.scenario import ScenarioConfig, Simulation, build
@@ -28,6 +32,11 @@ from simulator.scenario import ScenarioConfig, Simulation, build
 log = logging.getLogger(__name__)
 
 DEFAULT_LIVE_DURATION_S = 2 * 3600.0
+# Real time: planned starts are put this far ahead per trip to dispatch (the ~100
+# trips/s measured on 2 busy cores), so vehicles set off after their plans exist; a slower
+# dispatch is caught up by _align_to_wall_clock.
+DISPATCH_LEAD_S_PER_TRIP = 1 / 100
+STEADY_SHARE = 0.95  # steady state: at least this share of the run's peak vehicles on the road
 
 
 @dataclass(slots=True)
@@ -40,20 +49,29 @@ class LiveOptions:
     api_url: str | None = None  # None: do not create trips
     token: str | None = None
     progress: bool = True
-    trip_concurrency: int = 32
+    trip_concurrency: int = 16
     client: str = "wire"  # "wire": batched writes (simulator.mqttwire); "paho": paho-mqtt
+    # Real time only: fix times follow the wall clock (plans start now, plus a lead to
+    # dispatch them); off for a --start given by the user.
+    wall_clock: bool = False
 
 
 @dataclass(slots=True)
 class LiveReport:
     vehicles: int = 0
-    trips_created: int = 0
-    trips_failed: int = 0
+    trips: DispatchReport | None = None  # None: trips were not created (--no-trips)
+    target_rate: float | None = None  # messages/s asked for (--rate), if any
+    speedup: float = 1.0
     messages: int = 0
     fixes: int = 0
     acked: int = 0
     sim_seconds: int = 0
     wall_s: float = 0.0
+    # steady state: the seconds with (nearly) the run's peak number of vehicles on the road,
+    # i.e. without the ramp-up while the fleet departs (and the tail as trips end)
+    steady_messages: int = 0
+    steady_wall_s: float = 0.0
+    skipped_s: int = 0  # real time: simulated seconds run unpublished to catch up the clock
     interrupted: bool = False
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -61,12 +79,27 @@ class LiveReport:
     def rate(self) -> float:
         return self.messages / self.wall_s if self.wall_s else 0.0
 
+    @property
+    def steady_rate(self) -> float:
+        return self.steady_messages / self.steady_wall_s if self.steady_wall_s else 0.0
+
     def summary(self) -> str:
+        """One ``key=value`` line (benchmarks parse it)."""
+        t = self.trips
+        trips = (
+            ""
+            if t is None
+            else f"trips_created={t.created} trips_replaced={t.replaced} "
+            f"trips_conflicts={t.conflicts} trips_failed={t.failed} "
+            f"trips_wall_s={t.wall_s:.1f} trips_per_s={t.rate:.0f} "
+        )
         return (
-            f"vehicles={self.vehicles} trips_created={self.trips_created} "
-            f"trips_failed={self.trips_failed} messages={self.messages} fixes={self.fixes} "
+            f"vehicles={self.vehicles} {trips}messages={self.messages} fixes={self.fixes} "
             f"acked={self.acked} sim_s={self.sim_seconds} wall_s={self.wall_s:.1f} "
-            f"rate_msg_s={self.rate:.0f}" + ("" if not self.interrupted else " interrupted=1")
+            f"speedup={self.speedup:g} target_msg_s={self.target_rate or 0:.0f} "
+            f"rate_msg_s={self.rate:.0f} steady_msg_s={self.steady_rate:.0f} "
+            f"steady_wall_s={self.steady_wall_s:.1f} skipped_s={self.skipped_s}"
+            + ("" if not self.interrupted else " interrupted=1")
         )
 
 
@@ -164,35 +197,6 @@ class WirePublishers:
             c.close()
 
 
-async def create_trips(
-    plans: list[dict[str, Any]], api_url: str, token: str, concurrency: int
-) -> tuple[int, int]:
-    """POST every plan to ``{api_url}/v1/trips``; returns (created, failed)."""
-    sem = asyncio.Semaphore(concurrency)
-    created = failed = 0
-    async with httpx.AsyncClient(
-        base_url=api_url, timeout=30.0, headers={"Authorization": f"Bearer {token}"}
-    ) as client:
-
-        async def one(plan: dict[str, Any]) -> None:
-            nonlocal created, failed
-            async with sem:
-                try:
-                    r = await client.post("/v1/trips", json=plan)
-                except httpx.HTTPError as exc:
-                    failed += 1
-                    log.warning("trip %s not created: %s", plan["trip_id"], exc)
-                    return
-            if r.status_code in (200, 201):
-                created += 1
-            else:
-                failed += 1
-                log.warning("trip %s refused: %s %s", plan["trip_id"], r.status_code, r.text[:300])
-
-        await asyncio.gather(*(one(p) for p in plans))
-    return created, failed
-
-
 def run_live(
     cfg: ScenarioConfig, opts: LiveOptions, stop: threading.Event | None = None
 ) -> LiveReport:
@@ -205,21 +209,36 @@ def run_live(
     if speedup > 1.0:
         # Keep fix times at or behind the wall clock: ingest refuses fixes from the future.
         cfg.start_ms -= int(duration * (1.0 - 1.0 / speedup) * 1000)
-    sim = build(cfg)
-    report = LiveReport(vehicles=len(sim.plans))
-    if opts.api_url:
-        if not opts.token:
-            raise SystemExit(
-                "creating trips needs --token or ROUTEWATCH_SIMULATOR_TOKEN (or --no-trips)"
-            )
-        report.trips_created, report.trips_failed = asyncio.run(
-            create_trips(sim.plans, opts.api_url, opts.token, opts.trip_concurrency)
+    elif opts.wall_clock and opts.api_url:
+        cfg.start_ms += int((2.0 + cfg.vehicles * DISPATCH_LEAD_S_PER_TRIP) * 1000)
+    if opts.api_url and not opts.token:
+        raise SystemExit(
+            "creating trips needs --token or ROUTEWATCH_SIMULATOR_TOKEN (or --no-trips)"
         )
+    sim = build(cfg)
+    report = LiveReport(vehicles=len(sim.plans), target_rate=opts.rate, speedup=speedup)
+    if opts.api_url:
+        assert opts.token is not None
+        report.trips = trips = asyncio.run(
+            dispatch_trips(
+                sim.plans,
+                opts.api_url,
+                opts.token,
+                DispatchOptions(concurrency=opts.trip_concurrency, progress=opts.progress),
+            )
+        )
+        print(trips.summary(), file=sys.stderr, flush=True)
+        for problem in trips.problems:
+            print(f"  refused: {problem}", file=sys.stderr, flush=True)
+        if trips.plans and not (trips.accepted or trips.conflicts):
+            raise SystemExit("no trip was accepted by the API; not publishing")
     kind = WirePublishers if opts.client == "wire" else Publishers
     pubs: Publishers | WirePublishers = kind(
         opts.mqtt_url, opts.connections, opts.qos, f"{cfg.id_prefix}-pub"
     )
     try:
+        if opts.wall_clock and speedup == 1.0:
+            report.skipped_s = _align_to_wall_clock(sim, stop)
         _publish_loop(sim, pubs, opts, speedup, duration, stop, report)
     except KeyboardInterrupt:
         report.interrupted = True
@@ -228,6 +247,39 @@ def run_live(
         report.acked = pubs.acked
         report.extra = dict(sim.devices.counts)
     return report
+
+
+def _align_to_wall_clock(sim: Simulation, stop: threading.Event) -> int:
+    """Real time: make the simulated clock equal the wall clock before publishing.
+
+    Planned starts lie a little ahead so the trips can be dispatched first; wait for the
+    first departure. If dispatching took longer, run the simulation forward without
+    publishing (those trackers were off) so no fix is stamped in the past. Returns the
+    simulated seconds skipped."""
+    ahead_s = sim.t_s - time.time()
+    if ahead_s > 0:
+        stop.wait(ahead_s)
+        return 0
+    skipped = 0
+    while sim.t_s < time.time() and not stop.is_set() and not sim.done():
+        sim.tick()
+        skipped += 1
+    return skipped
+
+
+class _RateWindow:
+    """Messages per wall second over the last ``span_s`` (for the progress bar)."""
+
+    def __init__(self, span_s: float = 5.0) -> None:
+        self.span_s = span_s
+        self.points: list[tuple[float, int]] = []
+
+    def add(self, t: float, total: int) -> float:
+        self.points.append((t, total))
+        while len(self.points) > 2 and t - self.points[0][0] > self.span_s:
+            self.points.pop(0)
+        t0, n0 = self.points[0]
+        return (total - n0) / (t - t0) if t > t0 else 0.0
 
 
 def _publish_loop(
@@ -239,15 +291,18 @@ def _publish_loop(
     stop: threading.Event,
     report: LiveReport,
 ) -> None:
+    """Tick, pace and publish; ``report`` is updated as it goes (and on interruption)."""
     topics = [f"fleet/{v}/ping" for v in sim.vehicle_ids]
     bucket = TokenBucket(opts.rate, max(opts.rate * 0.2, 1000.0)) if opts.rate else None
     total = int(duration)
+    ticks: list[tuple[int, int, float]] = []  # (vehicles on the road, messages, wall s)
+    window = _RateWindow()
     bar = None
     if opts.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="sim-s", dynamic_ncols=True)
-    wall0 = time.monotonic()
+        bar = tqdm(total=total, unit="sim-s", desc="publish", dynamic_ncols=True)
+    wall0 = last = time.monotonic()
     try:
         for k in range(total):
             if stop.is_set() or sim.done():
@@ -256,21 +311,29 @@ def _publish_loop(
             delay = due - time.monotonic()
             if delay > 0:
                 stop.wait(delay)
+            on_road = int(sim.fleet.active(sim.t_s).sum())
             msgs = sim.tick()
             if bucket is not None and msgs:
                 bucket.take(len(msgs), stop)
             pubs.publish_tick(msgs, topics)
+            now = time.monotonic()
             report.fixes += sum(len(m.fixes) for m in msgs)
             report.messages += len(msgs)
             report.sim_seconds = k + 1
+            ticks.append((on_road, len(msgs), now - last))
+            last = now
+            recent = window.add(now, report.messages)
             if bar is not None:
                 bar.update(1)
                 if k % 10 == 0:
-                    el = time.monotonic() - wall0
                     bar.set_postfix(
-                        msg_s=f"{report.messages / max(el, 1e-9):.0f}", acked=pubs.acked
+                        on_road=on_road, msg_s=f"{recent:.0f}", acked=pubs.acked, refresh=False
                     )
     finally:
         report.wall_s = time.monotonic() - wall0
         if bar is not None:
             bar.close()
+        peak = max((t[0] for t in ticks), default=0)
+        steady = [t for t in ticks if t[0] >= STEADY_SHARE * peak > 0]
+        report.steady_messages = sum(t[1] for t in steady)
+        report.steady_wall_s = sum(t[2] for t in steady)

@@ -77,6 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-trips", action="store_true", help="live: do not create the trips through the API"
     )
+    p.add_argument(
+        "--trip-concurrency",
+        type=int,
+        default=16,
+        help="live: POST /v1/trips requests in flight (connection pool size)",
+    )
     p.add_argument("--no-progress", action="store_true", help="live: no progress bar")
     p.set_defaults(func=run)
 
@@ -129,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.id_prefix = f"SIM{int(time.time()) % 100000}"
     if not args.start:
         cfg.start_ms = int(time.time() * 1000)
+    if args.trip_concurrency < 1:
+        raise SystemExit("--trip-concurrency must be at least 1")
     cfg.stagger_s = 60.0  # a live fleet is on the road together, not trickling out
     opts = LiveOptions(
         mqtt_url=args.mqtt_url or settings.mqtt_url,
@@ -142,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         token=args.token or os.environ.get("ROUTEWATCH_SIMULATOR_TOKEN"),
         progress=not args.no_progress,
         client=args.client,
+        trip_concurrency=args.trip_concurrency,
+        wall_clock=not args.start,
     )
     report = run_live(cfg, opts)
     print(report.summary())
