@@ -56,6 +56,7 @@ from compliance.layout import (
     S_DEP_N,
     S_DEP_TS,
     S_ELSE_N,
+    S_GAP_FROM,
     S_IN_N,
     S_JUMP_N,
     S_LAST_LAT,
@@ -147,8 +148,14 @@ INITIAL_SIGMA_P_M = 300.0
 ELSEWHERE_REANCHOR_N = 5
 #: how far behind the anchor the window reaches, metres (plus the fix accuracy)
 BACK_M = 30.0
+#: after a signal gap, re-acquisition may reach as far as the time since the last fix
+#: before it allows, for this long, seconds
+GAP_REACH_S = 600.0
 #: the route end: within this many metres of it, along the route
 END_M = 30.0
+#: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
+#: ~4 km/h)
+ST_STILL_KMH = 2.0
 #: the stationary radius is at least this many sigmas of the fix's accuracy
 ST_RADIUS_SIGMAS = 3.0
 #: beyond this long since the anchor (a signal gap, not sampling), the progress prior
@@ -295,6 +302,24 @@ def _emit(ev_i, ev_ts, ev_f, ne, code, ping, stop, ts, v0, v1, v2, lat, lon, m):
 
 
 @njit(cache=True)
+def _reach_m(st, ts, length, vmax_mps, acc):
+    """The furthest route position the vehicle can have reached by ``ts``, metres: from
+    the latest match at top speed since the anchor - or since the last fix before a
+    signal gap within the last GAP_REACH_S (post-gap fixes may have 'confirmed' the
+    anchor on the wrong pass of a street the route takes twice)."""
+    if not math.isfinite(st[S_ANCHOR_M]):
+        return length
+    since = st[S_ANCHOR_TS]
+    gap_from = st[S_GAP_FROM]
+    if gap_from > 0.0 and ts - gap_from <= GAP_REACH_S * 1000.0 and gap_from < since:
+        since = gap_from
+    ref = st[S_ANCHOR_M]
+    if math.isfinite(st[S_M1]) and st[S_M1] > ref:
+        ref = st[S_M1]
+    return ref + vmax_mps * (ts - since) / 1000.0 + 50.0 + acc
+
+
+@njit(cache=True)
 def _derived_kmh(st, ts):
     """Progress speed over the ring of recent on-route pings (the oldest within
     DERIVED_SPAN_MS), km/h; NaN if that spans < 5 s."""
@@ -398,6 +423,8 @@ def process_pings(
                     lon,
                     st[S_LAST_M],
                 )
+        if st[S_N] > 0 and ts - st[S_LAST_TS] > GAP_PRIOR_S * 1000.0:
+            st[S_GAP_FROM] = st[S_LAST_TS]
         st[S_N] += 1.0
         st[S_LAST_TS] = ts
         st[S_LAST_LAT] = lat
@@ -481,22 +508,43 @@ def process_pings(
         elsewhere = False
         if not inside:
             # among passes about as near, the one nearest the anchor; a pass ahead of the
-            # anchor first (progress is monotone): on a street the route takes twice, a
-            # vehicle reappearing after a gap on the later pass would otherwise be tracked
-            # backwards along the earlier one and never complete the trip
+            # anchor and within reach first (progress is monotone): on a street the route
+            # takes twice, a vehicle reappearing after a gap on the later pass would
+            # otherwise be tracked backwards along the earlier one and never complete the
+            # trip. Not beyond reach (counted from before a recent gap): a loop's end
+            # lies at its start, behind.
+            # Another pass needs a fix well inside its corridor (the back-on-route
+            # fraction): a detour street running ~50 m from an earlier part of the route
+            # would otherwise count as 'inside' on noise and keep resetting the
+            # off-route count.
+            near_m = th[TH_BACK_FRACTION] * corridor
             mref = st[S_ANCHOR_M] if math.isfinite(st[S_ANCHOR_M]) else m
-            mg, dg, _cg = match_window(x, y, cum, px, py, mref, length, mref, sigma_d, 5000.0)
-            if dg > corridor:
+            reach = _reach_m(st, ts, length, vmax_mps, acc)
+            mg, dg, _cg = match_window(
+                x,
+                y,
+                cum,
+                px,
+                py,
+                mref,
+                reach,
+                mref,
+                sigma_d,
+                5000.0,
+            )
+            if dg > near_m:
                 mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
-            if dg <= corridor:
+            if dg <= near_m:
                 elsewhere = True
                 inside = True
                 m = mg
                 d = dg
                 st[S_ELSE_N] += 1.0
-                if st[S_ELSE_N] >= ELSEWHERE_REANCHOR_N:
+                if st[S_ELSE_N] >= ELSEWHERE_REANCHOR_N and mg <= reach:
                     # the vehicle really is on that other pass (driving back along the
-                    # route, or a wrong first fix): follow it; progress stays monotone
+                    # route, or a wrong first fix): follow it; progress stays monotone.
+                    # Never to a pass it cannot have reached yet: driving out of a loop's
+                    # depot along the street the route ends on is not its end.
                     st[S_ANCHOR_M] = mg
                     st[S_ANCHOR_TS] = ts
                     st[S_ELSE_N] = 0.0
@@ -742,6 +790,10 @@ def process_pings(
             st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
             st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
             st[S_ST_OUT_N] = 0.0
+        elif st[S_ST_N] >= 3 and math.isfinite(spd_a[i]) and spd_a[i] < ST_STILL_KMH:
+            # a far fix while the device says it stands still, next to an established
+            # cluster, is noise, not movement (a young cluster may still be the approach)
+            pass
         else:
             # one outlying fix is noise; two in a row is movement
             st[S_ST_OUT_N] += 1.0

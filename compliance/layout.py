@@ -66,7 +66,8 @@ S_M1 = 53  # route_m of the previous two on-route matches (median filter)
 S_M2 = 54
 RING = 8  # (ts, route_m) pairs of on-route pings, for derived speed
 S_RING = 55
-N_STATE = S_RING + 2 * RING
+S_GAP_FROM = S_RING + 2 * RING  # ts of the last fix before the latest signal gap (0 none)
+N_STATE = S_GAP_FROM + 1
 
 # ---- per-trip parameters: float64 vector ----
 P_LENGTH_M = 0
