@@ -80,6 +80,13 @@ async def make_session(port: int, client_id: str) -> None:
         await conn.subscribe(TOPIC_FILTER, qos=1)
 
 
+async def end_session(port: int, client_id: str) -> None:
+    """Drop the session, so later runs' messages are not queued for it."""
+    opts = ConnectOptions("127.0.0.1", port, client_id, clean_start=True, session_expiry_s=0)
+    async with connect(opts):
+        pass
+
+
 def preload(port: int, msgs: list[tuple[str, str]]) -> None:
     pub = WirePublisher("127.0.0.1", port, f"preload-{uuid.uuid4().hex[:6]}", qos=1)
     try:
@@ -236,7 +243,9 @@ def measure(port: int, drain: Drain, msgs: list[tuple[str, str]], batch: int, wi
     result = drain(port, cid, len(msgs), batch, window)
     if asyncio.iscoroutine(result):
         asyncio.run(result)
-    return len(msgs) / (time.perf_counter() - t0)
+    rate = len(msgs) / (time.perf_counter() - t0)
+    asyncio.run(end_session(port, cid))
+    return rate
 
 
 def main() -> None:

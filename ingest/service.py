@@ -1,10 +1,14 @@
 """The live pipeline: MQTT → decode → batch → engine → one DB transaction → ack → mirror.
 
+MQTT client: ``ingest.receiver``, a small MQTT 5 connection made for this loop — it
+parses every PUBLISH a socket read delivered straight out of the buffer and sends the
+PUBACKs of a whole batch in one write. The general clients cost more per message than
+decoding and storing it (aiomqtt, gmqtt, paho in a thread: ``benchmarks/mqtt_clients.py``).
+
 Delivery guarantee: QoS 1 messages are acknowledged only after the batch holding them
-is committed (paho's manual acknowledgement, reached through aiomqtt's underlying
-client — aiomqtt 2.x has no public switch yet, see empicano/aiomqtt#345). With a
-persistent session (MQTT 5, ``clean_start=False``, fixed client id) a crash re-delivers
-what was not committed; the writes are idempotent, so the effect is exactly once.
+is committed (manual acks). With a persistent session (MQTT 5, ``clean_start=False``,
+fixed client id) a crash re-delivers what was not committed; the writes are idempotent,
+so the effect is exactly once.
 
 Backpressure: the broker sends at most ``mqtt_receive_maximum`` un-acked messages
 (MQTT 5 Receive Maximum); the receiver stops taking messages while a full batch waits
@@ -31,11 +35,8 @@ from collections import Counter
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiomqtt
 import orjson
 import psycopg
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from compliance.engine import Engine
@@ -46,6 +47,7 @@ from compliance.warmup import warm_up
 from ingest.batch import Batcher, PendingBatch
 from ingest.commit import CommitOutcome, commit_batch
 from ingest.decode import DecodeLimits
+from ingest.receiver import ConnectOptions, Inbound, MqttConnection, MqttError, connect
 from ingest.recovery import recover
 from ingest.trips import (
     CHANNEL,
@@ -100,25 +102,19 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
             await stop.wait()
 
 
-def make_client(settings: Settings) -> aiomqtt.Client:
+def connect_options(settings: Settings) -> ConnectOptions:
     url = urlsplit(settings.mqtt_url)
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = settings.mqtt_receive_maximum
-    props.SessionExpiryInterval = settings.mqtt_session_expiry_s
-    client = aiomqtt.Client(
+    return ConnectOptions(
         url.hostname or "127.0.0.1",
         url.port or 1883,
+        settings.mqtt_client_id,
         username=url.username,
         password=url.password,
-        identifier=settings.mqtt_client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=False,
-        properties=props,
+        session_expiry_s=settings.mqtt_session_expiry_s,
+        receive_maximum=settings.mqtt_receive_maximum,
         # QoS 1 is bounded by Receive Maximum; this only caps a QoS 0 flood.
-        max_queued_incoming_messages=4 * settings.mqtt_receive_maximum,
+        max_buffered=4 * settings.mqtt_receive_maximum,
     )
-    client._client.manual_ack_set(True)  # see module docstring
-    return client
 
 
 class Pipeline:
@@ -143,7 +139,7 @@ class Pipeline:
         self._room.set()
         self._flush_lock = asyncio.Lock()
         self._tick_events: list[Event] = []
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttConnection | None = None
         self._generation = 0  # MQTT connection count: acks are only valid on their own
         self._last_checkpoint = time.monotonic()
         self._registry_loaded = time.monotonic()
@@ -182,34 +178,39 @@ class Pipeline:
         b = self.batcher
         return b.pings >= self.settings.batch_max_pings or b.messages >= self._flush_at_messages
 
-    def _take(self, msg: aiomqtt.Message, generation: int) -> None:
-        metrics.MQTT_MESSAGES.inc()
-        payload = msg.payload
-        raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
-        ack = (generation, msg.mid, msg.qos) if msg.qos > 0 else None
-        self.batcher.add(msg.topic.value, raw, now_ms(), ack)
+    def _take(self, messages: list[Inbound], generation: int) -> int:
+        """Add ``messages`` to the open batch until it is full; returns how many it took."""
+        add = self.batcher.add
+        received_ms = now_ms()  # one clock read per socket read: it only bounds future skew
+        taken = 0
+        for topic, payload, mid, qos in messages:
+            add(topic, payload, received_ms, (generation, mid, qos) if qos else None)
+            taken += 1
+            if self._full():
+                break
+        metrics.MQTT_MESSAGES.inc(taken)
+        return taken
 
-    async def _receive(self, client: aiomqtt.Client, generation: int) -> None:
-        # aiomqtt's iterator costs a task and a wait() per message; after each one, take
-        # whatever is already queued directly (up to a full batch).
-        queue = client._queue
-        async for msg in client.messages:
+    async def _receive(self, conn: MqttConnection, generation: int) -> None:
+        backlog: list[Inbound] = []  # received, not yet taken: the batch filled up first
+        while True:
             await self._room.wait()
-            self._take(msg, generation)
-            while not self._full() and not queue.empty():
-                self._take(queue.get_nowait(), generation)
+            if not backlog:
+                backlog = await conn.receive(max(1, self._flush_at_messages))
+            taken = self._take(backlog, generation)
+            backlog = backlog[taken:]
             metrics.INFLIGHT_MESSAGES.set(self.batcher.messages)
             if self._full():
                 self._room.clear()
                 self._wake.set()
 
-    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+    async def _session(self, conn: MqttConnection, stop: asyncio.Event) -> None:
         """Receive on one connection until ``stop`` (then drain) or the broker is lost."""
         self._generation += 1
-        self._client = client
-        await client.subscribe(PING_TOPIC, qos=1)
+        self._client = conn
+        await conn.subscribe(PING_TOPIC, qos=1)
         log.info("subscribed to %s as %s", PING_TOPIC, self.settings.mqtt_client_id)
-        receiver = asyncio.create_task(self._receive(client, self._generation), name="receiver")
+        receiver = asyncio.create_task(self._receive(conn, self._generation), name="receiver")
         stopper = asyncio.create_task(stop.wait(), name="stop-wait")
         try:
             await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -226,10 +227,10 @@ class Pipeline:
         attempt = 0
         while not stop.is_set():
             try:
-                async with make_client(self.settings) as client:
+                async with connect(connect_options(self.settings)) as conn:
                     attempt = 0
-                    await self._session(client, stop)
-            except aiomqtt.MqttError as exc:
+                    await self._session(conn, stop)
+            except MqttError as exc:
                 self._client = None
                 metrics.MQTT_RECONNECTS.inc()
                 delay = backoff_s(attempt)
@@ -347,14 +348,14 @@ class Pipeline:
                 essentials_only = True
 
     def _ack(self, pending: PendingBatch) -> None:
-        client = self._client
-        if client is None:
+        conn = self._client
+        if conn is None:
             return
-        for generation, mid, qos in pending.acks:
-            # An ack for a message of an earlier connection would name someone else's
-            # mid; the broker re-delivers those instead and the database dedupes.
-            if generation == self._generation:
-                client._client.ack(mid, qos)
+        current = self._generation
+        # An ack for a message of an earlier connection would name someone else's mid;
+        # the broker re-delivers those instead and the database dedupes.
+        with contextlib.suppress(MqttError):  # lost meanwhile: re-delivered, deduped
+            conn.ack(mid for generation, mid, qos in pending.acks if generation == current)
         metrics.INFLIGHT_MESSAGES.set(self.batcher.messages)
 
     def _record(self, pending: PendingBatch, outcome: CommitOutcome, elapsed_s: float) -> None:
@@ -375,22 +376,22 @@ class Pipeline:
             )
 
     async def _mirror(self, events: list[Event]) -> None:
-        client = self._client
-        if not (self.settings.mqtt_mirror_events and events and client is not None):
+        conn = self._client
+        if not (self.settings.mqtt_mirror_events and events and conn is not None):
             return
         try:
             await asyncio.gather(
                 *(
-                    client.publish(
+                    conn.publish(
                         f"fleet/{e.vehicle_id}/events",
                         orjson.dumps(e.to_dict()),
                         qos=1,
-                        timeout=5.0,
+                        timeout_s=5.0,
                     )
                     for e in events
                 )
             )
-        except aiomqtt.MqttError as exc:
+        except MqttError as exc:
             # The events are committed; the mirror is a convenience for integrators.
             log.warning("could not mirror %d events to MQTT: %s", len(events), exc)
 
