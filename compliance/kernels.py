@@ -433,10 +433,21 @@ def process_pings(
         if not math.isfinite(acc):
             acc = 0.0
         # ---- single wild fix: implied speed from the last accepted fix ----
+        sigma_d0 = max(th[TH_SIGMA_M], acc)
         if st[S_ACC_TS] > 0 and st[S_WILD_N] < 3:
             dt_s = (ts - st[S_ACC_TS]) / 1000.0
             jump = math.hypot(px - st[S_ACC_X], py - st[S_ACC_Y])
-            if jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]:
+            wild = jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]
+            if not wild and math.isfinite(spd_a[i]):
+                # the device's (Doppler) speed is robust to multipath: a fix further from
+                # the last one than that speed (the larger of the two ends) plus 1 m/s^2
+                # of acceleration explains is an outlier - a crawling vehicle's three
+                # scattered multipath fixes 70 m off were confirmed off-route
+                v_kmh = spd_a[i]
+                if math.isfinite(st[S_SPEED_KMH]) and st[S_SPEED_KMH] > v_kmh:
+                    v_kmh = st[S_SPEED_KMH]
+                wild = jump > v_kmh / 3.6 * dt_s + dt_s * dt_s + 2.0 * sigma_d0 + 30.0
+            if wild:
                 st[S_WILD_N] += 1.0
                 continue
         st[S_WILD_N] = 0.0
