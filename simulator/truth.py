@@ -274,7 +274,10 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
         # little for speed noise) is certain to be confirmable at any sampling phase
         sure_s = SPEEDING_CONFIRM_S + max(3.0, iv + 1.0)
         must = b0 - a0 >= sure_s and end - a0 >= SPEEDING_CONFIRM_S + 10.0 + iv
-        col.add(must, "speeding", i, t[a0] + SPEEDING_CONFIRM_S, tol)
+        # a borderline episode (barely over the limit + tolerance, device speed noise
+        # dipping under it) may be confirmed anywhere along it, not only 15 s in
+        span = 0.0 if must else max(0.0, float(end - a0) - SPEEDING_CONFIRM_S)
+        col.add(must, "speeding", i, t[a0] + SPEEDING_CONFIRM_S, tol + span)
         col.add(must, "speeding_ended", i, t[end - 1] + 1.0, tol + (end - long[-1][1]))
         for a, _b in long[1:]:
             col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol)
