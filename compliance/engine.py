@@ -131,15 +131,19 @@ class Engine:
         events = self._advance(horizon, res, touched)
         res.events = events
         for trip in touched.values():
-            trip.pending.row[:] = -1
             snap = self.snapshot(trip.key)
             if snap is not None:
                 res.snapshots.append(snap)
+            trip.settle()  # pending pings back to their compact block (rows forgotten)
         return res
 
     def tick(self, watermark_ms: int) -> list[Event]:
         """Commit what the watermark allows and emit time-driven events (signal_lost)."""
-        return self._advance(self._horizon(watermark_ms), None, {})
+        touched: dict[str, Trip] = {}
+        events = self._advance(self._horizon(watermark_ms), None, touched)
+        for trip in touched.values():
+            trip.settle()
+        return events
 
     def flush(self) -> list[Event]:
         """Commit every pending ping (end of input, e.g. replay); no signal_lost check."""

@@ -2,11 +2,21 @@
 
 Timestamps are epoch ms; coordinates of pending pings are kept both in degrees (for event
 positions) and in the trip's local metres (for the kernels).
+
+What a tracked vehicle costs between batches (``state_memory`` prints the breakdown):
+its committed detector state and stop statuses in one float64 block, its pending pings
+packed in one ``bytes`` block (:mod:`compliance.pending`), and this object. The
+speculative state (committed + pending) is not kept between batches: the engine derives
+it again from the committed state when the next batch arrives — a kernel run over at
+most the reorder allowance's pings — instead of holding a second copy of the state for
+every vehicle all the time. The prepared plan (route, stops, limits, thresholds) is
+per trip; thresholds without per-trip overrides are shared by all trips.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -50,8 +60,11 @@ from compliance.layout import (
     T_X,
     T_Y,
 )
+from compliance.pending import Pending, pack, unpack
 from compliance.plan import TripPlan
 from compliance.route import PreparedRoute, prepare
+
+__all__ = ["Pending", "RunOutput", "Trip", "new_state", "trip_key"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -105,42 +118,11 @@ def _planned_mps(plan: TripPlan, route: PreparedRoute, th: Thresholds) -> float:
     return th.default_speed_kmh / 3.6
 
 
-@dataclass(slots=True)
-class Pending:
-    """Pings accepted but not yet committed, sorted by ts (strictly increasing)."""
-
-    ts_ms: I64 = field(default_factory=lambda: np.empty(0, np.int64))
-    lat: F64 = field(default_factory=lambda: np.empty(0))
-    lon: F64 = field(default_factory=lambda: np.empty(0))
-    x_m: F64 = field(default_factory=lambda: np.empty(0))
-    y_m: F64 = field(default_factory=lambda: np.empty(0))
-    speed_kmh: F64 = field(default_factory=lambda: np.empty(0))
-    accuracy_m: F64 = field(default_factory=lambda: np.empty(0))
-    row: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # batch row, -1 older
-
-    def __len__(self) -> int:
-        return int(self.ts_ms.shape[0])
-
-    def columns(self) -> tuple[I64, F64, F64, F64, F64, F64, F64, I64]:
-        return (
-            self.ts_ms,
-            self.lat,
-            self.lon,
-            self.x_m,
-            self.y_m,
-            self.speed_kmh,
-            self.accuracy_m,
-            self.row,
-        )
-
-    def select(self, mask: npt.NDArray[np.bool_] | slice | npt.NDArray[np.intp]) -> Pending:
-        return Pending(*(c[mask] for c in self.columns()))  # type: ignore[arg-type]
-
-    @staticmethod
-    def concat(parts: list[Pending]) -> Pending:
-        return Pending(
-            *(np.concatenate(cs) for cs in zip(*(p.columns() for p in parts), strict=True))
-        )
+@functools.lru_cache(maxsize=64)
+def _shared_thresholds_array(th: Thresholds) -> F64:
+    """One kernel array per distinct thresholds, shared by the trips using them (the
+    kernels only read it)."""
+    return th.as_array()
 
 
 @dataclass(slots=True)
@@ -155,16 +137,19 @@ class RunOutput:
 
 
 class Trip:
-    """A trip plan prepared for the kernels, with its committed and speculative state."""
+    """A trip plan prepared for the kernels, with its committed and speculative state.
+
+    ``committed`` / ``committed_stops`` are views of one block; ``pending`` is unpacked
+    from its resting form on first use in a batch and packed again by :meth:`settle`;
+    ``spec`` / ``spec_stops`` (the speculative state) live only within a batch."""
 
     __slots__ = (
+        "_block",
+        "_packed",
+        "_pend",
         "cancelled",
-        "committed",
-        "committed_stops",
         "key",
-        "lim",
         "par",
-        "pending",
         "plan",
         "route",
         "spec",
@@ -177,8 +162,8 @@ class Trip:
     def __init__(self, plan: TripPlan, thresholds: Thresholds) -> None:
         self.plan = plan
         self.key = trip_key(plan)
-        self.th = thresholds.with_overrides(plan.thresholds)
-        self.th_arr = self.th.as_array()
+        self.th = thresholds.with_overrides(plan.thresholds) if plan.thresholds else thresholds
+        self.th_arr = _shared_thresholds_array(self.th)
         self.route = route = prepare(plan)
         n = len(plan.stops)
         stops = np.full((n, N_STOPF), np.nan)
@@ -204,13 +189,61 @@ class Trip:
         par[P_PLANNED_MPS] = _planned_mps(plan, route, self.th)
         par[P_DEFAULT_LIMIT] = route.default_limit_kmh
         self.par = par
-        self.lim = (route.limit_from_m, route.limit_to_m, route.limit_kmh)
-        self.committed = new_state()
-        self.committed_stops = np.zeros((n, N_STOPS))
+        # committed detector state and per-stop status: one allocation, two views
+        self._block = np.zeros(N_STATE + n * N_STOPS)
+        self._block[:N_STATE] = new_state()
         self.spec: F64 | None = None
         self.spec_stops: F64 | None = None
-        self.pending = Pending()
+        self._pend: Pending | None = None  # in use during a batch
+        self._packed: bytes | None = None  # at rest between batches
         self.cancelled = False
+
+    # ---- state ----
+    @property
+    def committed(self) -> F64:
+        """Committed detector state (a view: the kernels update it in place)."""
+        return self._block[:N_STATE]
+
+    @committed.setter
+    def committed(self, st: F64) -> None:
+        self._block[:N_STATE] = st
+
+    @property
+    def committed_stops(self) -> F64:
+        """Committed per-stop status, (stops, N_STOPS) (a view, updated in place)."""
+        return self._block[N_STATE:].reshape(-1, N_STOPS)
+
+    @committed_stops.setter
+    def committed_stops(self, ustat: F64) -> None:
+        self._block[N_STATE:] = np.asarray(ustat).ravel()
+
+    @property
+    def pending(self) -> Pending:
+        """Pings not yet committed (unpacked from the resting block on first use)."""
+        if self._packed is not None:
+            self._pend = unpack(self._packed, self.project)
+            self._packed = None
+        return self._pend if self._pend is not None else Pending()
+
+    @pending.setter
+    def pending(self, p: Pending) -> None:
+        self._packed = None
+        self._pend = p if len(p) else None
+
+    def settle(self) -> None:
+        """End of a batch: pending pings back to their compact block, the speculative
+        state dropped (derived again from the committed state when it is next needed)."""
+        if self._pend is not None:
+            self._packed = pack(self._pend)
+            self._pend = None
+        self.spec = None
+        self.spec_stops = None
+
+    @property
+    def lim(self) -> tuple[F64, F64, F64]:
+        """Speed-limit ranges: (from m, to m, km/h)."""
+        r = self.route
+        return (r.limit_from_m, r.limit_to_m, r.limit_kmh)
 
     def project(self, lat: F64, lon: F64) -> tuple[F64, F64]:
         """Degrees -> this trip's local metres."""
@@ -230,6 +263,7 @@ class Trip:
             np.empty((cap, N_EVF)),
         )
         r = self.route
+        lim_from, lim_to, lim_kmh = self.lim
         out.n_events = int(
             kernels.process_pings(
                 r.x_m,
@@ -239,9 +273,9 @@ class Trip:
                 self.th_arr,
                 self.stops,
                 ustat,
-                self.lim[0],
-                self.lim[1],
-                self.lim[2],
+                lim_from,
+                lim_to,
+                lim_kmh,
                 st,
                 p.ts_ms,
                 p.x_m,
@@ -261,8 +295,14 @@ class Trip:
         return out
 
     def state_nbytes(self) -> int:
-        """Bytes of detector state held for this trip (committed + speculative + pending)."""
-        total = self.committed.nbytes + self.committed_stops.nbytes
+        """Bytes of detector state held for this trip now: committed block, pending pings
+        (packed at rest, columns within a batch) and speculative state (within a batch).
+        Data only; the arrays' and this object's Python headers are not counted."""
+        total = self._block.nbytes
+        if self._packed is not None:
+            total += len(self._packed)
+        if self._pend is not None:
+            total += sum(c.nbytes for c in self._pend.columns())
         if self.spec is not None and self.spec_stops is not None:
             total += self.spec.nbytes + self.spec_stops.nbytes
-        return total + sum(c.nbytes for c in self.pending.columns())
+        return total

@@ -1,0 +1,226 @@
+"""Pending pings: the working columns, and the compact block they rest in between batches.
+
+A 1 Hz vehicle holds ~30 pending pings (the 30 s reorder allowance). As eight
+float64/int64 columns (64 B a ping plus eight array headers) they were the largest part
+of its state. Between batches they rest in one ``bytes`` block instead, every column in
+the narrowest type that gives back *exactly* the same values:
+
+- ts: int32 ms offsets from the first ping (a 24-day span); int64 beyond;
+- lat, lon: int32 in 1e-7 degrees when every value is k / 1e7 exactly — what a fix
+  parsed from at most 7 decimals is (1 cm, more than trackers resolve); float64 otherwise;
+- speed, accuracy: int16 in tenths (km/h, m) when every value is k / 10 exactly (NaN, an
+  absent value, as a sentinel); float64 otherwise;
+- x, y (the trip's local metres): not stored; recomputed from lat, lon by the trip's
+  projection, a pure function, so the kernels see the values they saw before;
+- batch row: not stored; it only means something during the batch that brought the ping.
+
+"Exactly" is checked bit for bit, never assumed (float32 metres or degrees would be
+close, but then results would depend on whether a ping rested before it was committed):
+a column that does not round-trip stays float64. Typical data rests in 16 B a ping plus
+24 B of header and the 33 B of the ``bytes`` object.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class Pending:
+    """Pings accepted but not yet committed, sorted by ts (strictly increasing)."""
+
+    ts_ms: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    lat: F64 = field(default_factory=lambda: np.empty(0))
+    lon: F64 = field(default_factory=lambda: np.empty(0))
+    x_m: F64 = field(default_factory=lambda: np.empty(0))
+    y_m: F64 = field(default_factory=lambda: np.empty(0))
+    speed_kmh: F64 = field(default_factory=lambda: np.empty(0))
+    accuracy_m: F64 = field(default_factory=lambda: np.empty(0))
+    row: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # batch row, -1 older
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.shape[0])
+
+    def columns(self) -> tuple[I64, F64, F64, F64, F64, F64, F64, I64]:
+        return (
+            self.ts_ms,
+            self.lat,
+            self.lon,
+            self.x_m,
+            self.y_m,
+            self.speed_kmh,
+            self.accuracy_m,
+            self.row,
+        )
+
+    def select(self, mask: npt.NDArray[np.bool_] | slice | npt.NDArray[np.intp]) -> Pending:
+        return Pending(*(c[mask] for c in self.columns()))  # type: ignore[arg-type]
+
+    @staticmethod
+    def concat(parts: list[Pending]) -> Pending:
+        return Pending(
+            *(np.concatenate(cs) for cs in zip(*(p.columns() for p in parts), strict=True))
+        )
+
+
+# stored columns, in this order: ts offset, lat, lon, speed, accuracy
+_SCALE = np.array([1.0, 1e7, 1e7, 10.0, 10.0])[:, None]
+_LIMIT = np.array([2**31 - 1, 2**31 - 1, 2**31 - 1, 2**15 - 1, 2**15 - 1])[:, None]
+_NARROW = (np.int32, np.int32, np.int32, np.int16, np.int16)
+_NAN_CODE = -(2**15)  # speed / accuracy absent
+_NAN_OK = np.array([False, False, False, True, True])
+_HEADER = struct.Struct("<qqq")  # n, flags (bit c: column c is narrow), base ts
+
+
+_ALL_NARROW = 0b11111
+
+
+@njit(cache=True)
+def _code(v, scale, limit):
+    """``v`` as an integer k with k / scale == v bit for bit, or ``limit + 1`` when none."""
+    if not math.isfinite(v) or abs(v * scale) > limit + 1:
+        return limit + 1
+    k = round(v * scale)  # ties to even, as np.rint
+    if abs(k) > limit:
+        return limit + 1
+    back = k / scale
+    # equal and the same sign of zero: the same bits (NaN was excluded above)
+    if back != v or math.copysign(1.0, back) != math.copysign(1.0, v):
+        return limit + 1
+    return k
+
+
+@njit(cache=True)
+def _encode(ts, lat, lon, spd, acc, c32, c16):
+    """Narrow codes of every column into ``c32`` (ts offset, lat, lon) and ``c16``
+    (speed, accuracy); returns the flags (bit c set: column c is narrow)."""
+    flags = _ALL_NARROW
+    lim32 = 2**31 - 1
+    lim16 = 2**15 - 1
+    for i in range(ts.shape[0]):
+        dt = ts[i] - ts[0]
+        if 0 <= dt <= lim32:
+            c32[0, i] = dt
+        else:
+            flags &= ~1
+        for c, v in ((1, lat[i]), (2, lon[i])):
+            k = _code(v, 1e7, lim32)
+            if k > lim32:
+                flags &= ~(1 << c)
+            else:
+                c32[c, i] = k
+        for c, v in ((3, spd[i]), (4, acc[i])):
+            if math.isnan(v):
+                c16[c - 3, i] = _NAN_CODE
+                continue
+            k = _code(v, 10.0, lim16)
+            if k > lim16:
+                flags &= ~(1 << c)
+            else:
+                c16[c - 3, i] = k
+    return flags
+
+
+@njit(cache=True)
+def _decode(c32, c16, base, ts, lat, lon, spd, acc):
+    """Inverse of :func:`_encode` for an all-narrow block."""
+    for i in range(ts.shape[0]):
+        ts[i] = base + c32[0, i]
+        lat[i] = c32[1, i] / 1e7
+        lon[i] = c32[2, i] / 1e7
+        spd[i] = np.nan if c16[0, i] == _NAN_CODE else c16[0, i] / 10.0
+        acc[i] = np.nan if c16[1, i] == _NAN_CODE else c16[1, i] / 10.0
+
+
+def pack(p: Pending) -> bytes:
+    """``p``'s pings as one block (see the module docstring); rows are not kept."""
+    n = len(p)
+    c32 = np.empty((3, n), np.int32)
+    c16 = np.empty((2, n), np.int16)
+    if _encode(p.ts_ms, p.lat, p.lon, p.speed_kmh, p.accuracy_m, c32, c16) == _ALL_NARROW:
+        header = _HEADER.pack(n, _ALL_NARROW, int(p.ts_ms[0]))
+        return b"".join((header, c32.tobytes(), c16.tobytes()))
+    return _pack_columns(p)
+
+
+def unpack(block: bytes, project: Callable[[F64, F64], tuple[F64, F64]]) -> Pending:
+    """The :class:`Pending` that :func:`pack` stored (rows -1); ``project`` maps
+    (lat, lon) degrees to the trip's local metres."""
+    n, flags, base = _HEADER.unpack_from(block)
+    if flags != _ALL_NARROW:
+        return _unpack_columns(block, n, flags, base, project)
+    off = _HEADER.size
+    c32 = np.frombuffer(block, np.int32, 3 * n, off).reshape(3, n)
+    c16 = np.frombuffer(block, np.int16, 2 * n, off + 12 * n).reshape(2, n)
+    ints = np.empty((2, n), np.int64)
+    ts, row = ints
+    row.fill(-1)
+    lat, lon, spd, acc = np.empty((4, n))  # rows of one allocation: contiguous columns
+    _decode(c32, c16, base, ts, lat, lon, spd, acc)
+    x, y = project(lat, lon)
+    return Pending(ts, lat, lon, x, y, spd, acc, row)
+
+
+# ---- the general layout, for blocks with a column that must stay 64-bit (rare) ----
+
+
+def _pack_columns(p: Pending) -> bytes:
+    n = len(p)
+    base = int(p.ts_ms[0])
+    vals = np.empty((5, n))
+    vals[0] = p.ts_ms - base
+    vals[1], vals[2], vals[3], vals[4] = p.lat, p.lon, p.speed_kmh, p.accuracy_m
+    with np.errstate(invalid="ignore", over="ignore"):
+        k = np.rint(vals * _SCALE)
+        k[~(np.abs(k) <= _LIMIT)] = 0  # out of range or NaN: fails the check below
+        codes = k.astype(np.int64)
+    # bit for bit: -0.0 or a NaN payload would not survive the integer
+    same = (codes / _SCALE).view(np.int64) == vals.view(np.int64)
+    nan = np.isnan(vals) & _NAN_OK[:, None]
+    codes[nan] = _NAN_CODE
+    narrow = (same | nan).all(axis=1)
+    flags = int(np.dot(narrow, 1 << np.arange(5)))
+    parts = [_HEADER.pack(n, flags, base)]
+    for c in range(5):  # wide columns first: 8-byte items stay 8-byte aligned
+        if not narrow[c]:
+            parts.append((p.ts_ms if c == 0 else vals[c]).tobytes())
+    for c in range(5):
+        if narrow[c]:
+            parts.append(codes[c].astype(_NARROW[c]).tobytes())
+    return b"".join(parts)
+
+
+def _unpack_columns(
+    block: bytes, n: int, flags: int, base: int, project: Callable[[F64, F64], tuple[F64, F64]]
+) -> Pending:
+    off = _HEADER.size
+    cols: list[npt.NDArray[np.generic]] = [np.empty(0)] * 5
+    for c in range(5):
+        if not flags >> c & 1:
+            cols[c] = np.frombuffer(block, np.int64 if c == 0 else np.float64, n, off)
+            off += 8 * n
+    for c in range(5):
+        if flags >> c & 1:
+            code = np.frombuffer(block, _NARROW[c], n, off)
+            off += code.itemsize * n
+            if c == 0:
+                cols[c] = code.astype(np.int64)
+            else:
+                v = code.astype(np.float64) / _SCALE[c, 0]
+                if _NAN_OK[c]:
+                    v[code == _NAN_CODE] = np.nan
+                cols[c] = v
+    ts = np.array(cols[0], np.int64) + (base if flags & 1 else 0)
+    lat, lon, spd, acc = (np.array(c, np.float64) for c in cols[1:])
+    x, y = project(lat, lon)
+    return Pending(ts, lat, lon, x, y, spd, acc, np.full(n, -1, np.int64))

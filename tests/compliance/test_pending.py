@@ -1,0 +1,64 @@
+"""compliance.pending: a resting block gives back exactly the pings it was packed from."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compliance.pending import Pending, pack, unpack
+
+T0_MS = 1_763_798_400_000
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.int64)
+
+
+def _coord(limit: float) -> st.SearchStrategy[float]:
+    # 7-decimal fixes (packed narrow) and any float (kept 64-bit)
+    return st.one_of(
+        st.integers(-int(limit * 1e7), int(limit * 1e7)).map(lambda k: k / 1e7),
+        st.floats(-limit, limit, allow_nan=False),
+    )
+
+
+def _reading() -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.integers(-32767, 32767).map(lambda k: k / 10.0),
+        st.floats(allow_nan=True, allow_infinity=False, width=64),
+        st.just(float("nan")),
+        st.just(-0.0),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3_000_000_000), _coord(90), _coord(180), _reading(), _reading()),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_pack_unpack_is_exact(rows) -> None:
+    n = len(rows)
+    ts = T0_MS + np.cumsum([r[0] for r in rows]).astype(np.int64)
+    lat, lon, spd, acc = (np.array([r[k] for r in rows], np.float64) for k in range(1, 5))
+    p = Pending(ts, lat, lon, lat * 2.0, lon * 3.0, spd, acc, np.arange(n, dtype=np.int64))
+    q = unpack(pack(p), lambda a, b: (a * 2.0, b * 3.0))
+    assert np.array_equal(q.ts_ms, p.ts_ms)
+    for name in ("lat", "lon", "x_m", "y_m", "speed_kmh", "accuracy_m"):
+        assert np.array_equal(_bits(getattr(q, name)), _bits(getattr(p, name))), name
+    assert np.all(q.row == -1)
+    assert all(c.flags.writeable and c.flags.c_contiguous for c in q.columns())
+
+
+def test_typical_fixes_rest_in_16_bytes_each() -> None:
+    n = 30
+    ts = T0_MS + np.arange(n, dtype=np.int64) * 1000
+    lat = np.round(-6.2 + np.arange(n) * 1e-4, 7)
+    lon = np.round(106.8 + np.arange(n) * 1e-4, 7)
+    spd = np.full(n, 43.2)
+    acc = np.full(n, np.nan)
+    block = pack(Pending(ts, lat, lon, lat, lon, spd, acc, np.arange(n, dtype=np.int64)))
+    assert len(block) == 24 + 16 * n
