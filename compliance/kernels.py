@@ -843,9 +843,12 @@ def process_pings(
         ):
             clear = True
             for k in range(nstops):
+                # at the stop's place on its pass of the route (as for arrival): halting
+                # there on the way back along an out-and-back leg is still unplanned
+                r = stops[k, T_RADIUS]
                 if (
-                    math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y])
-                    <= stops[k, T_RADIUS]
+                    math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y]) <= r
+                    and abs(st[S_PROGRESS] - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
                 ):
                     clear = False
                     break

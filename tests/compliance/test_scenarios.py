@@ -387,3 +387,19 @@ def test_sparse_fixes_complete_on_one_fix_standing_at_the_route_end() -> None:
     ev = run_drive(p, ts, x, y, s)
     assert kinds(ev) == ["trip_started", "trip_completed"]
     assert at_s(ev[-1]) == 420
+
+
+def test_halt_at_a_served_stops_place_on_the_way_back_is_unplanned() -> None:
+    """Out and back along one street: a 3-minute halt on the way back where stop A was
+    served on the way out is an unplanned stop (it was taken for stop A's place)."""
+    oab = [(0.0, 0.0), (2000.0, 0.0), (0.0, 0.0)]
+    p = plan(oab, [_stop("A", (1000.0, 0.0))])
+    ts, x, y, _ = drive(oab, [(100, 36), (60, 0), (200, 36), (180, 0), (100, 36)])
+    ev = run_drive(p, ts, x, y)
+    assert kinds(ev)[1:5] == [
+        "stop_arrived",
+        "stop_departed",
+        "unplanned_stop",
+        "unplanned_stop_ended",
+    ]
+    assert 360 + 120 - 4 <= at_s(ev[3]) <= 360 + 125
