@@ -155,9 +155,9 @@ def _write(path: Path, text: str, mode: int) -> None:
     """Replace ``path`` atomically; the file is created with ``mode`` (never wider)."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)  # a leftover temporary file keeps its old mode otherwise
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.chmod(tmp, mode)
     os.replace(tmp, path)
 
 
