@@ -53,7 +53,7 @@ def test_kill_9_under_load_loses_nothing_and_detects_the_same(
         publisher = SteadyPublisher(broker.url, fleet.rows, RATE_PER_S)
         publisher.start()
 
-        def kill_and_restart(share: float) -> None:
+        def kill_and_restart(share: float, down_s: float) -> None:
             """SIGKILL once ``share`` of the pings are published (not after a fixed time:
             the machine may be busy) and this engine has committed batches since it
             started: those are what recovery has to replay."""
@@ -61,11 +61,13 @@ def test_kill_9_under_load_loses_nothing_and_detects_the_same(
             wait_until(lambda: publisher.sent >= share * len(fleet.rows), 60, "publishing")
             wait_until(lambda: stored_count() >= since_start + 300, 60, "commits")
             eng.kill()
-            time.sleep(0.5)  # the broker queues for the dead engine meanwhile
+            time.sleep(down_s)  # the broker queues for the dead engine meanwhile
             eng.start()
 
-        kill_and_restart(0.3)
-        kill_and_restart(0.65)
+        kill_and_restart(0.3, down_s=0.5)
+        # Long enough for a backlog bigger than the receiver's buffer (several thousand
+        # messages), which the broker sends on reconnect before anything else.
+        kill_and_restart(0.5, down_s=6.0)
         assert publisher.finish() == len(fleet.rows)
         wait_until(lambda: stored_count() >= len(expected_pings), 60, "all pings stored")
         eng.stop()
