@@ -16,7 +16,7 @@ from compliance.events import Event
 from compliance.plan import TripPlan
 from ingest.batch import PendingBatch
 from ingest.commit import commit_batch
-from ingest.service import _start
+from ingest.service import Processor, _start
 from store.db import make_pool
 from store.live import load_checkpoint
 from tests.ingest.fleet_run import (
@@ -50,16 +50,26 @@ def _state(checkpoint: bytes) -> list[str]:
 
 
 async def _commit_run(
-    conn: AsyncConnection, fleet: Fleet, n_batches: int, checkpoint_at: int
+    conn: AsyncConnection,
+    fleet: Fleet,
+    n_batches: int,
+    checkpoint_at: int,
+    dispatch_later: tuple[dict[str, object], psycopg.Connection] | None = None,
 ) -> list[Event]:
     """An engine's life up to its crash: ``n_batches`` committed batches, the checkpoint
-    saved with batch ``checkpoint_at``; its events."""
+    saved with batch ``checkpoint_at``; its events. ``dispatch_later``: a plan (and the
+    connection to store it on) dispatched only after the checkpoint."""
     eng = Engine()
+    late = dispatch_later[0] if dispatch_later else None
     for plan in fleet.plans:
-        eng.add_trip(TripPlan.model_validate(plan))
+        if plan is not late:
+            eng.add_trip(TripPlan.model_validate(plan))
     events: list[Event] = []
     newest_ms = 0
     for k in range(n_batches):
+        if dispatch_later is not None and k == checkpoint_at + 1:
+            insert_trips(dispatch_later[1], [dispatch_later[0]])
+            eng.add_trip(TripPlan.model_validate(dispatch_later[0]))
         batch = ping_batch(fleet.rows[k * CHUNK : (k + 1) * CHUNK])
         newest_ms = max(newest_ms, int(batch.ts_ms.max()))
         result = eng.process(batch, newest_ms)
@@ -67,6 +77,19 @@ async def _commit_run(
         pending = PendingBatch(batch, [], [], len(batch), 0, 0, 1)
         checkpoint = (eng.checkpoint(), newest_ms) if k == checkpoint_at else None
         await commit_batch(conn, pending, result, [], checkpoint)
+    return events
+
+
+def _go_on(engine: Processor, fleet: Fleet, from_batch: int, newest_ms: int) -> list[Event]:
+    """The restarted engine's events over the rest of the pings."""
+    events: list[Event] = []
+    for k in range(from_batch, len(fleet.rows) // CHUNK + 1):
+        rows = fleet.rows[k * CHUNK : (k + 1) * CHUNK]
+        if rows:
+            batch = ping_batch(rows)
+            newest_ms = max(newest_ms, int(batch.ts_ms.max()))
+            events += engine.process(batch, newest_ms).events
+            events += engine.tick(newest_ms)
     return events
 
 
@@ -94,18 +117,7 @@ async def test_restart_replays_pings_committed_after_the_checkpoint(
     # The second start-up found the state the first one saved: the same engine.
     assert _state(again.processor.checkpoint()) == _state(engine.checkpoint())
 
-    # The restarted engine goes on with the rest of the pings.
-    after: list[Event] = []
-    newest_ms = pipeline.watermark_ms()
-    for k in range(crash_at, n_batches + 1):
-        rows = fleet.rows[k * CHUNK : (k + 1) * CHUNK]
-        if not rows:
-            break
-        batch = ping_batch(rows)
-        newest_ms = max(newest_ms, int(batch.ts_ms.max()))
-        after += engine.process(batch, newest_ms).events
-        after += engine.tick(newest_ms)
-
+    after = _go_on(engine, fleet, crash_at, pipeline.watermark_ms())
     reference = reference_events(fleet, CHUNK)
     assert len(reference) > 25
     assert {e.event_id for e in before + after} == set(reference)
@@ -135,6 +147,32 @@ async def test_without_replay_the_restored_engine_diverges(
             newest_ms = max(newest_ms, int(batch.ts_ms.max()))
             after += engine.process(batch, newest_ms).events
     assert {e.event_id for e in before + after} != set(reference_events(fleet, CHUNK))
+
+
+async def test_a_trip_dispatched_after_the_checkpoint_is_replayed_too(
+    db: psycopg.Connection, database_url: str, mqtt_url: str, fleet: Fleet
+) -> None:
+    """The checkpoint does not know a trip dispatched after it: recovery adds the live
+    trips it lacks before replaying, so that trip's pings are matched as they were live."""
+    first_row: dict[str, int] = {}
+    for i, row in enumerate(fleet.rows):
+        first_row.setdefault(row[0], i)
+    driving = [p for p in fleet.plans if str(p["vehicle_id"]) in first_row]
+    late = max(driving, key=lambda p: first_row[str(p["vehicle_id"])])
+    checkpoint_at = first_row[str(late["vehicle_id"])] // CHUNK - 1  # before its first ping
+    assert checkpoint_at >= 0
+    insert_trips(db, [p for p in fleet.plans if p is not late])
+    crash_at = len(fleet.rows) // CHUNK * 2 // 3
+    async with await AsyncConnection.connect(database_url, autocommit=True) as conn:
+        before = await _commit_run(conn, fleet, crash_at, checkpoint_at, (late, db))
+    settings = make_settings(database_url, mqtt_url, watermark="event")
+    async with make_pool(database_url, min_size=1, max_size=2) as pool:
+        pipeline = await _start(settings, pool, asyncio.Event())
+    assert pipeline.processor is not None
+    after = _go_on(pipeline.processor, fleet, crash_at, pipeline.watermark_ms())
+    reference = reference_events(fleet, CHUNK)
+    assert any(e.trip_id == late["trip_id"] for e in before)  # it ran before the crash
+    assert {e.event_id for e in before + after} == set(reference)
 
 
 async def test_event_clock_survives_a_graceful_restart(
