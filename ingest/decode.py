@@ -179,6 +179,23 @@ def _number(item: dict[str, Any], key: str, required: bool) -> float:
     return f
 
 
+_LEAP_SECOND_RE = re.compile(r"(.*T\d\d:\d\d:)60(\.\d+)?([Zz]|[+-]\d\d:\d\d)", re.IGNORECASE)
+
+
+def _leap_second_ms(value: object) -> int | None:
+    """RFC 3339 allows a leap second (``23:59:60Z``), which datetime cannot hold; it is
+    taken as the minute's last millisecond (error path only)."""
+    if not isinstance(value, str):
+        return None
+    m = _LEAP_SECOND_RE.fullmatch(value.strip())
+    if m is None:
+        return None
+    try:
+        return parse_time_ms(f"{m[1]}59.999{m[3]}")
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def _timestamp(item: dict[str, Any], received_ms: int, limits: DecodeLimits) -> int:
     value = item.get("ts")
     if value is None:
@@ -192,7 +209,9 @@ def _timestamp(item: dict[str, Any], received_ms: int, limits: DecodeLimits) -> 
     try:
         ts_ms = parse_time_ms(value)
     except (ValueError, OverflowError, OSError) as exc:
-        raise _Invalid(Reason.BAD_TIMESTAMP, str(exc)[:200]) from None
+        ts_ms = _leap_second_ms(value)
+        if ts_ms is None:
+            raise _Invalid(Reason.BAD_TIMESTAMP, str(exc)[:200]) from None
     if ts_ms < MIN_TS_MS or ts_ms >= 2**62:
         raise _Invalid(Reason.BAD_TIMESTAMP, f"ts {ts_ms} ms is not a plausible fix time")
     if ts_ms > received_ms + limits.max_future_skew_ms:

@@ -108,6 +108,8 @@ def test_array_one_bad_element_rejects_only_it() -> None:
         ({**GOOD, "ts": "1999-12-31T23:59:59Z"}, Reason.BAD_TIMESTAMP),  # implausibly old
         ({**GOOD, "ts": "2025-11-22"}, Reason.BAD_TIMESTAMP),  # no time, no offset
         ({**GOOD, "ts": ""}, Reason.BAD_TIMESTAMP),
+        ({**GOOD, "ts": "2016-12-31T23:59:61Z"}, Reason.BAD_TIMESTAMP),
+        ({**GOOD, "ts": "2016-12-31T23:59:60"}, Reason.BAD_TIMESTAMP),  # still needs an offset
         ({**GOOD, "ts": True}, Reason.BAD_TYPE),
         (b"[" + b"0," * 6000 + b"0]", Reason.PAYLOAD_TOO_LARGE),
     ],
@@ -128,6 +130,8 @@ def test_each_reason(payload: bytes | object, reason: Reason) -> None:
         ("2025-11-22T08:00:00-00:00", 1_763_798_400_000),  # "offset unknown" is still UTC
         ("2025-11-22T08:00:00.123456789Z", 1_763_798_400_123),  # beyond microseconds
         ("2025-11-22T08:00:00.0005Z", 1_763_798_400_000),  # rounds to the millisecond
+        ("2016-12-31T23:59:60Z", 1_483_228_799_999),  # a leap second: the minute's last ms
+        ("2016-12-31t18:59:60.5-05:00", 1_483_228_799_999),
     ],
 )
 def test_rfc3339_forms(ts: str, ts_ms: int) -> None:
