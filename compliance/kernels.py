@@ -151,6 +151,8 @@ BACK_M = 30.0
 #: after a signal gap, re-acquisition may reach as far as the time since the last fix
 #: before it allows, for this long, seconds
 GAP_REACH_S = 600.0
+#: a speeding run goes on until the speed is this far under limit + tolerance, km/h
+SPEEDING_HYST_KMH = 2.0
 #: the route end: within this many metres of it, along the route
 END_M = 30.0
 #: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
@@ -903,6 +905,12 @@ def process_pings(
                         lon,
                         m,
                     )
+            elif (
+                math.isfinite(st[S_SP_SINCE]) and speed > limit + th[TH_SP_TOL] - SPEEDING_HYST_KMH
+            ):
+                # hysteresis: a run ~1 km/h over the threshold with 1.5 km/h of device
+                # speed noise dips under it on two fixes in a row every minute or so
+                st[S_SP_UNDER_N] = 0.0
             elif math.isfinite(st[S_SP_SINCE]):
                 if st[S_SP_UNDER_N] == 0:
                     st[S_SP_UNDER_TS] = ts

@@ -117,8 +117,10 @@ def speeding_events(
     *,
     tolerance_kmh: float = 5.0,
     min_s: float = 15.0,
+    hysteresis_kmh: float = 2.0,
 ) -> list[tuple[str, int]]:
-    """Speeding runs: [(type, ts_ms)]; one slower sample inside a run is ignored."""
+    """Speeding runs: [(type, ts_ms)]; one slower sample inside a run is ignored, and a
+    run only ends under limit + tolerance - hysteresis."""
     out: list[tuple[str, int]] = []
     since: int | None = None
     active = False
@@ -133,6 +135,8 @@ def speeding_events(
             if not active and t - since >= min_s * 1000:
                 active = True
                 out.append(("speeding", t))
+        elif since is not None and v > lim + tolerance_kmh - hysteresis_kmh:
+            under_n = 0
         elif since is not None:
             if under_n == 0:
                 under_ts = t

@@ -134,7 +134,8 @@ def test_drive_invariants_and_detectors_match_reference(
     out = rng.random(len(x)) < outlier_rate
     x[out] += rng.choice([-1, 1], out.sum()) * rng.uniform(50, 150, out.sum())
     ts = T0_MS + (t_s * 1000).astype(np.int64)
-    spd = np.where(rng.random(len(ts)) < 0.2, 60.0, 40.0)
+    # 54 km/h is in the hysteresis band under the 55 km/h threshold
+    spd = rng.choice([40.0, 54.0, 60.0], len(ts), p=[0.5, 0.2, 0.3])
     eng = Engine()
     eng.add_trip(p)
     res = eng.process(batch("V1", ts, x, y, spd, accuracy_m=5.0), int(ts[-1]) + 60_000)
