@@ -209,9 +209,10 @@ def _timestamp(item: dict[str, Any], received_ms: int, limits: DecodeLimits) -> 
     try:
         ts_ms = parse_time_ms(value)
     except (ValueError, OverflowError, OSError) as exc:
-        ts_ms = _leap_second_ms(value)
-        if ts_ms is None:
+        leap_ms = _leap_second_ms(value)
+        if leap_ms is None:
             raise _Invalid(Reason.BAD_TIMESTAMP, str(exc)[:200]) from None
+        ts_ms = leap_ms
     if ts_ms < MIN_TS_MS or ts_ms >= 2**62:
         raise _Invalid(Reason.BAD_TIMESTAMP, f"ts {ts_ms} ms is not a plausible fix time")
     if ts_ms > received_ms + limits.max_future_skew_ms:
