@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     dashboard_tile_attribution: str = "© OpenStreetMap contributors"
 
     # Ingest
-    batch_max_pings: int = Field(5000, description="flush a batch at this many pings")
+    batch_max_pings: int = Field(10_000, description="flush a batch at this many pings")
     batch_max_ms: int = Field(50, description="flush a batch after this many milliseconds")
     max_payload_bytes: int = Field(1_048_576, description="larger MQTT payloads are rejected")
     max_future_skew_s: int = Field(300, description="pings further in the future are rejected")
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     )
     mqtt_client_id: str = "routewatch-engine"
     mqtt_mirror_events: bool = Field(True, description="publish events to fleet/{id}/events")
-    mqtt_receive_maximum: int = Field(2000, description="un-acked QoS 1 messages in flight")
+    mqtt_receive_maximum: int = Field(20_000, description="un-acked QoS 1 messages in flight")
     require_known_vehicle: bool = Field(False, description="reject pings of unregistered vehicles")
     checkpoint_interval_s: int = Field(30, description="engine checkpoint cadence, seconds")
     mqtt_session_expiry_s: int = Field(3600, description="broker keeps our session this long")
