@@ -9,7 +9,7 @@ plus the database say what the engine made of it: how soon it had every trip loa
 how many messages it received, pings stored, trips turned active.
 
     .venv/bin/python -m routewatch.services -- \\
-        .venv/bin/python -m benchmarks.fleet_10k --vehicles 10000 --rate 5000 --duration 900
+        .venv/bin/python -m benchmarks.fleet_10k --vehicles 10000 --rate 5000 --duration 600
 
 ``--duration`` is simulated seconds (with ``--rate`` the speedup follows from it: 10,000
 vehicles at one fix per 5 s is 2,000 msg/s in real time). ``--private-mqtt`` uses a
@@ -321,13 +321,20 @@ def _print(
         f"from {db['vehicles_with_pings']:,} vehicles, {db['rejected']:,} rejected; "
         f"drained {times.drained - times.published:.0f} s after the publisher stopped"
     )
+    batches = engine.get("routewatch_batch_commit_seconds_count", 0.0)
+    if batches:
+        print(
+            f"engine batches            : {batches:,.0f}, mean "
+            f"{engine.get('routewatch_batch_size_pings_sum', 0) / batches:,.0f} pings and "
+            f"{engine.get('routewatch_batch_commit_seconds_sum', 0) / batches * 1000:,.0f} ms each"
+        )
     print(f"total wall time           : {times.drained - times.started:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vehicles", type=int, default=10_000)
-    ap.add_argument("--duration", type=float, default=900.0, help="simulated seconds")
+    ap.add_argument("--duration", type=float, default=300.0, help="simulated seconds")
     ap.add_argument("--speedup", type=float, default=1.0)
     ap.add_argument("--rate", type=float, default=None, help="target aggregate msg/s")
     ap.add_argument("--interval-s", type=int, default=5)
