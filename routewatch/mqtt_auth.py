@@ -6,6 +6,9 @@ Who may do what on the broker:
   ``fleet/{vehicle_id}/ping`` — one ACL ``pattern`` line with ``%u`` covers the fleet;
 - the engine reads ``fleet/+/ping`` and writes only its event mirror ``fleet/+/events``;
 - integrators (optional ``readers``) only read ``fleet/+/events``;
+- gateways (optional: an edge gateway relaying many trackers, or the simulator) may
+  publish any vehicle's pings — they are trusted with every vehicle, so use them only
+  where the trackers themselves cannot log in;
 - anonymous clients are refused.
 
 Files written (``write_broker_auth``): a mosquitto password file of PBKDF2-SHA512 ``$7$``
@@ -95,7 +98,9 @@ def check_vehicle_id(vehicle_id: str) -> str:
     return vehicle_id
 
 
-def acl_text(engine_user: str = ENGINE_USER, readers: Iterable[str] = ()) -> str:
+def acl_text(
+    engine_user: str = ENGINE_USER, readers: Iterable[str] = (), gateways: Iterable[str] = ()
+) -> str:
     """The ACL file. Mosquitto checks a user's own ``topic`` lines first (``deny`` lines
     before the others), then the ``pattern`` lines, which apply to every user — hence
     each service user's deny line for the ping topic the device pattern would give it."""
@@ -107,13 +112,36 @@ def acl_text(engine_user: str = ENGINE_USER, readers: Iterable[str] = ()) -> str
         "# The engine reads every ping and writes only its event mirror.",
         f"user {engine_user}",
         f"topic deny fleet/{engine_user}/ping",
-        "topic read fleet/+/ping",
+        f"topic {ENGINE_READS}",
         "topic write fleet/+/events",
     ]
     for reader in readers:
         lines += ["", "# An integrator: reads the event mirror.", f"user {reader}"]
         lines += [f"topic deny fleet/{reader}/ping", "topic read fleet/+/events"]
+    for gateway in gateways:
+        lines += ["", "# A gateway (or simulator): relays the pings of many vehicles."]
+        lines += [f"user {gateway}", f"topic {GATEWAY_WRITES}"]
     return "\n".join(lines) + "\n"
+
+
+ENGINE_READS = "read fleet/+/ping"
+GATEWAY_WRITES = "write fleet/+/ping"
+
+
+def read_acl_roles(path: Path) -> dict[str, str]:
+    """``{user: role}`` of the service users in an ACL file this module wrote."""
+    roles: dict[str, str] = {}
+    user = None
+    text = path.read_text() if path.exists() else ""
+    for line in (raw.strip() for raw in text.splitlines()):
+        if line.startswith("user "):
+            user = line[5:].strip()
+            roles[user] = "integrator"
+        elif user is not None and line == f"topic {ENGINE_READS}":
+            roles[user] = "engine"
+        elif user is not None and line == f"topic {GATEWAY_WRITES}":
+            roles[user] = "gateway"
+    return roles
 
 
 def config_text(directory: Path, listener: str | None = "1883") -> str:
@@ -165,7 +193,7 @@ def _write(path: Path, text: str, mode: int) -> None:
 class Credential:
     username: str
     password: str
-    role: str  # "device", "engine" or "integrator"
+    role: str  # "device", "engine", "integrator" or "gateway"
 
 
 @dataclass
@@ -186,6 +214,7 @@ def write_broker_auth(
     *,
     engine_user: str = ENGINE_USER,
     readers: Iterable[str] = (),
+    gateways: Iterable[str] = (),
     rotate: Iterable[str] | bool = (),
     prune: bool = False,
     listener: str | None = "1883",
@@ -193,17 +222,19 @@ def write_broker_auth(
     """Write (or update) the password file, ACL, config snippet and credentials in
     ``directory``. Existing users keep their passwords, except those in ``rotate``
     (``True``: everyone). Devices already in the password file but not in ``vehicles``
-    (and earlier integrators) are kept unless ``prune``."""
+    (and earlier integrators and gateways) are kept unless ``prune``."""
     directory.mkdir(parents=True, exist_ok=True)
     hashes = read_password_file(directory / PASSWORD_FILE)
     known = read_credentials(directory / CREDENTIALS_FILE)
     devices = {check_vehicle_id(v) for v in vehicles}
-    readers = set(readers)
-    if not prune:  # earlier devices and integrators stay
-        devices |= {u for u in hashes if VEHICLE_ID_RE.fullmatch(u)}
-        readers |= {u for u in hashes if not VEHICLE_ID_RE.fullmatch(u)} - {engine_user}
     services = {check_service_user(engine_user): "engine"}
-    services |= {check_service_user(r): "integrator" for r in sorted(readers)}
+    services |= {check_service_user(r): "integrator" for r in sorted(set(readers))}
+    services |= {check_service_user(g): "gateway" for g in sorted(set(gateways))}
+    if not prune:  # earlier devices, integrators and gateways stay
+        devices |= {u for u in hashes if VEHICLE_ID_RE.fullmatch(u)}
+        earlier = read_acl_roles(directory / ACL_FILE)
+        for user in sorted(u for u in hashes if not VEHICLE_ID_RE.fullmatch(u)):
+            services.setdefault(user, earlier.get(user, "integrator"))
     result = AuthResult(directory)
     result.removed = sorted(u for u in hashes if u not in devices and u not in services)
     rotating = set(hashes) if rotate is True else set(rotate or ())
@@ -224,9 +255,12 @@ def write_broker_auth(
     result.users = len(lines)
     # The broker must read these two; the credentials are for provisioning only.
     _write(directory / PASSWORD_FILE, "".join(lines), 0o640)
+    by_role = {
+        role: [u for u, r in services.items() if r == role] for role in set(services.values())
+    }
     _write(
         directory / ACL_FILE,
-        acl_text(engine_user, [u for u in services if u != engine_user]),
+        acl_text(engine_user, by_role.get("integrator", []), by_role.get("gateway", [])),
         0o640,
     )
     _write(directory / CONFIG_FILE, config_text(directory, listener), 0o644)

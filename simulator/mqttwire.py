@@ -45,6 +45,8 @@ class WirePublisher:
         qos: int = 1,
         keepalive_s: int = 60,
         inflight_max: int = 20_000,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.qos = qos
         self.acked = 0
@@ -56,7 +58,13 @@ class WirePublisher:
         self._closed = False
         self.sock = socket.create_connection((host, port), timeout=10)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = _utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive_s) + _utf8(client_id)
+        flags, login = 0x02, b""  # clean session; then user name and password, if given
+        if username is not None:
+            flags, login = flags | 0x80, _utf8(username)
+            if password is not None:
+                flags, login = flags | 0x40, login + _utf8(password)
+        head = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive_s)
+        body = head + _utf8(client_id) + login
         self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
         ack = self._read_exact(4)
         if ack[0] != 0x20 or ack[3] != 0:

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 
@@ -149,6 +149,8 @@ class Publishers:
             c.max_inflight_messages_set(1000)
             c.max_queued_messages_set(0)
             c.on_publish = self._on_publish
+            if u.username is not None:  # mqtt://user:password@host (e.g. a gateway login)
+                c.username_pw_set(unquote(u.username), unquote(u.password or ""))
             c.connect(u.hostname or "127.0.0.1", u.port or 1883, keepalive=60)
             c.loop_start()
             self.clients.append(c)
@@ -177,8 +179,17 @@ class WirePublishers:
 
     def __init__(self, url: str, n: int, qos: int, client_prefix: str) -> None:
         u = urlparse(url)
+        user = unquote(u.username) if u.username is not None else None
+        password = unquote(u.password) if u.password is not None else None
         self.clients = [
-            WirePublisher(u.hostname or "127.0.0.1", u.port or 1883, f"{client_prefix}-{k}", qos)
+            WirePublisher(
+                u.hostname or "127.0.0.1",
+                u.port or 1883,
+                f"{client_prefix}-{k}",
+                qos,
+                username=user,
+                password=password,
+            )
             for k in range(max(1, n))
         ]
 

@@ -40,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "look like a vehicle id, e.g. 'oms~events')",
     )
     p.add_argument(
+        "--gateway",
+        action="append",
+        default=[],
+        metavar="USER",
+        help="a user that may publish any vehicle's pings: an edge gateway relaying many "
+        "trackers, or `routewatch simulate` (may repeat; e.g. 'sim~fleet')",
+    )
+    p.add_argument(
         "--rotate",
         nargs="*",
         metavar="USER",
@@ -49,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prune",
         action="store_true",
         help="remove devices that are neither active in the registry nor given with --vehicle "
-        "(and integrators not given with --reader)",
+        "(and service users not given with --reader / --gateway)",
     )
     p.add_argument(
         "--listener",
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             vehicles,
             readers=args.reader,
+            gateways=args.gateway,
             rotate=rotate,
             prune=args.prune,
             listener=None if args.listener == "none" else args.listener,

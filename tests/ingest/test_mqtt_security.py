@@ -34,11 +34,13 @@ from routewatch.mqtt_auth import (
     verify_password,
     write_broker_auth,
 )
+from simulator.publisher import WirePublishers
 from tests.conftest import StartMosquitto
 from tests.ingest.live_helpers import NOW_MS, make_settings, ping, stored, wait_for
 
 DEVICE_A, DEVICE_B = "B.9123-XYZ", "B_9124"  # "." must not act as a wildcard anywhere
 READER = "oms~events"
+GATEWAY = "sim~fleet"
 NOT_AUTHORIZED = 0x87  # MQTT 5 reason code in PUBACK / CONNACK
 TIMEOUT_S = 10.0
 
@@ -111,7 +113,9 @@ class Broker:
 @pytest.fixture
 def broker(tmp_path: Path, start_mosquitto: StartMosquitto) -> Iterator[Broker]:
     auth = tmp_path / "auth"
-    write_broker_auth(auth, [DEVICE_A, DEVICE_B], readers=[READER], listener=None)
+    write_broker_auth(
+        auth, [DEVICE_A, DEVICE_B], readers=[READER], gateways=[GATEWAY], listener=None
+    )
     # The generated snippet as written; the private broker adds its own listener.
     mosquitto = start_mosquitto(config_text(auth, listener=None), allow_anonymous=False)
     b = Broker(mosquitto.port, mosquitto.url, read_credentials(auth / CREDENTIALS_FILE), [])
@@ -198,6 +202,25 @@ def test_engine_reads_pings_and_writes_events_only(broker: Broker) -> None:
     assert integrator.messages.empty()
 
 
+def test_simulator_logs_in_as_a_gateway(broker: Broker) -> None:
+    """``routewatch simulate`` takes a gateway login from its MQTT URL: it may publish any
+    vehicle's pings, nothing else; without the login the broker refuses it."""
+    engine = broker.connect(ENGINE_USER)
+    engine.subscribe("fleet/#")
+    with pytest.raises(ConnectionError):
+        WirePublishers(broker.url, 1, 1, "sim-anonymous")
+    url = broker.url.replace("mqtt://", f"mqtt://{GATEWAY}:{broker.passwords[GATEWAY]}@")
+    sim = WirePublishers(url, 1, 1, "sim")
+    try:
+        topics = [f"fleet/{DEVICE_B}/events", f"fleet/{DEVICE_A}/ping", f"fleet/{DEVICE_B}/ping"]
+        sim.clients[0].publish_many((t, "{}") for t in topics)
+    finally:
+        sim.close(expected=3)
+    got = [engine.messages.get(timeout=TIMEOUT_S)[0] for _ in range(2)]
+    assert got == topics[1:]  # the forged event (3.1.1: dropped silently) never arrived
+    assert engine.messages.empty()
+
+
 @pytest.mark.parametrize("protocol", [V5, V311], ids=["mqtt5", "mqtt311"])
 def test_anonymous_and_wrong_logins_are_refused(
     broker: Broker, protocol: MQTTProtocolVersion
@@ -256,12 +279,14 @@ def test_cli_keeps_passwords_rotates_and_reads_the_registry(
     db.execute("INSERT INTO vehicles (vehicle_id, active) VALUES ('R_off', false)")
     out = tmp_path / "broker"
     base = ["mqtt", "auth", "--out", str(out), "--database-url", database_url]
-    assert cli([*base, "--vehicle", "V9", "--reader", READER, "--print"]) == 0
+    given = ["--vehicle", "V9", "--reader", READER, "--gateway", GATEWAY, "--print"]
+    assert cli([*base, *given]) == 0
     issued = capsys.readouterr().out.splitlines()
-    assert issued[0] == "username,password,role" and len(issued) == 6  # 2 services, 3 devices
+    assert issued[0] == "username,password,role" and len(issued) == 7  # 3 services, 3 devices
     first = read_credentials(out / CREDENTIALS_FILE)
-    assert set(first) == {ENGINE_USER, READER, "R.1", "R-2", "V9"}
-    assert f"user {READER}" in (out / "acl").read_text()
+    assert set(first) == {ENGINE_USER, READER, GATEWAY, "R.1", "R-2", "V9"}
+    acl = (out / "acl").read_text()
+    assert f"user {READER}" in acl and f"user {GATEWAY}\ntopic write fleet/+/ping" in acl
     hashes = read_password_file(out / PASSWORD_FILE)
     assert all(verify_password(first[u], hashes[u]) for u in first)
     assert stat.S_IMODE((out / CREDENTIALS_FILE).stat().st_mode) == 0o600
@@ -277,9 +302,9 @@ def test_cli_keeps_passwords_rotates_and_reads_the_registry(
     assert {u: p for u, p in rotated.items() if u != "R.1"} == {
         u: p for u, p in first.items() if u != "R.1"
     }
-    assert f"user {READER}" in (out / "acl").read_text()  # kept without --reader
+    assert (out / "acl").read_text() == acl  # kept without --reader / --gateway
     assert cli([*base, "--prune"]) == 0  # V9 and the reader came only from arguments
     assert set(read_credentials(out / CREDENTIALS_FILE)) == {ENGINE_USER, "R.1", "R-2"}
-    assert READER not in (out / "acl").read_text()
+    assert READER not in (out / "acl").read_text() and GATEWAY not in (out / "acl").read_text()
     assert cli([*base, "--no-registry", "--vehicle", "bad/id"]) == 2
     assert cli([*base, "--no-registry", "--reader", "looks-like-a-vehicle"]) == 2
