@@ -158,6 +158,8 @@ END_M = 30.0
 #: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
 #: ~4 km/h)
 ST_STILL_KMH = 2.0
+#: ... but a fix this far from the cluster is movement whatever the device says, metres
+ST_STILL_MAX_M = 100.0
 #: the stationary radius is at least this many sigmas of the fix's accuracy
 ST_RADIUS_SIGMAS = 3.0
 #: beyond this long since the anchor (a signal gap, not sampling), the progress prior
@@ -483,7 +485,9 @@ def process_pings(
             # a stop) says little about the progress made meanwhile: widen the prior
             gap_s = max(0.0, dt_s - GAP_PRIOR_S)
             sigma_p = 30.0 + acc + 0.5 * v * dt_s + 0.5 * par[P_PLANNED_MPS] * gap_s
-            if st[S_OFF] > 0 or st[S_OUT_N] > 0:
+            if st[S_OFF] > 0 or st[S_OUT_N] >= 2:
+                # (not on one outside fix: a lone outlier would unpin the match from
+                # where the vehicle stands, e.g. onto the return pass of a U-turn)
                 # re-acquisition: anywhere physically reachable, nearest pass preferred
                 sigma_p = 50.0 + vmax_mps * dt_s
                 m_exp = st[S_ANCHOR_M]
@@ -693,7 +697,9 @@ def process_pings(
         if at >= 0:
             away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
             # moving off the spot where it dwelt counts before the geofence edge is reached
-            if st[S_ST_N] >= 3:
+            # (not while the device says it still stands there: a noisy fix)
+            still = math.isfinite(spd_a[i]) and spd_a[i] < ST_STILL_KMH
+            if st[S_ST_N] >= 3 and not still:
                 away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
             if away:
                 if st[S_DEP_N] == 0:
@@ -723,6 +729,10 @@ def process_pings(
                 st[S_AT_STOP] = -1.0
                 st[S_DEP_N] = 0.0
                 st[S_NEXT_STOP] = float(at + 1)
+                # the dwell was planned: a stationary cluster from it must not become an
+                # unplanned stop once the vehicle is no longer 'at' the stop (at sigma
+                # 15 m the departure fixes can still lie inside the cluster's radius)
+                st[S_ST_N] = 0.0
         if int(st[S_AT_STOP]) < 0:
             found = -1
             for k in range(int(st[S_NEXT_STOP]), nstops):
@@ -803,9 +813,15 @@ def process_pings(
             st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
             st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
             st[S_ST_OUT_N] = 0.0
-        elif st[S_ST_N] >= 3 and math.isfinite(spd_a[i]) and spd_a[i] < ST_STILL_KMH:
+        elif (
+            st[S_ST_N] >= 3
+            and math.isfinite(spd_a[i])
+            and spd_a[i] < ST_STILL_KMH
+            and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_STILL_MAX_M
+        ):
             # a far fix while the device says it stands still, next to an established
-            # cluster, is noise, not movement (a young cluster may still be the approach)
+            # cluster, is noise, not movement (a young cluster may still be the approach;
+            # beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says)
             pass
         else:
             # one outlying fix is noise; two in a row is movement

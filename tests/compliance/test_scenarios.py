@@ -403,3 +403,16 @@ def test_halt_at_a_served_stops_place_on_the_way_back_is_unplanned() -> None:
         "unplanned_stop_ended",
     ]
     assert 360 + 120 - 4 <= at_s(ev[3]) <= 360 + 125
+
+
+def test_noisy_fixes_while_standing_at_a_stop_are_no_departure() -> None:
+    """Two fixes in a row 50 m off while the device reports 0 km/h at a stop (sigma 15 m
+    and multipath do that): no departure, and the planned dwell never turns into an
+    unplanned stop."""
+    p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (240, 0), (200, 36)], dt_s=5.0)
+    k = int(np.searchsorted(ts, T0_MS + 300_000))
+    y[k : k + 2] += 50.0
+    ev = run_drive(p, ts, x, y, s)
+    assert kinds(ev) == ["trip_started", "stop_arrived", "stop_departed"]
+    assert at_s(ev[2]) >= 440
