@@ -9,7 +9,8 @@ Re-running is safe: the API replaces a planned or active trip with the same ``tr
 *in place* (same rows, orders keep their tracking numbers — ``replaced`` in the answer),
 and answers 409 for a trip that already ended. Neither duplicates anything; both are
 counted apart from new trips. A 401/403 stops the whole dispatch at once: a wrong token
-would only be refused ten thousand times.
+would only be refused ten thousand times; so does an API that stays unreachable for
+``concurrency`` plans in a row (each out of attempts), instead of retrying every plan.
 """
 
 from __future__ import annotations
@@ -75,8 +76,15 @@ class DispatchReport:
             self.problems.append(problem)
 
 
-class _AuthRefused(Exception):
-    pass
+class _Abort(Exception):
+    """Stop the whole dispatch: retrying the remaining plans cannot help."""
+
+
+class _Streak:
+    """Plans in a row that ran out of attempts (reset by any final answer)."""
+
+    def __init__(self) -> None:
+        self.n = 0
 
 
 def _retry_delay_s(attempt: int, opts: DispatchOptions, response: httpx.Response | None) -> float:
@@ -89,7 +97,11 @@ def _retry_delay_s(attempt: int, opts: DispatchOptions, response: httpx.Response
 
 
 async def _post(
-    client: httpx.AsyncClient, plan: dict[str, Any], opts: DispatchOptions, report: DispatchReport
+    client: httpx.AsyncClient,
+    plan: dict[str, Any],
+    opts: DispatchOptions,
+    report: DispatchReport,
+    given_up: _Streak,
 ) -> None:
     """Send one plan until it gets a final answer or runs out of attempts; count it."""
     body = orjson.dumps(plan)
@@ -102,6 +114,8 @@ async def _post(
             reason = f"{type(exc).__name__}: {exc}"
         else:
             code = response.status_code
+            if code not in RETRY_STATUSES:
+                given_up.n = 0
             if code == 201:
                 if orjson.loads(response.content).get("replaced"):
                     report.replaced += 1
@@ -110,7 +124,7 @@ async def _post(
                 return
             if code in (401, 403):
                 report.note(f"{trip_id}: {code} {response.text[:200]}")
-                raise _AuthRefused(f"{code} {response.text[:200]}")
+                raise _Abort(f"the API refused the token: {code} {response.text[:200]}")
             if code not in RETRY_STATUSES:
                 if code == 409:
                     report.conflicts += 1
@@ -124,7 +138,9 @@ async def _post(
             await asyncio.sleep(_retry_delay_s(attempt, opts, response))
     report.failed += 1
     report.note(f"{trip_id}: gave up after {opts.max_attempts} attempts ({reason})")
-    log.warning("trip %s not created after %d attempts: %s", trip_id, opts.max_attempts, reason)
+    given_up.n += 1
+    if given_up.n >= opts.concurrency:
+        raise _Abort(f"{given_up.n} plans in a row out of attempts, the last: {reason}")
 
 
 async def dispatch_trips(
@@ -148,9 +164,11 @@ async def dispatch_trips(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     t0 = time.monotonic()
 
+    given_up = _Streak()
+
     async def worker(client: httpx.AsyncClient) -> None:
         for plan in pending:  # shared iterator: each plan goes to exactly one worker
-            await _post(client, plan, opts, report)
+            await _post(client, plan, opts, report, given_up)
             if bar is not None:
                 bar.update(1)
 
@@ -166,12 +184,13 @@ async def dispatch_trips(
         ):
             for k in range(max(1, opts.concurrency)):
                 tg.create_task(worker(client), name=f"dispatch-{k}")
-    except* _AuthRefused as group:
-        log.error("the API refused the token (%s); no more trips sent", group.exceptions[0])
+    except* _Abort as group:
+        log.error("trip dispatch stopped: %s", group.exceptions[0])
+        report.problems.append(f"stopped: {group.exceptions[0]}")
     finally:
         report.wall_s = time.monotonic() - t0
         if bar is not None:
             bar.close()
-    # everything not answered (an auth refusal stops the rest) counts as failed
+    # everything not answered (after an abort) counts as failed
     report.failed = report.plans - report.accepted - report.conflicts
     return report

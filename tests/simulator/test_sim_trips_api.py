@@ -158,7 +158,7 @@ def flaky_api(database_url: str) -> Iterator[tuple[str, FailEveryOtherPost]]:
     thread.join(timeout=10)
 
 
-def test_dispatch_retries_server_errors_and_stops_on_a_bad_token(
+def test_dispatch_retries_server_errors_and_stops_when_retrying_cannot_help(
     db: psycopg.Connection, database_url: str, flaky_api: tuple[str, FailEveryOtherPost]
 ) -> None:
     flaky_api_url, app = flaky_api
@@ -182,4 +182,11 @@ def test_dispatch_retries_server_errors_and_stops_on_a_bad_token(
 
     out = asyncio.run(dispatch_trips(sim.plans, flaky_api_url, "nope", opts))
     assert (out.accepted, out.failed) == (0, 12)
-    assert out.problems and "401" in out.problems[0]
+    assert "401" in out.problems[0] and "refused the token" in out.problems[-1]
+
+    # nothing listens there: a few plans run out of attempts, then the dispatch stops
+    closed = f"http://127.0.0.1:{free_port()}"
+    opts = DispatchOptions(concurrency=2, max_attempts=2, backoff_s=0.01)
+    out = asyncio.run(dispatch_trips(sim.plans, closed, token, opts))
+    assert (out.accepted, out.failed) == (0, 12) and out.retries < 12
+    assert "ConnectError" in out.problems[0] and out.problems[-1].startswith("stopped: 2 plans")
