@@ -117,15 +117,38 @@ async def committed_after(conn: AsyncConnection, commit_xid: int) -> AsyncIterat
             await cur.close()
 
 
-def add_new_trips(processor: Replayable, trips: Iterable[TripRow]) -> None:
-    """Give the engine the live trips it does not know yet (dispatched after the
-    checkpoint), before their pings are replayed. Trips it runs keep their state; trips
-    that finished or were cancelled since stay until the caller syncs with the database,
-    so the pings that belonged to them are replayed against them, as they were live."""
-    running = set(processor.trips())
-    for row in trips:
-        if row.trip_id not in running and row.plan is not None:
-            processor.add_trip(row.plan)
+class Dispatches:
+    """The live trips the checkpoint does not know (dispatched after it), each to be added
+    to the engine where the live engine got it: before the first replayed batch committed
+    after the trip was created (the live engine loads a trip on its NOTIFY, right after
+    that commit). Pings the vehicle sent before then were not matched against it live and
+    are not in the replay either. Trips the engine runs keep their state; trips that
+    finished or were cancelled since stay until the caller syncs with the database, so
+    the pings that belonged to them are replayed against them, as they were live."""
+
+    def __init__(self, trips: Iterable[TripRow], running: Iterable[str]) -> None:
+        known = set(running)
+        self._rows = {r.trip_id: r for r in trips if r.trip_id not in known and r.plan}
+        self._due: list[tuple[int, str]] = []
+
+    async def load_times(self, conn: AsyncConnection) -> None:
+        if not self._rows:
+            return
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(
+                "SELECT trip_id, (extract(epoch FROM created_at) * 1000)::bigint FROM trips "
+                "WHERE trip_id = ANY(%s)",
+                (list(self._rows),),
+            )
+            created: dict[str, int] = {r[0]: int(r[1]) for r in await cur.fetchall()}
+        self._due = sorted((created.get(t, 0), t) for t in self._rows)
+
+    def add_due(self, processor: Replayable, before_ms: int | None = None) -> None:
+        """Add the trips created before ``before_ms`` (every remaining one when None)."""
+        while self._due and (before_ms is None or self._due[0][0] < before_ms):
+            plan = self._rows[self._due.pop(0)[1]].plan
+            assert plan is not None
+            processor.add_trip(plan)
 
 
 async def _missing(conn: AsyncConnection, events: list[Event]) -> list[Event]:
@@ -157,19 +180,22 @@ async def recover(
     stored ping is replayed (a crash before the first one); a checkpoint saved before
     commit ids were recorded replays nothing (the old behaviour)."""
     t0 = time.perf_counter()
-    add_new_trips(processor, trips)
+    dispatches = Dispatches(trips, processor.trips())
+    await dispatches.load_times(conn)
     since_xid = 0 if saved is None else saved.commit_xid
     newest_ms = 0 if saved is None else saved.watermark_ms
     n_batches = n_pings = 0
     events: list[Event] = []
     if since_xid is not None:
         async for batch in committed_after(conn, since_xid):
+            dispatches.add_due(processor, batch.committed_ms)
             pings = batch.pings()
             newest_ms = max(newest_ms, int(pings.ts_ms.max()))
             watermark_ms = newest_ms if settings.watermark == "event" else batch.committed_ms
             events += processor.process(pings, watermark_ms).events
             n_batches += 1
             n_pings += len(pings)
+    dispatches.add_due(processor)
     missing = await _missing(conn, events)
     # The regenerated events that are new (normally none) and a checkpoint of the
     # recovered state, in one transaction; the order/alert hooks see only the new ones.
