@@ -302,7 +302,8 @@ def _print(
         )
     print(f"engine picked up          : {loaded}; trips by status {db['trip_status']}")
     print(
-        f"publisher                 : {messages:,} messages in {float(r['wall_s']):.1f} s = "
+        f"publisher                 : {messages:,} messages ({int(r['fixes']):,} fixes) in "
+        f"{float(r['wall_s']):.1f} s = "
         f"{int(r['rate_msg_s']):,} msg/s; steady (>=95% of the peak vehicles on the road) "
         f"{int(r['steady_msg_s']):,} msg/s over {float(r['steady_wall_s']):.0f} s; "
         f"acked {int(r['acked']):,}"
