@@ -442,7 +442,9 @@ def process_pings(
             dt_s = (ts - st[S_ACC_TS]) / 1000.0
             jump = math.hypot(px - st[S_ACC_X], py - st[S_ACC_Y])
             wild = jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]
-            if not wild and math.isfinite(spd_a[i]):
+            # (only from a fix that was on the route: after an accepted outlier the good
+            # fixes would look wild)
+            if not wild and math.isfinite(spd_a[i]) and st[S_OUT_N] == 0 and st[S_OFF] == 0:
                 # the device's (Doppler) speed is robust to multipath: a fix further from
                 # the last one than that speed (the larger of the two ends) plus 1 m/s^2
                 # of acceleration explains is an outlier - a crawling vehicle's three
