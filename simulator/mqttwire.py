@@ -4,10 +4,11 @@ Why: paho-mqtt writes every PUBLISH with its own ``send`` syscall and per-messag
 locking. A simulated fleet produces its messages a tick at a time, so this client encodes
 a whole tick's PUBLISH packets into one buffer and writes it with a single ``sendall``; a
 reader thread counts PUBACKs. Measured back to back with benchmarks/publisher_rate.py
-(10,000 vehicles, QoS 1, 4 connections, 2 shared cores under load): paho 19.0k msg/s,
-this client 21.8k msg/s, both confirmed 100% by ``mosquitto_sub``; the simulation itself
-is the larger cost. It speaks only what a publisher needs; anything unexpected from
-the broker closes the connection with an error.
+(``--vehicles 10000 --seconds 15 --speedup 40 --client wire|paho``, QoS 1, 4 connections,
+2 shared cores at load average ~10): this client 19.7k msg/s, paho 3.9k msg/s, both
+confirmed 100% by ``mosquitto_sub``. (An earlier "paho 19.0k" was this client too: the
+benchmark did not pass ``--client`` on.) It speaks only what a publisher needs; anything
+unexpected from the broker closes the connection with an error.
 """
 
 from __future__ import annotations
