@@ -307,6 +307,12 @@ def _print(
         f"{int(r['rate_msg_s']):,} msg/s; steady (>=95% of the peak vehicles on the road) "
         f"{int(r['steady_msg_s']):,} msg/s over {float(r['steady_wall_s']):.0f} s; "
         f"acked {int(r['acked']):,}"
+        + (
+            f"; {r['skipped_s']} simulated s run unpublished first (the dispatch outlasted "
+            "the planned starts' lead)"
+            if int(r.get("skipped_s", "0"))
+            else ""
+        )
     )
     print(
         f"broker -> mosquitto_sub   : {counter.count:,} received over {span:.1f} s = "

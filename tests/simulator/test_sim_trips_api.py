@@ -19,6 +19,7 @@ from api.main import create_app
 from routewatch import cli
 from routewatch.settings import Settings
 from simulator.dispatch import DispatchOptions, dispatch_trips
+from simulator.publisher import _align_to_wall_clock
 from simulator.scenario import ScenarioConfig, build
 from tests.control_room.conftest import api_url, free_port, make_token
 
@@ -190,3 +191,14 @@ def test_dispatch_retries_server_errors_and_stops_when_retrying_cannot_help(
     out = asyncio.run(dispatch_trips(sim.plans, closed, token, opts))
     assert (out.accepted, out.failed) == (0, 12) and out.retries < 12
     assert "ConnectError" in out.problems[0] and out.problems[-1].startswith("stopped: 2 plans")
+
+
+def test_real_time_clock_catches_up_after_a_slow_dispatch() -> None:
+    """Fixes must not be stamped in the past because dispatching took longer than the
+    planned starts' lead: the simulation runs forward unpublished to the wall clock."""
+    start_ms = int(time.time() * 1000) - 300_000  # departures (<= 120 s after) all passed
+    sim = build(ScenarioConfig(vehicles=5, seed=2, start_ms=start_ms, stagger_s=0.0))
+    first = sim.t_s
+    skipped = _align_to_wall_clock(sim, threading.Event())
+    assert skipped == sim.t_s - first > 0
+    assert abs(sim.t_s - time.time()) < 2.0
