@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--start",
-        help="planned start of the first trip, RFC 3339 (default 2026-11-22T08:00:00+07:00 offline, now live)",
+        help="planned start of the first trip, RFC 3339 (default 2026-11-22T08:00:00+07:00 "
+        "offline; live: now, plus time to dispatch the trips)",
     )
     p.add_argument("--stops", type=int, default=6, help="delivery stops per trip")
     p.add_argument(
@@ -55,7 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="distinct planned routes (default: one per vehicle offline, 200 live)",
     )
     p.add_argument(
-        "--prefix", default=None, help="vehicle id prefix (default SIM offline, a run id live)"
+        "--prefix",
+        default=None,
+        help="vehicle id prefix (default SIM offline, a run id live); the same prefix and "
+        "seed again re-plan that fleet's trips in place instead of adding new ones",
     )
     # live only
     p.add_argument(
