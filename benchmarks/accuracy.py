@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sigma-m", type=float, default=8.0)
     ap.add_argument("--outlier-rate", type=float, default=0.02)
     ap.add_argument(
-        "--outlier-max-m", type=float, default=GpsConfig.outlier_max_m, help="largest outlier"
+        "--outlier-max-m", type=float, default=GpsConfig().outlier_max_m, help="largest outlier"
     )
     ap.add_argument("--faults", default=None, help="default: every kind at 0.1")
     ap.add_argument("--out", type=Path, help="keep the scenario and detections here")
