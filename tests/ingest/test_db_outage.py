@@ -85,7 +85,10 @@ def test_database_restart_under_load_backpressure_and_nothing_lost(
         eng.start()
         publisher = SteadyPublisher(broker.url, fleet.rows, RATE_PER_S)
         publisher.start()
-        time.sleep(2.0)
+        # Stop the database once pings flow through the engine (not after a fixed time:
+        # on a busy machine the engine may still be compiling its kernels).
+        with psycopg.connect(url, autocommit=True) as db:
+            wait_until(lambda: len(stored_pings(db, vehicles)) >= 1000, 60, "pings flowing")
         private_postgres.stop()
         time.sleep(OUTAGE_S)
         private_postgres.start()
