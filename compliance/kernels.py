@@ -482,11 +482,20 @@ def process_pings(
                 # has stopped is expected where it stopped, not a smoothed speed further
                 # on - at sparse fixes that would pick the return pass of a U-turn
                 v = 0.5 * (spd_a[i] + st[S_SPEED_KMH]) / 3.6
-            m_exp = ref + v * dt_s
+            # extrapolate from the time of ``ref``: when it is the latest match (newer than
+            # the anchor, e.g. the median has not adopted it yet) that is the newest ring
+            # entry, not the anchor's time - 20 s fixes at a U-turn were otherwise
+            # extrapolated three intervals on and matched to the return pass
+            dt_ref = dt_s
+            if last > st[S_ANCHOR_M]:
+                newest = st[S_RING + 2 * ((int(st[S_RING_POS]) - 1) % RING)]
+                if math.isfinite(newest) and newest > st[S_ANCHOR_TS]:
+                    dt_ref = (ts - newest) / 1000.0
+            m_exp = ref + v * dt_ref
             # over a gap longer than any sampling interval the recent speed (maybe 0, at
             # a stop) says little about the progress made meanwhile: widen the prior
-            gap_s = max(0.0, dt_s - GAP_PRIOR_S)
-            sigma_p = 30.0 + acc + 0.5 * v * dt_s + 0.5 * par[P_PLANNED_MPS] * gap_s
+            gap_s = max(0.0, dt_ref - GAP_PRIOR_S)
+            sigma_p = 30.0 + acc + 0.5 * v * dt_ref + 0.5 * par[P_PLANNED_MPS] * gap_s
             if st[S_OFF] > 0 or st[S_OUT_N] >= 2:
                 # (not on one outside fix: a lone outlier would unpin the match from
                 # where the vehicle stands, e.g. onto the return pass of a U-turn)
