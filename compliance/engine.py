@@ -38,6 +38,7 @@ from compliance.config import Thresholds
 from compliance.convert import to_events
 from compliance.events import Event
 from compliance.grouping import groups_by_vehicle
+from compliance.history import SpeedProfile, bin_midpoints_m
 from compliance.layout import (
     N_EVF,
     N_STOPS,
@@ -61,8 +62,13 @@ _FLUSH_MS = 2**62
 class Engine:
     """Pure compliance engine: (state, batch, plans, watermark) -> (state, events)."""
 
-    def __init__(self, thresholds: Thresholds | None = None) -> None:
+    def __init__(
+        self, thresholds: Thresholds | None = None, speed_profile: SpeedProfile | None = None
+    ) -> None:
         self.thresholds = thresholds or Thresholds()
+        # historical speeds for ETAs (learned by the caller from stored matched pings)
+        self.speed_profile = speed_profile
+        self._route_cells: dict[str, npt.NDArray[np.int64]] = {}
         self._trips: dict[str, Trip] = {}
         self._by_vehicle: dict[str, list[str]] = {}
         self._commit_heap: list[tuple[int, str]] = []  # (first pending ts, trip key)
@@ -78,6 +84,8 @@ class Engine:
         if key in self._trips:
             self.cancel_trip(key)
         self._trips[key] = Trip(plan, self.thresholds)
+        if self.speed_profile is not None:
+            self._route_cells[key] = _route_cells(self.speed_profile, self._trips[key].route)
         keys = self._by_vehicle.setdefault(plan.vehicle_id, [])
         keys.append(key)
         keys.sort(key=lambda k: (self._trips[k].plan.planned_start, k))
@@ -88,6 +96,7 @@ class Engine:
             return
         trip.cancelled = True
         self._shadows.pop(trip_id, None)
+        self._route_cells.pop(trip_id, None)
         keys = self._by_vehicle.get(trip.plan.vehicle_id, [])
         if trip_id in keys:
             keys.remove(trip_id)
@@ -342,9 +351,11 @@ class Engine:
             trip.spec = trip.committed.copy()
             trip.spec_stops = trip.committed_stops.copy()
             trip.run(trip.spec, trip.spec_stops, trip.pending)
+        cells = self._route_cells.get(trip_id)
+        history = (self.speed_profile, cells) if self.speed_profile and cells is not None else None
         if trip.spec is not None and trip.spec_stops is not None and len(trip.pending):
-            return build_snapshot(trip, trip.spec, trip.spec_stops, now_ms)
-        return build_snapshot(trip, trip.committed, trip.committed_stops, now_ms)
+            return build_snapshot(trip, trip.spec, trip.spec_stops, now_ms, history)
+        return build_snapshot(trip, trip.committed, trip.committed_stops, now_ms, history)
 
     def state_nbytes(self) -> int:
         """Bytes of detector state over all trips (route geometry excluded)."""
@@ -373,7 +384,7 @@ class Engine:
         return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, data: bytes) -> Engine:
+    def restore(cls, data: bytes, speed_profile: SpeedProfile | None = None) -> Engine:
         """An engine equal to the one that produced ``data`` with :meth:`checkpoint`.
 
         Only load checkpoints this process (or its database) wrote: the format is pickle.
@@ -381,7 +392,7 @@ class Engine:
         obj = pickle.loads(data)
         if obj.get("version") != _CHECKPOINT_VERSION:
             raise ValueError(f"unsupported checkpoint version {obj.get('version')!r}")
-        eng = cls(Thresholds(**obj["thresholds"]))
+        eng = cls(Thresholds(**obj["thresholds"]), speed_profile)
         eng.late_pings = int(obj["late_pings"])
         for t in obj["trips"]:
             plan = TripPlan.model_validate(t["plan"])
@@ -406,6 +417,15 @@ class Engine:
                 int(run_n),
             )
         return eng
+
+
+def _route_cells(profile: SpeedProfile, route: PreparedRoute) -> npt.NDArray[np.int64]:
+    """The profile's row for each BIN_M bin of ``route`` (-1 where it knows nothing)."""
+    mid = bin_midpoints_m(route.length_m)
+    x = np.interp(mid, route.cum_m, route.x_m)
+    y = np.interp(mid, route.cum_m, route.y_m)
+    lon, lat = route.projection.to_lonlat(x, y)
+    return profile.route_cells(lat, lon)
 
 
 def _write_results(res: ProcessResult, p: Pending, out: object) -> None:

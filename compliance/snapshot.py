@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from compliance import kernels
+from compliance.history import SpeedProfile
 from compliance.layout import (
     P_LENGTH_M,
     S_AT_STOP,
@@ -27,12 +28,16 @@ from compliance.layout import (
     S_PROGRESS,
     S_SPEED_KMH,
     S_STARTED,
+    S_V_MPS,
     STATUS_NAMES,
     STATUS_PENDING,
+    T_M,
     T_PLANNED,
+    T_SERVICE_S,
     T_WIN_END,
     U_ARRIVED_TS,
     U_DEPARTED_TS,
+    U_ENTER_TS,
     U_STATUS,
 )
 from compliance.types import StopSnapshot, TripSnapshot
@@ -49,11 +54,48 @@ def _f(v: float) -> float:
     return float(v) if math.isfinite(v) else float("nan")
 
 
+def _history_etas(
+    trip: Trip,
+    st: npt.NDArray[np.float64],
+    ustat: npt.NDArray[np.float64],
+    now: float,
+    history: tuple[SpeedProfile, npt.NDArray[np.int64]],
+    etas: npt.NDArray[np.float64],
+) -> None:
+    """Replace the pending stops' ETAs by ones integrated over historical speeds (window
+    as in :func:`compliance.kernels.stop_etas`: it widens with the travel time)."""
+    profile, cells = history
+    pending = np.flatnonzero(ustat[:, U_STATUS] == STATUS_PENDING)
+    if not len(pending):
+        return
+    pos = float(st[S_PROGRESS]) if math.isfinite(st[S_PROGRESS]) else 0.0
+    start = now
+    at = int(st[S_AT_STOP])
+    if at >= 0:  # what is left of the current stop's service
+        start += max(0.0, trip.stops[at, T_SERVICE_S] * 1000.0 - (now - ustat[at, U_ENTER_TS]))
+    stop_m = np.maximum.accumulate(np.maximum(trip.stops[pending, T_M], pos))
+    service_ms = trip.stops[pending, T_SERVICE_S] * 1000.0
+    recent = float(st[S_V_MPS])
+    default = float(kernels.expected_mps(st, trip.par))
+    eta = profile.etas(cells, pos, start, stop_m, service_ms, recent, default)
+    # the travel part of each ETA (service times excluded) sets the window's width
+    travel_s = (eta - start - np.concatenate([[0.0], np.cumsum(service_ms)[:-1]])) / 1000.0
+    spread_ms = (kernels.ETA_MIN_SPREAD_S + kernels.ETA_SPREAD * travel_s) * 1000.0
+    etas[pending, 0] = eta
+    etas[pending, 1] = eta - 0.5 * spread_ms
+    etas[pending, 2] = eta + spread_ms
+
+
 def build_snapshot(
-    trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[np.float64], now_ms: int | None
+    trip: Trip,
+    st: npt.NDArray[np.float64],
+    ustat: npt.NDArray[np.float64],
+    now_ms: int | None,
+    history: tuple[SpeedProfile, npt.NDArray[np.int64]] | None = None,
 ) -> TripSnapshot:
     """Snapshot of ``trip`` from state (``st``, ``ustat``) as of ``now_ms`` (default: the
-    last ping's ts)."""
+    last ping's ts). ``history``: a speed profile and the trip's route-bin cells in it
+    (ETAs from historical speeds; see :mod:`compliance.history`)."""
     n = len(trip.plan.stops)
     now = (
         float(now_ms)
@@ -63,6 +105,8 @@ def build_snapshot(
     etas = np.full((n, 3), np.nan)
     if n:
         kernels.stop_etas(st, trip.par, trip.stops, ustat, now, etas)
+        if history is not None:
+            _history_etas(trip, st, ustat, now, history, etas)
     stops: list[StopSnapshot] = []
     delay: float | None = None
     for k, s in enumerate(trip.plan.stops):
