@@ -74,11 +74,7 @@ class Pending:
 
 
 # stored columns, in this order: ts offset, lat, lon, speed, accuracy
-_SCALE = np.array([1.0, 1e7, 1e7, 10.0, 10.0])[:, None]
-_LIMIT = np.array([2**31 - 1, 2**31 - 1, 2**31 - 1, 2**15 - 1, 2**15 - 1])[:, None]
-_NARROW = (np.int32, np.int32, np.int32, np.int16, np.int16)
 _NAN_CODE = -(2**15)  # speed / accuracy absent
-_NAN_OK = np.array([False, False, False, True, True])
 _HEADER = struct.Struct("<qqq")  # n, flags (bit c: column c is narrow), base ts
 
 
@@ -143,84 +139,63 @@ def _decode(c32, c16, base, ts, lat, lon, spd, acc):
 
 
 def pack(p: Pending) -> bytes:
-    """``p``'s pings as one block (see the module docstring); rows are not kept."""
+    """``p``'s pings as one block (see the module docstring); rows are not kept.
+
+    Layout: header (n, flags, base ts), then the 64-bit columns, then the int32 codes of
+    the narrow ones among ts/lat/lon, then the int16 codes of speed/accuracy."""
     n = len(p)
     c32 = np.empty((3, n), np.int32)
     c16 = np.empty((2, n), np.int16)
-    if _encode(p.ts_ms, p.lat, p.lon, p.speed_kmh, p.accuracy_m, c32, c16) == _ALL_NARROW:
-        header = _HEADER.pack(n, _ALL_NARROW, int(p.ts_ms[0]))
-        return b"".join((header, c32.tobytes(), c16.tobytes()))
-    return _pack_columns(p)
+    flags = _encode(p.ts_ms, p.lat, p.lon, p.speed_kmh, p.accuracy_m, c32, c16)
+    parts = [_HEADER.pack(n, flags, int(p.ts_ms[0]))]
+    if flags != _ALL_NARROW:  # 8-byte items first: they stay 8-byte aligned
+        cols = (p.ts_ms, p.lat, p.lon, p.speed_kmh, p.accuracy_m)
+        parts += [cols[c].tobytes() for c in range(5) if not flags >> c & 1]
+        parts += [c32[c].tobytes() for c in range(3) if flags >> c & 1]
+        parts += [c16[c - 3].tobytes() for c in range(3, 5) if flags >> c & 1]
+    else:
+        parts += [c32.tobytes(), c16.tobytes()]
+    return b"".join(parts)
 
 
 def unpack(block: bytes, project: Callable[[F64, F64], tuple[F64, F64]]) -> Pending:
     """The :class:`Pending` that :func:`pack` stored (rows -1); ``project`` maps
     (lat, lon) degrees to the trip's local metres."""
     n, flags, base = _HEADER.unpack_from(block)
-    if flags != _ALL_NARROW:
-        return _unpack_columns(block, n, flags, base, project)
     off = _HEADER.size
-    c32 = np.frombuffer(block, np.int32, 3 * n, off).reshape(3, n)
-    c16 = np.frombuffer(block, np.int16, 2 * n, off + 12 * n).reshape(2, n)
+    if flags == _ALL_NARROW:
+        wide: list[int] = []
+        w = np.empty((0, n))
+        c32 = np.frombuffer(block, np.int32, 3 * n, off).reshape(3, n)
+        c16 = np.frombuffer(block, np.int16, 2 * n, off + 12 * n).reshape(2, n)
+    else:
+        wide = [c for c in range(5) if not flags >> c & 1]
+        w = np.frombuffer(block, np.float64, len(wide) * n, off).reshape(len(wide), n)
+        off += w.nbytes
+        c32, off = _narrow_codes(block, off, n, [c for c in range(3) if flags >> c & 1], 3)
+        c16, _ = _narrow_codes(block, off, n, [c - 3 for c in (3, 4) if flags >> c & 1], 2)
     ints = np.empty((2, n), np.int64)
     ts, row = ints
     row.fill(-1)
-    lat, lon, spd, acc = np.empty((4, n))  # rows of one allocation: contiguous columns
+    vals = np.empty((4, n))  # rows of one allocation: contiguous columns
+    lat, lon, spd, acc = vals
     _decode(c32, c16, base, ts, lat, lon, spd, acc)
+    for k, c in enumerate(wide):  # the 64-bit columns as stored, bit for bit
+        if c == 0:
+            ts[:] = w[k].view(np.int64)
+        else:
+            vals[c - 1] = w[k]
     x, y = project(lat, lon)
     return Pending(ts, lat, lon, x, y, spd, acc, row)
 
 
-# ---- the general layout, for blocks with a column that must stay 64-bit (rare) ----
-
-
-def _pack_columns(p: Pending) -> bytes:
-    n = len(p)
-    base = int(p.ts_ms[0])
-    vals = np.empty((5, n))
-    vals[0] = p.ts_ms - base
-    vals[1], vals[2], vals[3], vals[4] = p.lat, p.lon, p.speed_kmh, p.accuracy_m
-    with np.errstate(invalid="ignore", over="ignore"):
-        k = np.rint(vals * _SCALE)
-        k[~(np.abs(k) <= _LIMIT)] = 0  # out of range or NaN: fails the check below
-        codes = k.astype(np.int64)
-    # bit for bit: -0.0 or a NaN payload would not survive the integer
-    same = (codes / _SCALE).view(np.int64) == vals.view(np.int64)
-    nan = np.isnan(vals) & _NAN_OK[:, None]
-    codes[nan] = _NAN_CODE
-    narrow = (same | nan).all(axis=1)
-    flags = int(np.dot(narrow, 1 << np.arange(5)))
-    parts = [_HEADER.pack(n, flags, base)]
-    for c in range(5):  # wide columns first: 8-byte items stay 8-byte aligned
-        if not narrow[c]:
-            parts.append((p.ts_ms if c == 0 else vals[c]).tobytes())
-    for c in range(5):
-        if narrow[c]:
-            parts.append(codes[c].astype(_NARROW[c]).tobytes())
-    return b"".join(parts)
-
-
-def _unpack_columns(
-    block: bytes, n: int, flags: int, base: int, project: Callable[[F64, F64], tuple[F64, F64]]
-) -> Pending:
-    off = _HEADER.size
-    cols: list[npt.NDArray[np.generic]] = [np.empty(0)] * 5
-    for c in range(5):
-        if not flags >> c & 1:
-            cols[c] = np.frombuffer(block, np.int64 if c == 0 else np.float64, n, off)
-            off += 8 * n
-    for c in range(5):
-        if flags >> c & 1:
-            code = np.frombuffer(block, _NARROW[c], n, off)
-            off += code.itemsize * n
-            if c == 0:
-                cols[c] = code.astype(np.int64)
-            else:
-                v = code.astype(np.float64) / _SCALE[c, 0]
-                if _NAN_OK[c]:
-                    v[code == _NAN_CODE] = np.nan
-                cols[c] = v
-    ts = np.array(cols[0], np.int64) + (base if flags & 1 else 0)
-    lat, lon, spd, acc = (np.array(c, np.float64) for c in cols[1:])
-    x, y = project(lat, lon)
-    return Pending(ts, lat, lon, x, y, spd, acc, np.full(n, -1, np.int64))
+def _narrow_codes(
+    block: bytes, off: int, n: int, which: list[int], rows: int
+) -> tuple[npt.NDArray[np.signedinteger], int]:
+    """The int32 (``rows`` 3) or int16 (2) code rows ``which`` stored at ``off``, in a
+    (rows, n) array with zeros for the 64-bit columns; and the offset after them."""
+    dtype = np.int32 if rows == 3 else np.int16
+    codes = np.zeros((rows, n), dtype)
+    stored = np.frombuffer(block, dtype, len(which) * n, off).reshape(len(which), n)
+    codes[np.array(which, np.intp)] = stored
+    return codes, off + stored.nbytes

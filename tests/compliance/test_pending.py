@@ -12,7 +12,8 @@ T0_MS = 1_763_798_400_000
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
-    return a.view(np.int64)
+    """Bit patterns (-0.0 differs from 0.0), every NaN as one (its payload means nothing)."""
+    return np.where(np.isnan(a), np.nan, a).view(np.int64)
 
 
 def _coord(limit: float) -> st.SearchStrategy[float]:
