@@ -540,6 +540,7 @@ def main() -> None:
         "--allowance-s", type=float, default=30.0, help="the engine's reorder allowance"
     )
     ap.add_argument("--baseline-messages", type=int, default=100_000)
+    ap.add_argument("--log-dir", help="keep the engine logs here (default: discarded)")
     ap.add_argument(
         "--database-url",
         default=os.environ.get(
@@ -561,7 +562,9 @@ def main() -> None:
         finally:
             with psycopg.connect(args.database_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        results = [asyncio.run(run_rate(args, broker, rate, tmp)) for rate in rates]
+        logs = Path(args.log_dir) if args.log_dir else tmp
+        logs.mkdir(parents=True, exist_ok=True)
+        results = [asyncio.run(run_rate(args, broker, rate, logs)) for rate in rates]
     print(
         f"fleet: {args.vehicles} vehicles, {args.trip_vehicles} on trips, "
         f"{min(args.fault_vehicles, args.trip_vehicles)} with speeding/off-route episodes; "

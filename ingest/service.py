@@ -20,7 +20,8 @@ Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``warm-up`` (compi
 compliance kernels while MQTT connects; the first flush waits for it), ``mqtt`` (connect,
 receive, reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
 the receiver stops, the open batch is flushed, committed and acknowledged, then the
-client disconnects.
+client disconnects. Each commit's events are mirrored by a short ``mirror`` task (the
+next batch does not wait for the broker's PUBACKs); the drain waits for those too.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class Pipeline:
         self._room.set()
         self._flush_lock = asyncio.Lock()
         self._tick_events: list[Event] = []
+        self._mirrors: set[asyncio.Task[None]] = set()  # event mirror publishes in flight
         self._client: MqttConnection | None = None
         self._generation = 0  # MQTT connection count: acks are only valid on their own
         self._last_checkpoint = time.monotonic()
@@ -222,6 +224,7 @@ class Pipeline:
                 await receiver
         if stop.is_set():
             await self.flush()  # graceful drain while the connection can still ack
+            await self._mirrors_done()
 
     async def mqtt_loop(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -292,7 +295,7 @@ class Pipeline:
                 return  # stopping with the database down: left un-acked, re-delivered
             self._ack(pending)
             self._record(pending, outcome, time.perf_counter() - t0)
-            await self._mirror(outcome.new_events)
+            self._mirror_soon(outcome.new_events)
 
     def _checkpoint_due(self, watermark_ms: int) -> tuple[bytes, int] | None:
         if self.processor is None:
@@ -375,10 +378,22 @@ class Pipeline:
                 max(0.0, (now_ms() - int(pending.pings.ts_ms.max())) / 1000.0)
             )
 
-    async def _mirror(self, events: list[Event]) -> None:
+    def _mirror_soon(self, events: list[Event]) -> None:
+        """Mirror in the background: the next batch must not wait for the broker's
+        PUBACKs, which may sit behind a window's worth of pings in the socket (a flush
+        that waited for them stalled the pipeline for the 5 s timeout)."""
         conn = self._client
         if not (self.settings.mqtt_mirror_events and events and conn is not None):
             return
+        task = asyncio.create_task(self._mirror(conn, events), name="mirror")
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _mirrors_done(self) -> None:
+        if self._mirrors:
+            await asyncio.gather(*self._mirrors)
+
+    async def _mirror(self, conn: MqttConnection, events: list[Event]) -> None:
         try:
             await asyncio.gather(
                 *(
