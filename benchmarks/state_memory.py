@@ -1,20 +1,21 @@
-"""Per-vehicle compliance state memory with 100,000 tracked vehicles.
+"""Per-vehicle compliance state memory with 100,000 tracked vehicles, itemised.
 
-Part 1, the real thing: a real :class:`compliance.engine.Engine` with N trips (3 km
-routes, ``--stops`` stops each), then every vehicle sends ``--pending`` 1 Hz pings that
-stay inside the reorder allowance; the process's RSS growth per vehicle after ``add_trip``
-(plan, prepared route, projection, state) and from those pings (pending buffer,
-speculative state). RSS, not tracemalloc, because PROJ's C allocations are invisible to
-tracemalloc and were once the largest per-trip item.
+A real :class:`compliance.engine.Engine` with N trips (3 km routes, ``--stops`` stops
+each); every vehicle then sends ``--pending`` 1 Hz pings that all stay inside the 30 s
+reorder allowance (the most a 1 Hz vehicle ever holds pending). Printed per vehicle:
 
-Part 2, the accounting: builds the per-trip state the engine keeps (committed detector vector, per-stop status
-rows, speculative copy and the pending-ping buffer of a 1 Hz vehicle inside the reorder
-allowance) for N vehicles and measures it with tracemalloc (NumPy buffers and their
-Python object headers). Route geometry is the plan, not state, and is excluded; it is
-reported separately for one 50 km route.
+- committed detector state + stop status (the arrays and their Python headers);
+- the pending pings as they rest between batches, and whether any speculative state is
+  held between batches;
+- Python overhead: the Trip object and the engine's per-trip dict / list / heap entries;
+- the prepared plan (route arrays, stop and parameter arrays, projection, the validated
+  plan object) — per trip here, as every vehicle has its own route;
+- the measured growth of the process's resident set (RSS, Linux /proc) per vehicle,
+  after ``add_trip`` and after the pings — the figure nothing above can hide from (PROJ's
+  C allocations, allocator slack and fragmentation included).
 
     .venv/bin/python -m benchmarks.state_memory [--vehicles 100000] [--stops 10]
-        [--real-vehicles 100000]
+        [--pending 30]
 """
 
 from __future__ import annotations
@@ -22,18 +23,18 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import sys
 import time
-import tracemalloc
 
 import numpy as np
 
 from benchmarks._routes import T0_MS, plan_dict, random_route
-from compliance.config import Thresholds
 from compliance.engine import Engine
-from compliance.layout import N_STATE, N_STOPS
 from compliance.plan import TripPlan
-from compliance.trip import Pending, Trip, new_state
+from compliance.trip import Trip
 from compliance.types import PingBatch
+
+GOAL_B = 2048
 
 
 def _plans(n: int, stops: int) -> list[TripPlan]:
@@ -50,17 +51,19 @@ def _plans(n: int, stops: int) -> list[TripPlan]:
 
 
 def _pings(plans: list[TripPlan], k: int) -> PingBatch:
-    """``k`` 1 Hz pings per vehicle, at its route start (all inside the allowance)."""
+    """``k`` 1 Hz pings per vehicle near its route start, 7-decimal degrees and 0.1 km/h
+    speeds as trackers send them (all inside the allowance)."""
     m = len(plans)
     ts = np.tile(T0_MS + np.arange(k, dtype=np.int64) * 1000, m)
-    lon = np.repeat([p.coordinates[0][0] for p in plans], k)
-    lat = np.repeat([p.coordinates[0][1] for p in plans], k)
+    step = np.tile(np.arange(k) * 1e-5, m)
+    lon = np.round(np.repeat([p.coordinates[0][0] for p in plans], k) + step, 7)
+    lat = np.round(np.repeat([p.coordinates[0][1] for p in plans], k), 7)
     return PingBatch(
         [p.vehicle_id for p in plans for _ in range(k)],
         ts,
         lat,
         lon,
-        np.full(m * k, 10.0),
+        np.full(m * k, 10.8),
         np.full(m * k, np.nan),
         np.full(m * k, 5.0),
         np.arange(m * k, dtype=np.int64),
@@ -73,8 +76,32 @@ def _rss_b() -> int:
         return int(fh.read().split()[1]) * resource.getpagesize()
 
 
-def measure_engine(n: int, stops: int, k: int) -> None:
-    """Print the RSS growth per vehicle of a real engine with ``n`` trips."""
+def _route_b(t: Trip) -> int:
+    """Prepared route and plan-derived arrays of one trip (data + headers)."""
+    r = t.route
+    arrays = [r.x_m, r.y_m, r.cum_m, r.stop_x_m, r.stop_y_m, r.stop_route_m, r.stop_offset_m]
+    arrays += [r.limit_from_m, r.limit_to_m, r.limit_kmh, t.stops, t.par]
+    poly = r.projection._poly
+    extra = sys.getsizeof(r) + sys.getsizeof(r.projection)
+    if poly is not None:
+        arrays += [poly[1], poly[2]]
+        extra += sys.getsizeof(poly)
+    return sum(sys.getsizeof(a) for a in arrays) + extra
+
+
+def _python_overhead_b(engine: Engine, n: int) -> float:
+    """Per trip: the Trip object and the engine's bookkeeping of it (dict slots, the
+    vehicle's trip list, heap entries)."""
+    trips = list(engine._trips.values())
+    total = sum(sys.getsizeof(t) for t in trips)
+    total += sys.getsizeof(engine._trips) + sys.getsizeof(engine._by_vehicle)
+    total += sum(sys.getsizeof(v) for v in engine._by_vehicle.values())
+    for heap in (engine._commit_heap, engine._signal_heap):
+        total += sys.getsizeof(heap) + sum(sys.getsizeof(e) + sys.getsizeof(e[0]) for e in heap)
+    return total / n
+
+
+def measure(n: int, stops: int, k: int) -> None:
     t0 = time.perf_counter()
     plans = _plans(n, stops)
     warm = Engine()  # imports, Numba cache loads and PROJ set-up outside the measurement
@@ -95,18 +122,32 @@ def measure_engine(n: int, stops: int, k: int) -> None:
     gc.collect()
     r2 = _rss_b()
     trips = list(engine._trips.values())
-    n_pending = sum(len(t.pending) for t in trips) / n
-    n_spec = sum(t.spec is not None for t in trips) / n
-    raw = sum(t.state_nbytes() for t in trips) / n
+    n_pending = sum(len(t.pending) for t in trips) / n  # (unpacks; after the RSS reading)
+    for t in trips:
+        t.settle()
+    committed_b = sum(sys.getsizeof(t._block) for t in trips) / n
+    pending_b = sum(sys.getsizeof(t._packed) for t in trips if t._packed is not None) / n
+    spec_n = sum(t.spec is not None for t in trips)
+    overhead_b = _python_overhead_b(engine, n)
+    route_b = sum(_route_b(t) for t in trips) / n
+    state_b = committed_b + pending_b + overhead_b
     took_s = time.perf_counter() - t0
-    print(f"real engine, {n:,} trips (3 km route, {stops} stops), {took_s:.0f} s, RSS growth:")
-    print(f"  after add_trip (plan, route, projection, state): {(r1 - r0) / n:8,.0f} B/vehicle")
     print(
-        f"  + {n_pending:.0f} pending pings, speculative state ({n_spec:.0%}): "
-        f"{(r2 - r1) / n:8,.0f} B/vehicle"
+        f"{n:,} vehicles, 3 km routes, {stops} stops each, {k} pending 1 Hz pings ({took_s:.0f} s)"
     )
-    print(f"  detector state alone (Trip.state_nbytes, raw):   {raw:8,.0f} B/vehicle")
-    del engine, trips
+    print("per vehicle, between batches (data + Python object headers):")
+    print(f"  committed state + stop status, one array   {committed_b:8,.0f} B")
+    print(f"  {n_pending:.0f} pending pings, one packed block        {pending_b:8,.0f} B")
+    print(f"  speculative state held between batches     {spec_n:8,d} (trips)")
+    print(f"  Python overhead (Trip object, engine maps)  {overhead_b:8,.0f} B")
+    print(
+        f"  = compliance state                          {state_b:8,.0f} B  (goal <= {GOAL_B:,} B)"
+    )
+    print(f"  prepared route arrays + projection, per trip{route_b:8,.0f} B (not shared here)")
+    print("measured RSS growth per vehicle:")
+    print(f"  add_trip (plan object, route, state)        {(r1 - r0) / n:8,.0f} B")
+    print(f"  + {k} pending pings                         {(r2 - r1) / n:8,.0f} B")
+    print(f"  total                                       {(r2 - r0) / n:8,.0f} B")
 
 
 def main() -> None:
@@ -114,54 +155,8 @@ def main() -> None:
     ap.add_argument("--vehicles", type=int, default=100_000)
     ap.add_argument("--stops", type=int, default=10)
     ap.add_argument("--pending", type=int, default=30, help="pings in the reorder buffer")
-    ap.add_argument("--real-vehicles", type=int, default=100_000, help="0 skips part 1")
     args = ap.parse_args()
-    if args.real_vehicles:
-        measure_engine(args.real_vehicles, args.stops, args.pending)
-    n = args.vehicles
-
-    def pending(k: int) -> Pending:
-        z = np.zeros(k)
-        return Pending(
-            np.zeros(k, np.int64),
-            z.copy(),
-            z.copy(),
-            z.copy(),
-            z.copy(),
-            z.copy(),
-            z.copy(),
-            np.zeros(k, np.int64),
-        )
-
-    tracemalloc.start()
-    base = tracemalloc.take_snapshot()
-    steady = [(new_state(), np.zeros((args.stops, N_STOPS))) for _ in range(n)]
-    mid = tracemalloc.take_snapshot()
-    busy = [(new_state(), np.zeros((args.stops, N_STOPS)), pending(args.pending)) for _ in range(n)]
-    end = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    steady_b = sum(s.size_diff for s in mid.compare_to(base, "filename")) / n
-    busy_b = sum(s.size_diff for s in end.compare_to(mid, "filename")) / n
-    core = N_STATE * 8 + args.stops * N_STOPS * 8
-    print(f"{n:,} vehicles, {args.stops} stops each")
-    print(
-        f"detector state arrays (raw)       : {core:6,d} B/vehicle "
-        f"({N_STATE} float64 + {args.stops}x{N_STOPS} stop status)"
-    )
-    print(f"committed state, measured         : {steady_b:8,.0f} B/vehicle (tracemalloc)")
-    print(f"committed + speculative copy      : {steady_b * 2:8,.0f} B/vehicle")
-    print(
-        f"+ {args.pending} in-flight pings (reorder buffer): {busy_b + steady_b:8,.0f} B/vehicle "
-        "(a 1 Hz vehicle inside the 30 s allowance)"
-    )
-    rng = np.random.default_rng(0)
-    trip = Trip(
-        TripPlan.model_validate(plan_dict("T", "V", random_route(rng, 50_000.0))), Thresholds()
-    )
-    geo = trip.route.x_m.nbytes + trip.route.y_m.nbytes + trip.route.cum_m.nbytes
-    print(f"(plan geometry, shared per trip, not state: {geo:,} B for a 50 km route)")
-    print("goal: <= 2,048 B/vehicle of state")
-    del steady, busy
+    measure(args.vehicles, args.stops, args.pending)
 
 
 if __name__ == "__main__":
