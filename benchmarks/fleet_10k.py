@@ -280,7 +280,7 @@ def _print(
     received = engine.get("routewatch_mqtt_messages_total", 0.0)
     target = args.rate or n / args.interval_s * speedup
     print(
-        f"fleet: {n} vehicles, one fix per {args.interval_s} s, speedup {speedup:g}, "
+        f"fleet: {n} vehicles, one fix per {args.interval_s} s, speedup {r['speedup']}, "
         f"target {target:,.0f} msg/s, {args.duration:g} simulated s, broker {mqtt_url}, "
         f"client {args.client} (2 shared cores, other work running: figures are noisy)"
     )
