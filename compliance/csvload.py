@@ -51,7 +51,7 @@ def _float(buf, s, e):
         c = buf[s]
         if 48 <= c <= 57:
             if digits < _EXACT_DIGITS:
-                mant_i = mant_i * 10 + (c - 48)
+                mant_i = mant_i * 10 + (np.int64(c) - 48)  # not uint8 as plain Python
             else:
                 if digits == _EXACT_DIGITS:
                     mant = float(mant_i)

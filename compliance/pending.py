@@ -131,7 +131,7 @@ def _encode(ts, lat, lon, spd, acc, c32, c16):
 def _decode(c32, c16, base, ts, lat, lon, spd, acc):
     """Inverse of :func:`_encode` for an all-narrow block."""
     for i in range(ts.shape[0]):
-        ts[i] = base + c32[0, i]
+        ts[i] = base + np.int64(c32[0, i])  # int64 also as plain Python (NEP 50)
         lat[i] = c32[1, i] / 1e7
         lon[i] = c32[2, i] / 1e7
         spd[i] = np.nan if c16[0, i] == _NAN_CODE else c16[0, i] / 10.0
