@@ -42,7 +42,7 @@ def _float(buf, s, e):
     if buf[s] == 45 or buf[s] == 43:
         neg = buf[s] == 45
         s += 1
-    mant_i = 0
+    mant_i = np.int64(0)
     mant = 0.0
     scale = 0
     seen_dot = False
