@@ -42,16 +42,16 @@ def _float(buf, s, e):
     if buf[s] == 45 or buf[s] == 43:
         neg = buf[s] == 45
         s += 1
-    mant_i = np.int64(0)
+    mant_i = 0
     mant = 0.0
     scale = 0
     seen_dot = False
     digits = 0
     while s < e:
-        c = buf[s]
+        c = int(buf[s])
         if 48 <= c <= 57:
             if digits < _EXACT_DIGITS:
-                mant_i = mant_i * 10 + (np.int64(c) - 48)  # not uint8 as plain Python
+                mant_i = mant_i * 10 + (c - 48)
             else:
                 if digits == _EXACT_DIGITS:
                     mant = float(mant_i)
@@ -78,7 +78,7 @@ def _float(buf, s, e):
             s += 1
         ex = 0
         while s < e:
-            c = buf[s]
+            c = int(buf[s])
             if not (48 <= c <= 57):
                 return np.nan
             ex = ex * 10 + (c - 48)
@@ -98,7 +98,7 @@ def _float(buf, s, e):
 def _digits(buf, s, n):
     v = 0
     for k in range(n):
-        c = buf[s + k]
+        c = int(buf[s + k])
         if not (48 <= c <= 57):
             return -1
         v = v * 10 + (c - 48)
@@ -146,7 +146,7 @@ def _ts_ms(buf, s, e):
     if p >= e:
         return bad  # an offset is required
     off_min = 0
-    c = buf[p]
+    c = int(buf[p])
     if c == 90 or c == 122:
         p += 1
     elif (c == 43 or c == 45) and p + 6 <= e and buf[p + 3] == 58:
