@@ -171,6 +171,23 @@ ETA_MIN_SPREAD_S = 60.0
 
 
 @njit(cache=True)
+def _last_at_or_below(cum, v):
+    """The last index i with cum[i] <= v (0 when none): ``searchsorted(side="right") - 1``.
+
+    Branch-free halving (the comparison becomes a conditional move): a ping's window
+    lands anywhere on a long route, so a branching search mispredicts about half its
+    steps.
+    """
+    base = 0
+    size = cum.shape[0]
+    while size > 1:
+        half = size // 2
+        base = base + half if cum[base + half] <= v else base
+        size -= half
+    return base
+
+
+@njit(cache=True)
 def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     """Best route position for point (px, py) among segments overlapping [lo_m, hi_m].
 
@@ -181,23 +198,15 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     route_m is clamped to the segment and the window.
     """
     n = x.shape[0]
-    i0 = np.searchsorted(cum, lo_m, side="right") - 1
-    i1 = np.searchsorted(cum, hi_m, side="left")
-    if i0 < 0:
-        i0 = 0
-    if i1 > n - 1:
-        i1 = n - 1
-    if i1 <= i0:
-        i1 = i0 + 1
-        if i1 > n - 1:
-            i0 = n - 2
-            i1 = n - 1
+    # the first segment reaching lo_m; the scan below stops at the first one reaching
+    # hi_m (a walk of a few segments is cheaper than a second binary search)
+    i0 = min(_last_at_or_below(cum, lo_m), n - 2)
     best_m = cum[i0]
     best_d2 = 1e300
     best_c = 1e300
     inv_d2 = 1.0 / (sigma_d * sigma_d)
     inv_p = 1.0 / sigma_p
-    for i in range(i0, i1):
+    for i in range(i0, n - 1):
         ax = x[i]
         ay = y[i]
         dx = x[i + 1] - ax
@@ -229,6 +238,8 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
             best_c = c
             best_d2 = d2
             best_m = m
+        if cum[i + 1] >= hi_m:
+            break
     # one square root per ping, not per segment
     return best_m, math.sqrt(best_d2), best_c
 
