@@ -11,9 +11,10 @@ rate:
 - ping-to-event latency p50/p99: fault vehicles (speeding and off-route episodes, on
   trips) have the publish time of each ping recorded; every event arriving on the
   engine's ``fleet/{id}/events`` mirror is matched to the ping that proved it (same
-  vehicle, ``ts``). Events are final only once the reorder allowance (30 s by default)
-  has passed their ``ts`` (compliance/engine.py), so the latency is printed twice: from
-  the ping, and beyond that allowance (the pipeline's own share);
+  vehicle, ``ts``). The publisher numbers each vehicle's fixes (``seq``), so a fix that
+  follows the last one without a gap is final at once (compliance/engine.py); after a
+  gap, events wait for the reorder allowance (30 s by default) — the run waits that long
+  after publishing so they are counted too;
 - CPU seconds used by the engine, the broker and the publisher.
 
 Baselines in the same run: the raw broker delivery rate (``mosquitto_sub -C N``, the C
@@ -374,8 +375,8 @@ class RateResult:
     publish_s: float = 0.0
     drain_s: float = 0.0
     stored: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
-    beyond_ms: list[float] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)  # steady state
+    startup_ms: list[float] = field(default_factory=list)  # the first allowance
     events: int = 0
     cpu: dict[str, float] = field(default_factory=dict)
     error: str | None = None
@@ -462,11 +463,12 @@ async def run_rate(
         v = vehicle_index.get(vid)
         sent = report.sent_at.get((v, ts_ms)) if v is not None else None
         result.events += 1
-        due_s = ts_ms / 1000 + args.allowance_s
-        # only events that became final while the load ran (later ones wait for a tick)
-        if sent is not None and due_s <= publish_end:
-            result.latencies_ms.append((arrived - sent) * 1000)
-            result.beyond_ms.append((arrived - due_s) * 1000)
+        if sent is None:
+            continue
+        # a vehicle's first fix waits for the allowance (nothing is known before it), and
+        # so does every later one until it is committed: the start-up is told apart
+        started = sent < publish_end - result.publish_s + args.allowance_s + 5.0
+        (result.startup_ms if started else result.latencies_ms).append((arrived - sent) * 1000)
     return result
 
 
@@ -591,9 +593,9 @@ def main() -> None:
             print(
                 f"  ping -> event on MQTT mirror: n={len(r.latencies_ms)} of {r.events} events "
                 f"p50={statistics.median(r.latencies_ms):,.0f} ms "
-                f"p99={pct(r.latencies_ms, 0.99):,.0f} ms; beyond the {args.allowance_s:.0f} s "
-                f"reorder allowance: p50={statistics.median(r.beyond_ms):,.0f} ms "
-                f"p99={pct(r.beyond_ms, 0.99):,.0f} ms"
+                f"p99={pct(r.latencies_ms, 0.99):,.0f} ms max={max(r.latencies_ms):,.0f} ms "
+                f"(after the first {args.allowance_s + 5:.0f} s; {len(r.startup_ms)} events "
+                f"before, p50={statistics.median(r.startup_ms or [math.nan]):,.0f} ms)"
             )
         else:
             print(f"  no events matched ({r.events} arrived)")

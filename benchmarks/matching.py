@@ -99,7 +99,8 @@ def main() -> None:
                 qy,
                 np.full(n, np.nan),
                 np.full(n, 5.0),
-                np.full(n, -1, np.int64),
+                seq=np.arange(n, dtype=np.int64),
+                row=np.full(n, -1, np.int64),
             )
             st = new_state()
             ustat = np.zeros((0, 4))

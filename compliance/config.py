@@ -58,6 +58,11 @@ class Thresholds:
     #: the next trip is watched for (driven while this trip is unfinished) from this long
     #: before its planned start
     next_trip_lead_s: float = 1800.0
+    #: a trip's live view (progress, stop ETAs: what the API, order ETAs and webhooks
+    #: show) is refreshed at most this often in event time, and with every event of the
+    #: trip; each refresh is a write per stop and order, the engine's largest cost with
+    #: thousands of trips on the road
+    snapshot_interval_s: float = 15.0
 
     def with_overrides(self, overrides: dict[str, Any]) -> Thresholds:
         """A copy with per-trip overrides applied; unknown names raise ``ValueError``."""

@@ -11,12 +11,24 @@ horizon in ts order, so the same pings give the same events whatever the batch
 boundaries, duplicates or arrival order (within the allowance). A ping older than the
 last committed ts is late: it gets no match result and does not rewind state (logged).
 
+Pings in sequence: a tracker that numbers its fixes (``seq``) says when nothing is
+missing. A pending ping whose seq follows the last committed one without a gap (and the
+run of pings after it that continue the count) is committed in the batch that brings it:
+no ping still in flight can sort before it, so its events are the ones the allowance
+would have given, without the wait. After a gap (a lost or delayed fix, a reboot that
+restarts the count) the pings wait for the missing one or for the allowance, as pings
+without seq always do.
+
 Live latency: each new ping still gets its match result (route_m, offset_m, on_route)
 immediately, from a *speculative* state = committed state run over all pending pings
 (continued incrementally while pings arrive in order, re-run from the committed state
 only when one lands out of order). Snapshots (what the API shows) use that speculative
-state too. Only events wait for the allowance (30 s by default): they are never
-provisional, so nothing ever has to be retracted.
+state too. Only events wait for the allowance (30 s by default) when pings are not in
+sequence: they are never provisional, so nothing ever has to be retracted.
+
+Snapshots (a trip's progress and stop ETAs for the API, orders and webhooks) are given
+with every event of the trip and otherwise at most every ``snapshot_interval_s`` of
+event time: each one costs a database write per stop and order.
 
 ``signal_lost`` fires when the horizon passes last committed ping + timeout (event ts =
 that instant); if the next ping arrives first, the committed run emits the same event
@@ -55,7 +67,9 @@ from compliance.types import PingBatch, ProcessResult, TripSnapshot
 
 log = logging.getLogger(__name__)
 
-_CHECKPOINT_VERSION = 1
+#: 2: pending pings carry their seq, trips the seq of their newest committed ping
+_CHECKPOINT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 _FLUSH_MS = 2**62
 
 
@@ -131,18 +145,23 @@ class Engine:
         )
         horizon = self._horizon(watermark_ms)
         touched: dict[str, Trip] = {}
+        events: list[Event] = []
         if n:
             for vehicle_id, rows in groups_by_vehicle(batch.vehicle_id, batch.ts_ms):
                 trip = self._current(vehicle_id)
                 if trip is None:
                     continue
-                self._ingest(trip, batch, rows, horizon, res, touched)
-        events = self._advance(horizon, res, touched)
-        res.events = events
+                events += self._ingest(trip, batch, rows, horizon, res, touched)
+        res.events = _ordered(events + self._advance(horizon, res, touched))
+        with_events = {e.trip_id for e in res.events}
         for trip in touched.values():
-            snap = self.snapshot(trip.key)
-            if snap is not None:
-                res.snapshots.append(snap)
+            latest = _latest_ts(trip)
+            due = latest - trip.snapshot_ts >= trip.th.snapshot_interval_s * 1000.0
+            if due or trip.key in with_events:
+                snap = self.snapshot(trip.key)
+                if snap is not None:
+                    res.snapshots.append(snap)
+                    trip.snapshot_ts = latest
             trip.settle()  # pending pings back to their compact block (rows forgotten)
         return res
 
@@ -173,7 +192,9 @@ class Engine:
         horizon: int,
         res: ProcessResult,
         touched: dict[str, Trip],
-    ) -> None:
+    ) -> list[Event]:
+        """Add ``rows`` to ``trip``'s pending pings; commit those in sequence at once (their
+        events), give the rest speculative match results."""
         ts = batch.ts_ms[rows]
         # duplicates inside the batch: keep the first arrival (rows are sorted by ts, then
         # by arrival)
@@ -194,7 +215,7 @@ class Engine:
         _label_rows(res.trip_id, rows, trip.key)
         touched[trip.key] = trip
         if not len(rows):
-            return
+            return []
         lat = batch.lat[rows]
         lon = batch.lon[rows]
         x, y = trip.project(lat, lon)
@@ -206,6 +227,7 @@ class Engine:
             y,
             batch.speed_kmh[rows].astype(np.float64),
             batch.accuracy_m[rows].astype(np.float64),
+            batch.seq[rows].astype(np.int64),
             rows.astype(np.int64),
         )
         in_order = not len(p) or new.ts_ms[0] > p.ts_ms[-1]
@@ -216,8 +238,15 @@ class Engine:
         else:
             merged = Pending.concat([p, new])
             trip.pending = merged.select(np.argsort(merged.ts_ms, kind="stable"))
-        if int(new.ts_ms[-1]) <= horizon and int(trip.pending.ts_ms[-1]) <= horizon:
-            return  # everything will be committed now; the committed run gives results
+        events: list[Event] = []
+        in_sequence = _in_sequence_until(trip.pending, trip.last_seq)
+        if in_sequence > horizon:
+            events = self._commit(trip, in_sequence, res, touched)
+            trip.spec = None  # the committed state now runs ahead of the speculative one
+            if not len(trip.pending):
+                return events
+        elif int(new.ts_ms[-1]) <= horizon and int(trip.pending.ts_ms[-1]) <= horizon:
+            return []  # everything will be committed now; the committed run gives results
         if in_order and trip.spec is not None and trip.spec_stops is not None:
             out = trip.run(trip.spec, trip.spec_stops, new)
             sel = new
@@ -227,6 +256,7 @@ class Engine:
             sel = trip.pending
             out = trip.run(trip.spec, trip.spec_stops, sel)
         _write_results(res, sel, out)
+        return events
 
     def _advance(
         self, horizon: int, res: ProcessResult | None, touched: dict[str, Trip]
@@ -277,6 +307,7 @@ class Engine:
         events: list[Event] = []
         if len(head):
             out = trip.run(trip.committed, trip.committed_stops, head)
+            trip.last_seq = int(head.seq[-1])
             events = to_events(trip.plan, trip.key, out.n_events, out.ev_i, out.ev_ts, out.ev_f)
             if res is not None:
                 _write_results(res, head, out)
@@ -372,6 +403,7 @@ class Engine:
                     "committed": t.committed,
                     "committed_stops": t.committed_stops,
                     "pending": [c.copy() for c in t.pending.columns()],
+                    "last_seq": t.last_seq,
                 }
             )
         data = {
@@ -390,7 +422,7 @@ class Engine:
         Only load checkpoints this process (or its database) wrote: the format is pickle.
         """
         obj = pickle.loads(data)
-        if obj.get("version") != _CHECKPOINT_VERSION:
+        if obj.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported checkpoint version {obj.get('version')!r}")
         eng = cls(Thresholds(**obj["thresholds"]), speed_profile)
         eng.late_pings = int(obj["late_pings"])
@@ -402,8 +434,11 @@ class Engine:
             trip.committed_stops = (
                 np.asarray(t["committed_stops"], np.float64).reshape(-1, N_STOPS).copy()
             )
-            cols = t["pending"]
+            cols = list(t["pending"])
+            if len(cols) == 8:  # version 1: no seq (unknown, so they wait as before)
+                cols.insert(7, np.full(len(cols[0]), -1, np.int64))
             trip.pending = Pending(*cols)
+            trip.last_seq = int(t.get("last_seq", -1))
             trip.pending.row[:] = -1
             if len(trip.pending):
                 heapq.heappush(eng._commit_heap, (int(trip.pending.ts_ms[0]), trip.key))
@@ -454,6 +489,27 @@ def _label_rows(labels: list[str | None], rows: npt.NDArray[np.intp], key: str) 
         return
     for r in rows.tolist():
         labels[r] = key
+
+
+def _latest_ts(trip: Trip) -> int:
+    """ts of the trip's newest ping, pending or committed."""
+    p = trip.pending
+    return int(p.ts_ms[-1]) if len(p) else int(trip.committed[S_LAST_TS])
+
+
+def _in_sequence_until(p: Pending, last_seq: int) -> int:
+    """The ts up to which ``p``'s pings follow the committed ping's ``last_seq`` without a
+    gap (seq last_seq + 1, + 2, ...), or -2**63 when the first one does not.
+
+    Those pings are complete: with sequence numbers in time order, no ping still in flight
+    can sort before them, so committing them now gives the events the reorder allowance
+    would have given, without its delay. Without sequence numbers (-1) pings wait."""
+    if last_seq < 0 or not len(p):
+        return -(2**63)
+    expected = np.arange(last_seq + 1, last_seq + 1 + len(p), dtype=np.int64)
+    gap = np.flatnonzero(p.seq != expected)
+    k = int(gap[0]) if len(gap) else len(p)
+    return int(p.ts_ms[k - 1]) if k else -(2**63)
 
 
 def _ordered(events: list[Event]) -> list[Event]:

@@ -10,14 +10,16 @@ the narrowest type that gives back *exactly* the same values:
   parsed from at most 7 decimals is (1 cm, more than trackers resolve); float64 otherwise;
 - speed, accuracy: int16 in tenths (km/h, m) when every value is k / 10 exactly (NaN, an
   absent value, as a sentinel); float64 otherwise;
+- seq (the device's sequence number, -1 when absent): nothing when every ping lacks one,
+  else an int64 base and int32 offsets from it; int64 beyond;
 - x, y (the trip's local metres): not stored; recomputed from lat, lon by the trip's
   projection, a pure function, so the kernels see the values they saw before;
 - batch row: not stored; it only means something during the batch that brought the ping.
 
 "Exactly" is checked bit for bit, never assumed (float32 metres or degrees would be
 close, but then results would depend on whether a ping rested before it was committed):
-a column that does not round-trip stays float64. Typical data rests in 16 B a ping plus
-24 B of header and the 33 B of the ``bytes`` object.
+a column that does not round-trip stays float64. Typical data rests in 16 B a ping (20 B
+with a seq) plus 24 B of header and the 33 B of the ``bytes`` object.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ class Pending:
     y_m: F64 = field(default_factory=lambda: np.empty(0))
     speed_kmh: F64 = field(default_factory=lambda: np.empty(0))
     accuracy_m: F64 = field(default_factory=lambda: np.empty(0))
+    seq: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # -1 when absent
     row: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # batch row, -1 older
 
     def __len__(self) -> int:
         return int(self.ts_ms.shape[0])
 
-    def columns(self) -> tuple[I64, F64, F64, F64, F64, F64, F64, I64]:
+    def columns(self) -> tuple[I64, F64, F64, F64, F64, F64, F64, I64, I64]:
         return (
             self.ts_ms,
             self.lat,
@@ -60,6 +63,7 @@ class Pending:
             self.y_m,
             self.speed_kmh,
             self.accuracy_m,
+            self.seq,
             self.row,
         )
 
@@ -79,6 +83,8 @@ _HEADER = struct.Struct("<qqq")  # n, flags (bit c: column c is narrow), base ts
 
 
 _ALL_NARROW = 0b11111
+_SEQ_ABSENT = 1 << 5  # every seq is -1: none stored
+_SEQ_NARROW = 1 << 6  # seq as an int64 base and int32 offsets (else one int64 column)
 
 
 @njit(cache=True)
@@ -142,12 +148,13 @@ def pack(p: Pending) -> bytes:
     """``p``'s pings as one block (see the module docstring); rows are not kept.
 
     Layout: header (n, flags, base ts), then the 64-bit columns, then the int32 codes of
-    the narrow ones among ts/lat/lon, then the int16 codes of speed/accuracy."""
+    the narrow ones among ts/lat/lon, then the int16 codes of speed/accuracy, then seq."""
     n = len(p)
     c32 = np.empty((3, n), np.int32)
     c16 = np.empty((2, n), np.int16)
     flags = _encode(p.ts_ms, p.lat, p.lon, p.speed_kmh, p.accuracy_m, c32, c16)
-    parts = [_HEADER.pack(n, flags, int(p.ts_ms[0]))]
+    seq_part, seq_flags = _pack_seq(p.seq)
+    parts = [_HEADER.pack(n, flags | seq_flags, int(p.ts_ms[0]))]
     if flags != _ALL_NARROW:  # 8-byte items first: they stay 8-byte aligned
         cols = (p.ts_ms, p.lat, p.lon, p.speed_kmh, p.accuracy_m)
         parts += [cols[c].tobytes() for c in range(5) if not flags >> c & 1]
@@ -155,25 +162,48 @@ def pack(p: Pending) -> bytes:
         parts += [c16[c - 3].tobytes() for c in range(3, 5) if flags >> c & 1]
     else:
         parts += [c32.tobytes(), c16.tobytes()]
+    parts.append(seq_part)
     return b"".join(parts)
+
+
+def _pack_seq(seq: I64) -> tuple[bytes, int]:
+    if not len(seq) or bool((seq == -1).all()):
+        return b"", _SEQ_ABSENT
+    base = int(seq[0])
+    off = seq - base
+    if int(np.abs(off).max()) <= 2**31 - 1:
+        return struct.pack("<q", base) + off.astype(np.int32).tobytes(), _SEQ_NARROW
+    return seq.tobytes(), 0
+
+
+def _unpack_seq(block: bytes, off: int, n: int, flags: int) -> I64:
+    if flags & _SEQ_ABSENT:
+        return np.full(n, -1, np.int64)
+    if flags & _SEQ_NARROW:
+        (base,) = struct.unpack_from("<q", block, off)
+        return np.frombuffer(block, np.int32, n, off + 8).astype(np.int64) + base
+    return np.frombuffer(block, np.int64, n, off).copy()
 
 
 def unpack(block: bytes, project: Callable[[F64, F64], tuple[F64, F64]]) -> Pending:
     """The :class:`Pending` that :func:`pack` stored (rows -1); ``project`` maps
     (lat, lon) degrees to the trip's local metres."""
-    n, flags, base = _HEADER.unpack_from(block)
+    n, all_flags, base = _HEADER.unpack_from(block)
+    flags = all_flags & _ALL_NARROW
     off = _HEADER.size
     if flags == _ALL_NARROW:
         wide: list[int] = []
         w = np.empty((0, n))
         c32 = np.frombuffer(block, np.int32, 3 * n, off).reshape(3, n)
         c16 = np.frombuffer(block, np.int16, 2 * n, off + 12 * n).reshape(2, n)
+        off += 16 * n
     else:
         wide = [c for c in range(5) if not flags >> c & 1]
         w = np.frombuffer(block, np.float64, len(wide) * n, off).reshape(len(wide), n)
         off += w.nbytes
         c32, off = _narrow_codes(block, off, n, [c for c in range(3) if flags >> c & 1], 3)
-        c16, _ = _narrow_codes(block, off, n, [c - 3 for c in (3, 4) if flags >> c & 1], 2)
+        c16, off = _narrow_codes(block, off, n, [c - 3 for c in (3, 4) if flags >> c & 1], 2)
+    seq = _unpack_seq(block, off, n, all_flags)
     ints = np.empty((2, n), np.int64)
     ts, row = ints
     row.fill(-1)
@@ -186,7 +216,7 @@ def unpack(block: bytes, project: Callable[[F64, F64], tuple[F64, F64]]) -> Pend
         else:
             vals[c - 1] = w[k]
     x, y = project(lat, lon)
-    return Pending(ts, lat, lon, x, y, spd, acc, row)
+    return Pending(ts, lat, lon, x, y, spd, acc, seq, row)
 
 
 def _narrow_codes(

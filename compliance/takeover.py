@@ -106,7 +106,9 @@ def takeover_index(
     sh = shadow if shadow is not None else Shadow.fresh(nxt)
     part = head.select(slice(j0, None))
     x, y = nxt.project(part.lat, part.lon)
-    part = Pending(part.ts_ms, part.lat, part.lon, x, y, part.speed_kmh, part.accuracy_m, part.row)
+    part = Pending(
+        part.ts_ms, part.lat, part.lon, x, y, part.speed_kmh, part.accuracy_m, part.seq, part.row
+    )
     was_started = sh.state[S_STARTED] > 0
     nxt_out = nxt.run(sh.state, sh.stops, part)
     started_at = 0 if was_started else _event_ping(nxt_out, EV_TRIP_STARTED)

@@ -149,6 +149,8 @@ class Trip:
         "_pend",
         "cancelled",
         "key",
+        "last_seq",
+        "snapshot_ts",
         "par",
         "plan",
         "route",
@@ -196,6 +198,11 @@ class Trip:
         self.spec_stops: F64 | None = None
         self._pend: Pending | None = None  # in use during a batch
         self._packed: bytes | None = None  # at rest between batches
+        # the device's seq of the newest committed ping (-1: unknown): a pending ping
+        # that follows it without a gap cannot be overtaken by a late one, so it is
+        # committed at once instead of after the reorder allowance
+        self.last_seq = -1
+        self.snapshot_ts = -(2**62)  # ts of the last snapshot given out
         self.cancelled = False
 
     # ---- state ----

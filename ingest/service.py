@@ -14,7 +14,9 @@ Backpressure: the broker sends at most ``mqtt_receive_maximum`` un-acked message
 (MQTT 5 Receive Maximum); the receiver stops taking messages while a full batch waits
 for the database. Memory is bounded by two batches plus that window. Beyond the window
 the broker queues for us — Mosquitto only ``max_queued_messages`` (default 1000) and
-drops the rest, so a deployment raises that limit to cover a database outage.
+drops the rest, so the configs routewatch writes (private brokers, ``mqtt auth``) raise
+that limit to a million (``routewatch.mqtt_auth.BROKER_QUEUE_CONFIG``); a broker of your
+own needs the same line.
 
 Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``warm-up`` (compiles the
 compliance kernels while MQTT connects; the first flush waits for it), ``mqtt`` (connect,

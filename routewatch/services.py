@@ -36,6 +36,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from routewatch.mqtt_auth import BROKER_QUEUE_CONFIG
 from routewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ class PrivateMosquitto(_PrivateService):
             "log_type error",
             "log_type warning",
             "log_type notice",
+            BROKER_QUEUE_CONFIG,  # the engine's backlog is kept, not dropped
         ]
         if _is_root():
             lines.append(f"user {self._run_as}")

@@ -39,7 +39,11 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
     speed_kmh = EXCLUDED.speed_kmh, heading_deg = EXCLUDED.heading_deg,
     trip_id = COALESCE(EXCLUDED.trip_id, vs.trip_id),
     route_m = EXCLUDED.route_m, offset_m = EXCLUDED.offset_m, on_route = EXCLUDED.on_route,
-    schedule_delay_s = EXCLUDED.schedule_delay_s, status = EXCLUDED.status,
+    -- a trip's snapshot (and with it the delay) comes only every few seconds
+    schedule_delay_s = CASE WHEN EXCLUDED.trip_id IS NOT DISTINCT FROM vs.trip_id
+                            THEN COALESCE(EXCLUDED.schedule_delay_s, vs.schedule_delay_s)
+                            ELSE EXCLUDED.schedule_delay_s END,
+    status = EXCLUDED.status,
     updated_at = now()
 WHERE vs.ts <= EXCLUDED.ts
 """

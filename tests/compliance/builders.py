@@ -95,8 +95,9 @@ def batch(
     y: npt.NDArray[np.float64],
     speed_kmh: npt.NDArray[np.float64] | None = None,
     accuracy_m: float = 5.0,
+    seq: npt.NDArray[np.int64] | None = None,
 ) -> PingBatch:
-    """A :class:`PingBatch` of one vehicle from local metres."""
+    """A :class:`PingBatch` of one vehicle from local metres (``seq`` -1 when not given)."""
     lon, lat = ORIGIN.to_lonlat(np.asarray(x, float), np.asarray(y, float))
     n = len(ts_ms)
     spd = np.full(n, np.nan) if speed_kmh is None else np.asarray(speed_kmh, float)
@@ -108,5 +109,5 @@ def batch(
         spd,
         np.full(n, np.nan),
         np.full(n, accuracy_m),
-        np.full(n, -1, np.int64),
+        np.full(n, -1, np.int64) if seq is None else np.asarray(seq, np.int64),
     )

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from compliance.engine import Engine
 from compliance.plan import TripPlan
@@ -20,7 +21,7 @@ from tests.compliance.helpers import kinds, run_batches, signature
 ROUTE = [(0.0, 0.0), (3000.0, 0.0), (3000.0, 2000.0)]
 
 
-def _scenario() -> tuple[TripPlan, PingBatch]:
+def _scenario(seq: bool = False) -> tuple[TripPlan, PingBatch]:
     p = plan(
         ROUTE,
         [
@@ -39,7 +40,11 @@ def _scenario() -> tuple[TripPlan, PingBatch]:
     ts, x, y, s = ts[keep], x[keep], y[keep], s[keep]
     x = x + rng.normal(0, 5, len(x))
     y = y + rng.normal(0, 5, len(y))
-    return p, batch("V1", ts, x, y, s)
+    # a tracker numbering its fixes: one reboot (back to 0) and one fix lost on the way
+    n = len(ts)
+    numbers = np.concatenate([np.arange(1000, 1000 + n // 2), np.arange(n - n // 2)])
+    numbers[n // 3 :] += 1
+    return p, batch("V1", ts, x, y, s, seq=numbers if seq else None)
 
 
 def _split(b: PingBatch, sizes: np.ndarray) -> list[PingBatch]:
@@ -49,9 +54,10 @@ def _split(b: PingBatch, sizes: np.ndarray) -> list[PingBatch]:
     return [b.take(np.arange(a, c)) for a, c in itertools.pairwise(edges) if c > a]
 
 
-def test_rebatching_duplicates_and_shuffling_give_identical_events() -> None:
-    p, b = _scenario()
-    ref, _ = run_batches([p], [b])
+@pytest.mark.parametrize("seq", [False, True], ids=["no seq", "seq"])
+def test_rebatching_duplicates_and_shuffling_give_identical_events(seq: bool) -> None:
+    p, b = _scenario(seq)
+    ref, _ = run_batches([p], [_scenario()[1]])  # without seq: every ping waits its allowance
     assert {
         "trip_started",
         "speeding",
@@ -74,8 +80,9 @@ def test_rebatching_duplicates_and_shuffling_give_identical_events() -> None:
         assert signature(got) == signature(ref), f"trial {trial}"
 
 
-def test_checkpoint_restore_mid_trip_gives_the_same_events() -> None:
-    p, b = _scenario()
+@pytest.mark.parametrize("seq", [False, True], ids=["no seq", "seq"])
+def test_checkpoint_restore_mid_trip_gives_the_same_events(seq: bool) -> None:
+    p, b = _scenario(seq)
     ref, _ = run_batches([p], [b])
     parts = _split(b, np.full(len(b), 37))
     eng = Engine()
@@ -111,6 +118,59 @@ def test_match_results_come_immediately_events_after_the_allowance() -> None:
     assert np.all(np.isfinite(res.route_m))
     assert res.events == []  # trip_started waits for the reorder allowance
     assert res.snapshots and res.snapshots[0].route_m > 0
+
+
+def test_snapshots_come_every_interval_and_with_every_event() -> None:
+    p, b = _scenario()
+    eng = Engine()
+    eng.add_trip(p)
+    snaps: list[tuple[int, bool]] = []  # (snapshot ts, the batch had events)
+    for k in range(len(b)):
+        res = eng.process(b.take(np.array([k])), int(b.ts_ms[k]))
+        assert len(res.snapshots) <= 1
+        snaps += [(s.ts_ms, bool(res.events)) for s in res.snapshots]
+    snap_ts = np.array([t for t, _ in snaps])
+    for (t, with_events), gap in zip(snaps[1:], np.diff(snap_ts), strict=True):
+        assert gap >= 15_000 or with_events  # not more often than the interval...
+    newest_before = snap_ts[np.searchsorted(snap_ts, b.ts_ms, side="right") - 1]
+    assert np.all(b.ts_ms - newest_before < 15_000)  # ...nor less, while fixes come
+    assert len(snaps) < len(b) / 5
+
+
+def test_pings_in_sequence_give_their_events_at_once() -> None:
+    """A tracker numbering its fixes: a fix that follows the last committed one without a
+    gap is committed in the batch that brings it (its events too); after a gap the fixes
+    wait until the missing one arrives, or for the allowance."""
+    p, b = _scenario()
+    b.seq[:] = np.arange(len(b))
+    eng = Engine()
+    eng.add_trip(p)
+    first = eng.process(b.take(np.arange(0, 1)), int(b.ts_ms[0]))
+    assert first.events == []  # the first fix: nothing known before it, so it waits
+    eng.process(PingBatch.empty(), int(b.ts_ms[0]) + 30_000)  # its allowance has passed
+    lag_s = {
+        str(e.type): (int(b.ts_ms[k]) - e.ts_ms) / 1000
+        for k in range(1, len(b))
+        for e in eng.process(b.take(np.array([k])), int(b.ts_ms[k])).events
+    }
+    # every event comes with the fix that proves it; signal_lost is dated when the
+    # signal was lost, 120 s after the last fix before the coverage gap
+    assert lag_s.pop("signal_lost") > 0
+    assert {"trip_started", "speeding", "stop_arrived", "trip_completed"} <= set(lag_s)
+    assert set(lag_s.values()) == {0.0}, lag_s
+
+    # the same stream with one fix held back: what follows it waits for it
+    ref, _ = run_batches([p], [_scenario()[1]])
+    eng = Engine()
+    eng.add_trip(p)
+    events = eng.process(b.take(np.arange(0, 1)), int(b.ts_ms[0]) + 30_000).events
+    events += eng.process(b.take(np.arange(2, 120)), int(b.ts_ms[119])).events
+    assert all(e.ts_ms <= int(b.ts_ms[119]) - 30_000 for e in events)  # the allowance's
+    events += eng.process(b.take(np.array([1])), int(b.ts_ms[119])).events
+    assert "trip_started" in kinds(events)
+    events += eng.process(b.take(np.arange(120, len(b))), int(b.ts_ms[-1])).events
+    events += eng.flush() + eng.tick(int(b.ts_ms[-1]))
+    assert signature(sorted(events, key=lambda e: e.ts_ms)) == signature(ref)
 
 
 def test_kernels_run_as_plain_python(tmp_path: Path) -> None:

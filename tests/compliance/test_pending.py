@@ -39,15 +39,28 @@ def _reading() -> st.SearchStrategy[float]:
         st.tuples(st.integers(1, 3_000_000_000), _coord(90), _coord(180), _reading(), _reading()),
         min_size=1,
         max_size=40,
-    )
+    ),
+    st.one_of(
+        st.just("absent"),  # a tracker without sequence numbers
+        st.integers(0, 2**40),  # consecutive from this base (int32 offsets)
+        st.just("any"),  # anything, -1 (absent) mixed in
+    ),
+    st.randoms(use_true_random=False),
 )
-def test_pack_unpack_is_exact(rows) -> None:
+def test_pack_unpack_is_exact(rows, seq_kind, rnd) -> None:
     n = len(rows)
     ts = T0_MS + np.cumsum([r[0] for r in rows]).astype(np.int64)
     lat, lon, spd, acc = (np.array([r[k] for r in rows], np.float64) for k in range(1, 5))
-    p = Pending(ts, lat, lon, lat * 2.0, lon * 3.0, spd, acc, np.arange(n, dtype=np.int64))
+    if seq_kind == "absent":
+        seq = np.full(n, -1, np.int64)
+    elif seq_kind == "any":
+        seq = np.array([rnd.choice([-1, rnd.randrange(-(2**63), 2**63)]) for _ in rows])
+    else:
+        seq = np.arange(n, dtype=np.int64) + int(seq_kind)
+    p = Pending(ts, lat, lon, lat * 2.0, lon * 3.0, spd, acc, seq, np.arange(n, dtype=np.int64))
     q = unpack(pack(p), lambda a, b: (a * 2.0, b * 3.0))
     assert np.array_equal(q.ts_ms, p.ts_ms)
+    assert np.array_equal(q.seq, p.seq)
     for name in ("lat", "lon", "x_m", "y_m", "speed_kmh", "accuracy_m"):
         assert np.array_equal(_bits(getattr(q, name)), _bits(getattr(p, name))), name
     assert np.all(q.row == -1)
@@ -61,5 +74,17 @@ def test_typical_fixes_rest_in_16_bytes_each() -> None:
     lon = np.round(106.8 + np.arange(n) * 1e-4, 7)
     spd = np.full(n, 43.2)
     acc = np.full(n, np.nan)
-    block = pack(Pending(ts, lat, lon, lat, lon, spd, acc, np.arange(n, dtype=np.int64)))
+    block = pack(Pending(ts, lat, lon, lat, lon, spd, acc, np.full(n, -1), np.arange(n, dtype=np.int64)))
     assert len(block) == 24 + 16 * n
+
+
+def test_sequence_numbers_rest_in_4_bytes_each() -> None:
+    n = 30
+    ts = T0_MS + np.arange(n, dtype=np.int64) * 1000
+    lat = np.round(-6.2 + np.arange(n) * 1e-4, 7)
+    seq = 5_000_000_000 + np.arange(n, dtype=np.int64)
+    spd = np.full(n, 43.2)
+    p = Pending(ts, lat, lat, lat, lat, spd, spd, seq, np.arange(n, dtype=np.int64))
+    block = pack(p)
+    assert len(block) == 24 + 16 * n + 8 + 4 * n
+    assert np.array_equal(unpack(block, lambda a, b: (a, b)).seq, seq)
