@@ -70,6 +70,10 @@ def metrics(base_url: str) -> dict[str, float]:
     return out
 
 
+#: the engine counts as stalled after this long without receiving a message
+DRAIN_STALL_S = 20.0
+
+
 @dataclass
 class Sampler:
     """Polls ``/metrics`` once a second: when the engine first had ``trips`` loaded, and
@@ -236,8 +240,13 @@ def run(args: argparse.Namespace, database_url: str, mqtt_url: str) -> None:
             if sim.returncode:
                 raise SystemExit(f"routewatch simulate failed ({sim.returncode})")
             report = _summary(out.decode().strip().splitlines()[-1])
-            # the engine drains what the broker still holds for it
-            while time.monotonic() - max(sampler.last_change, sim_done) < 3.0:
+            # the engine drains what the broker still holds for it: all of it, unless it
+            # stalls (a batch with a checkpoint takes seconds with 10,000 trips)
+            published = int(report["messages"])
+            while (
+                sampler.last.get("routewatch_mqtt_messages_total", 0.0) < published
+                and time.monotonic() - max(sampler.last_change, sim_done) < DRAIN_STALL_S
+            ):
                 time.sleep(0.5)
             drained = time.monotonic()
             engine = dict(sampler.last)

@@ -74,7 +74,9 @@ def test_typical_fixes_rest_in_16_bytes_each() -> None:
     lon = np.round(106.8 + np.arange(n) * 1e-4, 7)
     spd = np.full(n, 43.2)
     acc = np.full(n, np.nan)
-    block = pack(Pending(ts, lat, lon, lat, lon, spd, acc, np.full(n, -1), np.arange(n, dtype=np.int64)))
+    block = pack(
+        Pending(ts, lat, lon, lat, lon, spd, acc, np.full(n, -1), np.arange(n, dtype=np.int64))
+    )
     assert len(block) == 24 + 16 * n
 
 
