@@ -59,9 +59,9 @@ class Thresholds:
     #: before its planned start
     next_trip_lead_s: float = 1800.0
     #: a trip's live view (progress, stop ETAs: what the API, order ETAs and webhooks
-    #: show) is refreshed at most this often in event time, and with every event of the
-    #: trip; each refresh is a write per stop and order, the engine's largest cost with
-    #: thousands of trips on the road
+    #: show) is refreshed at most this often in event time, and whenever the trip or a
+    #: stop changes status or the trip has an event; each refresh is a write per stop and
+    #: order, the engine's largest cost with thousands of trips on the road
     snapshot_interval_s: float = 15.0
 
     def with_overrides(self, overrides: dict[str, Any]) -> Thresholds:

@@ -27,8 +27,9 @@ state too. Only events wait for the allowance (30 s by default) when pings are n
 sequence: they are never provisional, so nothing ever has to be retracted.
 
 Snapshots (a trip's progress and stop ETAs for the API, orders and webhooks) are given
-with every event of the trip and otherwise at most every ``snapshot_interval_s`` of
-event time: each one costs a database write per stop and order.
+with every event of the trip and every change of a trip or stop status, otherwise at
+most every ``snapshot_interval_s`` of event time: each one costs a database write per
+stop and order.
 
 ``signal_lost`` fires when the horizon passes last committed ping + timeout (event ts =
 that instant); if the next ping arrives first, the committed run emits the same event
@@ -156,13 +157,9 @@ class Engine:
         res.events = _ordered(events + self._advance(horizon, res, touched))
         with_events = {e.trip_id for e in res.events}
         for trip in touched.values():
-            latest = _latest_ts(trip)
-            due = latest - trip.snapshot_ts >= trip.th.snapshot_interval_s * 1000.0
-            if due or trip.key in with_events:
-                snap = self.snapshot(trip.key)
-                if snap is not None:
-                    res.snapshots.append(snap)
-                    trip.snapshot_ts = latest
+            snap = self.snapshot(trip.key)
+            if snap is not None and _snapshot_due(trip, snap, trip.key in with_events):
+                res.snapshots.append(snap)
             trip.settle()  # pending pings back to their compact block (rows forgotten)
         return res
 
@@ -495,10 +492,19 @@ def _label_rows(labels: list[str | None], rows: npt.NDArray[np.intp], key: str) 
         labels[r] = key
 
 
-def _latest_ts(trip: Trip) -> int:
-    """ts of the trip's newest ping, pending or committed."""
-    p = trip.pending
-    return int(p.ts_ms[-1]) if len(p) else int(trip.committed[S_LAST_TS])
+def _snapshot_due(trip: Trip, snap: TripSnapshot, with_events: bool) -> bool:
+    """Whether ``snap`` is given out: with an event of the trip, when the trip's or a
+    stop's status moved (an order's status follows them), else once per interval."""
+    marks = hash((snap.status, *(s.status for s in snap.stops)))
+    due = (
+        with_events
+        or marks != trip.snapshot_marks
+        or snap.ts_ms - trip.snapshot_ts >= trip.th.snapshot_interval_s * 1000.0
+    )
+    if due:
+        trip.snapshot_ts = snap.ts_ms
+        trip.snapshot_marks = marks
+    return due
 
 
 def _in_sequence_until(p: Pending, last_seq: int) -> int:

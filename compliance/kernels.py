@@ -178,6 +178,8 @@ def _last_at_or_below(cum, v):
     lands anywhere on a long route, so a branching search mispredicts about half its
     steps.
     """
+    if math.isnan(v):
+        return cum.shape[0] - 1  # where searchsorted sorts NaN: past the end
     base = 0
     size = cum.shape[0]
     while size > 1:

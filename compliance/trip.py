@@ -153,6 +153,7 @@ class Trip:
         "par",
         "plan",
         "route",
+        "snapshot_marks",
         "snapshot_ts",
         "spec",
         "spec_stops",
@@ -203,6 +204,7 @@ class Trip:
         # committed at once instead of after the reorder allowance
         self.last_seq = -1
         self.snapshot_ts = -(2**62)  # ts of the last snapshot given out
+        self.snapshot_marks = 0  # hash of its trip and stop statuses
         self.cancelled = False
 
     # ---- state ----

@@ -140,20 +140,27 @@ def test_match_results_come_immediately_events_after_the_allowance() -> None:
     assert res.snapshots and res.snapshots[0].route_m > 0
 
 
-def test_snapshots_come_every_interval_and_with_every_event() -> None:
+def test_snapshots_come_every_interval_and_with_every_change() -> None:
     p, b = _scenario()
     eng = Engine()
     eng.add_trip(p)
-    snaps: list[tuple[int, bool]] = []  # (snapshot ts, the batch had events)
+    snaps: list[tuple[int, bool, tuple[str, ...]]] = []  # (ts, with events, statuses)
     for k in range(len(b)):
         res = eng.process(b.take(np.array([k])), int(b.ts_ms[k]))
         assert len(res.snapshots) <= 1
-        snaps += [(s.ts_ms, bool(res.events)) for s in res.snapshots]
-    snap_ts = np.array([t for t, _ in snaps])
-    for (_, with_events), gap in zip(snaps[1:], np.diff(snap_ts), strict=True):
-        assert gap >= 15_000 or with_events  # not more often than the interval...
+        snaps += [
+            (s.ts_ms, bool(res.events), (s.status, *(st.status for st in s.stops)))
+            for s in res.snapshots
+        ]
+    snap_ts = np.array([t for t, _, _ in snaps])
+    for (_, with_events, marks), (_, _, before), gap in zip(
+        snaps[1:], snaps, np.diff(snap_ts), strict=False
+    ):
+        # not more often than the interval, unless something changed
+        assert gap >= 15_000 or with_events or marks != before
     newest_before = snap_ts[np.searchsorted(snap_ts, b.ts_ms, side="right") - 1]
-    assert np.all(b.ts_ms - newest_before < 15_000)  # ...nor less, while fixes come
+    assert np.all(b.ts_ms - newest_before < 15_000)  # nor less often, while fixes come
+    assert len({m for _, _, m in snaps}) >= 4  # planned, active, arrived..., completed
     assert len(snaps) < len(b) / 5
 
 
