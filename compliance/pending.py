@@ -170,9 +170,10 @@ def _pack_seq(seq: I64) -> tuple[bytes, int]:
     if not len(seq) or bool((seq == -1).all()):
         return b"", _SEQ_ABSENT
     base = int(seq[0])
-    off = seq - base
-    if int(np.abs(off).max()) <= 2**31 - 1:
-        return struct.pack("<q", base) + off.astype(np.int32).tobytes(), _SEQ_NARROW
+    lim = 2**31 - 1
+    if int(seq.max()) - base <= lim and base - int(seq.min()) <= lim:  # (Python ints)
+        off = (seq - base).astype(np.int32)
+        return struct.pack("<q", base) + off.tobytes(), _SEQ_NARROW
     return seq.tobytes(), 0
 
 

@@ -90,3 +90,7 @@ def test_sequence_numbers_rest_in_4_bytes_each() -> None:
     block = pack(p)
     assert len(block) == 24 + 16 * n + 8 + 4 * n
     assert np.array_equal(unpack(block, lambda a, b: (a, b)).seq, seq)
+    # offsets that would overflow int64 arithmetic stay 64-bit
+    extremes = np.array([-1, 2**63 - 1] * 15, np.int64)
+    p.seq = extremes
+    assert np.array_equal(unpack(pack(p), lambda a, b: (a, b)).seq, extremes)
