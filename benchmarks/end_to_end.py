@@ -532,7 +532,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rates", default="5000,20000,50000,80000", help="offered pings/s")
-    ap.add_argument("--seconds", type=float, default=30.0, help="publishing time per rate")
+    ap.add_argument("--seconds", type=float, default=60.0, help="publishing time per rate")
     ap.add_argument("--vehicles", type=int, default=2000)
     ap.add_argument("--trip-vehicles", type=int, default=100, help="vehicles driving a trip")
     ap.add_argument("--fault-vehicles", type=int, default=40, help="trip vehicles with faults")

@@ -449,6 +449,9 @@ def process_pings(
         acc = acc_a[i]
         if not math.isfinite(acc):
             acc = 0.0
+        # the last accepted fix was on the route (not off, nor in a run of outside fixes
+        # that no inside one has interrupted yet)
+        was_on = st[S_OFF] == 0 and (st[S_OUT_N] == 0 or st[S_IN_N] > 0)
         # ---- single wild fix: implied speed from the last accepted fix ----
         sigma_d0 = max(th[TH_SIGMA_M], acc)
         if st[S_ACC_TS] > 0 and st[S_WILD_N] < 3:
@@ -457,7 +460,7 @@ def process_pings(
             wild = jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]
             # (only from a fix that was on the route: after an accepted outlier the good
             # fixes would look wild)
-            if not wild and math.isfinite(spd_a[i]) and st[S_OUT_N] == 0 and st[S_OFF] == 0:
+            if not wild and math.isfinite(spd_a[i]) and was_on:
                 # the device's (Doppler) speed is robust to multipath: a fix further from
                 # the last one than that speed (the larger of the two ends) plus 1 m/s^2
                 # of acceleration explains is an outlier - a crawling vehicle's three
@@ -526,7 +529,7 @@ def process_pings(
         inside = d <= corridor
         # a fix far ahead of where the vehicle could be (speed + 3 m/s^2 acceleration) is
         # multipath along the road: skip it unless the next fix confirms it
-        if inside and math.isfinite(st[S_ANCHOR_M]) and st[S_OFF] == 0 and st[S_OUT_N] == 0:
+        if inside and math.isfinite(st[S_ANCHOR_M]) and was_on:
             dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
             v0 = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else vmax_mps
             if math.isfinite(st[S_V_MPS]):
@@ -598,8 +601,16 @@ def process_pings(
         # ---- off-route / back on route with hysteresis ----
         if st[S_OFF] == 0:
             if inside:
-                st[S_OUT_N] = 0.0
+                # a run of outside fixes ends with as many inside ones as a return needs:
+                # one fix that noise puts just inside (or near another pass of the
+                # route) is no evidence that the vehicle came back
+                if st[S_OUT_N] > 0:
+                    st[S_IN_N] += 1.0
+                    if st[S_IN_N] >= th[TH_BACK_PINGS]:
+                        st[S_OUT_N] = 0.0
+                        st[S_IN_N] = 0.0
             else:
+                st[S_IN_N] = 0.0
                 if st[S_OUT_N] == 0:
                     st[S_OUT_SINCE] = ts
                     st[S_OUT_PATH_M] = 0.0

@@ -89,8 +89,12 @@ def off_route_events(
             continue
         if not off:
             if d <= c:
-                n_out = 0
+                if n_out:  # a run of outside fixes ends with back_pings inside ones
+                    n_in += 1
+                    if n_in >= back_pings:
+                        n_out = n_in = 0
                 continue
+            n_in = 0
             if n_out == 0:
                 since = t
             n_out += 1
