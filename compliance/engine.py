@@ -495,15 +495,14 @@ def _label_rows(labels: list[str | None], rows: npt.NDArray[np.intp], key: str) 
 def _snapshot_due(trip: Trip, snap: TripSnapshot, with_events: bool) -> bool:
     """Whether ``snap`` is given out: with an event of the trip, when the trip's or a
     stop's status moved (an order's status follows them), else once per interval."""
-    marks = hash((snap.status, *(s.status for s in snap.stops)))
+    marks = float(hash((snap.status, *(s.status for s in snap.stops))) % 2**52)
     due = (
         with_events
         or marks != trip.snapshot_marks
         or snap.ts_ms - trip.snapshot_ts >= trip.th.snapshot_interval_s * 1000.0
     )
     if due:
-        trip.snapshot_ts = snap.ts_ms
-        trip.snapshot_marks = marks
+        trip.snapshot_given(snap.ts_ms, marks)
     return due
 
 

@@ -11,15 +11,16 @@ the narrowest type that gives back *exactly* the same values:
 - speed, accuracy: int16 in tenths (km/h, m) when every value is k / 10 exactly (NaN, an
   absent value, as a sentinel); float64 otherwise;
 - seq (the device's sequence number, -1 when absent): nothing when every ping lacks one,
-  else an int64 base and int32 offsets from it; int64 beyond;
+  the first alone when they count up by one (the usual run), else an int64 base and
+  int32 offsets from it; int64 beyond;
 - x, y (the trip's local metres): not stored; recomputed from lat, lon by the trip's
   projection, a pure function, so the kernels see the values they saw before;
 - batch row: not stored; it only means something during the batch that brought the ping.
 
 "Exactly" is checked bit for bit, never assumed (float32 metres or degrees would be
 close, but then results would depend on whether a ping rested before it was committed):
-a column that does not round-trip stays float64. Typical data rests in 16 B a ping (20 B
-with a seq) plus 24 B of header and the 33 B of the ``bytes`` object.
+a column that does not round-trip stays float64. Typical data rests in 16 B a ping plus
+24 B of header (8 more for a seq run) and the 33 B of the ``bytes`` object.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ _HEADER = struct.Struct("<qqq")  # n, flags (bit c: column c is narrow), base ts
 _ALL_NARROW = 0b11111
 _SEQ_ABSENT = 1 << 5  # every seq is -1: none stored
 _SEQ_NARROW = 1 << 6  # seq as an int64 base and int32 offsets (else one int64 column)
+_SEQ_RUN = 1 << 7  # seq counts up by one from an int64 base: the base alone
 
 
 @njit(cache=True)
@@ -170,6 +172,8 @@ def _pack_seq(seq: I64) -> tuple[bytes, int]:
     if not len(seq) or bool((seq == -1).all()):
         return b"", _SEQ_ABSENT
     base = int(seq[0])
+    if base >= 0 and base + len(seq) <= 2**63 and bool((np.diff(seq) == 1).all()):
+        return struct.pack("<q", base), _SEQ_RUN
     lim = 2**31 - 1
     if int(seq.max()) - base <= lim and base - int(seq.min()) <= lim:  # (Python ints)
         off = (seq - base).astype(np.int32)
@@ -180,6 +184,9 @@ def _pack_seq(seq: I64) -> tuple[bytes, int]:
 def _unpack_seq(block: bytes, off: int, n: int, flags: int) -> I64:
     if flags & _SEQ_ABSENT:
         return np.full(n, -1, np.int64)
+    if flags & _SEQ_RUN:
+        (base,) = struct.unpack_from("<q", block, off)
+        return np.arange(base, base + n, dtype=np.int64)
     if flags & _SEQ_NARROW:
         (base,) = struct.unpack_from("<q", block, off)
         return np.frombuffer(block, np.int32, n, off + 8).astype(np.int64) + base

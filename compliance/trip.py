@@ -16,6 +16,7 @@ per trip; thresholds without per-trip overrides are shared by all trips.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,6 +137,11 @@ class RunOutput:
     ev_f: F64
 
 
+#: the trip block's last slots: bookkeeping of the engine, not detector state
+_B_LAST_SEQ, _B_SNAPSHOT_TS, _B_SNAPSHOT_MARKS = -3, -2, -1
+_N_BOOK = 3
+
+
 class Trip:
     """A trip plan prepared for the kernels, with its committed and speculative state.
 
@@ -149,12 +155,9 @@ class Trip:
         "_pend",
         "cancelled",
         "key",
-        "last_seq",
         "par",
         "plan",
         "route",
-        "snapshot_marks",
-        "snapshot_ts",
         "spec",
         "spec_stops",
         "stops",
@@ -192,19 +195,16 @@ class Trip:
         par[P_PLANNED_MPS] = _planned_mps(plan, route, self.th)
         par[P_DEFAULT_LIMIT] = route.default_limit_kmh
         self.par = par
-        # committed detector state and per-stop status: one allocation, two views
-        self._block = np.zeros(N_STATE + n * N_STOPS)
+        # committed detector state, per-stop status and the trip's bookkeeping (_B_*):
+        # one allocation (Python ints would cost an object each)
+        self._block = np.zeros(N_STATE + n * N_STOPS + _N_BOOK)
         self._block[:N_STATE] = new_state()
+        self.last_seq = -1
+        self._block[_B_SNAPSHOT_TS] = -math.inf
         self.spec: F64 | None = None
         self.spec_stops: F64 | None = None
         self._pend: Pending | None = None  # in use during a batch
         self._packed: bytes | None = None  # at rest between batches
-        # the device's seq of the newest committed ping (-1: unknown): a pending ping
-        # that follows it without a gap cannot be overtaken by a late one, so it is
-        # committed at once instead of after the reorder allowance
-        self.last_seq = -1
-        self.snapshot_ts = -(2**62)  # ts of the last snapshot given out
-        self.snapshot_marks = 0  # hash of its trip and stop statuses
         self.cancelled = False
 
     # ---- state ----
@@ -220,11 +220,37 @@ class Trip:
     @property
     def committed_stops(self) -> F64:
         """Committed per-stop status, (stops, N_STOPS) (a view, updated in place)."""
-        return self._block[N_STATE:].reshape(-1, N_STOPS)
+        return self._block[N_STATE:-_N_BOOK].reshape(-1, N_STOPS)
 
     @committed_stops.setter
     def committed_stops(self, ustat: F64) -> None:
-        self._block[N_STATE:] = np.asarray(ustat).ravel()
+        self._block[N_STATE:-_N_BOOK] = np.asarray(ustat).ravel()
+
+    @property
+    def last_seq(self) -> int:
+        """The device's seq of the newest committed ping (-1: unknown): a pending ping
+        that follows it without a gap cannot be overtaken by a late one, so it is
+        committed at once instead of after the reorder allowance."""
+        return int(self._block[_B_LAST_SEQ])
+
+    @last_seq.setter
+    def last_seq(self, seq: int) -> None:
+        # beyond 2**53 a float64 would round it: unknown, so the pings wait (safe)
+        self._block[_B_LAST_SEQ] = seq if 0 <= seq < 2**53 else -1
+
+    @property
+    def snapshot_ts(self) -> float:
+        """ts of the last snapshot given out (-inf: none yet)."""
+        return float(self._block[_B_SNAPSHOT_TS])
+
+    @property
+    def snapshot_marks(self) -> float:
+        """Digest of that snapshot's trip and stop statuses."""
+        return float(self._block[_B_SNAPSHOT_MARKS])
+
+    def snapshot_given(self, ts_ms: int, marks: float) -> None:
+        self._block[_B_SNAPSHOT_TS] = ts_ms
+        self._block[_B_SNAPSHOT_MARKS] = marks
 
     @property
     def pending(self) -> Pending:

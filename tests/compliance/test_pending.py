@@ -80,13 +80,17 @@ def test_typical_fixes_rest_in_16_bytes_each() -> None:
     assert len(block) == 24 + 16 * n
 
 
-def test_sequence_numbers_rest_in_4_bytes_each() -> None:
+def test_sequence_numbers_rest_in_8_bytes_a_run_else_4_bytes_each() -> None:
     n = 30
     ts = T0_MS + np.arange(n, dtype=np.int64) * 1000
     lat = np.round(-6.2 + np.arange(n) * 1e-4, 7)
     seq = 5_000_000_000 + np.arange(n, dtype=np.int64)
     spd = np.full(n, 43.2)
     p = Pending(ts, lat, lat, lat, lat, spd, spd, seq, np.arange(n, dtype=np.int64))
+    block = pack(p)
+    assert len(block) == 24 + 16 * n + 8  # counting up by one: the first alone
+    assert np.array_equal(unpack(block, lambda a, b: (a, b)).seq, seq)
+    seq[10:] += 1  # a lost fix
     block = pack(p)
     assert len(block) == 24 + 16 * n + 8 + 4 * n
     assert np.array_equal(unpack(block, lambda a, b: (a, b)).seq, seq)
