@@ -141,7 +141,7 @@ def measure(n: int, stops: int, k: int, chunk: int) -> None:
         f"{n:,} vehicles, 3 km routes, {stops} stops each, {k} pending 1 Hz pings ({took_s:.0f} s)"
     )
     print("per vehicle, between batches (data + Python object headers):")
-    print(f"  committed state, stop status, bookkeeping{committed_b:8,.0f} B")
+    print(f"  committed state, stop status, bookkeeping  {committed_b:8,.0f} B")
     print(f"  {n_pending:.0f} pending pings, one packed block        {pending_b:8,.0f} B")
     print(f"  speculative state held between batches     {spec_n:8,d} (trips)")
     print(f"  Python overhead (Trip object, engine maps)  {overhead_b:8,.0f} B")
