@@ -15,7 +15,7 @@ Backpressure: the broker sends at most ``mqtt_receive_maximum`` un-acked message
 for the database. Memory is bounded by two batches plus that window. Beyond the window
 the broker queues for us — Mosquitto only ``max_queued_messages`` (default 1000) and
 drops the rest, so the configs routewatch writes (private brokers, ``mqtt auth``) raise
-that limit to a million (``routewatch.mqtt_auth.BROKER_QUEUE_CONFIG``); a broker of your
+that limit to a million (``routewatch.broker.BROKER_QUEUE_CONFIG``); a broker of your
 own needs the same line.
 
 Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``warm-up`` (compiles the

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.decode import VEHICLE_ID_RE
+from routewatch.broker import BROKER_QUEUE_CONFIG
 
 #: The engine's MQTT username. ``~`` is outside the vehicle-id alphabet
 #: ([A-Za-z0-9._-]), so no device can ever be named like the engine, and it needs no
@@ -142,15 +143,6 @@ def read_acl_roles(path: Path) -> dict[str, str]:
         elif user is not None and line == f"topic {GATEWAY_WRITES}":
             roles[user] = "gateway"
     return roles
-
-
-#: Mosquitto keeps only 1000 messages (max_queued_messages) for a client beyond its in-flight
-#: window and drops the rest without telling anyone: the engine stops taking messages
-#: while its batch waits for the database (backpressure), so a slow commit, a database
-#: outage or a restart would lose pings. A million covers ~8 minutes of a 2,000 msg/s
-#: fleet (a 10,000-vehicle fleet at one fix per 5 s) in a few hundred MB of the broker's
-#: memory. Mosquitto applies the limit to every client.
-BROKER_QUEUE_CONFIG = "max_queued_messages 1000000"
 
 
 def config_text(directory: Path, listener: str | None = "1883") -> str:

@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from routewatch.mqtt_auth import BROKER_QUEUE_CONFIG
+from routewatch.broker import BROKER_QUEUE_CONFIG
 from routewatch.settings import Settings
 
 log = logging.getLogger(__name__)
