@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 import uvicorn
@@ -123,30 +124,53 @@ def test_simulate_creates_every_trip_once_and_a_rerun_replans_in_place(
     assert rerun["history"] == rows["history"]
 
 
-class FailEveryOtherPost:
-    """In front of the real app: every other POST answers 503 (odd ones) or 500 (an
-    exception inside the app server) before it reaches the API."""
+class FailTwicePerTrip:
+    """In front of the real app: each trip's first POST answers 503 and its second fails
+    inside the app server (uvicorn answers 500); the third reaches the API. Keyed by the
+    plan's trip_id, so the outcome does not depend on how concurrent posts interleave."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
         self.posts = 0
+        self.seen: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            self.posts += 1
-            if self.posts % 4 == 1:
-                await send({"type": "http.response.start", "status": 503, "headers": []})
-                await send({"type": "http.response.body", "body": b"busy"})
-                return
-            if self.posts % 4 == 3:
-                raise RuntimeError("the app server failed this request")  # uvicorn: 500
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        self.posts += 1
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        trip_id = orjson.loads(body).get("trip_id", "?")
+        self.seen[trip_id] = attempt = self.seen.get(trip_id, 0) + 1
+        if attempt == 1:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"busy"})
+            return
+        if attempt == 2:
+            raise RuntimeError("the app server failed this request")  # uvicorn: 500
+
+        replayed = False
+
+        async def replay() -> MutableMapping[str, Any]:  # the body once, then the client
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 @pytest.fixture
-def flaky_api(database_url: str) -> Iterator[tuple[str, FailEveryOtherPost]]:
+def flaky_api(database_url: str) -> Iterator[tuple[str, FailTwicePerTrip]]:
     port = free_port()
-    app = FailEveryOtherPost(create_app(Settings(database_url=database_url)))
+    app = FailTwicePerTrip(create_app(Settings(database_url=database_url)))
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, name="uvicorn-flaky", daemon=True)
     thread.start()
@@ -160,7 +184,7 @@ def flaky_api(database_url: str) -> Iterator[tuple[str, FailEveryOtherPost]]:
 
 
 def test_dispatch_retries_server_errors_and_stops_when_retrying_cannot_help(
-    db: psycopg.Connection, database_url: str, flaky_api: tuple[str, FailEveryOtherPost]
+    db: psycopg.Connection, database_url: str, flaky_api: tuple[str, FailTwicePerTrip]
 ) -> None:
     flaky_api_url, app = flaky_api
     token = make_token(database_url, "oms", "simulator")
@@ -176,9 +200,10 @@ def test_dispatch_retries_server_errors_and_stops_when_retrying_cannot_help(
     )
     opts = DispatchOptions(concurrency=3, backoff_s=0.01)
     report = asyncio.run(dispatch_trips(sim.plans, flaky_api_url, token, opts))
-    # half the posts failed; each failure was retried, and no trip was lost or doubled
+    # two of every trip's three posts failed; each failure was retried, and no trip was
+    # lost or doubled
     assert (report.created, report.replaced, report.failed) == (12, 0, 0)
-    assert report.retries == app.posts - 12 >= 6
+    assert report.retries == app.posts - 12 == 24
     assert _fleet_rows(db, prefix)["history"] == (12 * 2,)
 
     out = asyncio.run(dispatch_trips(sim.plans, flaky_api_url, "nope", opts))
