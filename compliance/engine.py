@@ -59,11 +59,13 @@ from compliance.layout import (
     S_COMPLETED_TS,
     S_LAST_TS,
     S_N,
+    S_STARTED,
+    U_STATUS,
 )
 from compliance.plan import TripPlan
 from compliance.route import PreparedRoute
-from compliance.snapshot import build_snapshot
-from compliance.trip import Pending, Trip, trip_key
+from compliance.snapshot import build_snapshot, snapshot_ts_ms
+from compliance.trip import NO_PENDING, Pending, Trip, trip_key
 from compliance.types import PingBatch, ProcessResult, TripSnapshot
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,10 @@ class Engine:
         self._trips: dict[str, Trip] = {}
         self._by_vehicle: dict[str, list[str]] = {}
         self._commit_heap: list[tuple[int, str]] = []  # (first pending ts, trip key)
-        self._signal_heap: list[tuple[int, str]] = []  # (last committed ts + timeout, trip)
+        # (last committed ts + timeout, trip) as of when the trip was armed: one entry per
+        # trip, moved on when popped if pings were committed since (not one per commit)
+        self._signal_heap: list[tuple[int, str]] = []
+        self._signal_armed: set[str] = set()
         # next trip -> its shadow over the unfinished current trip's pings (takeover)
         self._shadows: dict[str, takeover.Shadow] = {}
         self.late_pings = 0
@@ -157,9 +162,9 @@ class Engine:
         res.events = _ordered(events + self._advance(horizon, res, touched))
         with_events = {e.trip_id for e in res.events}
         for trip in touched.values():
-            snap = self.snapshot(trip.key)
-            if snap is not None and _snapshot_due(trip, snap, trip.key in with_events):
-                res.snapshots.append(snap)
+            st, ustat = self._live_state(trip)
+            if _snapshot_due(trip, st, ustat, trip.key in with_events):
+                res.snapshots.append(self._build_snapshot(trip, st, ustat, None))
             trip.settle()  # pending pings back to their compact block (rows forgotten)
         return res
 
@@ -229,8 +234,7 @@ class Engine:
             rows.astype(np.int64),
         )
         in_order = not len(p) or new.ts_ms[0] > p.ts_ms[-1]
-        if not len(p) or new.ts_ms[0] < p.ts_ms[0]:
-            heapq.heappush(self._commit_heap, (int(new.ts_ms[0]), trip.key))
+        first = int(new.ts_ms[0]) if not len(p) or new.ts_ms[0] < p.ts_ms[0] else None
         if in_order:
             trip.pending = Pending.concat([p, new]) if len(p) else new
         else:
@@ -238,13 +242,16 @@ class Engine:
             trip.pending = merged.select(np.argsort(merged.ts_ms, kind="stable"))
         events: list[Event] = []
         in_sequence = _in_sequence_until(trip.pending, trip.last_seq)
-        if in_sequence > horizon:
+        if in_sequence > horizon:  # (what stays pending, _commit puts on the heap)
             events = self._commit(trip, in_sequence, res, touched)
             trip.spec = None  # the committed state now runs ahead of the speculative one
             if not len(trip.pending):
                 return events
-        elif int(new.ts_ms[-1]) <= horizon and int(trip.pending.ts_ms[-1]) <= horizon:
-            return []  # everything will be committed now; the committed run gives results
+        else:
+            if first is not None:  # the trip's earliest pending ping is new
+                heapq.heappush(self._commit_heap, (first, trip.key))
+            if int(new.ts_ms[-1]) <= horizon and int(trip.pending.ts_ms[-1]) <= horizon:
+                return []  # everything will be committed now; the committed run gives results
         if in_order and trip.spec is not None and trip.spec_stops is not None:
             out = trip.run(trip.spec, trip.spec_stops, new)
             sel = new
@@ -273,9 +280,14 @@ class Engine:
             lost_at, key = heapq.heappop(self._signal_heap)
             trip = self._trips.get(key)
             if trip is None:
+                self._signal_armed.discard(key)
                 continue
-            expected = trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0
-            if int(expected) != lost_at or (len(trip.pending) and trip.pending.ts_ms[0] <= lost_at):
+            expected = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
+            if expected != lost_at:  # pings were committed since it was armed
+                heapq.heappush(self._signal_heap, (expected, key))
+                continue
+            self._signal_armed.discard(key)  # the next commit arms it again
+            if len(trip.pending) and trip.pending.ts_ms[0] <= lost_at:
                 continue
             ne = kernels.signal_check(
                 trip.committed, trip.th_arr, float(horizon), ev_i, ev_ts, ev_f
@@ -294,7 +306,10 @@ class Engine:
         cut = int(np.searchsorted(p.ts_ms, horizon, side="right"))
         if cut == 0:
             return []
-        head, rest = p.select(slice(0, cut)), p.select(slice(cut, None))
+        if cut == len(p):
+            head, rest = p, NO_PENDING
+        else:
+            head, rest = p.select(slice(0, cut)), p.select(slice(cut, None))
         was_done = trip.committed[S_COMPLETED] > 0
         k, why, nxt = (-1, "", None) if was_done else self._watch_next(trip, head)
         if k >= 0:  # the next trip takes over at head[k]: the rest is no longer this trip's
@@ -313,17 +328,23 @@ class Engine:
         trip.pending = rest
         if nxt is not None and k >= 0:
             events.append(takeover.end_superseded(trip, nxt, rest, why))
-            return events + self._hand_over(trip, Pending(), horizon, res, touched)
+            return events + self._hand_over(trip, NO_PENDING, horizon, res, touched)
         if len(rest):
             heapq.heappush(self._commit_heap, (int(rest.ts_ms[0]), trip.key))
         else:
             trip.spec = None
             trip.spec_stops = None
-        lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
-        heapq.heappush(self._signal_heap, (lost_at, trip.key))
+        self._arm_signal(trip)
         if not was_done and trip.committed[S_COMPLETED] > 0:
             events += self._hand_over(trip, head, horizon, res, touched)
         return events
+
+    def _arm_signal(self, trip: Trip) -> None:
+        """Watch ``trip`` for signal loss after its last committed ping."""
+        if trip.key not in self._signal_armed:
+            self._signal_armed.add(trip.key)
+            lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
+            heapq.heappush(self._signal_heap, (lost_at, trip.key))
 
     def _hand_over(
         self,
@@ -341,7 +362,7 @@ class Engine:
         later = Pending.concat([head.select(head.ts_ms > done_ts), trip.pending])
         if nxt is None or not len(later):
             return []
-        trip.pending = Pending()
+        trip.pending = NO_PENDING
         trip.spec = None
         for r in later.row[later.row >= 0]:
             if res is not None:
@@ -376,15 +397,29 @@ class Engine:
         trip = self._trips.get(trip_id)
         if trip is None:
             return None
-        if len(trip.pending) and (trip.spec is None or trip.spec_stops is None):
+        return self._build_snapshot(trip, *self._live_state(trip), now_ms)
+
+    def _live_state(self, trip: Trip) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(state, stop status) of ``trip`` including its pending pings: the speculative
+        state (derived from the committed one when missing), else the committed one."""
+        if not len(trip.pending):
+            return trip.committed, trip.committed_stops
+        if trip.spec is None or trip.spec_stops is None:
             trip.spec = trip.committed.copy()
             trip.spec_stops = trip.committed_stops.copy()
             trip.run(trip.spec, trip.spec_stops, trip.pending)
-        cells = self._route_cells.get(trip_id)
+        return trip.spec, trip.spec_stops
+
+    def _build_snapshot(
+        self,
+        trip: Trip,
+        st: npt.NDArray[np.float64],
+        ustat: npt.NDArray[np.float64],
+        now_ms: int | None,
+    ) -> TripSnapshot:
+        cells = self._route_cells.get(trip.key)
         history = (self.speed_profile, cells) if self.speed_profile and cells is not None else None
-        if trip.spec is not None and trip.spec_stops is not None and len(trip.pending):
-            return build_snapshot(trip, trip.spec, trip.spec_stops, now_ms, history)
-        return build_snapshot(trip, trip.committed, trip.committed_stops, now_ms, history)
+        return build_snapshot(trip, st, ustat, now_ms, history)
 
     def state_nbytes(self) -> int:
         """Bytes of detector state over all trips (route geometry excluded)."""
@@ -444,8 +479,7 @@ class Engine:
             if len(trip.pending):
                 heapq.heappush(eng._commit_heap, (int(trip.pending.ts_ms[0]), trip.key))
             if trip.committed[S_N] > 0:
-                lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
-                heapq.heappush(eng._signal_heap, (lost_at, trip.key))
+                eng._arm_signal(trip)
         for key, (state, stops, run_n) in obj.get("shadows", {}).items():
             eng._shadows[key] = takeover.Shadow(
                 np.asarray(state, np.float64).copy(),
@@ -492,17 +526,23 @@ def _label_rows(labels: list[str | None], rows: npt.NDArray[np.intp], key: str) 
         labels[r] = key
 
 
-def _snapshot_due(trip: Trip, snap: TripSnapshot, with_events: bool) -> bool:
-    """Whether ``snap`` is given out: with an event of the trip, when the trip's or a
-    stop's status moved (an order's status follows them), else once per interval."""
-    marks = float(hash((snap.status, *(s.status for s in snap.stops))) % 2**52)
+def _snapshot_due(
+    trip: Trip, st: npt.NDArray[np.float64], ustat: npt.NDArray[np.float64], with_events: bool
+) -> bool:
+    """Whether a snapshot of (``st``, ``ustat``) is given out: with an event of the trip,
+    when the trip's or a stop's status moved (an order's status follows them), else once
+    per interval. Decided from the state arrays, so a snapshot is built only when due."""
+    ts_ms = int(snapshot_ts_ms(trip, st))
+    marks = float(
+        hash((st[S_STARTED] > 0, st[S_COMPLETED] > 0, ustat[:, U_STATUS].tobytes())) % 2**52
+    )
     due = (
         with_events
         or marks != trip.snapshot_marks
-        or snap.ts_ms - trip.snapshot_ts >= trip.th.snapshot_interval_s * 1000.0
+        or ts_ms - trip.snapshot_ts >= trip.th.snapshot_interval_s * 1000.0
     )
     if due:
-        trip.snapshot_given(snap.ts_ms, marks)
+        trip.snapshot_given(ts_ms, marks)
     return due
 
 

@@ -78,6 +78,10 @@ class Pending:
         )
 
 
+#: the empty Pending, shared (its zero-length columns cannot be written to)
+NO_PENDING = Pending()
+
+
 # stored columns, in this order: ts offset, lat, lon, speed, accuracy
 _NAN_CODE = -(2**15)  # speed / accuracy absent
 _HEADER = struct.Struct("<qqq")  # n, flags (bit c: column c is narrow), base ts

@@ -86,6 +86,11 @@ def _history_etas(
     etas[pending, 2] = eta + spread_ms
 
 
+def snapshot_ts_ms(trip: Trip, st: npt.NDArray[np.float64]) -> float:
+    """A snapshot's default time: the last ping's ts, or the planned start before one."""
+    return float(st[S_LAST_TS]) if st[S_N] > 0 else float(trip.plan.planned_start)
+
+
 def build_snapshot(
     trip: Trip,
     st: npt.NDArray[np.float64],
@@ -97,11 +102,7 @@ def build_snapshot(
     last ping's ts). ``history``: a speed profile and the trip's route-bin cells in it
     (ETAs from historical speeds; see :mod:`compliance.history`)."""
     n = len(trip.plan.stops)
-    now = (
-        float(now_ms)
-        if now_ms is not None
-        else (st[S_LAST_TS] if st[S_N] > 0 else float(trip.plan.planned_start))
-    )
+    now = float(now_ms) if now_ms is not None else snapshot_ts_ms(trip, st)
     etas = np.full((n, 3), np.nan)
     if n:
         kernels.stop_etas(st, trip.par, trip.stops, ustat, now, etas)

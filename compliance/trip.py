@@ -61,11 +61,11 @@ from compliance.layout import (
     T_X,
     T_Y,
 )
-from compliance.pending import Pending, pack, unpack
+from compliance.pending import NO_PENDING, Pending, pack, unpack
 from compliance.plan import TripPlan
 from compliance.route import PreparedRoute, prepare
 
-__all__ = ["Pending", "RunOutput", "Trip", "new_state", "trip_key"]
+__all__ = ["NO_PENDING", "Pending", "RunOutput", "Trip", "new_state", "trip_key"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -258,7 +258,7 @@ class Trip:
         if self._packed is not None:
             self._pend = unpack(self._packed, self.project)
             self._packed = None
-        return self._pend if self._pend is not None else Pending()
+        return self._pend if self._pend is not None else NO_PENDING
 
     @pending.setter
     def pending(self, p: Pending) -> None:
