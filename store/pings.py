@@ -10,16 +10,12 @@ absent values become NULL in SQL.
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import numpy as np
-import numpy.typing as npt
 from psycopg import AsyncConnection
 from psycopg.errors import UniqueViolation
 
 from compliance.types import PingBatch, ProcessResult
+from store.copy_binary import Columns, copy_payload
 
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS pings_stage (
@@ -70,62 +66,33 @@ async def copy_rows(conn: AsyncConnection, copy_sql: str, types: list[str], rows
             await copy.write_row(row)
 
 
+# Fixed-width columns first, text last (the layout store.copy_binary builds).
 _COPY_DIRECT = (
-    "COPY pings (vehicle_id, ts, lat, lon, speed_kmh, heading_deg, accuracy_m, seq, trip_id,"
-    " route_m, offset_m, on_route) FROM STDIN (FORMAT BINARY)"
+    "COPY pings (ts, lat, lon, speed_kmh, heading_deg, accuracy_m, seq, route_m, offset_m,"
+    " on_route, vehicle_id, trip_id) FROM STDIN (FORMAT BINARY)"
 )
-_DIRECT_TYPES = [
-    "text",
-    "timestamptz",
-    "float8",
-    "float8",
-    "float4",
-    "float4",
-    "float4",
-    "int8",
-    "text",
-    "float8",
-    "float8",
-    "bool",
-]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _nullable(values: npt.NDArray[np.float64]) -> list[float | None]:
-    """NaN placeholders -> None (the common all-present column costs one check)."""
-    floats: list[float | None] = values.tolist()
-    if np.isnan(values).any():
-        return [None if math.isnan(v) else v for v in floats]  # type: ignore[arg-type]
-    return floats
-
-
-def _columns(batch: PingBatch, result: ProcessResult | None) -> list[list[Any]]:
-    """The batch as the ``pings`` columns, NULL where a value is absent."""
+def _payload(batch: PingBatch, result: ProcessResult | None) -> bytearray:
+    """The batch as a binary COPY of ``_COPY_DIRECT``, NULL where a value is absent."""
     n = len(batch)
-    if result is None:
-        trip_ids: list[str | None] = [None] * n
-        route_m: list[float | None] = [None] * n
-        offset_m: list[float | None] = [None] * n
-        on_route: list[bool | None] = [None] * n
-    else:
-        trip_ids = result.trip_id
-        route_m, offset_m = _nullable(result.route_m), _nullable(result.offset_m)
-        on_route = [None if f < 0 else bool(f) for f in result.on_route.tolist()]
-    seq = batch.seq.tolist()
-    return [
-        batch.vehicle_id,
-        [_EPOCH + timedelta(milliseconds=ms) for ms in batch.ts_ms.tolist()],
-        batch.lat.tolist(),
-        batch.lon.tolist(),
-        _nullable(batch.speed_kmh),
-        _nullable(batch.heading_deg),
-        _nullable(batch.accuracy_m),
-        [None if q < 0 else q for q in seq] if min(seq) < 0 else seq,
-        trip_ids,
-        route_m,
-        offset_m,
-        on_route,
-    ]
+    nan = np.full(n, np.nan)
+    cols = (
+        Columns(n)
+        .timestamptz_ms(batch.ts_ms)
+        .float8(batch.lat)
+        .float8(batch.lon)
+        .float4(batch.speed_kmh)
+        .float4(batch.heading_deg)
+        .float4(batch.accuracy_m)
+        .int8(batch.seq, null_below=0)
+        .float8(nan if result is None else result.route_m)
+        .float8(nan if result is None else result.offset_m)
+        .bool_flag(np.full(n, -1, np.int8) if result is None else result.on_route)
+        .text(batch.vehicle_id)
+        .text([None] * n if result is None else result.trip_id)
+    )
+    return cols.payload()
 
 
 async def _insert_staged(
@@ -178,8 +145,7 @@ async def insert_pings(
     # when one collides is the batch redone, de-duplicated, through the staging table.
     try:
         async with conn.transaction():  # a savepoint inside the caller's transaction
-            rows = zip(*_columns(batch, result), strict=True)
-            await copy_rows(conn, _COPY_DIRECT, _DIRECT_TYPES, rows)
+            await copy_payload(conn, _COPY_DIRECT, _payload(batch, result))
     except UniqueViolation:
         return await _insert_staged(conn, batch, result)
     return len(batch)
