@@ -62,6 +62,7 @@ from ingest.trips import (
 )
 from routewatch import metrics
 from routewatch.settings import Settings
+from store import copy_binary
 from store.db import make_pool
 from store.live import load_checkpoint, save_checkpoint
 
@@ -158,11 +159,12 @@ class Pipeline:
             self._kernels_ready.set()
 
     async def warm_up_kernels(self) -> None:
-        """Compile (or load from cache) the engine's kernels in a worker thread while MQTT
-        connects. The first flush waits for this, so the first messages wait at the broker,
-        un-acknowledged and bounded by Receive Maximum, instead of a batch stalling for
-        tens of seconds of JIT compilation on a cold cache."""
-        seconds = await asyncio.to_thread(warm_up)
+        """Compile (or load from cache) the engine's kernels and the COPY encoder in a
+        worker thread while MQTT connects. The first flush waits for this, so the first
+        messages wait at the broker, un-acknowledged and bounded by Receive Maximum,
+        instead of a batch stalling for tens of seconds of JIT compilation on a cold
+        cache."""
+        seconds = await asyncio.to_thread(_warm_up)
         log.info("compliance kernels ready", extra={"seconds": round(seconds, 2)})
         self._kernels_ready.set()
 
@@ -509,6 +511,14 @@ async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Ev
             pipeline._plans[row.trip_id] = row.plan
     pipeline.sync_trips(trips)  # drops trips cancelled or finished while we were away
     return pipeline
+
+
+def _warm_up() -> float:
+    """Compile the compliance kernels and the pings COPY encoder; returns the seconds."""
+    seconds = warm_up()
+    t0 = time.perf_counter()
+    copy_binary.warm_up()
+    return seconds + time.perf_counter() - t0
 
 
 async def run_engine(settings: Settings, stop: asyncio.Event) -> None:

@@ -164,6 +164,12 @@ def _write_rows(bits, widths, nulls, text, offsets, out, pos):
     return pos
 
 
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) the kernels, so a live worker's first commit
+    does not pay for it: a few seconds on a cold cache."""
+    Columns(1).float8(np.zeros(1)).text(["warm-up"]).payload()
+
+
 async def copy_payload(conn: AsyncConnection, copy_sql: str, payload: bytearray) -> None:
     """Send a whole binary COPY payload (``copy_sql`` must say ``FORMAT BINARY``)."""
     async with conn.cursor().copy(copy_sql) as copy:
