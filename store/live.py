@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
@@ -91,6 +93,14 @@ def _opt(x: float) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _nullable(values: npt.NDArray[np.float64]) -> list[float | None]:
+    """NaN -> None (the common all-present column costs one check)."""
+    floats: list[float | None] = values.tolist()
+    if np.isnan(values).any():
+        return [None if math.isnan(v) else v for v in floats]  # type: ignore[arg-type]
+    return floats
+
+
 def _status(on_route: bool | None, speed_kmh: float | None) -> str:
     if on_route is False:
         return "off_route"
@@ -114,37 +124,48 @@ StateRow = tuple[
 ]
 
 
+def newest_rows(batch: PingBatch) -> npt.NDArray[np.intp]:
+    """Index of each vehicle's newest ping (by event time; the later arrival on a tie),
+    in first-seen vehicle order: one integer sort, no per-row Python beyond coding ids."""
+    codes: dict[str, int] = {}
+    code = np.fromiter(
+        (codes.setdefault(v, len(codes)) for v in batch.vehicle_id), np.int64, len(batch)
+    )
+    order = np.lexsort((np.arange(len(batch)), batch.ts_ms, code))
+    ends = np.searchsorted(code[order], np.arange(1, len(codes) + 1))
+    return order[ends - 1]
+
+
 def latest_states(
     batch: PingBatch, result: ProcessResult | None, snapshots: Sequence[TripSnapshot]
 ) -> dict[str, StateRow]:
     """The newest (by event time) ping per vehicle, overlaid by trip snapshots."""
-    newest: dict[str, int] = {}
-    ts = batch.ts_ms
-    for i, vid in enumerate(batch.vehicle_id):
-        j = newest.get(vid)
-        if j is None or ts[i] >= ts[j]:
-            newest[vid] = i
-    rows: dict[str, StateRow] = {}
-    for vid, i in newest.items():
-        trip_id = route_m = offset_m = on_route = None
-        if result is not None:
-            trip_id = result.trip_id[i]
-            route_m, offset_m = _opt(float(result.route_m[i])), _opt(float(result.offset_m[i]))
-            flag = int(result.on_route[i])
-            on_route = None if flag < 0 else bool(flag)
-        rows[vid] = (
-            vid,
-            int(ts[i]),
-            float(batch.lat[i]),
-            float(batch.lon[i]),
-            _opt(float(batch.speed_kmh[i])),
-            _opt(float(batch.heading_deg[i])),
-            trip_id,
-            route_m,
-            offset_m,
-            on_route,
-            None,
-        )
+    idx = newest_rows(batch)
+    k = len(idx)
+    trip_id: list[str | None] = [None] * k
+    route_m: list[float | None] = [None] * k
+    offset_m: list[float | None] = [None] * k
+    on_route: list[bool | None] = [None] * k
+    if result is not None:
+        trip_id = [result.trip_id[i] for i in idx.tolist()]
+        route_m = _nullable(result.route_m[idx])
+        offset_m = _nullable(result.offset_m[idx])
+        on_route = [None if f < 0 else f > 0 for f in result.on_route[idx].tolist()]
+    columns = zip(
+        [batch.vehicle_id[i] for i in idx.tolist()],
+        batch.ts_ms[idx].tolist(),
+        batch.lat[idx].tolist(),
+        batch.lon[idx].tolist(),
+        _nullable(batch.speed_kmh[idx]),
+        _nullable(batch.heading_deg[idx]),
+        trip_id,
+        route_m,
+        offset_m,
+        on_route,
+        [None] * k,
+        strict=True,
+    )
+    rows: dict[str, StateRow] = {r[0]: r for r in columns}
     for s in snapshots:
         prev = rows.get(s.vehicle_id)
         if prev is None or s.ts_ms >= prev[1]:
