@@ -13,6 +13,7 @@ Units: ``ts`` epoch milliseconds, ``lat``/``lon`` degrees WGS84, ``speed`` km/h,
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -40,6 +41,8 @@ MAX_ACCURACY_M = 100_000.0
 #: speed, heading and accuracy are stored as PostgreSQL ``real`` (float32), which refuses
 #: (underflow error) a non-zero value that rounds to 0; magnitudes below this are 0 anyway
 REAL_TINY = 1e-30
+_TS_END = 2**62  # fix times at or beyond this many ms are refused
+_SEQ_END = 2**63  # seq must fit a bigint
 _NON_FINITE_WORDS = frozenset(
     {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 )
@@ -134,6 +137,7 @@ class _Invalid(Exception):
         self.detail = detail
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a fleet's topics repeat; bounded for the rest
 def vehicle_id_from_topic(topic: str) -> str | None:
     """``fleet/{vehicle_id}/ping`` -> vehicle_id, or None when the topic does not fit."""
     parts = topic.split("/")
@@ -213,7 +217,7 @@ def _timestamp(item: dict[str, Any], received_ms: int, limits: DecodeLimits) -> 
         if leap_ms is None:
             raise _Invalid(Reason.BAD_TIMESTAMP, str(exc)[:200]) from None
         ts_ms = leap_ms
-    if ts_ms < MIN_TS_MS or ts_ms >= 2**62:
+    if ts_ms < MIN_TS_MS or ts_ms >= _TS_END:
         raise _Invalid(Reason.BAD_TIMESTAMP, f"ts {ts_ms} ms is not a plausible fix time")
     if ts_ms > received_ms + limits.max_future_skew_ms:
         ahead_s = (ts_ms - received_ms) / 1000.0
@@ -221,10 +225,60 @@ def _timestamp(item: dict[str, Any], received_ms: int, limits: DecodeLimits) -> 
     return ts_ms
 
 
+def _optional_ok(value: object, high: float) -> bool:
+    """Fast-path test of an optional number: absent, or a float within [0, high]."""
+    return value is None or (type(value) is float and 0.0 <= value <= high)
+
+
+def _stored_real(value: float | None) -> float:
+    """An optional value as stored: NaN when absent, 0 for values float4 cannot hold."""
+    if value is None:
+        return math.nan
+    return 0.0 if abs(value) < REAL_TINY else value
+
+
 def _append_item(
     out: PingColumns, vid: str, item: Any, received_ms: int, limits: DecodeLimits
 ) -> None:
-    """Validate one ping object and append it; raises _Invalid without touching ``out``."""
+    """Validate one ping object and append it; raises _Invalid without touching ``out``.
+
+    The common, valid ping (integer ts in range, float coordinates, optional floats in
+    range, integer seq) is accepted by a few type and range tests; anything else goes
+    through the full checks of :func:`_append_checked`, which name the reason. The fast
+    path accepts only what those checks accept, storing the same values."""
+    if type(item) is dict:
+        ts, lat, lon = item.get("ts"), item.get("lat"), item.get("lon")
+        speed, heading, accuracy = item.get("speed"), item.get("heading"), item.get("accuracy")
+        seq = item.get("seq")
+        if (
+            type(ts) is int
+            and MIN_TS_MS <= ts <= received_ms + limits.max_future_skew_ms
+            and ts < _TS_END
+            and type(lat) is float
+            and -90.0 <= lat <= 90.0
+            and type(lon) is float
+            and -180.0 <= lon <= 180.0
+            and _optional_ok(speed, MAX_SPEED_KMH)
+            and _optional_ok(heading, 360.0)
+            and _optional_ok(accuracy, MAX_ACCURACY_M)
+            and (seq is None or (type(seq) is int and 0 <= seq < _SEQ_END))
+        ):
+            out.vehicle_id.append(vid)
+            out.ts_ms.append(ts)
+            out.lat.append(lat)
+            out.lon.append(lon)
+            out.speed_kmh.append(_stored_real(speed))
+            out.heading_deg.append(_stored_real(heading))
+            out.accuracy_m.append(_stored_real(accuracy))
+            out.seq.append(-1 if seq is None else seq)
+            return
+    _append_checked(out, vid, item, received_ms, limits)
+
+
+def _append_checked(
+    out: PingColumns, vid: str, item: Any, received_ms: int, limits: DecodeLimits
+) -> None:
+    """:func:`_append_item` with every check spelled out, each failure with its reason."""
     if type(item) is not dict:
         raise _Invalid(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {type(item).__name__}")
     ts_ms = _timestamp(item, received_ms, limits)
@@ -246,7 +300,7 @@ def _append_item(
         seq = -1
     elif type(seq) is not int:
         raise _Invalid(Reason.BAD_TYPE, f"seq must be an integer, got {type(seq).__name__}")
-    elif not 0 <= seq < 2**63:
+    elif not 0 <= seq < _SEQ_END:
         raise _Invalid(Reason.OUT_OF_RANGE, f"seq {seq} out of range")
     out.vehicle_id.append(vid)
     out.ts_ms.append(ts_ms)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest import decode as decode_module
 from ingest.decode import DecodeLimits, PingColumns, Reason, Rejection, decode_message
 
 NOW_MS = 1_763_798_400_000
@@ -238,3 +240,77 @@ def test_large_array() -> None:
     cols, rej, n = decode(orjson.dumps(items), limits=DecodeLimits(10**7, 300_000))
     assert rej == [] and len(cols) == n == 5000
     assert list(cols.to_batch().ts_ms[:3]) == [NOW_MS, NOW_MS - 1, NOW_MS - 2]
+
+
+#: values around every boundary the fast path tests, of every JSON type
+edges = st.sampled_from(
+    [
+        None,
+        True,
+        0,
+        -0.0,
+        0.0,
+        1e-31,
+        90.0,
+        90.0000001,
+        -180.0,
+        360.0,
+        360.5,
+        1000.0,
+        1000.01,
+        100_000.0,
+        100_000.5,
+        -1.0,
+        math.nan,
+        math.inf,
+        "1",
+        2**63,
+        2**63 - 1,
+        NOW_MS + 300_000,
+        NOW_MS + 300_001,
+        946_684_800_000,
+        946_684_799_999,
+        2**62,
+    ]
+)
+boundary = edges | st.floats() | st.integers()
+
+
+_ABSENT = object()
+_FIELDS = ("ts", "lat", "lon", "speed", "heading", "accuracy", "seq")
+
+
+@st.composite
+def near_good(draw: st.DrawFn) -> dict[str, object]:
+    """A good ping with one or two fields replaced by a boundary value or removed."""
+    item: dict[str, object] = dict(GOOD)
+    for key in draw(st.lists(st.sampled_from(_FIELDS), min_size=1, max_size=2)):
+        # mostly the listed boundary values: each is one step from a decision
+        value = draw(st.one_of(edges, edges, edges, boundary, st.just(_ABSENT)))
+        if value is _ABSENT:
+            item.pop(key, None)
+        else:
+            item[key] = value
+    return item
+
+
+@settings(max_examples=500, deadline=None)
+@given(near_good())
+def test_fast_path_agrees_with_the_full_checks(item: dict[str, object]) -> None:
+    fast, checked = PingColumns(), PingColumns()
+    outcomes = []
+    for cols, append in (
+        (fast, decode_module._append_item),
+        (checked, decode_module._append_checked),
+    ):
+        try:
+            append(cols, "B-1", item, NOW_MS, LIMITS)
+            outcomes.append(None)
+        except decode_module._Invalid as exc:
+            outcomes.append(exc.reason)
+    assert outcomes[0] == outcomes[1]
+    a, b = fast.to_batch(), checked.to_batch()
+    assert a.vehicle_id == b.vehicle_id
+    for column in ("ts_ms", "lat", "lon", "speed_kmh", "heading_deg", "accuracy_m", "seq"):
+        x, y = getattr(a, column), getattr(b, column)
+        assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
