@@ -180,10 +180,14 @@ class _Protocol(asyncio.Protocol):
         try:
             while end - pos >= 2:
                 first = buf[pos]
-                # remaining length: one byte in the common case (packets < 128 bytes)
+                # remaining length: one or two bytes in the common cases (a ping's
+                # packet is 128 bytes to 16 KB)
                 rlen = buf[pos + 1]
                 if rlen < 0x80:
                     start = pos + 2
+                elif end - pos >= 3 and buf[pos + 2] < 0x80:
+                    rlen = (rlen & 0x7F) | (buf[pos + 2] << 7)
+                    start = pos + 3
                 else:
                     parsed = _read_varint(buf, pos + 1)
                     if parsed is None:

@@ -5,11 +5,15 @@ or lost connection surfaces as MqttError."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ingest import receiver
 from ingest.receiver import ConnectOptions, Inbound, MqttConnection, MqttError, connect
 from routewatch.services import PrivateMosquitto, mqtt_address
 
@@ -59,3 +63,30 @@ async def test_refused_connection_raises(tmp_path: Path) -> None:
     with pytest.raises(MqttError, match="cannot connect"):
         async with connect(ConnectOptions("127.0.0.1", broker.port, "gone")):
             pass
+
+
+def _publish(topic: str, payload: bytes, mid: int) -> bytes:
+    """A QoS 1 MQTT 5 PUBLISH packet (no properties)."""
+    body = receiver._utf8(topic) + mid.to_bytes(2, "big") + b"\x00" + payload
+    return receiver._packet(0x32, body)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(
+        st.sampled_from([0, 60, 100, 121, 122, 200, 16_300, 16_400, 70_000]), max_size=6
+    ),
+    cuts=st.lists(st.integers(1, 20_000), max_size=8),
+)
+async def test_stream_parsed_across_any_read_boundaries(sizes: list[int], cuts: list[int]) -> None:
+    """Packets whose remaining length takes one, two or three bytes, split anywhere
+    (inside the length bytes too) across reads, come out whole and in order."""
+    sent = [(f"fleet/V{k}/ping", bytes([k % 251]) * n, k + 1) for k, n in enumerate(sizes)]
+    stream = b"".join(_publish(t, p, mid) for t, p, mid in sent)
+    conn = MqttConnection(ConnectOptions("127.0.0.1", 1, "parser"))
+    proto = receiver._Protocol(conn)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    for a, b in itertools.pairwise(bounds):
+        proto.data_received(stream[a:b])
+    assert list(conn._inbox) == [(t, p, mid, 1) for t, p, mid in sent]
+    assert not proto.buf
