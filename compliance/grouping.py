@@ -17,9 +17,17 @@ def groups_by_vehicle(
     """
     if len(vehicle_id) and len(set(vehicle_id)) == 1:
         return [(vehicle_id[0], np.argsort(ts_ms, kind="stable"))]
+    names, code = factorise(vehicle_id)
+    return groups_by_code(names, code, ts_ms)
+
+
+def factorise(vehicle_id: Sequence[str]) -> tuple[list[str], npt.NDArray[np.int64]]:
+    """(distinct ids in first-seen order, each row's index into them): a dict, O(n)."""
     codes: dict[str, int] = {}
-    inv = np.array([codes.setdefault(v, len(codes)) for v in vehicle_id], dtype=np.int64)
-    return groups_by_code(list(codes), inv, ts_ms)
+    code = np.fromiter(
+        (codes.setdefault(v, len(codes)) for v in vehicle_id), np.int64, len(vehicle_id)
+    )
+    return list(codes), code
 
 
 def groups_by_code(

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 
 from compliance.events import Event, EventType
+from compliance.grouping import factorise
 from compliance.types import PingBatch, ProcessResult, TripSnapshot
 
 #: below this device speed a vehicle is shown as stopped, km/h
@@ -127,12 +128,9 @@ StateRow = tuple[
 def newest_rows(batch: PingBatch) -> npt.NDArray[np.intp]:
     """Index of each vehicle's newest ping (by event time; the later arrival on a tie),
     in first-seen vehicle order: one integer sort, no per-row Python beyond coding ids."""
-    codes: dict[str, int] = {}
-    code = np.fromiter(
-        (codes.setdefault(v, len(codes)) for v in batch.vehicle_id), np.int64, len(batch)
-    )
+    names, code = factorise(batch.vehicle_id)
     order = np.lexsort((np.arange(len(batch)), batch.ts_ms, code))
-    ends = np.searchsorted(code[order], np.arange(1, len(codes) + 1))
+    ends = np.searchsorted(code[order], np.arange(1, len(names) + 1))
     return order[ends - 1]
 
 
