@@ -9,11 +9,13 @@ reorder allowance behind their vehicle's newest are counted as late.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from compliance.types import PingBatch
+from ingest.bulkdecode import decode_bulk
 from ingest.decode import DecodeLimits, PingColumns, Rejection, decode_message
 from routewatch import metrics
 
@@ -65,6 +67,53 @@ class Batcher:
         self._messages += 1
         if ack is not None:
             self._acks.append(ack)
+
+    def add_many(
+        self,
+        messages: Sequence[tuple[str, bytes, int, int]],
+        received_ms: int,
+        generation: int,
+        max_pings: int,
+    ) -> int:
+        """Decode ``(topic, payload, packet id, qos)`` messages into the open batch, in
+        order, until it holds ``max_pings``; returns how many messages it took. The plain
+        valid ones are decoded together (ingest.bulkdecode), the rest one by one — the
+        batch is the same as :meth:`add` would make of them."""
+        if not messages:
+            return 0
+        if self.started_monotonic is None:
+            self.started_monotonic = time.monotonic()
+        bulk = decode_bulk(
+            [m[0] for m in messages], [m[1] for m in messages], received_ms, self.limits
+        )
+        counts, row_start, cols = bulk.counts, bulk.row_start, self._cols
+        i, n = 0, len(messages)
+        while i < n and len(cols) < max_pings:
+            if counts[i] < 0:
+                topic, payload, _, _ = messages[i]
+                self._received += decode_message(
+                    topic, payload, received_ms, self.limits, cols, self._rejections
+                )
+                i += 1
+                continue
+            # a run of bulk-decoded messages, cut where the batch fills
+            j = i + 1
+            while j < n and counts[j] >= 0:
+                j += 1
+            room = max_pings - len(cols)
+            j = min(j, i + 1 + int(np.searchsorted(row_start[i + 1 : j + 1] - row_start[i], room)))
+            a, b = row_start[i], row_start[j]
+            vids = bulk.vehicle_id[i:j]
+            if b - a != j - i:  # some messages were arrays: a vehicle id per row
+                vids = [
+                    v for v, c in zip(vids, counts[i:j].tolist(), strict=True) for _ in range(c)
+                ]
+            cols.extend(vids, bulk.ints[:, a:b], bulk.floats[:, a:b])  # type: ignore[arg-type]
+            self._received += int(b - a)
+            i = j
+        self._messages += i
+        self._acks.extend((generation, mid, qos) for _, _, mid, qos in messages[:i] if qos)
+        return i
 
     def take(self) -> PendingBatch:
         """Close the open batch and start a new one."""

@@ -123,6 +123,21 @@ class PingColumns:
             np.array(self.seq, dtype=np.int64),
         )
 
+    def extend(self, vehicle_id: list[str], ints: np.ndarray, floats: np.ndarray) -> None:
+        """Append rows given as columns: ``ints`` rows ts_ms, seq; ``floats`` rows lat,
+        lon, speed_kmh, heading_deg, accuracy_m (the layout of ingest.bulkdecode)."""
+        self.vehicle_id.extend(vehicle_id)
+        for col, values in (
+            (self.ts_ms, ints[0]),
+            (self.seq, ints[1]),
+            (self.lat, floats[0]),
+            (self.lon, floats[1]),
+            (self.speed_kmh, floats[2]),
+            (self.heading_deg, floats[3]),
+            (self.accuracy_m, floats[4]),
+        ):
+            col.frombytes(np.ascontiguousarray(values).tobytes())
+
     def clear(self) -> None:
         for name in self.__slots__:
             col = getattr(self, name)

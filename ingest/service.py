@@ -4,6 +4,8 @@ MQTT client: ``ingest.receiver``, a small MQTT 5 connection made for this loop â
 parses every PUBLISH a socket read delivered straight out of the buffer and sends the
 PUBACKs of a whole batch in one write. The general clients cost more per message than
 decoding and storing it (aiomqtt, gmqtt, paho in a thread: ``benchmarks/mqtt_clients.py``).
+Decoding, likewise in bulk: ``ingest.bulkdecode`` parses the plainly valid messages of a
+read in one Numba pass; the rest go through ``ingest.decode`` one by one.
 
 Delivery guarantee: QoS 1 messages are acknowledged only after the batch holding them
 is committed (manual acks). With a persistent session (MQTT 5, ``clean_start=False``,
@@ -19,7 +21,7 @@ that limit to a million (``routewatch.broker.BROKER_QUEUE_CONFIG``); a broker of
 own needs the same line.
 
 Lifecycle (aiomqtt style): one TaskGroup with named tasks â€” ``warm-up`` (compiles the
-compliance kernels while MQTT connects; the first flush waits for it), ``mqtt`` (connect,
+payload decoder and compliance kernels while MQTT connects; receiving waits for it), ``mqtt`` (connect,
 receive, reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
 the receiver stops, the open batch is flushed, committed and acknowledged, then the
 client disconnects. Each commit's events are mirrored by a short ``mirror`` task (the
@@ -47,6 +49,7 @@ from compliance.events import Event
 from compliance.plan import TripPlan
 from compliance.types import PingBatch, ProcessResult
 from compliance.warmup import warm_up
+from ingest import bulkdecode
 from ingest.batch import Batcher, PendingBatch
 from ingest.commit import CommitOutcome, commit_batch
 from ingest.decode import DecodeLimits
@@ -159,11 +162,11 @@ class Pipeline:
             self._kernels_ready.set()
 
     async def warm_up_kernels(self) -> None:
-        """Compile (or load from cache) the engine's kernels and the COPY encoder in a
-        worker thread while MQTT connects. The first flush waits for this, so the first
-        messages wait at the broker, un-acknowledged and bounded by Receive Maximum,
-        instead of a batch stalling for tens of seconds of JIT compilation on a cold
-        cache."""
+        """Compile (or load from cache) the payload decoder, the engine's kernels and the
+        COPY encoder in a worker thread while MQTT connects. Receiving waits for this, so
+        the first messages wait at the broker, un-acknowledged and bounded by Receive
+        Maximum, instead of the event loop stalling for tens of seconds of JIT
+        compilation on a cold cache."""
         seconds = await asyncio.to_thread(_warm_up)
         log.info("compliance kernels ready", extra={"seconds": round(seconds, 2)})
         self._kernels_ready.set()
@@ -186,19 +189,19 @@ class Pipeline:
 
     def _take(self, messages: list[Inbound], generation: int) -> int:
         """Add ``messages`` to the open batch until it is full; returns how many it took."""
-        add = self.batcher.add
-        received_ms = now_ms()  # one clock read per socket read: it only bounds future skew
-        taken = 0
-        for topic, payload, mid, qos in messages:
-            add(topic, payload, received_ms, (generation, mid, qos) if qos else None)
-            taken += 1
-            if self._full():
-                break
+        room = self._flush_at_messages - self.batcher.messages
+        taken = self.batcher.add_many(
+            messages[:room] if len(messages) > room else messages,
+            now_ms(),  # one clock read per socket read: it only bounds future skew
+            generation,
+            self.settings.batch_max_pings,
+        )
         metrics.MQTT_MESSAGES.inc(taken)
         return taken
 
     async def _receive(self, conn: MqttConnection, generation: int) -> None:
         backlog: list[Inbound] = []  # received, not yet taken: the batch filled up first
+        await self._kernels_ready.wait()  # the bulk decoder compiles in the warm-up too
         while True:
             await self._room.wait()
             if not backlog:
@@ -514,11 +517,13 @@ async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Ev
 
 
 def _warm_up() -> float:
-    """Compile the compliance kernels and the pings COPY encoder; returns the seconds."""
-    seconds = warm_up()
+    """Compile the payload decoder, the compliance kernels and the pings COPY encoder;
+    returns the seconds."""
     t0 = time.perf_counter()
+    bulkdecode.warm_up()
+    warm_up()
     copy_binary.warm_up()
-    return seconds + time.perf_counter() - t0
+    return time.perf_counter() - t0
 
 
 async def run_engine(settings: Settings, stop: asyncio.Event) -> None:
