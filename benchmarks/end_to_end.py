@@ -15,12 +15,15 @@ rate:
   follows the last one without a gap is final at once (compliance/engine.py); after a
   gap, events wait for the reorder allowance (30 s by default) — the run waits that long
   after publishing so they are counted too;
-- CPU seconds used by the engine, the broker and the publisher.
+- CPU seconds used by the engine, the broker, PostgreSQL and the publisher.
 
 Baselines in the same run: the raw broker delivery rate (``mosquitto_sub -C N``, the C
-client, draining N queued single-ping messages; our receiver alone on the same queue
-too), the raw binary COPY rate of pings into PostgreSQL, and the publisher's own
-capacity (unpaced, no engine) — with the ratios.
+client, draining N queued single-ping messages with nothing else running; our receiver
+alone on the same queue too), the broker's pass-through (the unpaced publisher and
+``mosquitto_sub`` at once: what MQTT alone carries end to end while sharing the cores,
+as the engine's runs do), the raw binary COPY rate of pings into PostgreSQL, and the
+publisher's own capacity (unpaced, no subscriber) — with the ratios. The CPU seconds of
+the engine, the broker, PostgreSQL and the publisher show where the 2 cores went.
 
     .venv/bin/python -m benchmarks.end_to_end --rates 5000,20000,50000,80000
 
@@ -58,7 +61,14 @@ import psycopg
 from psycopg.rows import dict_row
 
 from benchmarks.ingest_rate import count_stored, scratch_database
-from benchmarks.mqtt_clients import drain_c, drain_receiver, end_session, make_session, preload
+from benchmarks.mqtt_clients import (
+    drain_c,
+    drain_receiver,
+    end_session,
+    make_session,
+    mosquitto_sub_command,
+    preload,
+)
 from compliance.plan import TripPlan, parse_time_ms
 from ingest.receiver import ConnectOptions, connect
 from routewatch.services import PrivateMosquitto
@@ -151,6 +161,7 @@ class PublishReport:
     acked: int = 0
     wall_s: float = 0.0
     late_s: float = 0.0  # how far behind schedule the publisher fell at worst
+    started_at: float = 0.0  # wall time of the first write
     error: str | None = None
     #: (vehicle index, ts ms) -> wall time of the write, for the fault vehicles
     sent_at: dict[tuple[int, int], float] = field(default_factory=dict)
@@ -257,7 +268,7 @@ def publish(port: int, fleet: Fleet, rate: float, seconds: float, out: Connectio
     sends: list[tuple[int, float]] = []  # (messages sent so far, wall time of that write)
     if not unpaced:
         time.sleep(max(0.0, base_ms / 1000 - time.time()))
-    t0 = time.time()
+    t0 = report.started_at = time.time()
     sent = 0
     try:
         while sent < len(ends):
@@ -302,6 +313,17 @@ def start_publisher(
     proc = ctx.Process(target=publish, args=(port, fleet, rate, seconds, sender), daemon=True)
     proc.start()
     return proc, receiver
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process on the machine (the server's share of the
+    run: backends, WAL writer, checkpointer; ended backends via the postmaster)."""
+    total = 0.0
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "postgres":
+                total += cpu_s(int(comm.parent.name))
+    return total
 
 
 def cpu_s(pid: int | None) -> float:
@@ -423,7 +445,11 @@ async def run_rate(
         await create_trips(url, fleet, int(time.time() * 1000))
         engine = Engine(url, broker.url, prefix, logs / f"engine-{int(rate)}.log")
         await asyncio.to_thread(wait_subscribed, broker.port, url, prefix, engine)
-        cpu0 = {"engine": cpu_s(engine.proc.pid), "broker": cpu_s(broker.pid)}
+        cpu0 = {
+            "engine": cpu_s(engine.proc.pid),
+            "broker": cpu_s(broker.pid),
+            "postgres": postgres_cpu_s(),
+        }
         proc, pipe = start_publisher(broker.port, fleet, rate, args.seconds)
         report: PublishReport = await asyncio.to_thread(pipe.recv)
         publish_end = time.time()
@@ -446,6 +472,7 @@ async def run_rate(
         result.drain_s = time.time() - publish_end
         result.cpu["engine"] = cpu_s(engine.proc.pid) - cpu0["engine"]
         result.cpu["broker"] = cpu_s(broker.pid) - cpu0["broker"]
+        result.cpu["postgres"] = postgres_cpu_s() - cpu0["postgres"]
         # events of the last episodes become final one reorder allowance after their ping
         await asyncio.sleep(max(0.0, publish_end + args.allowance_s + 3.0 - time.time()))
         result.stored = await asyncio.to_thread(count_stored, url, prefix + "v")
@@ -516,6 +543,28 @@ def broker_rates(port: int, n: int) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def passthrough_rate(port: int, seconds: float) -> float:
+    """msg/s from the unpaced publisher through the broker to ``mosquitto_sub``, both
+    running at once (QoS 1 both ways): what MQTT alone carries end to end on this machine,
+    under the same contention for the cores as the engine's runs."""
+    fleet = Fleet(f"pt{uuid.uuid4().hex[:4]}-", 2000, 0, 0, 0, 1)
+    cid = f"pt-{uuid.uuid4().hex[:6]}"
+    asyncio.run(make_session(port, cid))
+    n = int(100_000 * seconds)  # what the unpaced publisher sends
+    sub = subprocess.Popen(mosquitto_sub_command(port, cid, n), stdout=subprocess.DEVNULL)
+    try:
+        proc, pipe = start_publisher(port, fleet, 0.0, seconds)
+        report: PublishReport = pipe.recv()
+        proc.join()
+        sub.wait(600)
+        done = time.time()
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+        asyncio.run(end_session(port, cid))
+    return report.messages / (done - report.started_at)
+
+
 def publisher_capacity(port: int, seconds: float) -> float:
     fleet = Fleet(f"cap{uuid.uuid4().hex[:4]}-", 2000, 0, 0, 0, 1)
     proc, pipe = start_publisher(port, fleet, 0.0, seconds)
@@ -558,6 +607,7 @@ def main() -> None:
         broker = stack.enter_context(PrivateMosquitto(tmp / "mqtt", extra_config=BROKER_CONFIG))
         c_rate, rx_rate = broker_rates(broker.port, args.baseline_messages)
         pub_rate = publisher_capacity(broker.port, 5.0)
+        through = passthrough_rate(broker.port, 5.0)
         name, url = scratch_database(args.database_url)
         try:
             copy = copy_rate(url, 500_000)
@@ -575,7 +625,8 @@ def main() -> None:
     print(f"baseline raw broker delivery, mosquitto_sub -C N (C): {c_rate:>10,.0f} msg/s")
     print(f"baseline ingest.receiver alone on the same queue:     {rx_rate:>10,.0f} msg/s")
     print(f"baseline raw binary COPY of pings:                    {copy:>10,.0f} rows/s")
-    print(f"publisher capacity (unpaced, 2 connections, QoS 1):   {pub_rate:>10,.0f} msg/s")
+    print(f"publisher capacity (unpaced, 1 connection, QoS 1):    {pub_rate:>10,.0f} msg/s")
+    print(f"publisher -> broker -> mosquitto_sub, both at once:   {through:>10,.0f} msg/s")
     for r in results:
         lost = r.published - r.stored
         print(
@@ -586,7 +637,8 @@ def main() -> None:
         print(
             f"  stored {r.stored} (loss {lost}), last stored {r.drain_s:.1f} s after publishing "
             f"ended: sustained {r.sustained:,.0f} pings/s = {r.sustained / c_rate:.0%} of "
-            f"mosquitto_sub, {r.sustained / rx_rate:.0%} of the bare receiver, "
+            f"mosquitto_sub draining, {r.sustained / through:.0%} of the publisher -> "
+            f"mosquitto_sub pass-through, {r.sustained / rx_rate:.0%} of the bare receiver, "
             f"{r.sustained / copy:.0%} of raw COPY"
         )
         if r.latencies_ms:

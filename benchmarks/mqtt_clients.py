@@ -211,16 +211,18 @@ async def drain_gmqtt(port: int, cid: str, n: int, batch: int, window: int) -> N
         await client.disconnect()
 
 
-def drain_c(port: int, cid: str, n: int, batch: int, window: int) -> None:
+def mosquitto_sub_command(port: int, cid: str, n: int) -> list[str]:
+    """``mosquitto_sub`` on the persistent session ``cid``: QoS 1, exit after n messages."""
     exe = shutil.which("mosquitto_sub")
     if exe is None:
         raise SystemExit("mosquitto_sub not found (apt-get install mosquitto-clients)")
     command = [exe, "-p", str(port), "-V", "mqttv5", "-c", "-i", cid, "-x", "600", "-q", "1"]
+    return [*command, "-t", TOPIC_FILTER, "-C", str(n)]
+
+
+def drain_c(port: int, cid: str, n: int, batch: int, window: int) -> None:
     subprocess.run(
-        [*command, "-t", TOPIC_FILTER, "-C", str(n)],
-        stdout=subprocess.DEVNULL,
-        check=True,
-        timeout=600,
+        mosquitto_sub_command(port, cid, n), stdout=subprocess.DEVNULL, check=True, timeout=600
     )
 
 
