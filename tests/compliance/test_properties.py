@@ -7,7 +7,7 @@ import math
 from dataclasses import fields
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from compliance import kernels
@@ -116,6 +116,24 @@ def test_limit_at_equals_reference(raw, m, default) -> None:
     st.sampled_from([1.0, 5.0, 10.0]),
     st.booleans(),
 )
+# clean drives where the next leg passes within centimetres: the fix 0.9 m before a sharp
+# corner matches 2 m after it, 10 cm off; 1 m before an out-and-back's tip, 1 m after it
+@example(
+    [(0.0, 0.0), (191.0, 0.0), (996.0504357435283, 1253.7917673637658), (0.0, 0.0)],
+    0,
+    0.0,
+    0.0,
+    1.0,
+    False,
+)
+@example(
+    [(0.0, 0.0), (150.0, 0.0), (300.0, 0.0), (997.0, 0.0), (300.0, 0.0), (150.0, 0.0), (0.0, 0.0)],
+    0,
+    0.0,
+    0.0,
+    1.0,
+    False,
+)
 def test_drive_invariants_and_detectors_match_reference(
     route, seed, sigma, outlier_rate, dt_s, detour
 ) -> None:
@@ -145,8 +163,16 @@ def test_drive_invariants_and_detectors_match_reference(
     assert np.all(res.route_m[judged] >= -1e-6) and np.all(res.route_m[judged] <= length + 1e-6)
     assert np.all(res.offset_m[judged] >= 0)
     if sigma == 0 and outlier_rate == 0 and not detour:
-        assert np.all(res.offset_m < 1e-3)
-        assert np.all(np.abs(res.route_m - np.minimum(truth, length)) < 1.0)
+        # every fix on the route, at its own distance along it - or, near a sharp
+        # corner or the tip of an out-and-back, where the next leg passes within
+        # centimetres, at about the same spot on that leg, within a fix or two of the
+        # truth (a fix a few cm past the window's reach is matched at its edge, too)
+        assert np.all(res.offset_m < 0.5)
+        expected = np.minimum(truth, length)
+        mx, my = polyline_at(route, res.route_m)
+        same_spot = np.hypot(mx - x, my - y) < 0.5
+        off_by = np.abs(res.route_m - expected)
+        assert np.all((off_by < 1.0) | (same_spot & (off_by <= 2 * speed_mps * dt_s)))
         assert np.all(np.diff(res.route_m) >= -1e-6)  # monotone on a clean drive
     # off-route detector vs reference on the kernel's own per-ping offsets
     kinds = [
