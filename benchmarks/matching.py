@@ -119,6 +119,7 @@ def main() -> None:
                 r.x_m,
                 r.y_m,
                 r.cum_m,
+                r.chunk_box_m,
                 trip.par,
                 trip.th_arr,
                 trip.stops,

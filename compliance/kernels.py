@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from compliance.layout import (
+    CHUNK_SEGMENTS,
     E_PING,
     E_STOP,
     E_TYPE,
@@ -247,6 +248,38 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
 
 
 @njit(cache=True)
+def near_any(x, y, boxes, chunk, px, py, radius):
+    """Whether some segment of the route lies within ``radius`` metres of (px, py).
+
+    Exact (a segment's own distance decides), but only the segments of runs whose
+    bounding box ``boxes`` (runs of ``chunk`` segments, see compliance.route) comes within
+    ``radius`` are measured: a vehicle far off a long route costs a few dozen box tests
+    instead of a pass over every segment.
+    """
+    r2 = radius * radius
+    n = x.shape[0]
+    for k in range(boxes.shape[0]):
+        gx = max(boxes[k, 0] - px, 0.0, px - boxes[k, 2])
+        gy = max(boxes[k, 1] - py, 0.0, py - boxes[k, 3])
+        if gx * gx + gy * gy > r2:
+            continue
+        for i in range(k * chunk, min((k + 1) * chunk, n - 1)):
+            ax = x[i]
+            ay = y[i]
+            dx = x[i + 1] - ax
+            dy = y[i + 1] - ay
+            len2 = dx * dx + dy * dy
+            t = 0.0
+            if len2 > 0.0:
+                t = min(1.0, max(0.0, ((px - ax) * dx + (py - ay) * dy) / len2))
+            ex = ax + t * dx - px
+            ey = ay + t * dy - py
+            if ex * ex + ey * ey <= r2:
+                return True
+    return False
+
+
+@njit(cache=True)
 def limit_at(route_m, lim_from, lim_to, lim_kmh, default_kmh):
     """Speed limit in km/h at ``route_m`` metres (NaN when none applies)."""
     i = np.searchsorted(lim_from, route_m, side="right") - 1
@@ -357,6 +390,7 @@ def process_pings(
     x,
     y,
     cum,
+    boxes,
     par,
     th,
     stops,
@@ -564,20 +598,27 @@ def process_pings(
             near_m = th[TH_BACK_FRACTION] * corridor
             mref = st[S_ANCHOR_M] if math.isfinite(st[S_ANCHOR_M]) else m
             reach = _reach_m(st, ts, length, vmax_mps, acc)
-            mg, dg, _cg = match_window(
-                x,
-                y,
-                cum,
-                px,
-                py,
-                mref,
-                reach,
-                mref,
-                sigma_d,
-                5000.0,
-            )
-            if dg > near_m:
-                mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
+            mg, dg = m, math.inf
+            # no segment that near (a slack for rounding): both searches below would
+            # find nothing within near_m, so they are skipped (a vehicle off its route
+            # otherwise scans the whole route on every fix)
+            if near_any(x, y, boxes, CHUNK_SEGMENTS, px, py, near_m + 0.01):
+                mg, dg, _cg = match_window(
+                    x,
+                    y,
+                    cum,
+                    px,
+                    py,
+                    mref,
+                    reach,
+                    mref,
+                    sigma_d,
+                    5000.0,
+                )
+                if dg > near_m:
+                    mg, dg, _cg = match_window(
+                        x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0
+                    )
             if dg <= near_m:
                 elsewhere = True
                 inside = True

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from compliance.events import EventType
 
+# ---- prepared route: segments per bounding box of PreparedRoute.chunk_box_m ----
+CHUNK_SEGMENTS = 32
+
 # ---- per-trip detector state: float64 vector of length N_STATE (timestamps: epoch ms) ----
 S_N = 0  # pings processed
 S_LAST_TS = 1  # ts of the last processed ping

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from compliance.layout import CHUNK_SEGMENTS
 from compliance.plan import TripPlan
 from geo.projection import LocalProjection, cumulative_m, densify
 
@@ -47,6 +48,27 @@ class PreparedRoute:
     limit_to_m: F64
     limit_kmh: F64
     default_limit_kmh: float  # NaN when the plan has no general limit
+    #: (min x, min y, max x, max y) of each run of CHUNK_SEGMENTS segments, metres: lets
+    #: a whole-route search skip the parts that cannot be near a point
+    chunk_box_m: F64
+
+
+def chunk_boxes(x: F64, y: F64) -> F64:
+    """Bounding box of each run of :data:`CHUNK_SEGMENTS` consecutive segments (both ends
+    of every segment inside), shape (runs, 4)."""
+    if len(x) < 2:
+        return np.array([[x.min(), y.min(), x.max(), y.max()]])
+    starts = np.arange(0, len(x) - 1, CHUNK_SEGMENTS)
+    lo_x, hi_x = np.minimum(x[:-1], x[1:]), np.maximum(x[:-1], x[1:])
+    lo_y, hi_y = np.minimum(y[:-1], y[1:]), np.maximum(y[:-1], y[1:])
+    return np.column_stack(
+        [
+            np.minimum.reduceat(lo_x, starts),
+            np.minimum.reduceat(lo_y, starts),
+            np.maximum.reduceat(hi_x, starts),
+            np.maximum.reduceat(hi_y, starts),
+        ]
+    )
 
 
 def _passes(route_x: F64, route_y: F64, cum: F64, px: float, py: float) -> tuple[F64, F64]:
@@ -176,6 +198,7 @@ def prepare(plan: TripPlan) -> PreparedRoute:
         limit_to_m=np.array([r.to_m for r in ranges], np.float64),
         limit_kmh=np.array([r.kmh for r in ranges], np.float64),
         default_limit_kmh=float(plan.speed_limit_kmh) if plan.speed_limit_kmh else float("nan"),
+        chunk_box_m=chunk_boxes(x, y),
     )
 
 

@@ -304,6 +304,7 @@ class Trip:
                 r.x_m,
                 r.y_m,
                 r.cum_m,
+                r.chunk_box_m,
                 self.par,
                 self.th_arr,
                 self.stops,
