@@ -190,6 +190,21 @@ def _last_at_or_below(cum, v):
     return base
 
 
+@njit(cache=True, inline="always")
+def _along(x, y, i, px, py):
+    """Segment i as (start x, start y, dx, dy) and where point (px, py) projects on its
+    line: t = 0 at the start, 1 at the end (not clamped; 0 for a zero-length segment)."""
+    ax = x[i]
+    ay = y[i]
+    dx = x[i + 1] - ax
+    dy = y[i + 1] - ay
+    len2 = dx * dx + dy * dy
+    t = 0.0
+    if len2 > 0.0:
+        t = ((px - ax) * dx + (py - ay) * dy) / len2
+    return ax, ay, dx, dy, t
+
+
 @njit(cache=True)
 def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     """Best route position for point (px, py) among segments overlapping [lo_m, hi_m].
@@ -210,14 +225,7 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     inv_d2 = 1.0 / (sigma_d * sigma_d)
     inv_p = 1.0 / sigma_p
     for i in range(i0, n - 1):
-        ax = x[i]
-        ay = y[i]
-        dx = x[i + 1] - ax
-        dy = y[i + 1] - ay
-        len2 = dx * dx + dy * dy
-        t = 0.0
-        if len2 > 0.0:
-            t = ((px - ax) * dx + (py - ay) * dy) / len2
+        ax, ay, dx, dy, t = _along(x, y, i, px, py)
         # the progress term sees the along-track position extended past the segment's
         # ends, so a segment's clamped end never beats the segment the point projects on
         m_line = cum[i] + t * (cum[i + 1] - cum[i])
@@ -264,14 +272,8 @@ def near_any(x, y, boxes, chunk, px, py, radius):
         if gx * gx + gy * gy > r2:
             continue
         for i in range(k * chunk, min((k + 1) * chunk, n - 1)):
-            ax = x[i]
-            ay = y[i]
-            dx = x[i + 1] - ax
-            dy = y[i + 1] - ay
-            len2 = dx * dx + dy * dy
-            t = 0.0
-            if len2 > 0.0:
-                t = min(1.0, max(0.0, ((px - ax) * dx + (py - ay) * dy) / len2))
+            ax, ay, dx, dy, t = _along(x, y, i, px, py)
+            t = min(1.0, max(0.0, t))
             ex = ax + t * dx - px
             ey = ay + t * dy - py
             if ex * ex + ey * ey <= r2:
