@@ -417,6 +417,9 @@ def process_pings(
 ):
     """Run every detector over one trip's pings (sorted by ts, strictly increasing).
 
+    The route: vertices ``x``, ``y`` and distances ``cum`` in local metres, ``boxes`` its
+    segment runs' bounding boxes (compliance.route.PreparedRoute.chunk_box_m).
+
     Updates ``st`` and ``ustat`` in place, writes per-ping results into ``out_*`` and
     events into ``ev_*``; returns the number of events. Pings at or before the last
     processed ts are skipped (their ``out_on`` is -1).

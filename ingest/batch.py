@@ -108,6 +108,7 @@ class Batcher:
                 vids = [
                     v for v, c in zip(vids, counts[i:j].tolist(), strict=True) for _ in range(c)
                 ]
+            # (a message with an unusable topic is never bulk-decoded: no None here)
             cols.extend(vids, bulk.ints[:, a:b], bulk.floats[:, a:b])  # type: ignore[arg-type]
             self._received += int(b - a)
             i = j

@@ -21,11 +21,12 @@ that limit to a million (``routewatch.broker.BROKER_QUEUE_CONFIG``); a broker of
 own needs the same line.
 
 Lifecycle (aiomqtt style): one TaskGroup with named tasks — ``warm-up`` (compiles the
-payload decoder and compliance kernels while MQTT connects; receiving waits for it), ``mqtt`` (connect,
-receive, reconnect with jittered backoff), ``flusher``, ``trip-sync``, ``ticker``. On ``stop``
-the receiver stops, the open batch is flushed, committed and acknowledged, then the
-client disconnects. Each commit's events are mirrored by a short ``mirror`` task (the
-next batch does not wait for the broker's PUBACKs); the drain waits for those too.
+payload decoder and the compliance kernels while MQTT connects; receiving waits for it),
+``mqtt`` (connect, receive, reconnect with jittered backoff), ``flusher``, ``trip-sync``,
+``ticker``. On ``stop`` the receiver stops, the open batch is flushed, committed and
+acknowledged, then the client disconnects. Each commit's events are mirrored by a short
+``mirror`` task (the next batch does not wait for the broker's PUBACKs); the drain waits
+for those too.
 """
 
 from __future__ import annotations
