@@ -27,7 +27,9 @@ def match_window(
     :func:`compliance.kernels.match_window`)."""
     best = (cum[0], math.inf, math.inf)
     n = len(x)
-    segs = [i for i in range(n - 1) if cum[i + 1] >= lo_m and cum[i] <= hi_m]
+    # a segment that only touches the window at one end (cum[i + 1] == lo_m, cum[i] ==
+    # hi_m) is not in it: its neighbour holds that point, with the line it lies on
+    segs = [i for i in range(n - 1) if cum[i + 1] > lo_m and cum[i] < hi_m]
     if not segs:
         segs = [max(0, min(n - 2, next((i for i in range(n - 1) if cum[i] > lo_m), n - 1) - 1))]
     for i in segs:

@@ -167,12 +167,13 @@ def test_drive_invariants_and_detectors_match_reference(
         # corner or the tip of an out-and-back, where the next leg passes within
         # centimetres, at about the same spot on that leg, within a fix or two of the
         # truth (a fix a few cm past the window's reach is matched at its edge, too)
-        assert np.all(res.offset_m < 0.5)
         expected = np.minimum(truth, length)
         mx, my = polyline_at(route, res.route_m)
         same_spot = np.hypot(mx - x, my - y) < 0.5
         off_by = np.abs(res.route_m - expected)
-        assert np.all((off_by < 1.0) | (same_spot & (off_by <= 2 * speed_mps * dt_s)))
+        exact = (res.offset_m < 1e-3) & (off_by < 1.0)
+        assert np.all(exact | (same_spot & (off_by <= 2 * speed_mps * dt_s)))
+        assert np.count_nonzero(~exact) <= len(route)  # only about the corners
         assert np.all(np.diff(res.route_m) >= -1e-6)  # monotone on a clean drive
     # off-route detector vs reference on the kernel's own per-ping offsets
     kinds = [
