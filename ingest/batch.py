@@ -20,6 +20,9 @@ from ingest.decode import DecodeLimits, PingColumns, Rejection, decode_message
 from routewatch import metrics
 
 AckToken = tuple[int, int, int]  # (connection generation, MQTT message id, qos)
+#: messages decoded per bulk pass (a batch that fills part way leaves the rest of a pass
+#: to be decoded again)
+BULK_CHUNK = 1024
 
 
 @dataclass(slots=True)
@@ -79,8 +82,21 @@ class Batcher:
         order, until it holds ``max_pings``; returns how many messages it took. The plain
         valid ones are decoded together (ingest.bulkdecode), the rest one by one — the
         batch is the same as :meth:`add` would make of them."""
-        if not messages:
-            return 0
+        taken = 0
+        while taken < len(messages) and len(self._cols) < max_pings:
+            # in chunks: what a full batch leaves over is decoded again by the next call
+            chunk = messages[taken : taken + BULK_CHUNK]
+            taken += self._add_chunk(chunk, received_ms, generation, max_pings)
+        return taken
+
+    def _add_chunk(
+        self,
+        messages: Sequence[tuple[str, bytes, int, int]],
+        received_ms: int,
+        generation: int,
+        max_pings: int,
+    ) -> int:
+        """One bulk pass of :meth:`add_many`; returns how many messages it took."""
         if self.started_monotonic is None:
             self.started_monotonic = time.monotonic()
         bulk = decode_bulk(

@@ -310,7 +310,9 @@ def decode_bulk(
     icol = np.empty((2, cap), np.int64)
     fcol = np.empty((5, cap), np.float64)
     counts = np.empty(n, np.int64)
-    rows = _decode(buf, starts, ends, received_ms + limits.max_future_skew_ms, icol, fcol, counts)
+    # (capped: fixes at or beyond _TS_END are refused anyway, and the kernel takes int64)
+    max_ts_ms = min(received_ms + limits.max_future_skew_ms, _TS_END)
+    rows = _decode(buf, starts, ends, max_ts_ms, icol, fcol, counts)
     vids = list(map(vehicle_id_from_topic, topics))
     known = limits.known_vehicles
     refused = lengths > limits.max_payload_bytes

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.batch import Batcher, PendingBatch
+from ingest.batch import BULK_CHUNK, Batcher, PendingBatch
 from ingest.bulkdecode import decode_bulk
 from ingest.decode import DecodeLimits
 
@@ -150,6 +150,28 @@ def test_stops_where_the_batch_fills() -> None:
         batch, taken = in_bulk(messages, max_pings=max_pings)
         assert taken == expect_taken, max_pings
         assert_same(batch, one_by_one(messages[:taken]))
+
+
+def test_many_passes_and_a_cut_in_the_last() -> None:
+    """More messages than one bulk pass takes, arrays among them (every 7th a valid pair,
+    every 11th a pair with a bad fix, left to the full checks): the passes join up, and
+    the batch closes at the message that fills it."""
+    one = b'{"ts":%d,"lat":1.0,"lon":2.0}'
+    messages = []
+    for k in range(2 * BULK_CHUNK + 100):
+        body = one % (NOW_MS - k)
+        if k % 7 == 0:
+            body = b"[" + body + b"," + one % (NOW_MS - 10**6 - k) + b"]"
+        elif k % 11 == 0:
+            body = b"[" + body + b"," + one % k + b"]"
+        messages.append((f"fleet/V{k % 50}/ping", body, k % 65535 + 1, 1))
+    everything, taken = in_bulk(messages)
+    assert taken == len(messages)
+    assert_same(everything, one_by_one(messages))
+    max_pings = 2 * BULK_CHUNK + 10
+    batch, taken = in_bulk(messages, max_pings=max_pings)
+    assert_same(batch, one_by_one(messages[:taken]))
+    assert len(batch.pings) >= max_pings > len(one_by_one(messages[: taken - 1]).pings)
 
 
 # -- payloads near and across the edges of the bulk path ---------------------------------
