@@ -38,6 +38,18 @@ def routes(draw: st.DrawFn) -> list[tuple[float, float]]:
     return pts
 
 
+def outlier_run(out: np.ndarray, n: int = 3) -> bool:
+    """Whether ``n`` outliers come without two good fixes in a row between them."""
+    run = good = 0
+    for is_out in out.tolist():
+        run, good = (run + 1, 0) if is_out else (run, good + 1)
+        if good >= 2:
+            run = 0
+        if run >= n:
+            return True
+    return False
+
+
 def test_kernel_threshold_indices_match_config() -> None:
     names = {f.name for f in fields(Thresholds)}
     for const, name in [
@@ -118,6 +130,25 @@ def test_limit_at_equals_reference(raw, m, default) -> None:
 )
 # clean drives where the next leg passes within centimetres: the fix 0.9 m before a sharp
 # corner matches 2 m after it, 10 cm off; 1 m before an out-and-back's tip, 1 m after it
+# four multipath fixes in eight (34, 36, 38, 41), a good one between each: an off-route
+@example(
+    [
+        (0.0, 0.0),
+        (150.0, 0.0),
+        (300.0, 0.0),
+        (624.1813835208839, 504.8825908847379),
+        (1434.6348423230934, 1767.0890680965827),
+        (624.1813835208839, 504.8825908847379),
+        (300.0, 0.0),
+        (150.0, 0.0),
+        (0.0, 0.0),
+    ],
+    2560,
+    1.0,
+    0.046875,
+    5.0,
+    False,
+)
 @example(
     [(0.0, 0.0), (191.0, 0.0), (996.0504357435283, 1253.7917673637658), (0.0, 0.0)],
     0,
@@ -182,7 +213,9 @@ def test_drive_invariants_and_detectors_match_reference(
     want = naive.off_route_events(list(ts), list(res.offset_m), [50.0] * len(ts), list(judged))
     assert kinds == want
     if not detour:
-        assert all(k != "off_route" for k, _ in kinds) or sigma > 10
+        # three multipath fixes not parted by two good ones look like a detour (a known
+        # limit of the off-route rule): allowed, not required
+        assert all(k != "off_route" for k, _ in kinds) or sigma > 10 or outlier_run(out)
     # speeding vs reference (device speed; limit 50 everywhere)
     sp = [(str(e.type), e.ts_ms) for e in events if str(e.type).startswith("speeding")]
     done = [e.ts_ms for e in events if str(e.type) == "trip_completed"]
