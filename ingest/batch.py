@@ -82,23 +82,23 @@ class Batcher:
         order, until it holds ``max_pings``; returns how many messages it took. The plain
         valid ones are decoded together (ingest.bulkdecode), the rest one by one — the
         batch is the same as :meth:`add` would make of them."""
+        if messages and self.started_monotonic is None:
+            self.started_monotonic = time.monotonic()
         taken = 0
         while taken < len(messages) and len(self._cols) < max_pings:
-            # in chunks: what a full batch leaves over is decoded again by the next call
+            # in passes: what a full batch leaves over is decoded again by the next call
             chunk = messages[taken : taken + BULK_CHUNK]
-            taken += self._add_chunk(chunk, received_ms, generation, max_pings)
+            n = self._decode_pass(chunk, received_ms, max_pings)
+            self._acks.extend((generation, mid, qos) for _, _, mid, qos in chunk[:n] if qos)
+            taken += n
+        self._messages += taken
         return taken
 
-    def _add_chunk(
-        self,
-        messages: Sequence[tuple[str, bytes, int, int]],
-        received_ms: int,
-        generation: int,
-        max_pings: int,
+    def _decode_pass(
+        self, messages: Sequence[tuple[str, bytes, int, int]], received_ms: int, max_pings: int
     ) -> int:
-        """One bulk pass of :meth:`add_many`; returns how many messages it took."""
-        if self.started_monotonic is None:
-            self.started_monotonic = time.monotonic()
+        """One bulk pass of :meth:`add_many` (pings and rejections only); returns how
+        many messages it took."""
         bulk = decode_bulk(
             [m[0] for m in messages], [m[1] for m in messages], received_ms, self.limits
         )
@@ -128,8 +128,6 @@ class Batcher:
             cols.extend(vids, bulk.ints[:, a:b], bulk.floats[:, a:b])  # type: ignore[arg-type]
             self._received += int(b - a)
             i = j
-        self._messages += i
-        self._acks.extend((generation, mid, qos) for _, _, mid, qos in messages[:i] if qos)
         return i
 
     def take(self) -> PendingBatch:
