@@ -55,9 +55,7 @@ class PreparedRoute:
 
 def chunk_boxes(x: F64, y: F64) -> F64:
     """Bounding box of each run of :data:`CHUNK_SEGMENTS` consecutive segments (both ends
-    of every segment inside), shape (runs, 4)."""
-    if len(x) < 2:
-        return np.array([[x.min(), y.min(), x.max(), y.max()]])
+    of every segment inside), shape (runs, 4). A route has at least two vertices."""
     starts = np.arange(0, len(x) - 1, CHUNK_SEGMENTS)
     lo_x, hi_x = np.minimum(x[:-1], x[1:]), np.maximum(x[:-1], x[1:])
     lo_y, hi_y = np.minimum(y[:-1], y[1:]), np.maximum(y[:-1], y[1:])

@@ -26,7 +26,6 @@ import numpy.typing as npt
 from numba import njit
 
 from ingest.decode import (
-    _SEQ_END,
     _TS_END,
     MAX_ACCURACY_M,
     MAX_SPEED_KMH,
@@ -43,7 +42,7 @@ F64 = npt.NDArray[np.float64]
 _FIELDS = ("ts", "lat", "lon", "speed", "heading", "accuracy", "seq")
 _NFIELDS = len(_FIELDS)
 _TS, _LAT, _LON, _SPEED, _HEADING, _ACCURACY, _SEQ = range(_NFIELDS)
-_NAMES = np.zeros((len(_FIELDS), 8), np.uint8)
+_NAMES = np.zeros((_NFIELDS, 8), np.uint8)
 _NAME_LEN = np.array([len(f) for f in _FIELDS], np.int64)
 for _k, _f in enumerate(_FIELDS):
     _NAMES[_k, : len(_f)] = np.frombuffer(_f.encode(), np.uint8)
@@ -224,8 +223,8 @@ def _object(buf, p, e, max_ts_ms, kinds, ivals, fvals, row, icol, fcol):
         return -1
     q = -1
     if kinds[_SEQ] == _INT:
-        q = ivals[_SEQ]
-        if q < 0 or q >= _SEQ_END:
+        q = ivals[_SEQ]  # at most 18 digits: below the bigint limit
+        if q < 0:
             return -1
     elif kinds[_SEQ] == _FLOAT:
         return -1
@@ -240,9 +239,10 @@ def _object(buf, p, e, max_ts_ms, kinds, ivals, fvals, row, icol, fcol):
 
 
 @njit(cache=True, nogil=True)
-def _decode(buf, starts, ends, max_ts_ms, icol, fcol, counts):
+def _decode(buf, starts, ends, skip, max_ts_ms, icol, fcol, counts):
     """Rows of every plainly valid message, back to back; ``counts[i]``: message i's
-    rows, or -1 when the slow path must decide it. Returns the rows written."""
+    rows, or -1 when the slow path must decide it (always for those ``skip`` marks).
+    Returns the rows written."""
     row = 0
     cap = icol.shape[1]
     kinds = np.zeros(_NFIELDS, np.int64)
@@ -250,6 +250,8 @@ def _decode(buf, starts, ends, max_ts_ms, icol, fcol, counts):
     fvals = np.zeros(_NFIELDS, np.float64)
     for i in range(len(starts)):
         counts[i] = -1
+        if skip[i]:
+            continue
         e = ends[i]
         p = _skip_ws(buf, starts[i], e)
         first = row
@@ -310,20 +312,17 @@ def decode_bulk(
     icol = np.empty((2, cap), np.int64)
     fcol = np.empty((5, cap), np.float64)
     counts = np.empty(n, np.int64)
-    # (capped: fixes at or beyond _TS_END are refused anyway, and the kernel takes int64)
-    max_ts_ms = min(received_ms + limits.max_future_skew_ms, _TS_END)
-    rows = _decode(buf, starts, ends, max_ts_ms, icol, fcol, counts)
+    # what the topic, registry and size checks refuse is left to the slow path unparsed
     vids = list(map(vehicle_id_from_topic, topics))
     known = limits.known_vehicles
-    refused = lengths > limits.max_payload_bytes
-    if known is not None or None in vids or refused.any():
-        written = np.maximum(counts, 0)
-        for i, vid in enumerate(vids):
-            if refused[i] or vid is None or (known is not None and vid not in known):
-                counts[i] = -1  # the slow path rejects it
-        if written.sum() != np.maximum(counts, 0).sum():  # drop the rows it had
-            kept = np.repeat(counts >= 0, written)
-            icol, fcol = icol[:, :rows][:, kept], fcol[:, :rows][:, kept]
+    skip = lengths > limits.max_payload_bytes
+    if known is not None or None in vids:
+        skip |= np.fromiter(
+            (vid is None or (known is not None and vid not in known) for vid in vids), bool, n
+        )
+    # (capped: fixes at or beyond _TS_END are refused anyway, and the kernel takes int64)
+    max_ts_ms = min(received_ms + limits.max_future_skew_ms, _TS_END)
+    _decode(buf, starts, ends, skip, max_ts_ms, icol, fcol, counts)
     row_start = np.zeros(n + 1, np.int64)
     np.cumsum(np.maximum(counts, 0), out=row_start[1:])
     return BulkDecoded(vids, counts, row_start, icol, fcol)
