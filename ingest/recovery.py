@@ -156,9 +156,14 @@ async def _missing(conn: AsyncConnection, events: list[Event]) -> list[Event]:
     ids = list({e.event_id for e in events})
     if not ids:
         return []
+    # The time bounds let a hypertable look in the chunks of those days only.
+    first_ms, last_ms = min(e.ts_ms for e in events), max(e.ts_ms for e in events)
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(
-            "SELECT event_id::text FROM events WHERE event_id = ANY(%s::uuid[])", (ids,)
+            "SELECT event_id::text FROM events WHERE event_id = ANY(%s::uuid[]) "
+            "AND ts BETWEEN timestamptz 'epoch' + %s * interval '1 millisecond' "
+            "AND timestamptz 'epoch' + %s * interval '1 millisecond'",
+            (ids, first_ms, last_ms),
         )
         stored = {row[0] for row in await cur.fetchall()}
     return [e for e in events if e.event_id not in stored]

@@ -173,6 +173,21 @@ def find_binary(name: str) -> str | None:
     return None
 
 
+def timescaledb_installed(pg_binary: str) -> bool:
+    """Whether the TimescaleDB extension is installed for the PostgreSQL whose binary is
+    ``pg_binary`` (its control file in that version's share folder: Debian's
+    /usr/share/postgresql/N or a source build's PREFIX/share)."""
+    bindir = Path(pg_binary).resolve().parent
+    candidates = [
+        bindir.parent / "share" / "extension",
+        bindir.parent / "share/postgresql/extension",
+    ]
+    version = bindir.parent.name  # /usr/lib/postgresql/15/bin -> 15
+    if version.isdigit():
+        candidates.append(Path("/usr/share/postgresql") / version / "extension")
+    return any((d / "timescaledb.control").exists() for d in candidates)
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 
@@ -411,6 +426,8 @@ class PrivatePostgres(_PrivateService):
 
     directory: Path
     port: int = 0
+    #: preload TimescaleDB when the machine has it (so new databases get it)
+    preload_timescaledb: bool = True
     _lock: _DirLock | None = field(default=None, init=False, repr=False)
     _home: Path | None = field(default=None, init=False, repr=False)
     _throwaway: bool = field(default=False, init=False, repr=False)
@@ -497,6 +514,10 @@ class PrivatePostgres(_PrivateService):
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=200"
         )
+        if self.preload_timescaledb and timescaledb_installed(self._bins["pg_ctl"]):
+            # Preloaded, so migrations put the database on TimescaleDB; no telemetry calls
+            # home from a private cluster.
+            options += " -c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
         self._pg(
             "pg_ctl",
             "start",
@@ -567,11 +588,11 @@ def ensure_postgres(settings: Settings) -> Iterator[str]:
     server when it answers, else a private cluster under ``state_dir/postgres``, stopped on
     exit. The database itself may still need ``ensure_database``."""
     if postgres_reachable(settings.database_url):
-        log.info("reusing PostgreSQL", extra={"url": _redact(settings.database_url)})
+        log.info("reusing PostgreSQL", extra={"url": redact(settings.database_url)})
         yield settings.database_url
         return
     log.info(
-        "PostgreSQL not reachable at %s; starting a private one", _redact(settings.database_url)
+        "PostgreSQL not reachable at %s; starting a private one", redact(settings.database_url)
     )
     with stop_on_sigterm(), PrivatePostgres(settings.state_dir / "postgres") as pg:
         dbname = str(conninfo_to_dict(settings.database_url).get("dbname") or "postgres")
@@ -583,11 +604,11 @@ def ensure_mosquitto(settings: Settings) -> Iterator[str]:
     """Yield the URL of an MQTT broker — the configured one when it answers, else a
     private mosquitto under ``state_dir/mosquitto``, stopped on exit."""
     if mqtt_reachable(settings.mqtt_url):
-        log.info("reusing Mosquitto", extra={"url": _redact(settings.mqtt_url)})
+        log.info("reusing Mosquitto", extra={"url": redact(settings.mqtt_url)})
         yield settings.mqtt_url
         return
     log.info(
-        "MQTT broker not reachable at %s; starting a private mosquitto", _redact(settings.mqtt_url)
+        "MQTT broker not reachable at %s; starting a private mosquitto", redact(settings.mqtt_url)
     )
     with stop_on_sigterm(), PrivateMosquitto(settings.state_dir / "mosquitto") as broker:
         yield broker.url
@@ -613,7 +634,7 @@ def ensure_services(settings: Settings) -> Iterator[Services]:
         yield Services(database_url, mqtt_url, started)
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """``url`` without its password, for logs."""
     parts = urlsplit(url)
     if parts.password:

@@ -11,6 +11,7 @@ for the rest of the session so that ``Settings()`` and subprocesses find it too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import uuid
@@ -22,7 +23,7 @@ import pytest
 
 from routewatch import services
 from routewatch.settings import Settings
-from store.migrate import migrate
+from store.migrate import migrate, timescaledb_state
 
 
 def _session_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
@@ -50,6 +51,60 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
         services.with_dbname(postgres_server_url, "postgres"), autocommit=True
     ) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _preloads_timescaledb(server_url: str) -> bool:
+    with psycopg.connect(services.with_dbname(server_url, "postgres")) as conn:
+        state = timescaledb_state(conn)
+    return state.available and state.preloaded
+
+
+@pytest.fixture(scope="session")
+def timescale_server_url(
+    postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A PostgreSQL server whose new databases get TimescaleDB: the configured one when
+    it preloads the extension, else a private cluster (which preloads it) when this
+    machine has it installed; the test is skipped on a machine without it."""
+    if _preloads_timescaledb(postgres_server_url):
+        yield postgres_server_url
+        return
+    pg_ctl = services.find_binary("pg_ctl")
+    if pg_ctl is None or not services.timescaledb_installed(pg_ctl):
+        pytest.skip("TimescaleDB is not installed on this machine")
+    with services.PrivatePostgres(tmp_path_factory.mktemp("timescaledb")) as server:
+        yield server.url
+
+
+MakeDatabase = Callable[[], str]
+
+
+@contextlib.contextmanager
+def scratch_databases(server_url: str, *, migrated: bool) -> Iterator[MakeDatabase]:
+    """A factory of fresh databases on ``server_url`` (migrated or empty), all dropped
+    when the block ends."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"rw_scratch_{uuid.uuid4().hex[:10]}")
+        url = services.ensure_database(server_url, names[-1])
+        if migrated:
+            migrate(url)
+        return url
+
+    try:
+        yield make
+    finally:
+        with psycopg.connect(services.with_dbname(server_url, "postgres"), autocommit=True) as conn:
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def timescale_database(timescale_server_url: str) -> Iterator[MakeDatabase]:
+    """Factory of fresh databases migrated on TimescaleDB, dropped after the test."""
+    with scratch_databases(timescale_server_url, migrated=True) as make:
+        yield make
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def run(args: argparse.Namespace) -> int:
     from routewatch.services import ServiceError, ensure_database, ensure_services
-    from store.migrate import migrate
+    from store.migrate import MigrationError, migrate
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-    except ServiceError as exc:
+    except (ServiceError, MigrationError) as exc:
         print(f"routewatch demo: {exc}", file=sys.stderr)
         return 1
 

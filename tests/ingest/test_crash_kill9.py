@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
-from tests.conftest import StartMosquitto
+from ingest import recovery
+from simulator.scenario import DEFAULT_START_MS
+from tests.conftest import MakeDatabase, StartMosquitto
 from tests.ingest.engine_process import engine_process, wait_until
 from tests.ingest.fleet_run import (
     SteadyPublisher,
@@ -35,11 +39,85 @@ BROKER_CONFIG = "max_queued_messages 200000\n"
 def test_kill_9_under_load_loses_nothing_and_detects_the_same(
     db: psycopg.Connection, database_url: str, start_mosquitto: StartMosquitto
 ) -> None:
+    _run_and_check(db, database_url, start_mosquitto(BROKER_CONFIG).url, [(0.3, 0.5), (0.5, 6.0)])
+
+
+@pytest.mark.timescaledb
+def test_kill_9_on_timescaledb_with_compressed_chunks(
+    timescale_database: MakeDatabase, start_mosquitto: StartMosquitto
+) -> None:
+    """Four days of older pings sit in compressed chunks; the fleet's own chunks are
+    compressed too just before the kill (its later pings go into compressed chunks). The
+    restarted engine recovers the same events, and its commit_xid scan decompresses no
+    batch of the old chunks: their minmax sparse index rules them out."""
+    url = timescale_database()
+    with psycopg.connect(url, autocommit=True) as db:
+        fleet_day = datetime.fromtimestamp(DEFAULT_START_MS / 1000, UTC)
+        db.execute(_HISTORY_SQL, (fleet_day - timedelta(days=5), fleet_day - timedelta(days=1)))
+        old_chunks = [
+            r[0]
+            for r in db.execute(
+                "SELECT compress_chunk(c)::text FROM show_chunks('pings', older_than => %s) c",
+                (fleet_day - timedelta(hours=12),),
+            ).fetchall()
+        ]
+        assert len(old_chunks) >= 4
+
+        def compress_everything() -> None:
+            db.execute("SELECT count(compress_chunk(c, true)) FROM show_chunks('pings') c")
+            db.execute("SELECT count(compress_chunk(c, true)) FROM show_chunks('events') c")
+
+        _run_and_check(
+            db, url, start_mosquitto(BROKER_CONFIG).url, [(0.5, 2.0)], compress_everything
+        )
+        saved = db.execute("SELECT max(commit_xid) FROM engine_checkpoints").fetchone()
+        assert saved is not None and saved[0] is not None
+        plan = db.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + recovery._REPLAY_SQL, (saved[0],)
+        ).fetchone()
+        assert plan is not None
+        scans = {
+            node["Relation Name"]: child
+            for node in _nodes(plan[0][0]["Plan"])
+            if node.get("Custom Plan Provider") in ("ColumnarScan", "DecompressChunk")
+            for child in node["Plans"]
+        }
+        old_names = {c.split(".")[-1] for c in old_chunks}
+        assert old_names <= set(scans), "every old chunk is read compressed"
+        for name in old_names:
+            assert scans[name]["Actual Rows"] == 0, f"{name}: batches were decompressed"
+            assert scans[name]["Rows Removed by Filter"] > 0  # ruled out by commit_xid range
+
+
+# Twenty other vehicles, a fix every 30 s, over four earlier days: committed long before
+# the engine's first checkpoint.
+_HISTORY_SQL = """
+INSERT INTO pings (vehicle_id, ts, lat, lon, speed_kmh)
+SELECT 'H' || v, t, -6.2 + v * 0.001, 106.8, 30
+  FROM generate_series(1, 20) v,
+       generate_series(%s::timestamptz, %s::timestamptz, interval '30 seconds') t
+"""
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _run_and_check(
+    db: psycopg.Connection,
+    database_url: str,
+    mqtt_url: str,
+    kills: list[tuple[float, float]],
+    before_kill: Callable[[], None] | None = None,
+) -> None:
+    """Publish a fleet, kill -9 and restart the engine at each (share published, seconds
+    down) of ``kills``; then every ping is stored once and the events are the reference."""
     fleet = make_fleet(vehicles=20, interval_s=2, duration_s=1800, seed=5)
     insert_trips(db, fleet.plans)
     vehicles = {str(p["vehicle_id"]) for p in fleet.plans}
     expected_pings = fleet.unique_pings()
-    broker = start_mosquitto(BROKER_CONFIG)
     t0 = time.monotonic()
 
     def stored_count() -> int:
@@ -48,9 +126,9 @@ def test_kill_9_under_load_loses_nothing_and_detects_the_same(
         ).fetchone()
         return int(row[0]) if row else 0
 
-    with engine_process(database_url, broker.url) as eng:
+    with engine_process(database_url, mqtt_url) as eng:
         eng.start()
-        publisher = SteadyPublisher(broker.url, fleet.rows, RATE_PER_S)
+        publisher = SteadyPublisher(mqtt_url, fleet.rows, RATE_PER_S)
         publisher.start()
 
         def kill_and_restart(share: float, down_s: float) -> None:
@@ -60,18 +138,23 @@ def test_kill_9_under_load_loses_nothing_and_detects_the_same(
             since_start = stored_count()
             wait_until(lambda: publisher.sent >= share * len(fleet.rows), 60, "publishing")
             wait_until(lambda: stored_count() >= since_start + 300, 60, "commits")
+            if before_kill is not None:
+                before_kill()
             eng.kill()
             time.sleep(down_s)  # the broker queues for the dead engine meanwhile
             eng.start()
 
-        kill_and_restart(0.3, down_s=0.5)
-        # Long enough for a backlog bigger than the receiver's buffer (several thousand
-        # messages), which the broker sends on reconnect before anything else.
-        kill_and_restart(0.5, down_s=6.0)
+        # The second kill (first test) is down long enough for a backlog bigger than the
+        # receiver's buffer (several thousand messages), which the broker sends on
+        # reconnect before anything else.
+        for share, down_s in kills:
+            kill_and_restart(share, down_s)
         assert publisher.finish() == len(fleet.rows)
         wait_until(lambda: stored_count() >= len(expected_pings), 60, "all pings stored")
         eng.stop()
-    print(f"published {len(fleet.rows)} pings, 2 kills, done in {time.monotonic() - t0:.1f} s")
+    print(
+        f"published {len(fleet.rows)} pings, {len(kills)} kills, done in {time.monotonic() - t0:.1f} s"
+    )
 
     pings = stored_pings(db, vehicles)
     assert len(pings) == len(set(pings))  # nothing stored twice
