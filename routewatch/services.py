@@ -600,6 +600,26 @@ def ensure_postgres(settings: Settings) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def ensure_timescaledb(server_url: str, state_dir: Path) -> Iterator[str | None]:
+    """Yield a PostgreSQL server URL whose new databases get TimescaleDB: ``server_url``
+    when it preloads the extension, else a private cluster under ``state_dir`` (which
+    preloads it) when this machine has it installed; None when the machine has none."""
+    from store.migrate import timescaledb_state
+
+    with psycopg.connect(with_dbname(server_url, "postgres")) as conn:
+        state = timescaledb_state(conn)
+    if state.available and state.preloaded:
+        yield server_url
+        return
+    pg_ctl = find_binary("pg_ctl")
+    if pg_ctl is None or not timescaledb_installed(pg_ctl):
+        yield None
+        return
+    with stop_on_sigterm(), PrivatePostgres(state_dir) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
 def ensure_mosquitto(settings: Settings) -> Iterator[str]:
     """Yield the URL of an MQTT broker — the configured one when it answers, else a
     private mosquitto under ``state_dir/mosquitto``, stopped on exit."""

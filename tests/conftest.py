@@ -23,7 +23,7 @@ import pytest
 
 from routewatch import services
 from routewatch.settings import Settings
-from store.migrate import migrate, timescaledb_state
+from store.migrate import migrate
 
 
 def _session_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
@@ -53,12 +53,6 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _preloads_timescaledb(server_url: str) -> bool:
-    with psycopg.connect(services.with_dbname(server_url, "postgres")) as conn:
-        state = timescaledb_state(conn)
-    return state.available and state.preloaded
-
-
 @pytest.fixture(scope="session")
 def timescale_server_url(
     postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
@@ -66,14 +60,12 @@ def timescale_server_url(
     """A PostgreSQL server whose new databases get TimescaleDB: the configured one when
     it preloads the extension, else a private cluster (which preloads it) when this
     machine has it installed; the test is skipped on a machine without it."""
-    if _preloads_timescaledb(postgres_server_url):
-        yield postgres_server_url
-        return
-    pg_ctl = services.find_binary("pg_ctl")
-    if pg_ctl is None or not services.timescaledb_installed(pg_ctl):
-        pytest.skip("TimescaleDB is not installed on this machine")
-    with services.PrivatePostgres(tmp_path_factory.mktemp("timescaledb")) as server:
-        yield server.url
+    with services.ensure_timescaledb(
+        postgres_server_url, tmp_path_factory.mktemp("timescaledb")
+    ) as url:
+        if url is None:
+            pytest.skip("TimescaleDB is not installed on this machine")
+        yield url
 
 
 MakeDatabase = Callable[[], str]

@@ -199,11 +199,17 @@ async def _replay(
 
 
 def _report(
-    database_url: str, start: datetime, end: datetime, vehicle_id: str | None = None
+    database_url: str,
+    start: datetime,
+    end: datetime,
+    vehicle_id: str | None = None,
+    use_aggregate: bool | None = None,
 ) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as c:
-            return await reports.delivery_performance(c, start, end, vehicle_id)
+            return await reports.delivery_performance(
+                c, start, end, vehicle_id, use_aggregate=use_aggregate
+            )
 
     return asyncio.run(go())
 
@@ -364,3 +370,16 @@ def test_report_matches_replayed_ground_truth(
         f"speeding_events={len(must_speeding)}..{len(must_speeding) + len(may_speeding)} "
         f"speeding_s={lo_s:.0f}..{hi_s:.0f} unplanned_s={sum(true_halt_s):.1f}+-{tol_stop_s}"
     )
+
+    # --- whole days: on TimescaleDB the event sums come from the continuous aggregate,
+    # which must give exactly the plain-SQL report (run the suite against TimescaleDB).
+    day0 = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    days = (day0, end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1))
+    plain = _report(database_url, *days, use_aggregate=False)
+    chosen = _report(database_url, *days)
+    on_timescale = db.execute("SELECT to_regclass('kpi_daily_vehicle') IS NOT NULL").fetchone()
+    assert chosen["source"] == ("continuous_aggregate" if on_timescale == (True,) else "events")
+    assert {k: v for k, v in chosen.items() if k != "source"} == {
+        k: v for k, v in plain.items() if k != "source"
+    }
+    assert plain["speeding_events"] == r["speeding_events"]
