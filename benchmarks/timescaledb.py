@@ -3,9 +3,9 @@ data: binary COPY ingest rate into ``pings``, one vehicle's track over a day, a 
 delivery-performance report, and bytes on disk (TimescaleDB before and after its
 columnstore compresses what its policy would: chunks older than 3 days).
 
-Both databases live on one server: the configured one when it preloads TimescaleDB,
-otherwise a private cluster that preloads it (when the machine has the extension); the
-plain one is migrated with ``timescaledb=False``. Without TimescaleDB only the plain
+Both databases live on one server, so only the storage differs: the configured one when
+it preloads TimescaleDB, otherwise a private cluster that preloads it (when the machine
+has the extension); the plain one is migrated with ``timescaledb=False``. Without TimescaleDB only the plain
 figures are printed.
 
     .venv/bin/python -m benchmarks.timescaledb --vehicles 40 --days 30
@@ -211,11 +211,11 @@ def main(argv: list[str] | None = None) -> None:
         tempfile.TemporaryDirectory(prefix="rw-bench-tsdb-") as tmp,
         ensure_timescaledb(server, Path(tmp) / "pg") as tsdb_server,
     ):
-        targets = [("PostgreSQL", server, False)]
         if tsdb_server is None:
             print("TimescaleDB is not installed on this machine: plain PostgreSQL only")
-        else:
-            targets.append(("TimescaleDB", tsdb_server, True))
+            targets = [("PostgreSQL", server, False)]
+        else:  # both on one server, so only the storage differs
+            targets = [("PostgreSQL", tsdb_server, False), ("TimescaleDB", tsdb_server, True)]
         for label, base, timescale in targets:
             name = f"rw_bench_{uuid.uuid4().hex[:8]}"
             url = ensure_database(base, name)

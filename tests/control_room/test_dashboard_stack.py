@@ -43,8 +43,9 @@ ENGINE_ALERT_WAIT_S = 45.0
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
-    server = os.environ.get("ROUTEWATCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+def stack(tmp_path: Path, postgres_server_url: str) -> Iterator[dict[str, str]]:
+    # the server's maintenance database: the configured one need not exist yet
+    server = services.with_dbname(postgres_server_url, "postgres")
     name = f"rw_cr_stack_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

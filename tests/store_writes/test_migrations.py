@@ -113,15 +113,14 @@ def _upgrade_from_every_version(make: MakeDatabase, tmp_path: Path, **kw: bool) 
 def test_plain_postgres_upgrades_from_every_version(
     plain_database: MakeDatabase, tmp_path: Path
 ) -> None:
-    upgraded = _upgrade_from_every_version(plain_database, tmp_path, timescaledb=False)
     with psycopg.connect(plain_database()) as conn:
         server = timescaledb_state(conn)
-    # Where the server had TimescaleDB installed, the released 0002 created the extension:
-    # not preloaded, that failed (nothing after 0001); preloaded, the released 0030 failed.
-    if not server.available:
-        assert upgraded == len(discover())
-    else:
-        assert upgraded == (UP_TO_0023 if server.preloaded else 1)
+    if server.preloaded:
+        pytest.skip("this server preloads TimescaleDB: the TimescaleDB upgrade test covers it")
+    upgraded = _upgrade_from_every_version(plain_database, tmp_path, timescaledb=False)
+    # Where the server had TimescaleDB installed but not preloaded, the released 0002
+    # tried to create the extension and failed: no database got past 0001 there.
+    assert upgraded == (1 if server.available else len(discover()))
 
 
 @pytest.mark.timescaledb
