@@ -5,6 +5,7 @@ server is down; an installed but not preloaded TimescaleDB (one warning, plain s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from routewatch import services
 from store.migrate import (
     ENABLE_HINT,
     MIGRATIONS_DIR,
+    SUPERSEDED,
     MigrationError,
     discover,
     migrate,
@@ -194,3 +196,13 @@ def test_installed_but_not_preloaded_migrates_plain_with_one_warning(
                 "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
             ).fetchone() == (0,)
             assert conn.execute("SELECT to_regclass('pings_ts_brin')").fetchone() != (None,)
+
+
+def test_superseded_checksums_are_the_released_texts() -> None:
+    released = {
+        int(path.name[:4]): hashlib.sha256(path.read_text().encode()).hexdigest()
+        for path in RELEASED.glob("*.sql")
+    }
+    assert {v: frozenset({c}) for v, c in released.items()} == SUPERSEDED
+    current = {m.version: m.checksum for m in discover()}
+    assert all(current[v] != c for v, c in released.items())  # they were corrected
