@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from store import reports
+from tests.conftest import MakeDatabase
 from tests.control_room.factories import insert_trip
 
 DAY = datetime.fromisoformat("2026-11-20T00:00:00+00:00")
@@ -89,6 +90,10 @@ def add_event(
 
 @pytest.fixture
 def scenario(db: psycopg.Connection) -> dict[str, float]:
+    return build_scenario(db)
+
+
+def build_scenario(db: psycopg.Connection) -> dict[str, float]:
     """Vehicle VR: 5 orders; vehicle VO: 1 order (excluded by the vehicle filter)."""
     insert_trip(db, "TR", "VR")
     insert_trip(db, "TO", "VO")
@@ -166,22 +171,22 @@ def test_range_and_vehicle_filters(database_url: str, scenario: dict[str, float]
 
 
 @pytest.mark.timescaledb
-def test_continuous_aggregate_gives_the_same_answer(
-    database_url: str, scenario: dict[str, float]
-) -> None:
-    async def has_cagg() -> bool:
-        async with await psycopg.AsyncConnection.connect(database_url) as conn:
-            return await reports.has_daily_aggregate(conn)
-
-    if not asyncio.run(has_cagg()):
-        pytest.skip("TimescaleDB (kpi_daily_vehicle continuous aggregate) not installed")
-    start, end = DAY, DAY + timedelta(days=1)
-    raw = run(database_url, start, end, "VR", use_aggregate=False)
-    cagg = run(database_url, start, end, "VR", use_aggregate=True)
-    assert cagg["source"] == "continuous_aggregate"
-    assert {k: v for k, v in raw.items() if k != "source"} == {
-        k: v for k, v in cagg.items() if k != "source"
-    }
+def test_continuous_aggregate_gives_the_same_answer(timescale_database: MakeDatabase) -> None:
+    url = timescale_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        build_scenario(conn)
+    for start, end, vehicle in [
+        (DAY, DAY + timedelta(days=1), "VR"),
+        (DAY, DAY + timedelta(days=1), None),
+        (DAY - timedelta(days=1), DAY + timedelta(days=2), "VR"),  # the 23:59 event too
+    ]:
+        raw = run(url, start, end, vehicle, use_aggregate=False)
+        chosen = run(url, start, end, vehicle)
+        assert chosen["source"] == "continuous_aggregate"
+        assert {k: v for k, v in raw.items() if k != "source"} == {
+            k: v for k, v in chosen.items() if k != "source"
+        }
+        assert raw["speeding_events"] > 0
 
 
 def test_http_endpoint_roles_and_validation(
