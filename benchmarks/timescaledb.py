@@ -5,8 +5,8 @@ columnstore compresses what its policy would: chunks older than 3 days).
 
 Both databases live on one server, so only the storage differs: the configured one when
 it preloads TimescaleDB, otherwise a private cluster that preloads it (when the machine
-has the extension); the plain one is migrated with ``timescaledb=False``. Without TimescaleDB only the plain
-figures are printed.
+has the extension); the plain one is migrated with ``timescaledb=False``. Without
+TimescaleDB only the plain figures are printed.
 
     .venv/bin/python -m benchmarks.timescaledb --vehicles 40 --days 30
 
@@ -36,11 +36,8 @@ from routewatch.settings import Settings
 from store import reports
 from store.copy_binary import Columns
 from store.migrate import migrate
+from store.pings import COPY_DIRECT
 
-_COPY = (
-    "COPY pings (ts, lat, lon, speed_kmh, heading_deg, accuracy_m, seq, route_m, offset_m,"
-    " on_route, vehicle_id, trip_id) FROM STDIN (FORMAT BINARY)"
-)
 #: a working day: 8 hours of driving from 07:00 UTC
 DRIVE_S = 8 * 3600
 START_H = 7
@@ -58,7 +55,8 @@ class Shape:
         return today - timedelta(days=self.days)
 
     def vehicle_day(self, v: int, d: int, rng: np.random.Generator) -> bytearray:
-        """One vehicle's day as a binary COPY payload: a noisy drive at 20-60 km/h."""
+        """One vehicle's day as a binary COPY payload of ``store.pings.COPY_DIRECT`` (the
+        engine's own COPY): a noisy drive around 40 km/h."""
         n = DRIVE_S // self.interval_s
         t0_ms = int((self.first_day + timedelta(days=d, hours=START_H)).timestamp() * 1000)
         ts = t0_ms + np.arange(n, dtype=np.int64) * self.interval_s * 1000
@@ -153,7 +151,7 @@ def run_one(url: str, shape: Shape, timescale: bool) -> dict[str, Any]:
         copy_s = 0.0
         for payload in tqdm(payloads, desc=f"COPY into {label}", unit="vehicle-day", leave=False):
             t0 = time.perf_counter()
-            with conn.transaction(), conn.cursor().copy(_COPY) as copy:
+            with conn.transaction(), conn.cursor().copy(COPY_DIRECT) as copy:
                 copy.write(payload)
             copy_s += time.perf_counter() - t0
         out["rows"] = rows

@@ -93,13 +93,11 @@ def timescaledb_state(conn: psycopg.Connection) -> TimescaleState:
     return TimescaleState(*(bool(v) for v in row)) if row else TimescaleState(False, False, False)
 
 
-def uses_timescaledb(conn: psycopg.Connection) -> bool:
-    """Whether the database has the TimescaleDB extension; warns (``ENABLE_HINT``) when
-    the server could have it but does not preload it."""
+def _warn_if_not_preloaded(conn: psycopg.Connection) -> None:
+    """``ENABLE_HINT`` when the database is plain but the server could give it TimescaleDB."""
     state = timescaledb_state(conn)
     if not state.installed and state.available and not state.preloaded:
         log.warning(ENABLE_HINT)
-    return state.installed
 
 
 def migrate(
@@ -148,7 +146,7 @@ def migrate(
                         f"{mig.name} failed and was rolled back: {exc}".strip()
                     ) from exc
                 applied_now.append(mig.name)
-            uses_timescaledb(conn)
+            _warn_if_not_preloaded(conn)
         finally:
             # A failed migration may have closed the connection, and with it the lock.
             if not conn.closed:

@@ -67,14 +67,14 @@ async def copy_rows(conn: AsyncConnection, copy_sql: str, types: list[str], rows
 
 
 # Fixed-width columns first, text last (the layout store.copy_binary builds).
-_COPY_DIRECT = (
+COPY_DIRECT = (
     "COPY pings (ts, lat, lon, speed_kmh, heading_deg, accuracy_m, seq, route_m, offset_m,"
     " on_route, vehicle_id, trip_id) FROM STDIN (FORMAT BINARY)"
 )
 
 
 def _payload(batch: PingBatch, result: ProcessResult | None) -> bytearray:
-    """The batch as a binary COPY of ``_COPY_DIRECT``, NULL where a value is absent."""
+    """The batch as a binary COPY of ``COPY_DIRECT``, NULL where a value is absent."""
     n = len(batch)
     nan = np.full(n, np.nan)
     cols = (
@@ -145,7 +145,7 @@ async def insert_pings(
     # when one collides is the batch redone, de-duplicated, through the staging table.
     try:
         async with conn.transaction():  # a savepoint inside the caller's transaction
-            await copy_payload(conn, _COPY_DIRECT, _payload(batch, result))
+            await copy_payload(conn, COPY_DIRECT, _payload(batch, result))
     except UniqueViolation:
         return await _insert_staged(conn, batch, result)
     return len(batch)
