@@ -13,7 +13,9 @@ previous client: paho's manual ack through its private client, queue drained as 
 engine did), paho in its own network thread (``manual_ack=True``), gmqtt
 (``optimistic_acknowledgement=False``: the PUBACK is sent when the message's coroutine
 returns, so each waits for its batch). Only the receiving is timed: no decoding or
-database work.
+database work. The C client and ``ingest.receiver`` are also timed over TLS (a second,
+TLS listener of the same broker, with a certificate from a throw-away CA), which is what
+``mqtts://`` costs the engine.
 
     .venv/bin/python -m benchmarks.mqtt_clients --messages 100000
 
@@ -26,24 +28,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import shutil
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
 import gmqtt
 import orjson
 import paho.mqtt.client as paho
+import trustme
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.receiver import ConnectOptions, connect
-from routewatch.services import PrivateMosquitto
+from routewatch.services import PrivateMosquitto, free_port
 from simulator.mqttwire import WirePublisher
 
 TOPIC_FILTER = "fleet/+/ping"
@@ -98,8 +104,44 @@ def preload(port: int, msgs: list[tuple[str, str]]) -> None:
         pub.close()
 
 
-async def drain_receiver(port: int, cid: str, n: int, batch: int, window: int) -> None:
-    opts = ConnectOptions("127.0.0.1", port, cid, receive_maximum=window, session_expiry_s=600)
+@dataclass(frozen=True)
+class Tls:
+    """The broker's TLS listener: its port and the CA file and context that trust it."""
+
+    port: int
+    ca_file: Path
+    context: ssl.SSLContext
+
+
+def tls_listener(directory: Path) -> tuple[Tls, str]:
+    """A certificate for 127.0.0.1 from a throw-away CA, and the broker config lines."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(directory / "broker.key"))
+    cert.cert_chain_pems[0].write_to_path(str(directory / "broker.crt"))
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    for path in directory.glob("*.*"):
+        path.chmod(0o644)  # a broker started as root reads them as the mosquitto user
+    context = ssl.create_default_context(cafile=str(directory / "ca.pem"))
+    tls = Tls(free_port(), directory / "ca.pem", context)
+    config = (
+        f"listener {tls.port} 127.0.0.1\ncertfile {directory / 'broker.crt'}\n"
+        f"keyfile {directory / 'broker.key'}\n"
+    )
+    return tls, config
+
+
+async def drain_receiver(
+    port: int, cid: str, n: int, batch: int, window: int, tls: Tls | None = None
+) -> None:
+    opts = ConnectOptions(
+        "127.0.0.1",
+        tls.port if tls else port,
+        cid,
+        receive_maximum=window,
+        session_expiry_s=600,
+        tls=tls.context if tls else None,
+    )
     async with connect(opts) as conn:
         got = 0
         mids: list[int] = []
@@ -211,18 +253,36 @@ async def drain_gmqtt(port: int, cid: str, n: int, batch: int, window: int) -> N
         await client.disconnect()
 
 
-def mosquitto_sub_command(port: int, cid: str, n: int) -> list[str]:
+def mosquitto_sub_command(port: int, cid: str, n: int, tls: Tls | None = None) -> list[str]:
     """``mosquitto_sub`` on the persistent session ``cid``: QoS 1, exit after n messages."""
     exe = shutil.which("mosquitto_sub")
     if exe is None:
         raise SystemExit("mosquitto_sub not found (apt-get install mosquitto-clients)")
-    command = [exe, "-p", str(port), "-V", "mqttv5", "-c", "-i", cid, "-x", "600", "-q", "1"]
+    address = ["-p", str(tls.port), "--cafile", str(tls.ca_file)] if tls else ["-p", str(port)]
+    command = [
+        exe,
+        "-h",
+        "127.0.0.1",
+        *address,
+        "-V",
+        "mqttv5",
+        "-c",
+        "-i",
+        cid,
+        "-x",
+        "600",
+        "-q",
+        "1",
+    ]
     return [*command, "-t", TOPIC_FILTER, "-C", str(n)]
 
 
-def drain_c(port: int, cid: str, n: int, batch: int, window: int) -> None:
+def drain_c(port: int, cid: str, n: int, batch: int, window: int, tls: Tls | None = None) -> None:
     subprocess.run(
-        mosquitto_sub_command(port, cid, n), stdout=subprocess.DEVNULL, check=True, timeout=600
+        mosquitto_sub_command(port, cid, n, tls),
+        stdout=subprocess.DEVNULL,
+        check=True,
+        timeout=600,
     )
 
 
@@ -234,6 +294,7 @@ CLIENTS: dict[str, Drain] = {
     "paho, own thread": drain_paho,
     "gmqtt": drain_gmqtt,
 }
+TLS_CLIENTS = {"mosquitto_sub (C), TLS": drain_c, "ingest.receiver, TLS": drain_receiver}
 
 
 def measure(port: int, drain: Drain, msgs: list[tuple[str, str]], batch: int, window: int) -> float:
@@ -257,17 +318,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000, help="acknowledge per this many messages")
     ap.add_argument("--receive-maximum", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=1, help="measure every client this many times")
-    ap.add_argument("--only", action="append", choices=sorted(CLIENTS), help="limit the clients")
+    ap.add_argument(
+        "--only", action="append", choices=sorted(CLIENTS | TLS_CLIENTS), help="limit the clients"
+    )
     args = ap.parse_args()
     msgs = single_pings(args.messages, args.vehicles)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rw-clients-")))
-        broker = stack.enter_context(
-            PrivateMosquitto(tmp, extra_config=BROKER_CONFIG.format(window=args.receive_maximum))
-        )
+        tmp.chmod(0o755)
+        tls, tls_config = tls_listener(tmp)
+        config = BROKER_CONFIG.format(window=args.receive_maximum) + tls_config
+        broker = stack.enter_context(PrivateMosquitto(tmp / "broker", extra_config=config))
+        clients = CLIENTS | {
+            name: functools.partial(drain, tls=tls) for name, drain in TLS_CLIENTS.items()
+        }
         results: dict[str, list[float]] = {}
         for _ in range(args.rounds):
-            for name, drain in CLIENTS.items():
+            for name, drain in clients.items():
                 if args.only and name not in args.only:
                     continue
                 rate = measure(broker.port, drain, msgs, args.batch, args.receive_maximum)

@@ -9,7 +9,7 @@ with the same per-message objects. Side by side (``benchmarks/mqtt_clients.py``)
 module drains a broker queue several times faster than each of them. It does only what
 the engine needs and nothing else:
 
-- ``connect``: MQTT 5 CONNECT with a fixed client id, ``clean_start`` false, Session
+- ``connect``: over TCP or TLS (``ConnectOptions.tls``); MQTT 5 CONNECT with a fixed client id, ``clean_start`` false, Session
   Expiry and Receive Maximum (the broker's un-acked window: backpressure), optional
   username/password, keepalive pings; CONNACK refusal raises :class:`MqttError`.
 - ``subscribe`` one filter at QoS <= 1.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -70,6 +71,8 @@ class ConnectOptions:
     #: parsed messages waiting for ``receive`` before the socket read pauses
     max_buffered: int = 8000
     connect_timeout_s: float = 10.0
+    #: TLS (``mqtts://``): the client context; the server's name is checked against ``host``
+    tls: ssl.SSLContext | None = None
 
 
 def _varint(n: int) -> bytes:
@@ -373,11 +376,18 @@ class MqttConnection:
         opts = self.opts
         try:
             async with asyncio.timeout(opts.connect_timeout_s):
-                await loop.create_connection(lambda: _Protocol(self), opts.host, opts.port)
+                await loop.create_connection(
+                    lambda: _Protocol(self),
+                    opts.host,
+                    opts.port,
+                    ssl=opts.tls,
+                    server_hostname=opts.host if opts.tls is not None else None,
+                )
                 self._write(connect_packet(opts))
                 body = await self._connack
-        except (OSError, TimeoutError) as exc:
-            raise MqttError(f"cannot connect to {opts.host}:{opts.port}: {exc}") from exc
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError (a refused certificate) too
+            scheme = "mqtts" if opts.tls is not None else "mqtt"
+            raise MqttError(f"cannot connect to {scheme}://{opts.host}:{opts.port}: {exc}") from exc
         if len(body) < 2:
             raise MqttError("malformed CONNACK")
         self.session_present = bool(body[0] & 1)

@@ -39,7 +39,6 @@ import random
 import time
 from collections import Counter
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import orjson
 import psycopg
@@ -65,6 +64,7 @@ from ingest.trips import (
     load_trip,
 )
 from routewatch import metrics
+from routewatch.mqtt_endpoint import MqttEndpoint
 from routewatch.settings import Settings
 from store import copy_binary
 from store.db import make_pool
@@ -111,13 +111,14 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
 
 
 def connect_options(settings: Settings) -> ConnectOptions:
-    url = urlsplit(settings.mqtt_url)
+    broker = MqttEndpoint.from_settings(settings)
     return ConnectOptions(
-        url.hostname or "127.0.0.1",
-        url.port or 1883,
+        broker.host,
+        broker.port,
         settings.mqtt_client_id,
-        username=url.username,
-        password=url.password,
+        username=broker.username,
+        password=broker.password,
+        tls=broker.ssl_context(),
         session_expiry_s=settings.mqtt_session_expiry_s,
         receive_maximum=settings.mqtt_receive_maximum,
         # QoS 1 is bounded by Receive Maximum; this only caps a QoS 0 flood.
@@ -149,6 +150,7 @@ class Pipeline:
         self._tick_events: list[Event] = []
         self._mirrors: set[asyncio.Task[None]] = set()  # event mirror publishes in flight
         self._client: MqttConnection | None = None
+        self._connect_options = connect_options(settings)
         self._generation = 0  # MQTT connection count: acks are only valid on their own
         self._last_checkpoint = time.monotonic()
         self._registry_loaded = time.monotonic()
@@ -238,7 +240,7 @@ class Pipeline:
         attempt = 0
         while not stop.is_set():
             try:
-                async with connect(connect_options(self.settings)) as conn:
+                async with connect(self._connect_options) as conn:
                     attempt = 0
                     await self._session(conn, stop)
             except MqttError as exc:

@@ -37,6 +37,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from routewatch.broker import BROKER_QUEUE_CONFIG
+from routewatch.mqtt_endpoint import MqttEndpoint, connack_ok, connect_packet_v311
 from routewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,39 +75,36 @@ def tcp_open(host: str, port: int, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
 
 
 def mqtt_address(url: str) -> tuple[str, int]:
-    """(host, port) of an ``mqtt://host:port`` URL (port 1883 when absent)."""
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 1883
+    """(host, port) of an ``mqtt://`` or ``mqtts://`` URL (default ports 1883 / 8883)."""
+    broker = MqttEndpoint.parse(url)
+    return broker.host, broker.port
 
 
-def mqtt_reachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+def mqtt_reachable(
+    url: str, timeout_s: float = PROBE_TIMEOUT_S, settings: Settings | None = None
+) -> bool:
     """True when an MQTT 3.1.1 broker at ``url`` accepts an anonymous (or URL-credentialed)
-    CONNECT. A raw CONNECT/CONNACK exchange, so no client library threads are started."""
-    parts = urlsplit(url)
-    host, port = mqtt_address(url)
-    client_id = f"rw-probe-{os.getpid()}".encode()
-    flags = 0x02  # clean session
-    payload = len(client_id).to_bytes(2, "big") + client_id
-    if parts.username:
-        flags |= 0x80
-        user = parts.username.encode()
-        payload += len(user).to_bytes(2, "big") + user
-        if parts.password:
-            flags |= 0x40
-            pw = parts.password.encode()
-            payload += len(pw).to_bytes(2, "big") + pw
-    variable = b"\x00\x04MQTT\x04" + bytes([flags]) + (10).to_bytes(2, "big")
-    body = variable + payload
-    packet = b"\x10" + bytes([len(body)]) + body  # bodies here are < 128 bytes
+    CONNECT, over TLS for ``mqtts://`` (with the TLS files of ``settings``). A raw
+    CONNECT/CONNACK exchange, so no client library threads are started."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as s:
+        broker = MqttEndpoint.from_settings(settings, url) if settings else MqttEndpoint.parse(url)
+        context = broker.ssl_context()
+    except ValueError as exc:
+        log.warning("%s", exc)
+        return False
+    packet = connect_packet_v311(f"rw-probe-{os.getpid()}", broker.username, broker.password)
+    try:
+        with (
+            socket.create_connection((broker.host, broker.port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=broker.host) if context else raw as s,
+        ):  # wrap_socket takes raw over (closing raw afterwards is a no-op)
             s.settimeout(timeout_s)
             s.sendall(packet)
             connack = s.recv(4)
             s.sendall(b"\xe0\x00")  # DISCONNECT
-    except OSError:
+    except OSError:  # ssl.SSLError (a refused certificate) included
         return False
-    return len(connack) == 4 and connack[0] == 0x20 and connack[3] == 0
+    return connack_ok(connack)
 
 
 def with_dbname(url: str, dbname: str) -> str:
@@ -623,7 +621,7 @@ def ensure_timescaledb(server_url: str, state_dir: Path) -> Iterator[str | None]
 def ensure_mosquitto(settings: Settings) -> Iterator[str]:
     """Yield the URL of an MQTT broker — the configured one when it answers, else a
     private mosquitto under ``state_dir/mosquitto``, stopped on exit."""
-    if mqtt_reachable(settings.mqtt_url):
+    if mqtt_reachable(settings.mqtt_url, settings=settings):
         log.info("reusing Mosquitto", extra={"url": redact(settings.mqtt_url)})
         yield settings.mqtt_url
         return

@@ -20,7 +20,20 @@ class Settings(BaseSettings):
     # Services. When these are unreachable, `routewatch demo` and the tests start
     # private instances under ``state_dir`` instead (see routewatch/services.py).
     database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="the broker: mqtt://[user:password@]host[:1883] (plain TCP) or "
+        "mqtts://...[:8883] (TLS; server certificate and host name checked)",
+    )
+    mqtt_tls_ca_file: Path | None = Field(
+        None, description="CA certificate(s) for an mqtts:// broker; none = the system store"
+    )
+    mqtt_tls_cert_file: Path | None = Field(
+        None, description="client certificate for an mqtts:// broker that asks for one"
+    )
+    mqtt_tls_key_file: Path | None = Field(
+        None, description="the client certificate's private key (if not in the cert file)"
+    )
     state_dir: Path = Path(".state")
 
     # API

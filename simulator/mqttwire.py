@@ -1,4 +1,5 @@
-"""A minimal batched MQTT 3.1.1 publisher (CONNECT + PUBLISH QoS 0/1, PUBACK counting).
+"""A minimal batched MQTT 3.1.1 publisher (CONNECT + PUBLISH QoS 0/1, PUBACK counting),
+over TCP or TLS.
 
 Why: paho-mqtt writes every PUBLISH with its own ``send`` syscall and per-message
 locking. A simulated fleet produces its messages a tick at a time, so this client encodes
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -35,6 +37,75 @@ def _utf8(text: str) -> bytes:
     return struct.pack("!H", len(raw)) + raw
 
 
+class TlsStream:
+    """TLS over a connected socket through memory BIOs, so that one thread may read while
+    another writes: an ``ssl.SSLSocket`` must not be used by two threads at once (OpenSSL's
+    rule for an ``SSL`` object), which is exactly how this client works (a reader thread
+    counting PUBACKs beside the publishing thread). The socket itself is used as usual;
+    only the short calls into the TLS state are serialised, and the encrypted bytes are
+    written in the order they were produced (``_send_lock`` is taken before the TLS state
+    whenever output is taken from it)."""
+
+    def __init__(self, raw: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
+        self._raw = raw
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._incoming, self._outgoing, server_hostname=server_hostname
+        )
+        self._tls_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = raw.recv(65536)
+                if not data:
+                    raise ConnectionError(
+                        "broker closed the connection during the TLS handshake"
+                    ) from None
+                self._incoming.write(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        with self._send_lock:
+            with self._tls_lock:
+                data = self._outgoing.read()
+            if data:
+                self._raw.sendall(data)
+
+    def sendall(self, data: bytes) -> None:
+        with self._send_lock:
+            with self._tls_lock:
+                self._tls.write(data)
+                out = self._outgoing.read()
+            self._raw.sendall(out)
+
+    def recv(self, n: int) -> bytes:
+        while True:
+            with self._tls_lock:
+                try:
+                    return self._tls.read(n)
+                except ssl.SSLWantReadError:
+                    pending = self._outgoing.pending  # e.g. a reply to a key update
+                except ssl.SSLZeroReturnError:
+                    return b""
+            if pending:
+                self._flush()
+            data = self._raw.recv(65536)
+            if not data:
+                return b""
+            with self._tls_lock:
+                self._incoming.write(data)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._raw.settimeout(timeout)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 class WirePublisher:
     """One MQTT connection publishing batches. ``inflight_max`` bounds unacked QoS 1 messages."""
 
@@ -48,6 +119,7 @@ class WirePublisher:
         inflight_max: int = 20_000,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.qos = qos
         self.acked = 0
@@ -57,8 +129,15 @@ class WirePublisher:
         self._next_id = 1
         self._cond = threading.Condition()
         self._closed = False
-        self.sock = socket.create_connection((host, port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw = socket.create_connection((host, port), timeout=10)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock: socket.socket | TlsStream = raw
+        if tls is not None:
+            try:
+                self.sock = TlsStream(raw, tls, host)
+            except BaseException:
+                raw.close()
+                raise
         flags, login = 0x02, b""  # clean session; then user name and password, if given
         if username is not None:
             flags, login = flags | 0x80, _utf8(username)

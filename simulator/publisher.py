@@ -19,11 +19,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 
+from routewatch.mqtt_endpoint import MqttEndpoint
 from simulator.dispatch import DispatchOptions, DispatchReport, dispatch_trips
 from simulator.gps import Message
 from simulator.mqttwire import WirePublisher
@@ -43,6 +44,10 @@ STEADY_SHARE = 0.95  # steady state: at least this share of the run's peak vehic
 @dataclass(slots=True)
 class LiveOptions:
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # mqtts:// only: CA file (None: the system store), client certificate and key
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
     qos: int = 1
     speedup: float = 1.0
     rate: float | None = None  # messages/s cap (and speedup target when speedup is 1)
@@ -139,8 +144,7 @@ class TokenBucket:
 class Publishers:
     """``n`` MQTT connections, each on paho's threaded network loop; vehicle -> connection."""
 
-    def __init__(self, url: str, n: int, qos: int, client_prefix: str) -> None:
-        u = urlparse(url)
+    def __init__(self, broker: MqttEndpoint, n: int, qos: int, client_prefix: str) -> None:
         self.qos = qos
         self.acked = 0
         self._lock = threading.Lock()
@@ -150,9 +154,11 @@ class Publishers:
             c.max_inflight_messages_set(1000)
             c.max_queued_messages_set(0)
             c.on_publish = self._on_publish
-            if u.username is not None:  # mqtt://user:password@host (e.g. a gateway login)
-                c.username_pw_set(unquote(u.username), unquote(u.password or ""))
-            c.connect(u.hostname or "127.0.0.1", u.port or 1883, keepalive=60)
+            if broker.username is not None:  # mqtt://user:password@host (a gateway login)
+                c.username_pw_set(broker.username, broker.password)
+            if (context := broker.ssl_context()) is not None:
+                c.tls_set_context(context)
+            c.connect(broker.host, broker.port, keepalive=60)
             c.loop_start()
             self.clients.append(c)
 
@@ -178,18 +184,17 @@ class Publishers:
 class WirePublishers:
     """``n`` :class:`WirePublisher` connections; each tick is one write per connection."""
 
-    def __init__(self, url: str, n: int, qos: int, client_prefix: str) -> None:
-        u = urlparse(url)
-        user = unquote(u.username) if u.username is not None else None
-        password = unquote(u.password) if u.password is not None else None
+    def __init__(self, broker: MqttEndpoint, n: int, qos: int, client_prefix: str) -> None:
+        context = broker.ssl_context()
         self.clients = [
             WirePublisher(
-                u.hostname or "127.0.0.1",
-                u.port or 1883,
+                broker.host,
+                broker.port,
                 f"{client_prefix}-{k}",
                 qos,
-                username=user,
-                password=password,
+                username=broker.username,
+                password=broker.password,
+                tls=context,
             )
             for k in range(max(1, n))
         ]
@@ -248,10 +253,19 @@ def run_live(
             print(f"  refused: {problem}", file=sys.stderr, flush=True)
         if trips.plans and not (trips.accepted or trips.conflicts):
             raise SystemExit("no trip was accepted by the API; not publishing")
-    kind = WirePublishers if opts.client == "wire" else Publishers
-    pubs: Publishers | WirePublishers = kind(
-        opts.mqtt_url, opts.connections, opts.qos, f"{cfg.id_prefix}-pub"
+    broker = MqttEndpoint.parse(
+        opts.mqtt_url,
+        ca_file=opts.mqtt_ca_file,
+        cert_file=opts.mqtt_cert_file,
+        key_file=opts.mqtt_key_file,
     )
+    kind = WirePublishers if opts.client == "wire" else Publishers
+    try:
+        pubs: Publishers | WirePublishers = kind(
+            broker, opts.connections, opts.qos, f"{cfg.id_prefix}-pub"
+        )
+    except (OSError, ValueError) as exc:  # refused, unreachable, a certificate check failed
+        raise SystemExit(f"cannot publish to {broker.address}: {exc}") from exc
     try:
         if opts.wall_clock and speedup == 1.0:
             report.skipped_s = _align_to_wall_clock(sim, stop)

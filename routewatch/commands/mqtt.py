@@ -66,6 +66,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'none' leaves listeners to your own config",
     )
     p.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="the broker's certificate (chain, PEM): the snippet adds a TLS listener with it",
+    )
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="the broker certificate's key")
+    p.add_argument(
+        "--tls-listener",
+        default="8883",
+        help="the TLS listener line: PORT or 'PORT ADDRESS' (default 8883)",
+    )
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="FILE",
+        help="require client certificates signed by this CA on the TLS listener",
+    )
+    p.add_argument(
         "--print",
         dest="print_issued",
         action="store_true",
@@ -85,7 +103,12 @@ def _registry(url: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import psycopg
 
-    from routewatch.mqtt_auth import ENGINE_USER, credentials_csv, write_broker_auth
+    from routewatch.mqtt_auth import (
+        ENGINE_USER,
+        TlsListener,
+        credentials_csv,
+        write_broker_auth,
+    )
 
     vehicles = list(args.vehicle)
     if not args.no_registry:
@@ -94,6 +117,16 @@ def run(args: argparse.Namespace) -> int:
         except psycopg.Error as exc:
             print(f"cannot read the vehicle registry ({exc}); use --no-registry", file=sys.stderr)
             return 2
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("--tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    tls = None
+    if args.tls_cert is not None:
+        for path in (args.tls_cert, args.tls_key, args.tls_client_ca):
+            if path is not None and not path.is_file():
+                print(f"{path}: no such file", file=sys.stderr)
+                return 2
+        tls = TlsListener(args.tls_cert, args.tls_key, args.tls_listener, args.tls_client_ca)
     rotate: list[str] | bool = [] if args.rotate is None else (args.rotate if args.rotate else True)
     try:
         result = write_broker_auth(
@@ -104,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             rotate=rotate,
             prune=args.prune,
             listener=None if args.listener == "none" else args.listener,
+            tls=tls,
         )
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
@@ -115,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         + (f", removed {', '.join(result.removed)}" if result.removed else "")
         + f") in {result.directory}; credentials for provisioning in "
         f"{result.credentials_path} (mode 0600).\n"
-        f"Engine: ROUTEWATCH_MQTT_URL=mqtt://{ENGINE_USER}:<its password>@HOST:PORT. "
+        f"Engine: ROUTEWATCH_MQTT_URL={'mqtts' if tls else 'mqtt'}://{ENGINE_USER}:"
+        "<its password>@HOST:PORT. "
         "Broker: include the snippet and reload mosquitto (SIGHUP).",
         file=sys.stderr,
     )

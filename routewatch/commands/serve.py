@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 
 from routewatch.logging import setup_logging
+from routewatch.mqtt_endpoint import MqttEndpoint
 from routewatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.no_engine:
         return serve_api(settings)
+    try:  # a bad broker URL or unreadable TLS files: say so now, not at every reconnect
+        MqttEndpoint.from_settings(settings).ssl_context()
+    except ValueError as exc:
+        log.error("%s (check ROUTEWATCH_MQTT_URL and ROUTEWATCH_MQTT_TLS_*)", exc)
+        return 2
     if args.no_api:
         return asyncio.run(_serve_engine(settings, with_api=False))
     with shared_metrics_dir():

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from routewatch.mqtt_endpoint import MqttEndpoint
 from routewatch.settings import get_settings
 
 if TYPE_CHECKING:
@@ -65,7 +66,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--speedup", type=float, default=1.0, help="live: simulated seconds per wall second"
     )
-    p.add_argument("--mqtt-url", help="default: ROUTEWATCH_MQTT_URL")
+    p.add_argument(
+        "--mqtt-url", help="mqtt://host:1883 or mqtts://host:8883; default: ROUTEWATCH_MQTT_URL"
+    )
+    p.add_argument(
+        "--mqtt-ca-file",
+        type=Path,
+        help="mqtts: CA certificate(s) to check the broker with (default: "
+        "ROUTEWATCH_MQTT_TLS_CA_FILE, else the system store)",
+    )
+    p.add_argument(
+        "--mqtt-cert-file",
+        type=Path,
+        help="mqtts: client certificate (ROUTEWATCH_MQTT_TLS_CERT_FILE)",
+    )
+    p.add_argument(
+        "--mqtt-key-file", type=Path, help="mqtts: client key (ROUTEWATCH_MQTT_TLS_KEY_FILE)"
+    )
     p.add_argument("--qos", type=int, choices=(0, 1), default=1)
     p.add_argument("--connections", type=int, default=4, help="live: MQTT client connections")
     p.add_argument(
@@ -144,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
     cfg.stagger_s = 60.0  # a live fleet is on the road together, not trickling out
     opts = LiveOptions(
         mqtt_url=args.mqtt_url or settings.mqtt_url,
+        mqtt_ca_file=args.mqtt_ca_file or settings.mqtt_tls_ca_file,
+        mqtt_cert_file=args.mqtt_cert_file or settings.mqtt_tls_cert_file,
+        mqtt_key_file=args.mqtt_key_file or settings.mqtt_tls_key_file,
         qos=args.qos,
         speedup=args.speedup,
         rate=args.rate,
@@ -157,6 +177,15 @@ def run(args: argparse.Namespace) -> int:
         trip_concurrency=args.trip_concurrency,
         wall_clock=not args.start,
     )
+    try:  # a bad URL or unreadable TLS files: before any trip is created
+        MqttEndpoint.parse(
+            opts.mqtt_url,
+            ca_file=opts.mqtt_ca_file,
+            cert_file=opts.mqtt_cert_file,
+            key_file=opts.mqtt_key_file,
+        ).ssl_context()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     report = run_live(cfg, opts)
     print(report.summary())
     return 0

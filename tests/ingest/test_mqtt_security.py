@@ -34,6 +34,7 @@ from routewatch.mqtt_auth import (
     verify_password,
     write_broker_auth,
 )
+from routewatch.mqtt_endpoint import MqttEndpoint
 from simulator.publisher import WirePublishers
 from tests.conftest import StartMosquitto
 from tests.ingest.live_helpers import NOW_MS, make_settings, ping, stored, wait_for
@@ -208,9 +209,9 @@ def test_simulator_logs_in_as_a_gateway(broker: Broker) -> None:
     engine = broker.connect(ENGINE_USER)
     engine.subscribe("fleet/#")
     with pytest.raises(ConnectionError):
-        WirePublishers(broker.url, 1, 1, "sim-anonymous")
+        WirePublishers(MqttEndpoint.parse(broker.url), 1, 1, "sim-anonymous")
     url = broker.url.replace("mqtt://", f"mqtt://{GATEWAY}:{broker.passwords[GATEWAY]}@")
-    sim = WirePublishers(url, 1, 1, "sim")
+    sim = WirePublishers(MqttEndpoint.parse(url), 1, 1, "sim")
     try:
         topics = [f"fleet/{DEVICE_B}/events", f"fleet/{DEVICE_A}/ping", f"fleet/{DEVICE_B}/ping"]
         sim.clients[0].publish_many((t, "{}") for t in topics)

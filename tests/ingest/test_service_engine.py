@@ -9,31 +9,17 @@ import uuid
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
-from tests.ingest.live_helpers import NOW_MS, engine, make_settings, publisher, wait_for
-
-LAT = -6.2
-LON0 = 106.80
-M_PER_DEG_LON = 110_669.0  # at 6.2° S
-
-
-def lon_at(x_m: float) -> float:
-    return LON0 + x_m / M_PER_DEG_LON
-
-
-def drive(t0_ms: int) -> list[dict[str, object]]:
-    """East along the route at 36 km/h, a 60 s dwell at 1100 m, then on to 2200 m."""
-    pings: list[dict[str, object]] = []
-    x, t = 0.0, t0_ms
-    for phase_s, speed_mps in ((110, 10.0), (60, 0.0), (110, 10.0)):
-        for _ in range(phase_s // 2):
-            pings.append(
-                {"ts": t, "lat": LAT, "lon": lon_at(x), "speed": speed_mps * 3.6, "accuracy": 5.0}
-            )
-            x += 2 * speed_mps
-            t += 2000
-    return pings
+from tests.ingest.live_helpers import (
+    NOW_MS,
+    announce_trip,
+    drive,
+    engine,
+    make_settings,
+    mirrored_events,
+    publisher,
+    wait_for,
+)
 
 
 async def test_trip_matched_events_stored_and_mirrored(
@@ -42,37 +28,14 @@ async def test_trip_matched_events_stored_and_mirrored(
     vid = f"eng{uuid.uuid4().hex[:6]}"
     trip_id = f"T-{vid}"
     t0 = NOW_MS - 330_000
-    plan = {
-        "trip_id": trip_id,
-        "vehicle_id": vid,
-        "planned_start": t0,
-        "route": {"type": "LineString", "coordinates": [[LON0, LAT], [lon_at(2200), LAT]]},
-        "stops": [{"stop_id": "S1", "location": [lon_at(1100), LAT], "radius_m": 75}],
-    }
-    db.execute("INSERT INTO vehicles (vehicle_id) VALUES (%s)", (vid,))
     settings = make_settings(database_url, mqtt_url, mqtt_mirror_events=True)
-    mirrored: list[dict[str, object]] = []
-    async with publisher(mqtt_url) as pub, publisher(mqtt_url) as sub:
-        await sub.subscribe(f"fleet/{vid}/events", qos=1)
-
-        async def collect() -> None:
-            async for msg in sub.messages:
-                mirrored.append(orjson.loads(msg.payload))
-
-        collector = asyncio.create_task(collect())
+    async with (
+        publisher(mqtt_url) as pub,
+        publisher(mqtt_url) as sub,
+        mirrored_events(sub, vid) as mirrored,
+    ):
         async with engine(settings, pub):
-            with db.transaction():
-                db.execute(
-                    "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m)"
-                    " VALUES (%s, %s, to_timestamp(%s / 1000.0), %s, 2200)",
-                    (trip_id, vid, t0, Jsonb(plan)),
-                )
-                db.execute(
-                    "INSERT INTO stops (trip_id, seq, stop_id, lon, lat, route_m, "
-                    "radius_m, service_s) VALUES (%s, 0, 'S1', %s, %s, 1100, 75, 0)",
-                    (trip_id, lon_at(1100), LAT),
-                )
-                db.execute("SELECT pg_notify('routewatch_trips', %s)", (trip_id,))
+            announce_trip(db, trip_id, vid, t0)
             await asyncio.sleep(0.5)  # the LISTEN task loads the trip
             pings = drive(t0)
             for i in range(0, len(pings), 20):  # a tracker flushing its buffer
@@ -91,7 +54,6 @@ async def test_trip_matched_events_stored_and_mirrored(
             await pub.publish(f"fleet/{vid}/ping", orjson.dumps(pings[:40]), qos=1)
             await asyncio.sleep(0.5)
         await wait_for(lambda: len(mirrored) >= 3)
-        collector.cancel()
 
     saved = db.execute("SELECT length(state) FROM engine_checkpoints").fetchone()
     assert saved is not None and saved[0] > 0  # the drain leaves a checkpoint
