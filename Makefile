@@ -1,10 +1,12 @@
 # The two README commands: `make demo` and `make test`. Both create or update the virtual
-# environment themselves; `pip install` re-runs only when pyproject.toml changed.
+# environment themselves; `pip install` re-runs only when pyproject.toml changed. The demo
+# installs only what routewatch runs on; the tests add the development tools and Chromium.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 # Extra Debian packages the tests need (chromium for the dashboard browser tests);
 # installed with apt-get when missing and we are root. Otherwise the command to run is
 # printed and the tests that need them skip with a reason.
@@ -12,24 +14,24 @@ SYSTEM_PACKAGES ?= chromium
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint bench clean distclean venv system-packages
+.PHONY: demo test lint bench clean distclean venv dev-venv system-packages
 
-demo: venv system-packages
+demo: venv
 	$(BIN)/routewatch demo $(DEMO_ARGS)
 
-test: venv system-packages
+test: dev-venv system-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: venv
+lint: dev-venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Every benchmarks/NAME.py (not _helpers) as `python -m benchmarks.NAME`, with the services
 # up (reused or private) and ROUTEWATCH_DATABASE_URL / ROUTEWATCH_MQTT_URL exported.
-bench: venv
+bench: dev-venv
 	$(BIN)/python -m routewatch.services -- sh -c 'set -e; \
 		for script in benchmarks/[!_]*.py; do \
 			name=$$(basename "$$script" .py); echo "== benchmarks/$$name"; \
@@ -37,6 +39,7 @@ bench: venv
 		done'
 
 venv: $(STAMP)
+dev-venv: $(DEV_STAMP)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -51,9 +54,14 @@ $(BIN)/python:
 			exit 1; \
 		fi; }
 
+# A dev install is also a runtime install: the demo does not re-install after the tests.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@if [ -f $(DEV_STAMP) ] && [ $(DEV_STAMP) -nt pyproject.toml ]; then touch $@; \
+	else $(BIN)/python -m pip install -e .; touch $@; fi
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
-	touch $@
+	touch $@ $(STAMP)
 
 system-packages:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
