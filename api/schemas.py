@@ -46,6 +46,15 @@ class VehiclePublic(BaseModel):
     schedule_delay_s: float | None = None
     status: str | None = None
     updated_at: Time | None = None
+    pings_missing: int = Field(
+        0,
+        description="pings this tracker numbered (seq) but never delivered, net of late "
+        "arrivals: lost by the broker, the network or the tracker",
+    )
+    seq_gaps: int = Field(0, description="times the tracker's seq numbering jumped")
+    pings_missing_recent: int = Field(
+        0, description="pings found missing in the last 5 minutes (after the reorder allowance)"
+    )
 
 
 # --- trips ------------------------------------------------------------------------------

@@ -19,11 +19,13 @@ from psycopg import AsyncConnection
 from compliance.events import Event
 from compliance.types import ProcessResult
 from ingest.batch import PendingBatch
+from ingest.seqgaps import SeqReport
 from routewatch.settings import Settings
 from store.events import insert_events
 from store.live import save_checkpoint, update_trips_and_stops, upsert_vehicle_state
 from store.pings import insert_pings
 from store.rejections import insert_rejections
+from store.seqgaps import save_report
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ async def commit_batch(
     *,
     essentials_only: bool = False,
     settings: Settings | None = None,
+    seq: SeqReport | None = None,
 ) -> CommitOutcome:
     """Write one batch in a single transaction on ``conn`` (an autocommit connection).
 
@@ -61,6 +64,7 @@ async def commit_batch(
     derived writes (live state, order/alert hooks) fail on a bug or a constraint, so one
     poison batch cannot stall ingestion. ``settings`` carries the order rules (arriving
     horizon, ...) to ``store.orders``; without it the process-wide settings apply.
+    ``seq``: the trackers' numbering after this batch and the gaps reported with it.
     """
     events = list(tick_events) + (result.events if result is not None else [])
     snapshots = result.snapshots if result is not None else []
@@ -71,6 +75,8 @@ async def commit_batch(
         if essentials_only:
             return CommitOutcome(stored, new_events)
         await upsert_vehicle_state(conn, pending.pings, result, tick_events)
+        if seq is not None:
+            await save_report(conn, seq)
         await update_trips_and_stops(conn, snapshots)
         orders = _optional_module("store.orders")
         if orders is not None and (new_events or snapshots):

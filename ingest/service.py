@@ -49,12 +49,13 @@ from compliance.events import Event
 from compliance.plan import TripPlan
 from compliance.types import PingBatch, ProcessResult
 from compliance.warmup import warm_up
-from ingest import bulkdecode
+from ingest import bulkdecode, seqgaps
 from ingest.batch import Batcher, PendingBatch
 from ingest.commit import CommitOutcome, commit_batch
 from ingest.decode import DecodeLimits
 from ingest.receiver import ConnectOptions, Inbound, MqttConnection, MqttError, connect
 from ingest.recovery import recover
+from ingest.seqgaps import GapReporter, SeqReport, SeqTracker
 from ingest.trips import (
     CHANNEL,
     LIVE_STATUSES,
@@ -69,6 +70,7 @@ from routewatch.settings import Settings
 from store import copy_binary
 from store.db import make_pool
 from store.live import load_checkpoint, save_checkpoint
+from store.seqgaps import load_tracker_states
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,8 @@ class Pipeline:
             settings.max_payload_bytes, settings.max_future_skew_s * 1000, known_vehicles
         )
         self.batcher = Batcher(limits, settings.reorder_allowance_s * 1000)
+        self.seq = SeqTracker()  # each tracker's numbering: pings lost on the way
+        self._gaps = GapReporter(settings.reorder_allowance_s)
         self._wake = asyncio.Event()  # a batch is full, tick events wait, or stopping
         self._room = asyncio.Event()  # the receiver may add to the open batch
         self._room.set()
@@ -286,7 +290,11 @@ class Pipeline:
     async def flush(self) -> None:
         """Close the open batch, process, commit, acknowledge, mirror."""
         async with self._flush_lock:
-            if self.batcher.messages == 0 and not self._tick_events:
+            if (
+                self.batcher.messages == 0
+                and not self._tick_events
+                and not self._gaps.any_due(time.monotonic())
+            ):
                 return
             pending = self.batcher.take()
             self._room.set()
@@ -299,13 +307,24 @@ class Pipeline:
             await self._kernels_ready.wait()
             if self.processor is not None and len(pending.pings):
                 result = self.processor.process(pending.pings, watermark_ms)
-            outcome = await self._commit(pending, result, tick_events, watermark_ms)
+            seq = self._follow_numbers(pending)
+            outcome = await self._commit(pending, result, tick_events, watermark_ms, seq)
             if outcome is None:
                 self._lost_commit = True  # the engine state is now ahead of the database
                 return  # stopping with the database down: left un-acked, re-delivered
             self._ack(pending)
             self._record(pending, outcome, time.perf_counter() - t0)
+            _report_loss(seq)
             self._mirror_soon(outcome.new_events)
+
+    def _follow_numbers(self, pending: PendingBatch) -> SeqReport:
+        """The batch's sequence numbers: new gaps wait for the reorder allowance; those
+        due now are reported with what is still missing (``ingest.seqgaps``)."""
+        seq = self.seq.observe(pending.pings) if len(pending.pings) else SeqReport()
+        now_s = time.monotonic()
+        self._gaps.add(seq.gaps, now_s)
+        seq.gaps = self._gaps.due(self.seq, now_s)
+        return seq
 
     def _checkpoint_due(self, watermark_ms: int) -> tuple[bytes, int] | None:
         if self.processor is None:
@@ -321,6 +340,7 @@ class Pipeline:
         result: ProcessResult | None,
         tick_events: list[Event],
         watermark_ms: int,
+        seq: SeqReport,
     ) -> CommitOutcome | None:
         checkpoint = self._checkpoint_due(watermark_ms)
         attempt = 0
@@ -336,6 +356,7 @@ class Pipeline:
                         checkpoint,
                         essentials_only=essentials_only,
                         settings=self.settings,
+                        seq=seq,
                     )
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 # Transient: the receiver is blocked meanwhile (backpressure) and nothing
@@ -438,11 +459,11 @@ class Pipeline:
         if row is None or row.status not in LIVE_STATUSES:
             self.processor.cancel_trip(trip_id)
             self._plans.pop(trip_id, None)
-            log.info("trip %s dropped (%s)", trip_id, "deleted" if row is None else row.status)
+            log.debug("trip %s dropped (%s)", trip_id, "deleted" if row is None else row.status)
         elif row.plan is not None:
             self.processor.add_trip(row.plan)
             self._plans[trip_id] = row.plan
-            log.info("trip %s loaded", trip_id)
+            log.debug("trip %s loaded", trip_id)
         metrics.ACTIVE_TRIPS.set(len(self.processor.trips()))
 
     def sync_trips(self, rows: list[TripRow]) -> None:
@@ -499,6 +520,39 @@ class Pipeline:
                 await _sleep_unless(stop, delay)
 
 
+#: gap lines logged per batch; the rest are summed up in one line
+MAX_GAP_LINES = 10
+
+
+def _report_loss(seq: SeqReport) -> None:
+    """Metrics and log lines for the pings a batch showed missing (after the reorder
+    allowance) and for trackers that started counting again."""
+    if seq.gaps:
+        metrics.PINGS_MISSING.inc(seq.missing)
+        for gap in sorted(seq.gaps, key=lambda g: -g.missing)[:MAX_GAP_LINES]:
+            log.warning(
+                "%d pings missing from %s (seq %d -> %d)",
+                gap.missing,
+                gap.vehicle_id,
+                gap.after_seq,
+                gap.next_seq,
+                extra={"vehicle_id": gap.vehicle_id, "missing": gap.missing},
+            )
+        if len(seq.gaps) > MAX_GAP_LINES:
+            rest = sorted(seq.gaps, key=lambda g: -g.missing)[MAX_GAP_LINES:]
+            log.warning(
+                "and %d more gaps: %d pings missing from %d more trackers",
+                len(rest),
+                sum(g.missing for g in rest),
+                len({g.vehicle_id for g in rest}),
+            )
+    if seq.filled:
+        metrics.PINGS_GAP_FILLED.inc(seq.filled)
+    if seq.restarts:
+        metrics.TRACKER_RESTARTS.inc(len(seq.restarts))
+        log.info("trackers restarted their numbering: %s", ", ".join(seq.restarts[:20]))
+
+
 async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Event) -> Pipeline:
     """Restore the engine (checkpoint + the pings committed after it), load live trips
     and (if enforced) the vehicle registry."""
@@ -508,7 +562,9 @@ async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Ev
         trips = await load_live_trips(conn)
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
         recovered = await recover(conn, processor, saved, trips, settings)
+        numbering = await load_tracker_states(conn)
     pipeline = Pipeline(settings, pool, processor, known, stop)
+    pipeline.seq.load(numbering)
     pipeline._newest_fix_ms = recovered.newest_fix_ms  # the event-mode clock carries on
     running = set(processor.trips())
     for row in trips:
@@ -525,6 +581,7 @@ def _warm_up() -> float:
     t0 = time.perf_counter()
     bulkdecode.warm_up()
     warm_up()
+    seqgaps.warm_up()
     copy_binary.warm_up()
     return time.perf_counter() - t0
 

@@ -33,6 +33,19 @@ PINGS_LATE = Counter(
     "Pings older than the reorder allowance behind their vehicle's newest ping "
     "(stored, but they do not rewind detector state).",
 )
+PINGS_MISSING = Counter(
+    "routewatch_pings_missing_total",
+    "Pings never received: holes in a tracker's seq numbering still open after the "
+    "reorder allowance (lost by the broker, the network or the tracker).",
+)
+PINGS_GAP_FILLED = Counter(
+    "routewatch_pings_gap_filled_total",
+    "Pings that arrived late into a hole in their tracker's seq numbering.",
+)
+TRACKER_RESTARTS = Counter(
+    "routewatch_tracker_restarts_total",
+    "Trackers that started their seq numbering again (a lower number with a newer fix).",
+)
 EVENTS_EMITTED = Counter(
     "routewatch_events_total",
     "Compliance events newly stored, by type.",

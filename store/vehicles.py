@@ -7,7 +7,34 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from store.seqgaps import RECENT_MINUTES
+
 Conn = AsyncConnection[dict[str, Any]]
+
+#: a vehicle this far behind schedule counts as late (as on the dashboard, and the
+#: compliance engine's default ``late_s``)
+LATE_AFTER_S = 600
+
+#: One row for the whole fleet, classified as the dashboard does (api/static/dashboard):
+#: on the road = its trip is active; of those, signal lost, off route, late, else on route.
+FLEET_SUMMARY_SQL = f"""
+WITH road AS (
+    SELECT CASE WHEN s.status = 'signal_lost' THEN 'lost'
+                WHEN s.on_route IS FALSE OR s.status = 'off_route' THEN 'off'
+                WHEN coalesce(s.schedule_delay_s, 0) > {LATE_AFTER_S} THEN 'late'
+                ELSE 'on' END AS k
+    FROM vehicle_state s JOIN trips t ON t.trip_id = s.trip_id AND t.status = 'active'
+)
+SELECT count(*) AS on_road,
+       count(*) FILTER (WHERE k = 'on') AS on_route,
+       count(*) FILTER (WHERE k = 'off') AS off_route,
+       count(*) FILTER (WHERE k = 'late') AS late,
+       count(*) FILTER (WHERE k = 'lost') AS signal_lost,
+       (SELECT count(*) FROM alerts WHERE status = 'open') AS open_alerts,
+       (SELECT coalesce(sum(missing), 0) FROM ping_gaps
+         WHERE detected_at > now() - interval '{RECENT_MINUTES} minutes') AS pings_missing
+FROM road
+"""
 
 
 async def upsert_vehicle(conn: Conn, vehicle_id: str) -> None:
@@ -20,11 +47,18 @@ async def upsert_vehicle(conn: Conn, vehicle_id: str) -> None:
 async def live_states(conn: Conn) -> list[dict[str, Any]]:
     """Every known vehicle (registered or merely seen) with its last state, if any."""
     cur = await conn.execute(
-        """SELECT coalesce(v.vehicle_id, s.vehicle_id) AS vehicle_id, v.label,
+        f"""SELECT coalesce(v.vehicle_id, s.vehicle_id) AS vehicle_id, v.label,
                   coalesce(v.active, true) AS active,
                   s.ts, s.lat, s.lon, s.speed_kmh, s.heading_deg, s.trip_id, s.route_m,
-                  s.offset_m, s.on_route, s.schedule_delay_s, s.status, s.updated_at
+                  s.offset_m, s.on_route, s.schedule_delay_s, s.status, s.updated_at,
+                  coalesce(q.missing, 0) AS pings_missing, coalesce(q.gaps, 0) AS seq_gaps,
+                  coalesce(g.missing, 0) AS pings_missing_recent
            FROM vehicles v FULL OUTER JOIN vehicle_state s ON s.vehicle_id = v.vehicle_id
+           LEFT JOIN tracker_seq q ON q.vehicle_id = coalesce(v.vehicle_id, s.vehicle_id)
+           LEFT JOIN (SELECT vehicle_id, sum(missing) AS missing FROM ping_gaps
+                       WHERE detected_at > now() - interval '{RECENT_MINUTES} minutes'
+                       GROUP BY vehicle_id) g
+                  ON g.vehicle_id = coalesce(v.vehicle_id, s.vehicle_id)
            ORDER BY 1"""
     )
     return list(await cur.fetchall())

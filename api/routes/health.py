@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from api.deps import PoolDep, SettingsDep
 from routewatch.mqtt_endpoint import MqttEndpoint, connack_ok, connect_packet_v311
 from routewatch.settings import Settings
+from store.seqgaps import RECENT_MINUTES, recent_loss
 
 router = APIRouter(tags=["health"])
 
@@ -56,9 +57,30 @@ async def check_broker(settings: Settings) -> dict[str, Any]:
     return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
+async def check_loss(pool: Any) -> dict[str, Any]:
+    """Pings missing from the trackers' numbering in the last minutes (``store.seqgaps``):
+    reported, not a reason to call the API unhealthy."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            async with pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+                loss = await recent_loss(conn)
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"window_minutes": RECENT_MINUTES, **loss}
+
+
 @router.get("/healthz", summary="Liveness and dependency reachability (public)")
 async def healthz(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
-    database, broker = await asyncio.gather(check_database(pool), check_broker(settings))
+    """``status`` is ``degraded`` (503) when the database or the broker cannot be reached;
+    ``ingest`` reports pings missing in the last minutes (lost before they reached us)."""
+    database, broker, loss = await asyncio.gather(
+        check_database(pool), check_broker(settings), check_loss(pool)
+    )
     ok = database["ok"] and broker["ok"]
-    body = {"status": "ok" if ok else "degraded", "database": database, "broker": broker}
+    body = {
+        "status": "ok" if ok else "degraded",
+        "database": database,
+        "broker": broker,
+        "ingest": loss,
+    }
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -32,11 +32,13 @@ POLL_S = 1.0
 # updated_at slightly older than one already seen; re-read this far back and de-duplicate.
 _LOOKBACK = timedelta(seconds=10)
 
+# tracker_seq is written in the same transaction as vehicle_state (ingest.commit)
 _STATE_SQL = """
-SELECT vehicle_id, ts, lat, lon, speed_kmh, heading_deg, trip_id, route_m, offset_m,
-       on_route, schedule_delay_s, status, updated_at
-  FROM vehicle_state
- WHERE %(since)s::timestamptz IS NULL OR updated_at > %(since)s
+SELECT s.vehicle_id, s.ts, s.lat, s.lon, s.speed_kmh, s.heading_deg, s.trip_id, s.route_m,
+       s.offset_m, s.on_route, s.schedule_delay_s, s.status, s.updated_at,
+       coalesce(q.missing, 0) AS pings_missing, coalesce(q.gaps, 0) AS seq_gaps
+  FROM vehicle_state s LEFT JOIN tracker_seq q USING (vehicle_id)
+ WHERE %(since)s::timestamptz IS NULL OR s.updated_at > %(since)s
 """
 
 

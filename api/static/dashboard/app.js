@@ -156,6 +156,9 @@ function updateSummary() {
   document.getElementById("sum-offroute").textContent = count("off");
   document.getElementById("sum-late").textContent = count("late");
   document.getElementById("sum-alerts").textContent = [...state.alerts.values()].filter((a) => a.status === "open").length;
+  const missing = vs.reduce((n, v) => n + Math.max(0, v.pings_missing ?? 0), 0);
+  document.getElementById("sum-missing").textContent = missing;
+  document.getElementById("chip-missing").classList.toggle("bad", missing > 0);
 }
 
 /* ---------- alerts ---------- */
@@ -340,6 +343,9 @@ function renderTripStats() {
       delay == null ? "" : delay > LATE_AFTER_S ? "poor" : (delay >= 60 ? "mid" : "good")],
     ["Offset from route", v.offset_m == null ? "–" : `${num(v.offset_m)} m`, v.on_route === false ? "poor" : ""],
     ["Speed", num(v.speed_kmh, 0, " km/h"), ""],
+    ["Pings missing", v.pings_missing == null ? "–"
+      : `${v.pings_missing}${v.seq_gaps ? ` <small>in ${v.seq_gaps} gap${v.seq_gaps === 1 ? "" : "s"}</small>` : ""}`,
+      v.pings_missing > 0 ? "poor" : ""],
   ];
   document.getElementById("trip-stats").innerHTML = tiles.map(([l, val, cls]) =>
     `<div class="kpi ${cls}"><div class="v">${val}</div><div class="l">${l}</div></div>`).join("");
