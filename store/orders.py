@@ -140,7 +140,7 @@ class Changes:
         event_id: str | None = None,
     ) -> None:
         """Move ``order`` (a row dict, updated in place) to ``status``: history + webhook."""
-        log.info("order %s: %s -> %s (%s)", order["order_id"], order["status"], status, reason)
+        log.debug("order %s: %s -> %s (%s)", order["order_id"], order["status"], status, reason)
         order["status"] = status
         order["notified_eta"] = order["eta"]
         self.statuses.append((status, order["order_id"]))

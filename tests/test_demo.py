@@ -28,6 +28,7 @@ LISTED_TIMEOUT_S = 60.0  # every simulated vehicle is listed within a minute
 # and departures jitter by up to 120 s more (simulator.scenario), plus a ping interval.
 ALL_MOVING_TIMEOUT_S = 200.0
 READY_TIMEOUT_S = 120.0
+SUMMARY_WAIT_S = 30.0  # the demo prints one every 10 s
 
 
 def _descendants(pid: int) -> set[int]:
@@ -97,6 +98,7 @@ def test_demo_runs_the_fleet_and_stops_cleanly(
     token = out.wait_for(r"supervisor token\s+(\S+)", 5).group(1)
     database_url = out.wait_for(r"database\s+(\S+)", 5).group(1)
     mqtt_url = out.wait_for(r"MQTT broker\s+(\S+)", 5).group(1)
+    log_path = Path(out.wait_for(r"logs\s+(\S+)", 5).group(1))
 
     def vehicles() -> list[dict[str, object]]:
         assert proc.poll() is None, "demo exited early"
@@ -125,6 +127,12 @@ def test_demo_runs_the_fleet_and_stops_cleanly(
         ]
         time.sleep(1)
     assert len(fresh) == VEHICLES, f"only {len(fresh)} vehicles with fresh positions: {fresh}"
+
+    # The console: the URLs, then one summary line at a time; the children's logs (every
+    # order transition, trip, batch) go to the file whose path was printed.
+    out.wait_for(rf"fleet: {VEHICLES} on the road · \d+ on route", SUMMARY_WAIT_S)
+    assert not [line for line in out.seen if "routewatch.commands.serve" in line]
+    assert "API listening" in log_path.read_text()
 
     started = _descendants(proc.pid)
     assert len(started) >= 3  # serve, its API child, simulate (+ private mosquitto)

@@ -4,6 +4,11 @@ Services (reused or private) → database + migrations → an OMS token for the 
 a supervisor token for people → ``routewatch serve`` (engine + API) and
 ``routewatch simulate`` as child processes → the URLs, once the API answers. Ctrl-C (or
 SIGTERM, or ``--duration``) stops the simulator, then serve, then private services.
+
+The console stays readable: the children's logs go to ``<state dir>/demo.log`` (its path
+is printed with the URLs), and every ``SUMMARY_EVERY_S`` one line sums up the fleet.
+A reused broker (one routewatch did not start) is probed for how many messages it keeps
+for the engine while it is away, with a warning when that would lose pings.
 """
 
 from __future__ import annotations
@@ -18,17 +23,23 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 import httpx
 
+from routewatch.broker import BROKER_QUEUE_CONFIG
 from routewatch.commands.serve import stop_process
+from routewatch.fleetwatch import FleetWatch
 from routewatch.logging import setup_logging
-from routewatch.settings import get_settings
+from routewatch.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 API_READY_TIMEOUT_S = 90.0
 _POLL_S = 0.5
+SUMMARY_EVERY_S = 10.0
+LOG_NAME = "demo.log"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,17 +140,48 @@ def _example_tracking_number(database_url: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], env: dict[str, str], log_file: IO[bytes]) -> subprocess.Popen[bytes]:
     """``routewatch ARGS`` as a child in its own process group (a terminal Ctrl-C reaches
-    only us; we stop children in order) that also dies if we are killed."""
+    only us; we stop children in order) that also dies if we are killed; its output goes
+    to ``log_file``."""
     from routewatch.services import die_with_parent
 
     return subprocess.Popen(
         [sys.executable, "-m", "routewatch.cli", *args],
         env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=die_with_parent,
     )
+
+
+def _check_reused_broker(settings: Settings, url: str) -> None:
+    """Warn when a broker that routewatch did not configure drops what it queues for an
+    absent engine (``routewatch.broker_probe``)."""
+    from routewatch.broker_probe import probe_offline_queue
+    from routewatch.mqtt_endpoint import MqttEndpoint
+    from routewatch.services import redact
+
+    try:
+        probe = probe_offline_queue(MqttEndpoint.from_settings(settings, url))
+    except (OSError, ValueError) as exc:  # ConnectionError included
+        log.warning(
+            "reusing the MQTT broker at %s, which routewatch did not configure, and could not "
+            "check how many messages it keeps for the engine (%s): make sure its "
+            "configuration has `%s`, or pings are dropped while the engine is away",
+            redact(url),
+            exc,
+            BROKER_QUEUE_CONFIG,
+        )
+        return
+    if probe.drops:
+        log.warning("%s", probe.advice(redact(url)))
+    else:
+        log.info(
+            "the reused MQTT broker keeps what the engine misses",
+            extra={"url": redact(url), "probe_messages": probe.sent},
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
             applied = migrate(database_url)
             log.info("database ready", extra={"migrations_applied": len(applied)})
             tokens = _create_tokens(database_url)
+            if "mosquitto" not in svc.started:
+                _check_reused_broker(settings, svc.mqtt_url)
             port = _api_port(args.port, settings.api_port, settings.api_host)
             stop = threading.Event()
             previous = {
@@ -162,9 +206,11 @@ def run(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)
             }
             try:
-                return _run_children(
-                    args, settings.api_host, port, database_url, svc.mqtt_url, tokens, stop
-                )
+                log_path = (settings.state_dir / LOG_NAME).resolve()
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with log_path.open("ab") as log_file:
+                    children = Children(args, settings.api_host, port, log_file, log_path)
+                    return children.run(database_url, svc.mqtt_url, tokens, stop)
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -173,68 +219,74 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
-def _run_children(
-    args: argparse.Namespace,
-    host: str,
-    port: int,
-    database_url: str,
-    mqtt_url: str,
-    tokens: Tokens,
-    stop: threading.Event,
-) -> int:
-    base_url = f"http://{host}:{port}"
-    env = {
-        **os.environ,
-        "ROUTEWATCH_DATABASE_URL": database_url,
-        "ROUTEWATCH_MQTT_URL": mqtt_url,
-        "ROUTEWATCH_API_HOST": host,
-        "ROUTEWATCH_API_PORT": str(port),
-    }
-    if args.speedup > 1:
-        # An accelerated fleet's fix times are not wall-clock times (the simulator keeps
-        # them behind the wall clock), so the engine must run on event time or every
-        # vehicle would look silent to the signal-lost detector.
-        env["ROUTEWATCH_WATERMARK"] = "event"
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    try:
-        serve = _spawn(["serve"], env)
-        children.append(("serve", serve))
-        if not _wait_for_api(base_url, serve, stop):
-            if stop.is_set():
-                return 130
-            log.error("the API did not come up", extra={"url": base_url})
-            return 1
-        simulate_args = [
-            "simulate",
-            "--vehicles",
-            str(args.vehicles),
-            "--speedup",
-            str(args.speedup),
-            "--seed",
-            str(args.seed),
-            "--api-url",
-            base_url,
-            "--no-progress",
-        ]
-        if args.faults:
-            simulate_args += ["--faults", args.faults]
-        if args.duration:  # simulate counts simulated seconds
-            simulate_args += ["--duration", str(args.duration * args.speedup)]
-        # The token goes through the environment, not argv (visible to every `ps`).
-        sim_env = {**env, "ROUTEWATCH_SIMULATOR_TOKEN": tokens.oms}
-        children.append(("simulate", _spawn(simulate_args, sim_env)))
-        _print_urls(base_url, tokens, database_url, mqtt_url)
-        return _supervise(children, database_url, base_url, args.duration, stop)
-    finally:
-        # Reverse order: the fleet stops publishing before the engine drains. The
-        # simulator treats SIGINT (KeyboardInterrupt) as "finish up and report".
-        for name, proc in reversed(children):
-            sig = signal.SIGINT if name == "simulate" else signal.SIGTERM
-            code = stop_process(proc, name, sig=sig)
-            log.info("stopped %s", name, extra={"returncode": code})
+@dataclass
+class Children:
+    """``serve`` and ``simulate``, writing to the demo's log file."""
+
+    args: argparse.Namespace
+    host: str
+    port: int
+    log_file: IO[bytes]
+    log_path: Path
+
+    def run(self, database_url: str, mqtt_url: str, tokens: Tokens, stop: threading.Event) -> int:
+        args = self.args
+        base_url = f"http://{self.host}:{self.port}"
+        env = {
+            **os.environ,
+            "ROUTEWATCH_DATABASE_URL": database_url,
+            "ROUTEWATCH_MQTT_URL": mqtt_url,
+            "ROUTEWATCH_API_HOST": self.host,
+            "ROUTEWATCH_API_PORT": str(self.port),
+        }
+        if args.speedup > 1:
+            # An accelerated fleet's fix times are not wall-clock times (the simulator
+            # keeps them behind the wall clock), so the engine must run on event time or
+            # every vehicle would look silent to the signal-lost detector.
+            env["ROUTEWATCH_WATERMARK"] = "event"
+        children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        try:
+            serve = _spawn(["serve"], env, self.log_file)
+            children.append(("serve", serve))
+            if not _wait_for_api(base_url, serve, stop):
+                if stop.is_set():
+                    return 130
+                log.error("the API did not come up; see %s", self.log_path)
+                return 1
+            simulate_args = [
+                "simulate",
+                "--vehicles",
+                str(args.vehicles),
+                "--speedup",
+                str(args.speedup),
+                "--seed",
+                str(args.seed),
+                "--api-url",
+                base_url,
+                "--no-progress",
+            ]
+            if args.faults:
+                simulate_args += ["--faults", args.faults]
+            if args.duration:  # simulate counts simulated seconds
+                simulate_args += ["--duration", str(args.duration * args.speedup)]
+            # The token goes through the environment, not argv (visible to every `ps`).
+            sim_env = {**env, "ROUTEWATCH_SIMULATOR_TOKEN": tokens.oms}
+            children.append(("simulate", _spawn(simulate_args, sim_env, self.log_file)))
+            _print_urls(base_url, tokens, database_url, mqtt_url, self.log_path)
+            watch = FleetWatch(database_url, base_url)
+            return _supervise(children, watch, args.duration, stop, self.log_path)
+        finally:
+            # Reverse order: the fleet stops publishing before the engine drains. The
+            # simulator treats SIGINT (KeyboardInterrupt) as "finish up and report".
+            for name, proc in reversed(children):
+                sig = signal.SIGINT if name == "simulate" else signal.SIGTERM
+                code = stop_process(proc, name, sig=sig)
+                log.info("stopped %s", name, extra={"returncode": code})
 
 
-def _print_urls(base_url: str, tokens: Tokens, database_url: str, mqtt_url: str) -> None:
+def _print_urls(
+    base_url: str, tokens: Tokens, database_url: str, mqtt_url: str, log_path: Path
+) -> None:
     dashboard = _dashboard_url(base_url)
     print(
         "\nroutewatch demo is running (Ctrl-C stops everything)\n"
@@ -246,22 +298,25 @@ def _print_urls(base_url: str, tokens: Tokens, database_url: str, mqtt_url: str)
         f"{base_url}/v1/vehicles\n"
         f"  supervisor token {tokens.supervisor}\n"
         f"  database         {database_url}\n"
-        f"  MQTT broker      {mqtt_url}\n",
+        f"  MQTT broker      {mqtt_url}\n"
+        f"  logs             {log_path} (engine, API, simulator)\n",
         flush=True,
     )
 
 
 def _supervise(
     children: list[tuple[str, subprocess.Popen[bytes]]],
-    database_url: str,
-    base_url: str,
+    watch: FleetWatch,
     duration_s: float | None,
     stop: threading.Event,
+    log_path: Path,
 ) -> int:
     """Wait for Ctrl-C/SIGTERM, the duration, or a child's exit; print an example
-    tracking URL once the simulator has created orders. The exit code says why we stopped."""
+    tracking URL once the simulator has created orders, and a fleet summary line every
+    ``SUMMARY_EVERY_S``. The exit code says why we stopped."""
     deadline = time.monotonic() + duration_s if duration_s else None
     tracking_shown = False
+    next_summary = time.monotonic() + SUMMARY_EVERY_S
     while not stop.wait(_POLL_S * 2):
         if deadline is not None and time.monotonic() >= deadline:
             log.info("demo duration elapsed")
@@ -270,11 +325,15 @@ def _supervise(
             if proc.poll() is not None:
                 if name == "simulate" and proc.returncode == 0 and deadline is not None:
                     continue  # the fleet finished its --duration; keep serving until ours
-                log.error("%s exited", name, extra={"returncode": proc.returncode})
+                log.error("%s exited; its last lines are in %s", name, log_path,
+                          extra={"returncode": proc.returncode})  # fmt: skip
                 return 1
         if not tracking_shown:
-            number = _example_tracking_number(database_url)
+            number = _example_tracking_number(watch.database_url)
             if number:
-                print(f"  tracking example {base_url}/v1/track/{number}\n", flush=True)
+                print(f"  tracking example {watch.base_url}/v1/track/{number}\n", flush=True)
                 tracking_shown = True
+        if time.monotonic() >= next_summary:
+            next_summary += SUMMARY_EVERY_S
+            print(watch.line(), flush=True)
     return 130

@@ -34,7 +34,12 @@ def test_hypertables_columnstore_and_policies(timescale_database: MakeDatabase) 
                 "FROM timescaledb_information.hypertables"
             ).fetchall()
         )
-        assert hypertables == {"pings": True, "events": True, "rejected_pings": False}
+        assert hypertables == {
+            "pings": True,
+            "events": True,
+            "rejected_pings": False,
+            "ping_gaps": False,
+        }
         settings = conn.execute(
             "SELECT hypertable::text, segmentby, orderby "
             "FROM timescaledb_information.hypertable_columnstore_settings "
@@ -54,6 +59,7 @@ def test_hypertables_columnstore_and_policies(timescale_database: MakeDatabase) 
             ("policy_retention", "pings", "180 days"),
             ("policy_retention", "events", "400 days"),
             ("policy_retention", "rejected_pings", "30 days"),
+            ("policy_retention", "ping_gaps", "30 days"),
             ("policy_retention", "kpi_daily_vehicle", "5 years"),
             ("policy_refresh_continuous_aggregate", "kpi_daily_vehicle", "35 days"),
         }
