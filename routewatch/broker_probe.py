@@ -40,8 +40,8 @@ class QueueProbe:
             f"the MQTT broker at {url} kept only {self.kept} of {self.sent} messages for an "
             "absent subscriber: pings arriving while the engine restarts or waits for the "
             f"database will be dropped. Add `{BROKER_QUEUE_CONFIG}` to its configuration "
-            "(README: 'The broker'), or unset ROUTEWATCH_MQTT_URL to let routewatch start "
-            "its own"
+            "(README: 'The broker keeps what the engine misses'), or unset "
+            "ROUTEWATCH_MQTT_URL to let routewatch start its own"
         )
 
 
