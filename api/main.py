@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.errors import document_errors
 from api.limits import BodySizeLimit
+from compliance.text import storable
 from routewatch import __version__
 from routewatch.settings import Settings, get_settings
 from routewatch.webhooks import run_dispatcher
@@ -49,9 +50,14 @@ ROUTERS: list[str] = [
 
 def validation_problems(errors: Any) -> list[dict[str, Any]]:
     """Pydantic/FastAPI errors as ``[{"loc", "msg", "type"}]`` — without echoing the
-    offending input back (a POD body can carry megabytes of base64)."""
+    offending input back (a POD body can carry megabytes of base64). A location can be
+    an object key the client sent: it is shown escaped when it could not be encoded."""
     return [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        {
+            "loc": [storable(p) if isinstance(p, str) else p for p in e.get("loc", ())],
+            "msg": storable(str(e.get("msg", ""))),
+            "type": e.get("type", ""),
+        }
         for e in errors
     ]
 

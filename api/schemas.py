@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer
 
+from compliance.text import Line, Text
+
 
 def rfc3339(dt: datetime | None) -> str | None:
     if dt is None:
@@ -150,12 +152,12 @@ class PodImageIn(BaseModel):
 
 
 class PodCreate(BaseModel):
-    recipient_name: str = Field(min_length=1, max_length=200)
+    recipient_name: Line = Field(min_length=1, max_length=200)
     signature: PodImageIn
     photos: list[PodImageIn] = Field(default_factory=list)
-    notes: str | None = Field(None, max_length=4000)
+    notes: Text | None = Field(None, max_length=4000)
     condition: Literal["ok", "damaged"] = "ok"
-    device_ts: Annotated[int, Field(description="epoch ms")] | str | None = None
+    device_ts: Annotated[int, Field(description="epoch ms")] | Line | None = None
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
 

@@ -11,36 +11,66 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import fields
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-VEHICLE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+from compliance.config import Thresholds
+from compliance.text import Line, json_problems
+
+VEHICLE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: the epoch-ms range a timestamp may take: years 0001-9999, what ``datetime`` holds
+MIN_TIME_MS = -62_135_596_800_000
+MAX_TIME_MS = 253_402_300_799_999
+_THRESHOLD_NAMES = frozenset(f.name for f in fields(Thresholds))
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message (escaped, and cut when long)."""
+    return repr(value) if len(value) <= 80 else repr(value[:80]) + "..."
+
+
+def _in_range(ms: int) -> int:
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise ValueError("timestamp out of range (years 0001-9999)")
+    return ms
 
 
 def parse_time_ms(value: Any) -> int:
-    """RFC 3339 string (offset required) or integer epoch milliseconds -> epoch ms."""
+    """RFC 3339 string (offset required) or integer epoch milliseconds -> epoch ms.
+
+    Raises ``ValueError`` (only) for anything else, including times outside the years
+    0001-9999, so every result converts to a ``datetime`` and a ``timestamptz``."""
     if isinstance(value, bool):
         raise ValueError("timestamp must be RFC 3339 or epoch milliseconds, not a boolean")
     if isinstance(value, int):
-        return value
+        return _in_range(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("timestamp is not a finite number")
-        return int(value)
+        return _in_range(int(value))
     if isinstance(value, str):
         text = value.strip()
+        if not (text.isascii() and text.isprintable()):
+            # (datetime.fromisoformat skips a stray character before the offset, NUL too)
+            raise ValueError(f"not an RFC 3339 timestamp (control character): {_shown(value)}")
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         try:
             dt = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from exc
+            raise ValueError(f"not an RFC 3339 timestamp: {_shown(value)}") from exc
         if dt.tzinfo is None:
-            raise ValueError(f"timestamp needs a UTC offset (e.g. 'Z' or '+07:00'): {value!r}")
-        return round(dt.astimezone(UTC).timestamp() * 1000)
+            raise ValueError(
+                f"timestamp needs a UTC offset (e.g. 'Z' or '+07:00'): {_shown(value)}"
+            )
+        try:
+            return _in_range(round(dt.astimezone(UTC).timestamp() * 1000))
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ValueError("timestamp out of range (years 0001-9999)") from exc
     raise ValueError("timestamp must be RFC 3339 or epoch milliseconds")
 
 
@@ -71,8 +101,8 @@ class Window(BaseModel):
 
 class Stop(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    stop_id: str = Field(min_length=1, max_length=64)
-    order_id: str | None = Field(default=None, min_length=1, max_length=64)
+    stop_id: Line = Field(min_length=1, max_length=64)
+    order_id: Line | None = Field(default=None, min_length=1, max_length=64)
     location: Position
     radius_m: float = Field(default=75.0, gt=0, le=5000)
     planned_arrival: TimeMs | None = None
@@ -165,7 +195,7 @@ class TripPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trip_id: str | None = Field(default=None, min_length=1, max_length=64)
+    trip_id: Line | None = Field(default=None, min_length=1, max_length=64)
     vehicle_id: str
     planned_start: TimeMs
     route: dict[str, Any]
@@ -174,7 +204,28 @@ class TripPlan(BaseModel):
     speed_limits: list[SpeedLimitRange] = Field(default_factory=list)
     stops: list[Stop] = Field(default_factory=list)
     #: per-trip threshold overrides (names of compliance.config.Thresholds fields)
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[Line, float] = Field(default_factory=dict)
+
+    @field_validator("route")
+    @classmethod
+    def _storable_route(cls, route: dict[str, Any]) -> dict[str, Any]:
+        """The route is kept as sent (with the plan): every string in it, properties
+        included, must be storable."""
+        if problems := json_problems(route, ("route",)):
+            raise ValueError(
+                "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems)
+            )
+        return route
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, thresholds: dict[str, float]) -> dict[str, float]:
+        if unknown := sorted(set(thresholds) - _THRESHOLD_NAMES):
+            raise ValueError(
+                f"unknown threshold(s) {', '.join(map(_shown, unknown))} "
+                f"(known: {', '.join(sorted(_THRESHOLD_NAMES))})"
+            )
+        return thresholds
 
     @property
     def coordinates(self) -> list[Position]:
@@ -188,7 +239,7 @@ class TripPlan(BaseModel):
     @model_validator(mode="after")
     def _whole_plan(self) -> TripPlan:
         problems: list[str] = []
-        if not VEHICLE_ID_RE.match(self.vehicle_id):
+        if not VEHICLE_ID_RE.fullmatch(self.vehicle_id):
             problems.append("vehicle_id must be 1-64 characters of [A-Za-z0-9._-]")
         try:
             if len(set(self.coordinates)) < 2:

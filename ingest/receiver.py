@@ -203,7 +203,9 @@ class _Protocol(asyncio.Protocol):
                     qos = (first >> 1) & 3
                     tlen = (buf[start] << 8) | buf[start + 1]
                     p = start + 2 + tlen
-                    topic = buf[start + 2 : p].decode()
+                    # lenient: a topic that is not UTF-8 (a broker that does not check) becomes a
+                    # bad_topic rejection with its bytes kept, never a dropped connection
+                    topic = buf[start + 2 : p].decode("utf-8", "surrogateescape")
                     mid = 0
                     if qos:
                         if qos > 1:

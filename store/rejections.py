@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from psycopg import AsyncConnection
 
+from compliance.text import storable
 from ingest.decode import Rejection
 from store.pings import copy_rows
 
@@ -16,8 +17,9 @@ _TYPES = ["text", "text", "text", "text", "bytea"]
 
 
 def _text(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; keep the evidence visible instead of failing.
-    return value.replace("\x00", "\\x00") if "\x00" in value else value
+    # PostgreSQL text cannot hold NUL, nor UTF-8 an unpaired surrogate (a topic the
+    # receiver decoded leniently): keep the evidence visible, escaped, instead of failing.
+    return storable(value)
 
 
 async def insert_rejections(conn: AsyncConnection, rejections: Sequence[Rejection]) -> int:

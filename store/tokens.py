@@ -15,6 +15,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from compliance.text import check_line
+
 # Every function here expects a connection with ``row_factory=dict_row`` (as the pool in
 # ``store.db`` hands out).
 
@@ -42,6 +44,8 @@ async def create_token(
     bad = sorted(set(roles) - set(ROLES))
     if bad or not roles:
         raise ValueError(f"roles must be among {', '.join(ROLES)}; got {roles}")
+    if name is not None:
+        check_line(name)  # ValueError: NUL, control characters, unpaired surrogates
     token = _PREFIX + secrets.token_urlsafe(32)
     cur = await conn.execute(
         "INSERT INTO api_tokens (name, roles, token_hash) VALUES (%s, %s, %s) RETURNING token_id",

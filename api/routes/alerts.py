@@ -25,6 +25,8 @@ from api import sse
 from api.auth import require_role
 from api.deps import ConnDep, SettingsDep
 from api.errors import Problem, unprocessable
+from api.links import link
+from compliance.text import Line, Text
 from store import alerts as store
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ AlertStatus = Literal["open", "acked", "resolved"]
 
 
 class AckIn(BaseModel):
-    note: str | None = Field(None, max_length=2000, description="why / what was done")
+    note: Text | None = Field(None, max_length=2000, description="why / what was done")
 
 
 class AlertPage(BaseModel):
@@ -56,24 +58,37 @@ class AlertPage(BaseModel):
 @router.get(
     "",
     response_model=AlertPage,
-    responses={400: {"model": Problem, "description": "malformed cursor"}},
+    responses={
+        200: {
+            "links": {
+                "AckAlert": link(
+                    "POST",
+                    "/v1/alerts/{alert_id}/ack",
+                    "acknowledge the newest alert of the page",
+                    alert_id="$response.body#/alerts/0/id",
+                )
+            }
+        },
+        400: {"model": Problem, "description": "malformed cursor"},
+    },
 )
 async def list_alerts(
     conn: ConnDep,
     _: Supervisor,
     status_: Annotated[
-        list[str] | None, Query(alias="status", description="open, acked, resolved")
+        list[Line] | None, Query(alias="status", description="open, acked, resolved")
     ] = None,
-    type_: Annotated[list[str] | None, Query(alias="type")] = None,
+    type_: Annotated[list[Line] | None, Query(alias="type")] = None,
     since: Annotated[datetime | None, Query(description="opened at or after (RFC 3339)")] = None,
-    vehicle_id: str | None = None,
+    vehicle_id: Line | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> AlertPage:
     """Persisted alerts, newest first. ``status`` and ``type`` may repeat or be comma lists."""
     before_id = None
     if cursor is not None:
-        if not cursor.isdigit():
+        # (ASCII digits: str.isdigit() admits "²", which int() refuses; and a bigint)
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "malformed cursor")
         before_id = int(cursor)
     if since is not None and since.tzinfo is None:

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, status
 
 from api.auth import require_role
 from api.deps import ConnDep, SettingsDep
+from api.links import link
 from api.schemas import OrderPublic, PodCreate, PodImageIn, PodPublic, PodSummary
 from compliance.plan import parse_time_ms
+from compliance.text import Line
 from store import orders, pod
 from store.tokens import Principal
 
@@ -30,8 +32,23 @@ def _not_found(order_id: str) -> HTTPException:
     response_model=OrderPublic,
     dependencies=[Depends(require_role("oms"))],
     summary="Status, ETA, window, history and proof of delivery of an order",
+    responses={
+        200: {
+            "links": {
+                "GetTrip": link(
+                    "GET", "/v1/trips/{trip_id}", "its trip", trip_id="$response.body#/trip_id"
+                ),
+                "Track": link(
+                    "GET",
+                    "/v1/track/{tracking_number}",
+                    "the customer's view of it",
+                    tracking_number="$response.body#/tracking_number",
+                ),
+            }
+        }
+    },
 )
-async def get_order(conn: ConnDep, order_id: str) -> dict[str, Any]:
+async def get_order(conn: ConnDep, order_id: Line) -> dict[str, Any]:
     order = await orders.get_order(conn, order_id)
     if order is None:
         raise _not_found(order_id)
@@ -77,7 +94,7 @@ def _decode_image(img: PodImageIn, kind: str, loc: list[Any], max_bytes: int) ->
 async def submit_pod(
     conn: ConnDep,
     settings: SettingsDep,
-    order_id: str,
+    order_id: Line,
     body: PodCreate,
     driver: Annotated[Principal, Depends(require_role("driver"))],
 ) -> dict[str, Any]:
@@ -124,7 +141,7 @@ async def submit_pod(
     dependencies=[Depends(require_role("oms"))],
     summary="Proof of delivery with its images (base64) and checksums",
 )
-async def get_pod(conn: ConnDep, order_id: str) -> dict[str, Any]:
+async def get_pod(conn: ConnDep, order_id: Line) -> dict[str, Any]:
     stored = await pod.get_pod(conn, order_id)
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no proof of delivery for {order_id!r}")

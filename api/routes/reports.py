@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from api.auth import require_role
 from api.deps import ConnDep
 from api.errors import unprocessable
+from compliance.text import Line
 from store import reports
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -23,7 +24,7 @@ async def delivery_performance(
     _: Annotated[Any, Depends(require_role("supervisor", "oms"))],
     from_: Annotated[datetime, Query(alias="from", description="range start, RFC 3339")],
     to: Annotated[datetime, Query(description="range end (exclusive), RFC 3339")],
-    vehicle_id: str | None = None,
+    vehicle_id: Line | None = None,
 ) -> dict[str, Any]:
     """Orders delivered, on-time rate, average delay and lead time (s), route adherence,
     speeding per 100 km, unplanned-stop minutes, POD coverage and perfect-delivery rate

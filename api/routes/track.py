@@ -1,7 +1,9 @@
 """Customer tracking (CONTRACT §6): ``GET /v1/track/{tracking_number}`` and the page.
 
 Public, so it shows only what the customer should see, answers unknown and malformed
-numbers with the same 404, and is rate limited per client address.
+numbers with the same 404, and is rate limited per client address. (Anything that is not
+a tracking number — control characters, NUL included — is refused by ``normalize``
+before any database lookup: the same 404.)
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ from pydantic import ValidationError
 
 from api.auth import require_role
 from api.deps import ConnDep
+from api.links import link
 from api.schemas import TripCreated, TripPublic
 from compliance.plan import TripPlan
 from compliance.route import prepare, validate_geometry
+from compliance.text import Line, json_problems, storable
 from store import trips
 
 router = APIRouter(prefix="/v1/trips", tags=["trips"])
@@ -41,13 +43,18 @@ EXAMPLE_PLAN = {
 }
 
 
+TRIP = "$response.body#/trip_id"
+ORDER = "$response.body#/orders/0/order_id"
+
+
 def _problems(exc: ValidationError) -> list[dict[str, Any]]:
     """One entry per problem; the plan-wide checks arrive joined by '; ' in one error."""
     out = []
     for err in exc.errors():
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        msg = storable(str(err.get("msg", ""))).removeprefix("Value error, ")
+        loc = ["body", *(storable(p) if isinstance(p, str) else p for p in err.get("loc", ()))]
         for part in msg.split("; "):
-            out.append({"loc": ["body", *err.get("loc", ())], "msg": part, "type": err["type"]})
+            out.append({"loc": loc, "msg": part, "type": err["type"]})
     return out
 
 
@@ -91,7 +98,16 @@ def validate_plan(body: dict[str, Any]) -> tuple[TripPlan, float, list[float]]:
 
     Field errors stop pydantic before the plan-wide checks, and those stop the geometry;
     so after a failure the plan is checked again without the offending fields, and with
-    field checks only, and whatever *else* that finds is added to the same answer."""
+    field checks only, and whatever *else* that finds is added to the same answer.
+
+    The plan is stored as it came, so first of all everything in it must be storable
+    (no NUL or unpaired surrogate in any string, no NaN, ...): those problems alone are
+    answered when there are any."""
+    if unstorable := json_problems(body, ("body",)):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            [{"loc": list(loc), "msg": msg, "type": "value_error"} for loc, msg in unstorable],
+        )
     try:
         plan = TripPlan.model_validate(body)
     except ValidationError as exc:
@@ -109,7 +125,11 @@ def validate_plan(body: dict[str, Any]) -> tuple[TripPlan, float, list[float]]:
                 ]
                 seen |= {(tuple(p["loc"]), p["msg"]) for p in problems}
                 continue
-            if len(set(partial.coordinates)) >= 2:
+            try:
+                usable = len(set(partial.coordinates)) >= 2
+            except ValueError:  # a bad route: already among the problems
+                usable = False
+            if usable:
                 problems += _geometry(partial)[1]
             break
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problems) from exc
@@ -126,6 +146,31 @@ def validate_plan(body: dict[str, Any]) -> tuple[TripPlan, float, list[float]]:
     dependencies=[OmsOnly],
     summary="Create (or replace) a trip plan",
     responses={
+        201: {
+            "links": {
+                "GetTrip": link("GET", "/v1/trips/{trip_id}", "the trip", trip_id=TRIP),
+                "CancelTrip": link("POST", "/v1/trips/{trip_id}/cancel", "cancel it", trip_id=TRIP),
+                "GetOrder": link("GET", "/v1/orders/{order_id}", "its first order", order_id=ORDER),
+                "SubmitPod": link(
+                    "POST", "/v1/orders/{order_id}/pod", "deliver it", order_id=ORDER
+                ),
+                "GetPod": link(
+                    "GET", "/v1/orders/{order_id}/pod", "its proof of delivery", order_id=ORDER
+                ),
+                "Track": link(
+                    "GET",
+                    "/v1/track/{tracking_number}",
+                    "the customer's view of it",
+                    tracking_number="$response.body#/orders/0/tracking_number",
+                ),
+                "VehicleTrack": link(
+                    "GET",
+                    "/v1/vehicles/{vehicle_id}/track",
+                    "the vehicle's track",
+                    vehicle_id="$response.body#/vehicle_id",
+                ),
+            }
+        },
         409: {"description": "trip ended, or an order is live on another trip"},
         422: {"description": "the plan's problems, every one of them"},
     },
@@ -162,7 +207,7 @@ async def create_trip(
     dependencies=[Depends(require_role("oms", "supervisor"))],
     summary="Plan and live state of a trip",
 )
-async def get_trip(conn: ConnDep, trip_id: str) -> dict[str, Any]:
+async def get_trip(conn: ConnDep, trip_id: Line) -> dict[str, Any]:
     trip = await trips.get_trip(conn, trip_id)
     if trip is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown trip {trip_id!r}")
@@ -187,7 +232,7 @@ async def get_trip(conn: ConnDep, trip_id: str) -> dict[str, Any]:
     }
 
 
-async def _cancel(conn: ConnDep, trip_id: str) -> dict[str, Any]:
+async def _cancel(conn: ConnDep, trip_id: Line) -> dict[str, Any]:
     try:
         done = await trips.cancel_trip(conn, trip_id, "trip cancelled")
     except trips.PlanConflict as exc:
@@ -198,11 +243,11 @@ async def _cancel(conn: ConnDep, trip_id: str) -> dict[str, Any]:
 
 
 @router.post("/{trip_id}/cancel", dependencies=[OmsOnly], summary="Cancel a trip")
-async def cancel_trip(conn: ConnDep, trip_id: str) -> dict[str, Any]:
+async def cancel_trip(conn: ConnDep, trip_id: Line) -> dict[str, Any]:
     """Cancels the trip and every order on it that is not yet delivered or failed."""
     return await _cancel(conn, trip_id)
 
 
 @router.delete("/{trip_id}", dependencies=[OmsOnly], summary="Cancel a trip (same as /cancel)")
-async def delete_trip(conn: ConnDep, trip_id: str) -> dict[str, Any]:
+async def delete_trip(conn: ConnDep, trip_id: Line) -> dict[str, Any]:
     return await _cancel(conn, trip_id)

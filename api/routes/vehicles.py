@@ -11,6 +11,7 @@ from api.auth import require_role
 from api.deps import ConnDep
 from api.schemas import VehiclePublic, rfc3339
 from compliance.plan import parse_time_ms
+from compliance.text import Line
 from store import vehicles
 
 router = APIRouter(
@@ -44,7 +45,7 @@ def _time_param(value: str | None, name: str) -> datetime | None:
 @router.get("/{vehicle_id}/track", summary="Stored pings of one vehicle as GeoJSON")
 async def vehicle_track(
     conn: ConnDep,
-    vehicle_id: str,
+    vehicle_id: Line,
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339 or epoch ms")] = None,
     to: Annotated[str | None, Query(description="RFC 3339 or epoch ms; default now")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_TRACK_POINTS)] = MAX_TRACK_POINTS,

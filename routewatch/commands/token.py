@@ -6,7 +6,17 @@ import argparse
 import asyncio
 import sys
 
+from compliance.text import check_line
 from routewatch.settings import get_settings
+
+
+def _token_name(value: str) -> str:
+    """``--name``: one line of printable text (it is stored, and listed in columns).
+    (argv cannot hold NUL; bytes that are not UTF-8 arrive as unpaired surrogates.)"""
+    try:
+        return check_line(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"token name {exc}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["oms", "supervisor", "driver"],
         help="may be given several times",
     )
-    c.add_argument("--name", help="who or what the token is for")
+    c.add_argument("--name", type=_token_name, help="who or what the token is for")
     c.set_defaults(func=run)
     ls = actions.add_parser("list", help="list tokens (never the tokens themselves)")
     ls.set_defaults(func=run)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from store import tokens
 
 
 def test_token_command_create_list_revoke(database_url: str, db: object) -> None:
@@ -39,3 +44,43 @@ def test_token_command_create_list_revoke(database_url: str, db: object) -> None
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT token_hash FROM api_tokens").fetchone()
     assert stored is not None and token not in stored[0]
+
+
+CLI = [sys.executable, "-m", "routewatch.cli", "token"]
+
+
+def test_token_names_with_control_characters_are_refused(database_url: str, db: object) -> None:
+    """A name is one line of printable text (it is listed in tab-separated columns); bytes
+    that are not UTF-8 arrive as unpaired surrogates. A clear usage error, no traceback."""
+    for name in (b"a\tb", b"two\nlines", b"bad \xff utf-8"):
+        made = subprocess.run(
+            [
+                *CLI,
+                "--database-url",
+                database_url,
+                "create",
+                "--role=oms",
+                f"--name={os.fsdecode(name)}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert made.returncode == 2, made.stderr
+        assert "argument --name: token name contains" in made.stderr
+        assert "Traceback" not in made.stderr and not made.stdout
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM api_tokens").fetchone() == (0,)
+
+
+async def test_create_token_refuses_names_it_cannot_store(database_url: str, db: object) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=dict_row
+    ) as conn:
+        for name in ("nul\x00", "lone \ud800", "bell\x07"):
+            with pytest.raises(ValueError, match="contains"):
+                await tokens.create_token(conn, ["oms"], name)
+        token_id, _ = await tokens.create_token(conn, ["oms"], "مرحبا 😀 ok")
+        assert (await tokens.list_tokens(conn))[0]["name"] == "مرحبا 😀 ok"
+        assert token_id > 0
