@@ -72,11 +72,11 @@ async def commit_batch(
         stored = await insert_pings(conn, pending.pings, result)
         await insert_rejections(conn, pending.rejections)
         new_events = await insert_events(conn, events)
+        if seq is not None:  # the numbering goes with the pings (the engine holds it)
+            await save_report(conn, seq)
         if essentials_only:
             return CommitOutcome(stored, new_events)
         await upsert_vehicle_state(conn, pending.pings, result, tick_events)
-        if seq is not None:
-            await save_report(conn, seq)
         await update_trips_and_stops(conn, snapshots)
         orders = _optional_module("store.orders")
         if orders is not None and (new_events or snapshots):

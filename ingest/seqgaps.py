@@ -12,7 +12,9 @@ is committed with the pings, ``store.seqgaps``):
   late ping arriving into an earlier gap: the gap shrinks (reordered delivery);
 - a number seen before is a duplicate (re-delivery): nothing changes;
 - a number below ``last`` with a *newer* fix time than ``last``'s is a tracker that
-  started counting again (a reboot): a restart, not a gap;
+  started counting again (a reboot): a restart, not a gap; after a restart, numbers
+  above ``last`` with *older* fix times are the old numbering's stragglers: ignored;
+- a jump of more than ``MAX_JUMP`` numbers is a reset too, not a gap;
 - pings without ``seq`` are not followed.
 
 A gap is only *reported* (log line, metric, ``ping_gaps`` row: :class:`GapReporter`) once
@@ -42,6 +44,9 @@ from compliance.grouping import factorise
 from compliance.types import PingBatch
 
 WINDOW = 64  # numbers below the newest whose arrival is remembered (one bit each)
+#: a jump further than this is not a gap but a tracker that was reset or sent nonsense:
+#: its numbering is taken up from there (counted as a restart)
+MAX_JUMP = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,13 @@ def _advance(
             last_seq[v], last_ts[v], mask[v] = s, ts[i], all_seen
             continue
         d = s - last
+        if d > 0 and restarts[v] > 0 and ts[i] < last_ts[v]:
+            continue  # a straggler of the numbering before the restart
+        if d > MAX_JUMP:  # reset to a far number: take the numbering up from here
+            restarts[v] += 1
+            restarted[v] = True
+            last_seq[v], last_ts[v], mask[v] = s, ts[i], all_seen
+            continue
         if d > 0:
             if d > 1:
                 missing[v] += d - 1
@@ -157,6 +169,7 @@ class SeqTracker:
         self.missing = np.zeros(capacity, np.int64)
         self.gaps = np.zeros(capacity, np.int64)
         self.restarts = np.zeros(capacity, np.int64)
+        self.filled_total = np.zeros(capacity, np.int64)  # late pings into gaps, this run
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -178,6 +191,7 @@ class SeqTracker:
             ("missing", 0),
             ("gaps", 0),
             ("restarts", 0),
+            ("filled_total", 0),
         ):
             old = getattr(self, name)
             new = np.full(capacity, fill, old.dtype)
@@ -207,24 +221,39 @@ class SeqTracker:
             int(self.restarts[k]),
         )
 
-    def still_missing(self, gap: Gap) -> int:
-        """How many numbers of ``gap`` have not arrived yet (those further below the
-        newest than the window remembers count as missing). A tracker that restarted
-        since has nothing pending."""
+    def marks(self, vehicle_id: str) -> tuple[int, int]:
+        """(restarts, late pings so far) of a tracker: what :meth:`still_missing` compares
+        a gap against."""
+        k = self._slots[vehicle_id]
+        return int(self.restarts[k]), int(self.filled_total[k])
+
+    def still_missing(self, gap: Gap, marks: tuple[int, int]) -> int:
+        """How many numbers of ``gap`` have not arrived yet; ``marks`` are the tracker's
+        :meth:`marks` when the gap was found. Numbers still in the window are looked up
+        bit by bit; for those already below it, late pings since the gap was found are
+        taken as theirs (exact with one open gap per tracker; with several, a late ping
+        of another gap may be credited to this one: the count errs low, never high). A
+        tracker that restarted since counts the gap as it was."""
         k = self._slots.get(gap.vehicle_id)
         if k is None:
             return 0
-        last = int(self.last_seq[k])
-        if last < gap.next_seq:  # restarted: the old numbering is over, count it as it was
+        restarts, filled = marks
+        if int(self.restarts[k]) != restarts:
             return gap.missing
+        last = int(self.last_seq[k])
         mask = int(self.mask[k])
         lo, hi = gap.after_seq + 1, gap.next_seq - 1  # the numbers of the gap
         window_low = last - WINDOW  # the lowest number the mask remembers
         beyond = max(0, min(hi, window_low - 1) - lo + 1)
-        inside = sum(
-            1 for s in range(max(lo, window_low), hi + 1) if not mask >> (last - 1 - s) & 1
-        )
-        return beyond + inside
+        seen_inside = 0
+        inside = 0
+        for s in range(max(lo, window_low), hi + 1):
+            if mask >> (last - 1 - s) & 1:
+                seen_inside += 1
+            else:
+                inside += 1
+        late_beyond = max(0, int(self.filled_total[k]) - filled - seen_inside)
+        return max(0, beyond - late_beyond) + inside
 
     def observe(self, batch: PingBatch) -> SeqReport:
         """Follow the numbers of one batch of accepted pings (any order)."""
@@ -273,6 +302,7 @@ class SeqTracker:
             )
         ]
         report.filled = int(filled.sum())
+        self.filled_total[:size] += filled
         report.restarts = [ids[k] for k in np.flatnonzero(restarted).tolist()]
         report.states = [self._state(k) for k in np.flatnonzero(touched).tolist()]
         return report
@@ -283,7 +313,7 @@ class GapReporter:
 
     def __init__(self, allowance_s: float) -> None:
         self.allowance_s = allowance_s
-        self._waiting: collections.deque[tuple[float, Gap]] = collections.deque()
+        self._waiting: collections.deque[tuple[float, Gap, tuple[int, int]]] = collections.deque()
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -291,8 +321,10 @@ class GapReporter:
     def any_due(self, now_s: float) -> bool:
         return bool(self._waiting) and self._waiting[0][0] <= now_s
 
-    def add(self, gaps: list[Gap], now_s: float) -> None:
-        self._waiting.extend((now_s + self.allowance_s, g) for g in gaps)
+    def add(self, gaps: list[Gap], tracker: SeqTracker, now_s: float) -> None:
+        self._waiting.extend(
+            (now_s + self.allowance_s, g, tracker.marks(g.vehicle_id)) for g in gaps
+        )
 
     def due(self, tracker: SeqTracker, now_s: float | None = None) -> list[Gap]:
         """The gaps whose allowance has passed (all of them when ``now_s`` is None), with
@@ -300,8 +332,8 @@ class GapReporter:
         out: list[Gap] = []
         waiting = self._waiting
         while waiting and (now_s is None or waiting[0][0] <= now_s):
-            gap = waiting.popleft()[1]
-            if (missing := tracker.still_missing(gap)) > 0:
+            _, gap, marks = waiting.popleft()
+            if (missing := tracker.still_missing(gap, marks)) > 0:
                 out.append(dataclasses.replace(gap, missing=missing))
         return out
 

@@ -70,7 +70,7 @@ from routewatch.settings import Settings
 from store import copy_binary
 from store.db import make_pool
 from store.live import load_checkpoint, save_checkpoint
-from store.seqgaps import load_tracker_states
+from store.seqgaps import load_tracker_states, save_report
 
 log = logging.getLogger(__name__)
 
@@ -262,14 +262,21 @@ class Pipeline:
 
     async def _final_checkpoint(self) -> None:
         """After the drain every processed batch is committed, so the engine state is
-        consistent with the database: save it for the next start."""
-        if self.processor is None or self._lost_commit:
-            return  # nothing to save, or the drain could not commit
+        consistent with the database: save it for the next start, and report the gaps
+        still waiting for their reorder allowance with what is missing now."""
+        if self._lost_commit:
+            return  # the drain could not commit
+        gaps = SeqReport(gaps=self._gaps.due(self.seq))
         try:
-            async with self.pool.connection() as conn:
-                await save_checkpoint(conn, self.processor.checkpoint(), self.watermark_ms())
+            async with self.pool.connection() as conn, conn.transaction():
+                if gaps.gaps:
+                    await save_report(conn, gaps)
+                if self.processor is not None:
+                    await save_checkpoint(conn, self.processor.checkpoint(), self.watermark_ms())
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.warning("could not save the final engine checkpoint: %s", exc)
+            return
+        _report_loss(gaps)
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -322,7 +329,7 @@ class Pipeline:
         due now are reported with what is still missing (``ingest.seqgaps``)."""
         seq = self.seq.observe(pending.pings) if len(pending.pings) else SeqReport()
         now_s = time.monotonic()
-        self._gaps.add(seq.gaps, now_s)
+        self._gaps.add(seq.gaps, self.seq, now_s)
         seq.gaps = self._gaps.due(self.seq, now_s)
         return seq
 

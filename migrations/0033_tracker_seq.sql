@@ -24,7 +24,7 @@ CREATE TABLE ping_gaps (
     vehicle_id   text NOT NULL,
     after_seq    bigint NOT NULL,
     next_seq     bigint NOT NULL,
-    missing      integer NOT NULL,
+    missing      bigint NOT NULL,
     PRIMARY KEY (id, detected_at)
 );
 CREATE INDEX ping_gaps_detected ON ping_gaps (detected_at);

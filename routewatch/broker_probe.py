@@ -11,6 +11,7 @@ It takes well under a second on a local broker.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -73,16 +74,72 @@ def _connect(c: mqtt.Client, broker: MqttEndpoint) -> None:
     c.connect(broker.host, broker.port, keepalive=30)
     c.loop_start()
     if not connected.wait(TIMEOUT_S) or refused:
-        c.loop_stop()
+        _close(c)
         raise ConnectionError(f"refused: {refused[0] if refused else 'no CONNACK'}")
+
+
+def _close(c: mqtt.Client) -> None:
+    c.disconnect()
+    c.loop_stop()
+
+
+def _subscribe(c: mqtt.Client, topic: str) -> None:
+    granted: list[bool] = []
+    done = threading.Event()
+
+    def on_subscribe(
+        _c: object, _u: object, _mid: int, codes: list[mqtt.ReasonCode], _p: object
+    ) -> None:
+        granted.extend(not rc.is_failure for rc in codes)
+        done.set()
+
+    c.on_subscribe = on_subscribe
+    c.subscribe(topic, qos=1)
+    if not done.wait(TIMEOUT_S) or not all(granted):
+        raise ConnectionError(f"subscription to {topic} refused (an ACL?)")
 
 
 def probe_offline_queue(broker: MqttEndpoint, messages: int = PROBE_MESSAGES) -> QueueProbe:
     """How many of ``messages`` QoS 1 messages the broker keeps for an absent persistent
     session. Raises ``ConnectionError`` or ``OSError`` when the probe cannot run (a
-    broker refusing the login or the topic)."""
+    broker refusing the login or the topic); the probe's session is removed either way."""
     client_id = f"rw-queue-probe-{uuid.uuid4().hex[:8]}"
     topic = f"routewatch/queue-probe/{client_id}"
+    try:
+        sent = _park(broker, client_id, topic, messages)
+        return QueueProbe(sent, _collect(broker, client_id, sent))
+    finally:
+        with contextlib.suppress(OSError, ConnectionError):
+            cleaner = _client(broker, client_id, clean=True)  # removes the session
+            _connect(cleaner, broker)
+            _close(cleaner)
+
+
+def _park(broker: MqttEndpoint, client_id: str, topic: str, messages: int) -> int:
+    """Subscribe as a persistent session, go away, publish; returns how many the broker
+    acknowledged."""
+    subscriber = _client(broker, client_id, clean=False)
+    _connect(subscriber, broker)
+    try:
+        _subscribe(subscriber, topic)
+    finally:
+        _close(subscriber)
+    publisher = _client(broker, f"{client_id}-pub", clean=True)
+    _connect(publisher, broker)
+    try:
+        infos = [publisher.publish(topic, b"probe", qos=1) for _ in range(messages)]
+        deadline = time.monotonic() + TIMEOUT_S
+        for info in infos:
+            with contextlib.suppress(RuntimeError, ValueError):  # lost: not acknowledged
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+        return sum(1 for info in infos if info.is_published())
+    finally:
+        _close(publisher)
+
+
+def _collect(broker: MqttEndpoint, client_id: str, expected: int) -> int:
+    """Come back as the session and count what the broker kept (until ``QUIET_S`` passes
+    without a message, once the first has come)."""
     received = 0
     last = time.monotonic()
     lock = threading.Lock()
@@ -94,41 +151,15 @@ def probe_offline_queue(broker: MqttEndpoint, messages: int = PROBE_MESSAGES) ->
             last = time.monotonic()
 
     subscriber = _client(broker, client_id, clean=False)
-    _connect(subscriber, broker)
-    subscribed = threading.Event()
-    subscriber.on_subscribe = lambda *_: subscribed.set()
-    subscriber.subscribe(topic, qos=1)
-    if not subscribed.wait(TIMEOUT_S):
-        raise ConnectionError("no SUBACK")
-    subscriber.disconnect()
-    subscriber.loop_stop()
-
-    publisher = _client(broker, f"{client_id}-pub", clean=True)
-    _connect(publisher, broker)
-    try:
-        infos = [publisher.publish(topic, b"probe", qos=1) for _ in range(messages)]
-        deadline = time.monotonic() + TIMEOUT_S
-        for info in infos:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-    finally:
-        publisher.disconnect()
-        publisher.loop_stop()
-
-    subscriber = _client(broker, client_id, clean=False)
     subscriber.on_message = on_message
     _connect(subscriber, broker)
-    last = time.monotonic()
-    deadline = last + TIMEOUT_S
-    while time.monotonic() < deadline:
-        with lock:
-            if received >= messages or time.monotonic() - last > QUIET_S:
-                break
-        time.sleep(0.05)
-    subscriber.disconnect()
-    subscriber.loop_stop()
-    # remove the session (a clean connection with the same id)
-    cleaner = _client(broker, client_id, clean=True)
-    _connect(cleaner, broker)
-    cleaner.disconnect()
-    cleaner.loop_stop()
-    return QueueProbe(messages, received)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < TIMEOUT_S:
+            with lock:
+                if received >= expected or (received and time.monotonic() - last > QUIET_S):
+                    break
+            time.sleep(0.05)
+    finally:
+        _close(subscriber)
+    return received

@@ -45,7 +45,9 @@ class FleetWatch:
     def line(self) -> str:
         clock = datetime.now().strftime("%H:%M:%S")
         try:
-            with psycopg.connect(self.database_url, connect_timeout=2) as conn:
+            with psycopg.connect(
+                self.database_url, connect_timeout=2, options="-c statement_timeout=2000"
+            ) as conn:
                 row = conn.execute(FLEET_SUMMARY_SQL).fetchone()
         except psycopg.Error as exc:
             return f"{clock}  fleet: the database did not answer ({type(exc).__name__})"

@@ -30,7 +30,7 @@ ON CONFLICT (vehicle_id) DO UPDATE SET
 
 _INSERT_GAPS = """
 INSERT INTO ping_gaps (vehicle_id, after_seq, next_seq, missing)
-SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::int[])
+SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::bigint[])
 """
 
 _LOAD = """

@@ -165,7 +165,7 @@ def _check_reused_broker(settings: Settings, url: str) -> None:
 
     try:
         probe = probe_offline_queue(MqttEndpoint.from_settings(settings, url))
-    except (OSError, ValueError) as exc:  # ConnectionError included
+    except (OSError, ValueError, RuntimeError) as exc:  # ConnectionError included
         log.warning(
             "reusing the MQTT broker at %s, which routewatch did not configure, and could not "
             "check how many messages it keeps for the engine (%s): make sure its "

@@ -39,7 +39,7 @@ def test_a_jump_is_a_gap_and_late_pings_fill_it() -> None:
     ]
     assert report.missing == 3 and report.filled == 0
     reporter = GapReporter(allowance_s=30)
-    reporter.add(report.gaps, now_s=100)
+    reporter.add(report.gaps, tracker, now_s=100)
     assert reporter.due(tracker, now_s=129) == []  # still within the reorder allowance
     report = tracker.observe(batch(pings("A", [5, 9, 5, 2])))  # 5 late, 9 new, dups
     assert report.gaps == [] and report.filled == 1
@@ -51,7 +51,7 @@ def test_a_jump_is_a_gap_and_late_pings_fill_it() -> None:
 
 def test_a_gap_closed_by_late_pings_is_never_reported() -> None:
     tracker, reporter = SeqTracker(), GapReporter(allowance_s=30)
-    reporter.add(tracker.observe(batch(pings("A", [1, 4]))).gaps, now_s=0)
+    reporter.add(tracker.observe(batch(pings("A", [1, 4]))).gaps, tracker, now_s=0)
     tracker.observe(batch(pings("A", [3, 2])))
     assert reporter.due(tracker, now_s=60) == [] and len(reporter) == 0
 
@@ -81,7 +81,7 @@ def test_older_than_the_window_stays_missing() -> None:
     tracker = SeqTracker()
     tracker.observe(batch(pings("A", [0, 1, 3 + WINDOW + 5])))
     reporter = GapReporter(allowance_s=0)
-    reporter.add(tracker.observe(batch(pings("A", [3 + 2 * WINDOW]))).gaps, now_s=0)
+    reporter.add(tracker.observe(batch(pings("A", [3 + 2 * WINDOW]))).gaps, tracker, now_s=0)
     report = tracker.observe(batch(pings("A", [2, 3 + WINDOW])))  # 2: too far below
     assert report.gaps == [] and report.filled == 1
     state = tracker.state("A")
@@ -134,3 +134,32 @@ def test_missing_equals_what_was_lost(
     start = min(first_arrived_batch)
     expected = sum(1 for s in range(start, max(received) + 1) if s not in received)
     assert state.missing == expected
+
+
+def test_late_pings_count_even_once_below_the_window() -> None:
+    """A gap closed by late pings, then left behind by more than WINDOW numbers before
+    the allowance ends, is not reported."""
+    tracker, reporter = SeqTracker(), GapReporter(allowance_s=30)
+    reporter.add(tracker.observe(batch(pings("A", [100, 105]))).gaps, tracker, now_s=0)
+    tracker.observe(batch(pings("A", [101, 102, 103, 104])))
+    tracker.observe(batch(pings("A", list(range(106, 300)))))
+    assert reporter.due(tracker, now_s=30) == []
+    state = tracker.state("A")
+    assert state is not None and state.missing == 0
+
+
+def test_stragglers_of_the_old_numbering_after_a_restart_are_ignored() -> None:
+    tracker = SeqTracker()
+    tracker.observe(batch([("A", 500, 1000)]))
+    tracker.observe(batch([("A", 0, 2000), ("A", 1, 2001)]))  # rebooted
+    report = tracker.observe(batch([("A", 498, 990), ("A", 499, 995), ("A", 2, 2002)]))
+    assert report.gaps == [] and report.restarts == []
+    state = tracker.state("A")
+    assert state is not None and (state.last_seq, state.restarts, state.missing) == (2, 1, 0)
+
+
+def test_a_wild_jump_is_a_reset_not_a_gap() -> None:
+    tracker = SeqTracker()
+    tracker.observe(batch(pings("A", [1, 2])))
+    report = tracker.observe(batch([("A", 2**40, 3000), ("A", 2**40 + 1, 4000)]))
+    assert report.gaps == [] and report.restarts == ["A"]
