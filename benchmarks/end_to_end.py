@@ -71,6 +71,7 @@ from benchmarks.mqtt_clients import (
 )
 from compliance.plan import TripPlan, parse_time_ms
 from ingest.receiver import ConnectOptions, connect
+from routewatch.mqtt_endpoint import varint
 from routewatch.services import PrivateMosquitto
 from simulator.mqttwire import WirePublisher
 from store.pings import _STAGE_DDL, _STAGE_TYPES, copy_rows
@@ -236,20 +237,11 @@ def encode_stream(
             header = headers[v] = struct.pack("!H", len(topic)) + topic
         pid = pid % 65535 + 1
         rest = len(header) + 2 + len(body)
-        stream += b"\x32" + _varint(rest) + header + pid.to_bytes(2, "big") + body
+        stream += b"\x32" + varint(rest) + header + pid.to_bytes(2, "big") + body
         ends.append(len(stream))
         due.append(ts_ms)
     unsent = sum(len(items) for items in buffered.values())
     return stream, ends, due, traced, total - unsent
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = n >> 7, n & 0x7F
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def publish(port: int, fleet: Fleet, rate: float, seconds: float, out: Connection) -> None:

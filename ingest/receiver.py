@@ -36,6 +36,8 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from routewatch.mqtt_endpoint import utf8, varint
+
 #: one received PUBLISH: (topic, payload, packet id (0 for QoS 0), qos)
 Inbound = tuple[str, bytes, int, int]
 
@@ -75,15 +77,6 @@ class ConnectOptions:
     tls: ssl.SSLContext | None = None
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _read_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
     """(value, position after it), or None when ``buf`` ends inside it."""
     value = shift = 0
@@ -98,13 +91,8 @@ def _read_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, in
     raise MqttError("malformed variable byte integer")
 
 
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
 def _packet(first_byte: int, body: bytes) -> bytes:
-    return bytes([first_byte]) + _varint(len(body)) + body
+    return bytes([first_byte]) + varint(len(body)) + body
 
 
 def _properties(props: dict[int, int]) -> bytes:
@@ -112,7 +100,7 @@ def _properties(props: dict[int, int]) -> bytes:
     for pid, value in props.items():
         out.append(pid)
         out += value.to_bytes(_PROPERTY_KIND[pid], "big")
-    return _varint(len(out)) + bytes(out)
+    return varint(len(out)) + bytes(out)
 
 
 def parse_properties(data: bytes | bytearray, pos: int) -> tuple[dict[int, object], int]:
@@ -151,15 +139,15 @@ def parse_properties(data: bytes | bytearray, pos: int) -> tuple[dict[int, objec
 
 def connect_packet(opts: ConnectOptions) -> bytes:
     flags = 0x02 if opts.clean_start else 0x00
-    payload = _utf8(opts.client_id)
+    payload = utf8(opts.client_id)
     if opts.username is not None:
         flags |= 0x80
-        payload += _utf8(opts.username)
+        payload += utf8(opts.username)
     if opts.password is not None:
         flags |= 0x40
-        payload += _utf8(opts.password)
+        payload += utf8(opts.password)
     props = _properties({0x11: opts.session_expiry_s, _PROP_RECEIVE_MAXIMUM: opts.receive_maximum})
-    body = _utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", opts.keepalive_s) + props
+    body = utf8("MQTT") + bytes([5, flags]) + struct.pack("!H", opts.keepalive_s) + props
     return _packet(_CONNECT, body + payload)
 
 
@@ -320,7 +308,7 @@ class MqttConnection:
 
     async def subscribe(self, topic_filter: str, qos: int = 1, timeout_s: float = 10.0) -> None:
         def packet(mid: int) -> bytes:
-            body = struct.pack("!H", mid) + b"\x00" + _utf8(topic_filter) + bytes([qos])
+            body = struct.pack("!H", mid) + b"\x00" + utf8(topic_filter) + bytes([qos])
             return _packet(_SUBSCRIBE, body)
 
         body = await self._request(packet, timeout_s)
@@ -357,7 +345,7 @@ class MqttConnection:
         self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0
     ) -> None:
         """Publish; with QoS 1 return once the broker acknowledged it."""
-        head = _utf8(topic)
+        head = utf8(topic)
         if qos == 0:
             self._write(_packet(_PUBLISH, head + b"\x00" + payload))
             return

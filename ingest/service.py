@@ -536,7 +536,8 @@ def _report_loss(seq: SeqReport) -> None:
     allowance) and for trackers that started counting again."""
     if seq.gaps:
         metrics.PINGS_MISSING.inc(seq.missing)
-        for gap in sorted(seq.gaps, key=lambda g: -g.missing)[:MAX_GAP_LINES]:
+        largest_first = sorted(seq.gaps, key=lambda g: -g.missing)
+        for gap in largest_first[:MAX_GAP_LINES]:
             log.warning(
                 "%d pings missing from %s (seq %d -> %d)",
                 gap.missing,
@@ -546,7 +547,7 @@ def _report_loss(seq: SeqReport) -> None:
                 extra={"vehicle_id": gap.vehicle_id, "missing": gap.missing},
             )
         if len(seq.gaps) > MAX_GAP_LINES:
-            rest = sorted(seq.gaps, key=lambda g: -g.missing)[MAX_GAP_LINES:]
+            rest = largest_first[MAX_GAP_LINES:]
             log.warning(
                 "and %d more gaps: %d pings missing from %d more trackers",
                 len(rest),

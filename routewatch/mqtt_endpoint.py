@@ -107,27 +107,31 @@ class MqttEndpoint:
         return context
 
 
+def varint(n: int) -> bytes:
+    """MQTT's variable byte integer (remaining length, property lengths)."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def utf8(text: str) -> bytes:
+    """An MQTT UTF-8 string: two-byte length, then the bytes."""
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
 def connect_packet_v311(client_id: str, username: str | None, password: str | None) -> bytes:
     """A minimal MQTT 3.1.1 CONNECT (clean session, keepalive 10 s), for reachability probes."""
-
-    def utf8(text: str) -> bytes:
-        raw = text.encode()
-        return len(raw).to_bytes(2, "big") + raw
-
     flags, payload = 0x02, utf8(client_id)
     if username is not None:
         flags, payload = flags | 0x80, payload + utf8(username)
         if password is not None:
             flags, payload = flags | 0x40, payload + utf8(password)
     body = b"\x00\x04MQTT\x04" + bytes([flags]) + (10).to_bytes(2, "big") + payload
-    length = bytearray()
-    n = len(body)
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        length.append(byte | (0x80 if n else 0))
-        if not n:
-            break
-    return b"\x10" + bytes(length) + body
+    return b"\x10" + varint(len(body)) + body
 
 
 def connack_ok(connack: bytes) -> bool:

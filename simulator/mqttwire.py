@@ -22,19 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("!H", len(raw)) + raw
+from routewatch.mqtt_endpoint import utf8, varint
 
 
 class TlsStream:
@@ -140,12 +128,12 @@ class WirePublisher:
                 raise
         flags, login = 0x02, b""  # clean session; then user name and password, if given
         if username is not None:
-            flags, login = flags | 0x80, _utf8(username)
+            flags, login = flags | 0x80, utf8(username)
             if password is not None:
-                flags, login = flags | 0x40, login + _utf8(password)
-        head = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive_s)
-        body = head + _utf8(client_id) + login
-        self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+                flags, login = flags | 0x40, login + utf8(password)
+        head = utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive_s)
+        body = head + utf8(client_id) + login
+        self.sock.sendall(b"\x10" + varint(len(body)) + body)
         ack = self._read_exact(4)
         if ack[0] != 0x20 or ack[3] != 0:
             raise ConnectionError(f"CONNACK refused: {ack!r}")
@@ -201,7 +189,7 @@ class WirePublisher:
                 var = struct.pack("!H", len(t)) + t + struct.pack("!H", pid)
             else:
                 var = struct.pack("!H", len(t)) + t
-            parts.append(bytes([header]) + _remaining_length(len(var) + len(p)) + var + p)
+            parts.append(bytes([header]) + varint(len(var) + len(p)) + var + p)
         if not parts:
             self._maybe_ping()
             return 0

@@ -39,11 +39,16 @@ SELECT vehicle_id, last_seq, (extract(epoch FROM last_ts) * 1000)::bigint, seen_
 FROM tracker_seq
 """
 
+#: the gaps reported in the last ``RECENT_MINUTES`` (an SQL relation)
+RECENT_GAPS = (
+    f"(SELECT * FROM ping_gaps WHERE detected_at > now() - interval '{RECENT_MINUTES} minutes')"
+)
+
 RECENT_SQL = f"""
 SELECT coalesce(sum(missing), 0)::bigint AS pings_missing,
        count(*) FILTER (WHERE missing > 0) AS gaps,
        count(DISTINCT vehicle_id) FILTER (WHERE missing > 0) AS vehicles
-FROM ping_gaps WHERE detected_at > now() - interval '{RECENT_MINUTES} minutes'
+FROM {RECENT_GAPS} g
 """
 
 

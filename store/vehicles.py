@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from store.seqgaps import RECENT_MINUTES
+from store.seqgaps import RECENT_GAPS
 
 Conn = AsyncConnection[dict[str, Any]]
 
@@ -31,8 +31,7 @@ SELECT count(*) AS on_road,
        count(*) FILTER (WHERE k = 'late') AS late,
        count(*) FILTER (WHERE k = 'lost') AS signal_lost,
        (SELECT count(*) FROM alerts WHERE status = 'open') AS open_alerts,
-       (SELECT coalesce(sum(missing), 0) FROM ping_gaps
-         WHERE detected_at > now() - interval '{RECENT_MINUTES} minutes') AS pings_missing
+       (SELECT coalesce(sum(missing), 0) FROM {RECENT_GAPS} g) AS pings_missing
 FROM road
 """
 
@@ -55,8 +54,7 @@ async def live_states(conn: Conn) -> list[dict[str, Any]]:
                   coalesce(g.missing, 0) AS pings_missing_recent
            FROM vehicles v FULL OUTER JOIN vehicle_state s ON s.vehicle_id = v.vehicle_id
            LEFT JOIN tracker_seq q ON q.vehicle_id = coalesce(v.vehicle_id, s.vehicle_id)
-           LEFT JOIN (SELECT vehicle_id, sum(missing) AS missing FROM ping_gaps
-                       WHERE detected_at > now() - interval '{RECENT_MINUTES} minutes'
+           LEFT JOIN (SELECT vehicle_id, sum(missing) AS missing FROM {RECENT_GAPS} r
                        GROUP BY vehicle_id) g
                   ON g.vehicle_id = coalesce(v.vehicle_id, s.vehicle_id)
            ORDER BY 1"""

@@ -131,6 +131,15 @@ def known_ids(api_server: Server, database_url: str) -> dict[str, str]:
     }
 
 
+def path_variants(case: Any, known_ids: dict[str, str]) -> list[dict[str, Any]]:
+    """The generated path parameters, and (when the operation has any) the same request
+    against a real resource."""
+    variants = [dict(case.path_parameters or {})]
+    if real := {k: v for k, v in known_ids.items() if k in (case.path_parameters or {})}:
+        variants.append({**variants[0], **real})
+    return variants
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -141,9 +150,7 @@ def known_ids(api_server: Server, database_url: str) -> dict[str, str]:
 def test_api_conforms(
     case: Any, api_server: Server, role_headers: list[dict[str, str]], known_ids: dict[str, str]
 ) -> None:
-    variants = [dict(case.path_parameters or {})]
-    if real := {k: v for k, v in known_ids.items() if k in (case.path_parameters or {})}:
-        variants.append({**variants[0], **real})  # the same request against a real resource
+    variants = path_variants(case, known_ids)
     for path_parameters in variants:
         case.path_parameters = path_parameters
         # real resources: the tokens only (the 401 without one is the same either way)
@@ -165,10 +172,7 @@ def test_api_conforms_thoroughly(
 ) -> None:
     """Many examples per operation, each with a token the operation admits; operations
     with path parameters are also called with the parameters of real resources."""
-    variants = [dict(case.path_parameters or {})]
-    if real := {k: v for k, v in known_ids.items() if k in (case.path_parameters or {})}:
-        variants.append({**variants[0], **real})
-    for path_parameters in variants:
+    for path_parameters in path_variants(case, known_ids):
         case.path_parameters = path_parameters
         response = case.call(base_url=api_server.url, headers=all_roles, timeout=30)
         case.validate_response(response, checks=CHECKS)

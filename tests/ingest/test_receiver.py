@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ingest import receiver
 from ingest.receiver import ConnectOptions, Inbound, MqttConnection, MqttError, connect
+from routewatch.mqtt_endpoint import utf8
 from routewatch.services import PrivateMosquitto, mqtt_address
 
 
@@ -67,7 +68,7 @@ async def test_refused_connection_raises(tmp_path: Path) -> None:
 
 def _publish(topic: str, payload: bytes, mid: int) -> bytes:
     """A QoS 1 MQTT 5 PUBLISH packet (no properties)."""
-    body = receiver._utf8(topic) + mid.to_bytes(2, "big") + b"\x00" + payload
+    body = utf8(topic) + mid.to_bytes(2, "big") + b"\x00" + payload
     return receiver._packet(0x32, body)
 
 
