@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from compliance.plan import TripPlan
 from compliance.types import PingBatch, ProcessResult
 from ingest.batch import PendingBatch
 from ingest.commit import commit_batch
+from ingest.partitions import WHOLE, Scope
 from ingest.trips import TripRow
 from routewatch.settings import Settings
 from store.live import SavedCheckpoint
@@ -56,7 +57,7 @@ ORDER BY commit_xid, vehicle_id, ts
 
 
 class Replayable(Protocol):
-    """What recovery needs of the compliance engine (ingest.service.Processor has it)."""
+    """What recovery needs of the compliance engine (ingest.pipeline.Processor has it)."""
 
     def add_trip(self, plan: TripPlan) -> None: ...
     def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult: ...
@@ -96,9 +97,16 @@ class RecoveryReport:
     seconds: float
 
 
-async def committed_after(conn: AsyncConnection, commit_xid: int) -> AsyncIterator[CommittedBatch]:
-    """The pings committed after transaction ``commit_xid``, one batch per transaction,
-    in commit order; streamed through a server-side cursor (``conn`` must be idle)."""
+async def committed_after(
+    conn: AsyncConnection, commit_xid: int, scope: Scope = WHOLE
+) -> AsyncIterator[CommittedBatch]:
+    """The pings of ``scope``'s vehicles committed after transaction ``commit_xid``, one
+    batch per transaction, in commit order; streamed through a server-side cursor
+    (``conn`` must be idle).
+
+    Transaction ids follow commit order only among one writer's transactions: that holds
+    for a scope, whose pipeline commits one batch after the other and whose new owner
+    starts writing only after the old one is fenced off (``ingest.worker``)."""
     async with conn.transaction():
         cur = conn.cursor("routewatch_recovery", row_factory=tuple_row)
         try:
@@ -106,6 +114,8 @@ async def committed_after(conn: AsyncConnection, commit_xid: int) -> AsyncIterat
             batch: CommittedBatch | None = None
             while rows := await cur.fetchmany(FETCH_ROWS):
                 for xid, committed_ms, *ping in rows:
+                    if not scope.owns(ping[0]):
+                        continue
                     if batch is None or xid != batch.commit_xid:
                         if batch is not None:
                             yield batch
@@ -179,6 +189,9 @@ async def recover(
     saved: SavedCheckpoint | None,
     trips: Iterable[TripRow],
     settings: Settings,
+    *,
+    scope: Scope = WHOLE,
+    guard: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> RecoveryReport:
     """Bring ``processor`` (restored from ``saved``, or new when there is none) up to the
     last committed batch; save a checkpoint of the result. Without a checkpoint every
@@ -192,7 +205,7 @@ async def recover(
     n_batches = n_pings = 0
     events: list[Event] = []
     if since_xid is not None:
-        async for batch in committed_after(conn, since_xid):
+        async for batch in committed_after(conn, since_xid, scope):
             dispatches.add_due(processor, batch.committed_ms)
             pings = batch.pings()
             newest_ms = max(newest_ms, int(pings.ts_ms.max()))
@@ -211,14 +224,17 @@ async def recover(
         missing,
         (processor.checkpoint(), newest_ms),
         settings=settings,
+        checkpoint_key=scope.checkpoint_key,
+        guard=guard,
     )
     report = RecoveryReport(
         n_batches, n_pings, len(events), len(missing), newest_ms, time.perf_counter() - t0
     )
     if n_batches or missing:
         log.info(
-            "engine recovered: replayed %d pings of %d commits after the checkpoint, "
+            "engine recovered (%s): replayed %d pings of %d commits after the checkpoint, "
             "%d events regenerated, %d of them new",
+            scope,
             n_pings,
             n_batches,
             len(events),

@@ -161,7 +161,7 @@ def start_mosquitto(tmp_path: Path) -> Iterator[StartMosquitto]:
 def compiled_kernels() -> None:
     """Compile the compliance kernels once per session (seconds on a cold Numba cache, as
     in a fresh clone), so live-engine tests time behaviour, not JIT compilation. The
-    engine does the same at start-up (ingest.service warm_up_kernels)."""
+    engine does the same at start-up (ingest.pipeline.warm_up_kernels)."""
     from compliance.warmup import warm_up
 
     warm_up()

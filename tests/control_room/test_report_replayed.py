@@ -153,7 +153,7 @@ async def _replay(
         # the default order rule, stated: delivered only through a POD
         rules = Settings(database_url=database_url, deliver_on_departure=False)
         engine = Engine()
-        for row in await load_live_trips(conn):  # as ingest.service does at start
+        for row in await load_live_trips(conn):  # as ingest.pipeline.start_pipeline does
             assert row.plan is not None
             engine.add_trip(row.plan)
         pings = load_pings_csv(csv)
