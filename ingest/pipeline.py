@@ -138,6 +138,10 @@ class Pipeline:
         self._last_checkpoint = time.monotonic()
         self._lost_commit = False
         self.flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
+        # a worker's partition gets a share of the pings: it waits longer for a batch
+        self.batch_max_ms = (
+            settings.batch_max_ms if scope == WHOLE else settings.worker_batch_max_ms
+        )
         self._newest_fix_ms = 0  # newest fix time seen, the clock in "event" watermark mode
         self._plans: dict[str, TripPlan] = {}  # the plan each running trip was added with
         # Set once the compliance kernels are compiled (see warm_up_kernels); one event
@@ -164,6 +168,12 @@ class Pipeline:
         if self.settings.watermark == "event":
             return self._newest_fix_ms or now_ms()
         return now_ms()
+
+    def _checkpoint_watermark_ms(self) -> int:
+        """The watermark saved with a checkpoint, where the next owner's clock resumes: in
+        ``event`` mode the newest fix seen (0 before any), never the wall clock — an
+        engine restored with a wall-clock event time would take every trip as silent."""
+        return self._newest_fix_ms if self.settings.watermark == "event" else self.watermark_ms()
 
     # -- what a transport calls -----------------------------------------------------
 
@@ -203,7 +213,7 @@ class Pipeline:
     # -- flushing ----------------------------------------------------------------------
 
     async def flush_loop(self, stop: asyncio.Event) -> None:
-        max_wait_s = self.settings.batch_max_ms / 1000.0
+        max_wait_s = self.batch_max_ms / 1000.0
         while not stop.is_set():
             started = self.batcher.started_monotonic
             wait_s = max_wait_s if started is None else started + max_wait_s - time.monotonic()
@@ -237,7 +247,7 @@ class Pipeline:
             if self.processor is not None and len(pending.pings):
                 result = self.processor.process(pending.pings, watermark_ms)
             seq = self._follow_numbers(pending)
-            outcome = await self._commit(pending, result, tick_events, watermark_ms, seq)
+            outcome = await self._commit(pending, result, tick_events, seq)
             if outcome is None:
                 self._lost_commit = True  # the engine state is now ahead of the database
                 return  # stopping with the database down: left un-acked, re-delivered
@@ -273,7 +283,7 @@ class Pipeline:
                     await save_checkpoint(
                         conn,
                         self.processor.checkpoint(),
-                        self.watermark_ms(),
+                        self._checkpoint_watermark_ms(),
                         self.scope.checkpoint_key,
                     )
         except (psycopg.OperationalError, PoolTimeout) as exc:
@@ -290,23 +300,22 @@ class Pipeline:
         seq.gaps = self._gaps.due(self.seq, now_s)
         return seq
 
-    def _checkpoint_due(self, watermark_ms: int) -> tuple[bytes, int] | None:
+    def _checkpoint_due(self) -> tuple[bytes, int] | None:
         if self.processor is None:
             return None
         if time.monotonic() - self._last_checkpoint < self.settings.checkpoint_interval_s:
             return None
         self._last_checkpoint = time.monotonic()
-        return self.processor.checkpoint(), watermark_ms
+        return self.processor.checkpoint(), self._checkpoint_watermark_ms()
 
     async def _commit(
         self,
         pending: PendingBatch,
         result: ProcessResult | None,
         tick_events: list[Event],
-        watermark_ms: int,
         seq: SeqReport,
     ) -> CommitOutcome | None:
-        checkpoint = self._checkpoint_due(watermark_ms)
+        checkpoint = self._checkpoint_due()
         attempt = 0
         essentials_only = False
         while True:
@@ -395,7 +404,8 @@ class Pipeline:
             self.processor.add_trip(row.plan)
             self._plans[trip_id] = row.plan
             log.debug("trip %s loaded", trip_id)
-        metrics.ACTIVE_TRIPS.set(len(self.processor.trips()))
+        if self.scope == WHOLE:  # a worker sums its partitions' trips itself
+            metrics.ACTIVE_TRIPS.set(len(self.processor.trips()))
 
     def sync_trips(self, rows: list[TripRow]) -> None:
         """Bring the engine in line with the database's live trips: drop trips no longer
@@ -465,17 +475,17 @@ async def start_pipeline(
     committed after it), its live trips and (if enforced) the vehicle registry."""
     async with pool.connection() as conn:
         saved = await load_checkpoint(conn, scope.checkpoint_key)
+        processor = make_processor(saved.state if saved else None)
         if saved is None and scope != WHOLE:
             # A partition's first owner, after a single-process engine ran: start from
-            # that engine's state (its other vehicles' trips are dropped below) rather
-            # than replaying every ping ever stored.
+            # that engine's state without its other vehicles' trips, rather than
+            # replaying every ping ever stored.
             saved = await load_checkpoint(conn, WHOLE.checkpoint_key)
-        processor = make_processor(saved.state if saved else None)
-        every_trip = await load_live_trips(conn)
-        trips = [row for row in every_trip if _in_scope(row, scope)]
-        for row in every_trip:
-            if not _in_scope(row, scope):
-                processor.cancel_trip(row.trip_id)
+            if saved is not None:
+                processor = make_processor(saved.state)
+                for trip_id in await _trips_elsewhere(conn, processor.trips(), scope):
+                    processor.cancel_trip(trip_id)
+        trips = await load_live_trips(conn, None if scope == WHOLE else scope.owns)
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
         recovered = await recover(conn, processor, saved, trips, settings, scope=scope, guard=guard)
         numbering = [s for s in await load_tracker_states(conn) if scope.owns(s.vehicle_id)]
@@ -498,6 +508,16 @@ async def start_pipeline(
             pipeline._plans[row.trip_id] = row.plan
     pipeline.sync_trips(trips)  # drops trips cancelled or finished while we were away
     return pipeline
+
+
+async def _trips_elsewhere(
+    conn: psycopg.AsyncConnection, trip_ids: list[str], scope: Scope
+) -> list[str]:
+    """Of ``trip_ids``, those whose vehicle is outside ``scope``."""
+    cur = await conn.execute(
+        "SELECT trip_id, vehicle_id FROM trips WHERE trip_id = ANY(%s)", (trip_ids,)
+    )
+    return [trip_id for trip_id, vehicle_id in await cur.fetchall() if not scope.owns(vehicle_id)]
 
 
 def _warm_up() -> float:

@@ -232,13 +232,13 @@ async def recover(
     )
     if n_batches or missing:
         log.info(
-            "engine recovered (%s): replayed %d pings of %d commits after the checkpoint, "
-            "%d events regenerated, %d of them new",
-            scope,
+            "engine recovered: replayed %d pings of %d commits after the checkpoint, "
+            "%d events regenerated, %d of them new (%s)",
             n_pings,
             n_batches,
             len(events),
             len(missing),
+            scope,
             extra={"seconds": round(report.seconds, 3)},
         )
     return report

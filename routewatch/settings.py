@@ -64,6 +64,36 @@ class Settings(BaseSettings):
     checkpoint_interval_s: int = Field(30, description="engine checkpoint cadence, seconds")
     mqtt_session_expiry_s: int = Field(3600, description="broker keeps our session this long")
 
+    # Engine workers on NATS JetStream (routewatch gateway / routewatch worker)
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server(s) with JetStream, comma-separated for a cluster: "
+        "nats://[user:password@]host[:4222],...",
+    )
+    nats_prefix: str = Field(
+        "routewatch",
+        description="names of the ping stream, its consumers and the key-value buckets "
+        "(several deployments can share one NATS)",
+    )
+    nats_partitions: int = Field(
+        32, ge=1, le=1024, description="ping partitions, fixed when the stream is created"
+    )
+    nats_replicas: int = Field(
+        1, ge=1, le=5, description="copies of the stream and buckets in a NATS cluster"
+    )
+    nats_lease_s: float = Field(
+        5.0, gt=0, description="a dead worker's partitions move after at most this long"
+    )
+    nats_max_age_h: float = Field(
+        168.0, gt=0, description="pings no worker took are dropped from the stream after this"
+    )
+    worker_id: str = Field("", description="this worker's name; empty = host name and pid")
+    worker_batch_max_ms: int = Field(
+        500,
+        description="a worker flushes each partition's batch after this many milliseconds "
+        "(a partition gets a share of the pings: longer batches keep commits few)",
+    )
+
     # OMS webhooks
     webhook_url: str | None = None
     webhook_secret: str = "change-me"

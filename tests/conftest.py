@@ -126,6 +126,17 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a NATS server with JetStream (configured or private). Shared by all tests:
+    give each its own ``ROUTEWATCH_NATS_PREFIX``."""
+    settings = _session_settings(tmp_path_factory)
+    with services.ensure_nats(settings) as url:
+        if url != settings.nats_url:
+            os.environ["ROUTEWATCH_NATS_URL"] = url
+        yield url
+
+
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""

@@ -1,0 +1,80 @@
+"""``routewatch worker`` and ``routewatch gateway``: the engine beyond one process, on NATS
+JetStream (``ingest.worker``, ``ingest.gateway``; docs/architecture.md, "Several engine
+workers"). Both stop on SIGINT/SIGTERM after draining: a worker commits, acknowledges and
+checkpoints each partition and releases its leases, so the others take over at once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from routewatch.logging import setup_logging
+from routewatch.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser(
+        "worker", help="run an engine worker: a share of the ping partitions from NATS JetStream"
+    )
+    w.add_argument("--id", help="this worker's name (default: ROUTEWATCH_WORKER_ID, else host-pid)")
+    _metrics_option(w)
+    w.set_defaults(func=run_worker)
+    g = sub.add_parser(
+        "gateway", help="forward trackers' MQTT pings into the partitioned NATS JetStream stream"
+    )
+    _metrics_option(g)
+    g.set_defaults(func=run_gateway)
+
+
+def _metrics_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus /metrics on this port (default: none)",
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from ingest.worker import run_worker as worker
+
+    settings = get_settings()
+    return _run(settings, args.metrics_port, lambda stop: worker(settings, stop, args.id))
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from ingest.gateway import run_gateway as gateway
+
+    settings = get_settings()
+    return _run(settings, args.metrics_port, lambda stop: gateway(settings, stop))
+
+
+def _run(
+    settings: Settings, metrics_port: int, main: Callable[[asyncio.Event], Awaitable[None]]
+) -> int:
+    from ingest.jetstream import NatsSetupError
+
+    setup_logging(settings.log_level, settings.log_json)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=settings.api_host)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(serve())
+    except NatsSetupError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
