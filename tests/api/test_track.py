@@ -44,8 +44,10 @@ async def test_lookup_shows_only_the_customers_shipment(
         "last_update",
         "timeline",
         "pod",
+        "position",
     }
     assert body["status"] == "out_for_delivery" and body["stops_before"] == 1
+    assert body["position"] is None  # no live vehicle on the trip
     assert body["eta"] == "2026-11-22T08:31:00Z"
     assert body["eta_window"] == {"start": "2026-11-22T08:27:00Z", "end": "2026-11-22T08:36:00Z"}
     assert body["planned_window"]["start"] == "2026-11-22T08:25:00Z"
