@@ -98,6 +98,13 @@ class Settings(BaseSettings):
         description="a delivered, failed or cancelled order's tracking number answers 404 "
         "this many days after its last change",
     )
+    track_tile_url: str | None = Field(
+        None,
+        description="map tiles under the tracking page's map, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png; none = a vector map drawn by the page "
+        "(no third party sees the customer)",
+    )
+    track_tile_attribution: str = "© OpenStreetMap contributors"
 
     # Logging
     log_level: str = "INFO"

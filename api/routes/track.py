@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, status
@@ -192,8 +193,43 @@ async def track(
     }
 
 
+def _tile_origin(url: str | None) -> str:
+    """The CSP source for a tile URL template: its scheme and host (``{s}`` a wildcard)."""
+    if not url:
+        return ""
+    parts = urlsplit(url.replace("{s}", "__s__"))
+    return f" {parts.scheme}://{parts.netloc.replace('__s__', '*')}"
+
+
+def page_headers(settings: Settings) -> dict[str, str]:
+    """The page may load its own files, ask this API, and show tiles only from the
+    configured tile server; it sends no Referer (the tracking number is in its path)."""
+    csp = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        f"img-src 'self' data:{_tile_origin(settings.track_tile_url)}; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+
+
+@router.get("/track/config", include_in_schema=False)
+async def tracking_page_config(settings: SettingsDep) -> dict[str, Any]:
+    """Public, non-secret page settings: the optional map tile URL and its attribution."""
+    return {
+        "tile_url": settings.track_tile_url,
+        "tile_attribution": settings.track_tile_attribution,
+    }
+
+
 @router.get("/track", include_in_schema=False)
 @router.get("/track/{tracking_number}", include_in_schema=False)
-async def tracking_page() -> FileResponse:
+async def tracking_page(settings: SettingsDep) -> FileResponse:
     """The customer tracking page; its script reads the number from the path or ``?n=``."""
-    return FileResponse(STATIC_DIR / "track" / "index.html", media_type="text/html")
+    return FileResponse(
+        STATIC_DIR / "track" / "index.html", media_type="text/html", headers=page_headers(settings)
+    )
