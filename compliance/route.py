@@ -165,27 +165,38 @@ def route_lonlat(route: Mapping[str, Any]) -> F64:
     return arr[keep]
 
 
-def stretch(route: Mapping[str, Any], from_m: float, to_m: float) -> F64:
-    """The part of a validated plan's ``route`` between two distances along it, as an
-    (n, 2) [lon, lat] array (n >= 2, or 0 when ``to_m`` <= ``from_m``).
+@dataclass(frozen=True, slots=True)
+class MeasuredRoute:
+    """A validated plan's route with the distances along it that :func:`prepare` gives
+    (the same projection; densifying keeps distances), so a vehicle's ``route_m`` and a
+    stop's ``route_m`` cut it where the engine placed them."""
 
-    Distances are measured as :func:`prepare` measures them (the same projection, and
-    densifying keeps distances), so a vehicle's ``route_m`` and a stop's ``route_m`` cut
-    the route where the engine placed them."""
-    arr = route_lonlat(route)
-    proj = LocalProjection.for_points(arr, fit=False)
-    x, y = proj.to_xy(arr[:, 0], arr[:, 1])
-    cum = cumulative_m(x, y)
-    lo, hi = max(0.0, from_m), min(float(cum[-1]), to_m)
-    if not hi > lo:
-        return np.empty((0, 2))
-    inner = np.flatnonzero((cum > lo) & (cum < hi))
-    ends_x = np.interp([lo, hi], cum, x)
-    ends_y = np.interp([lo, hi], cum, y)
-    px = np.concatenate([ends_x[:1], x[inner], ends_x[1:]])
-    py = np.concatenate([ends_y[:1], y[inner], ends_y[1:]])
-    lon, lat = proj.to_lonlat(px, py)
-    return np.column_stack([lon, lat])
+    lonlat: F64  # (n, 2) [lon, lat]
+    x_m: F64
+    y_m: F64
+    cum_m: F64
+    projection: LocalProjection
+
+    @classmethod
+    def of(cls, route: Mapping[str, Any]) -> MeasuredRoute:
+        arr = route_lonlat(route)
+        proj = LocalProjection.for_points(arr, fit=False)
+        x, y = proj.to_xy(arr[:, 0], arr[:, 1])
+        return cls(arr, x, y, cumulative_m(x, y), proj)
+
+    def stretch(self, from_m: float, to_m: float) -> F64:
+        """The part between two distances along the route, as an (n, 2) [lon, lat] array
+        (n >= 2, or 0 when ``to_m`` <= ``from_m``): the route's own vertices between them,
+        with the two cut points at the ends."""
+        cum = self.cum_m
+        lo, hi = max(0.0, from_m), min(float(cum[-1]), to_m)
+        if not hi > lo:
+            return np.empty((0, 2))
+        inner = np.flatnonzero((cum > lo) & (cum < hi))
+        ex, ey = np.interp([lo, hi], cum, self.x_m), np.interp([lo, hi], cum, self.y_m)
+        lon, lat = self.projection.to_lonlat(ex, ey)
+        ends = np.column_stack([lon, lat])
+        return np.concatenate([ends[:1], self.lonlat[inner], ends[1:]])
 
 
 def prepare(plan: TripPlan) -> PreparedRoute:

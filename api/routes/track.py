@@ -15,11 +15,13 @@ another stop's radius.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import shapely
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
@@ -27,7 +29,7 @@ from api.deps import ConnDep, SettingsDep
 from api.main import STATIC_DIR
 from api.ratelimit import TokenBuckets
 from api.schemas import TrackPublic
-from compliance.route import stretch
+from compliance.route import MeasuredRoute
 from geo.geodesy import haversine_m_array
 from routewatch.settings import Settings
 from store import orders, pod
@@ -40,11 +42,17 @@ NOT_FOUND = "no shipment with this tracking number"
 EN_ROUTE = ("out_for_delivery", "arriving")
 #: path vertices nearer than this to another stop are dropped, at the least (metres)
 OTHER_STOP_CLEARANCE_M = 30.0
+#: a path is simplified to 1/PATH_DETAIL of its extent: sub-pixel on any phone's map
+PATH_DETAIL = 2000
 #: decimals of the coordinates given out (1e-6 degrees is about 0.1 m)
 DECIMALS = 6
 
+#: measured routes kept (least recently used dropped): the trips being tracked right now
+ROUTE_CACHE_SIZE = 512
+_ROUTES: OrderedDict[tuple[str, datetime], MeasuredRoute] = OrderedDict()
+
 _VEHICLE = """
-SELECT t.status AS trip_status, vs.ts, vs.lat, vs.lon, vs.heading_deg, vs.route_m
+SELECT t.status AS trip_status, t.updated_at AS trip_updated_at, vs.ts, vs.lat, vs.lon, vs.heading_deg, vs.route_m
   FROM trips t JOIN vehicle_state vs ON vs.vehicle_id = t.vehicle_id AND vs.trip_id = t.trip_id
  WHERE t.trip_id = %s
 """
@@ -88,6 +96,32 @@ def _expired(order: dict[str, Any], settings: Settings) -> bool:
     return age > timedelta(days=settings.track_expiry_days)
 
 
+async def _measured_route(conn: orders.Conn, trip_id: str, version: datetime) -> MeasuredRoute:
+    """The trip's route, measured; kept per process while the trip row is unchanged (a
+    new plan changes ``updated_at``), so a poll costs neither its JSON nor projecting it."""
+    key = (trip_id, version)
+    route = _ROUTES.pop(key, None)
+    if route is None:
+        cur = await conn.execute(
+            "SELECT plan->'route' AS route FROM trips WHERE trip_id = %s", (trip_id,)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        route = MeasuredRoute.of(row["route"])
+    _ROUTES[key] = route
+    while len(_ROUTES) > ROUTE_CACHE_SIZE:
+        _ROUTES.popitem(last=False)
+    return route
+
+
+def _simplified(path: np.ndarray) -> np.ndarray:
+    """``path`` with no more detail than a phone's map shows: Douglas-Peucker within
+    1/:data:`PATH_DETAIL` of its extent (at least about a metre); the ends are kept."""
+    extent = float(np.ptp(path, axis=0).max())
+    tolerance = max(1e-5, extent / PATH_DETAIL)
+    return shapely.get_coordinates(shapely.simplify(shapely.linestrings(path), tolerance))
+
+
 def _away_from_others(path: np.ndarray, others: list[dict[str, Any]]) -> np.ndarray:
     """``path`` ([lon, lat] rows, the last one this stop) without the vertices within an
     other stop's radius (at least :data:`OTHER_STOP_CLEARANCE_M`)."""
@@ -123,15 +157,13 @@ async def _position(
     path = None
     remaining_m = None
     if vehicle["route_m"] is not None:
-        cur = await conn.execute(
-            "SELECT plan->'route' AS route FROM trips WHERE trip_id = %s", (order["trip_id"],)
-        )
-        trip = await cur.fetchone()
-        assert trip is not None
-        coords = stretch(trip["route"], float(vehicle["route_m"]), float(mine["route_m"]))
+        route = await _measured_route(conn, order["trip_id"], vehicle["trip_updated_at"])
+        coords = route.stretch(float(vehicle["route_m"]), float(mine["route_m"]))
         remaining_m = max(0.0, float(mine["route_m"]) - float(vehicle["route_m"]))
         if len(coords):
-            coords = _away_from_others(coords, [st for st in stops if st["seq"] != mine["seq"]])
+            coords = _away_from_others(
+                _simplified(coords), [st for st in stops if st["seq"] != mine["seq"]]
+            )
         if len(coords) >= 2:
             path = {"type": "LineString", "coordinates": np.round(coords, DECIMALS).tolist()}
     age_s = (datetime.now(UTC) - vehicle["ts"]).total_seconds()

@@ -235,3 +235,21 @@ async def test_unknown_and_expired_numbers_get_the_same_404(
     assert expired.content == unknown.content
     # An order still on its way never expires, however long it has waited.
     assert (await client.get(f"/v1/track/{s2['tracking_number']}")).status_code == 200
+
+
+async def test_a_new_plan_gives_the_new_path(
+    client: AsyncClient, tok: Tokens, db: psycopg.Connection
+) -> None:
+    plan, trip = await _dispatch(client, tok, "pos8")
+    s1 = trip["orders"][0]
+    _scene(db, trip, vehicle_m=100.0)
+    before = (await _track(client, s1))["position"]["path"]["coordinates"]
+    assert max(lat for _, lat in before) < LAT + 0.0002
+    # The OMS re-plans the trip in place: a detour ~200 m north on the way to S1.
+    plan["trip_id"] = trip["trip_id"]
+    bend = [(LON0 + plan["stops"][0]["location"][0]) / 2, LAT + 0.002]
+    plan["route"]["coordinates"].insert(1, bend)
+    r = await client.post("/v1/trips", json=plan, headers=tok.header("oms"))
+    assert r.status_code == 201 and r.json()["replaced"], r.text
+    after = (await _track(client, s1))["position"]["path"]["coordinates"]
+    assert [round(c, 6) for c in bend] in after

@@ -1,4 +1,4 @@
-"""compliance.route.stretch: a part of a plan's route cut where the engine measures."""
+"""compliance.route.MeasuredRoute: a part of a plan's route cut where the engine measures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compliance.route import prepare, stretch
+from compliance.route import MeasuredRoute, prepare
 from geo.geodesy import haversine_m_array
 from tests.compliance.builders import plan
 
@@ -26,7 +26,7 @@ def test_cut_at_the_engines_stop_positions() -> None:
     first, second = route.stop_route_m  # the second one on the way back
     assert first < 1000 < 2600 < second
     for stop_m, k in ((first, 0), (second, 1)):
-        part = stretch(p.route, 0.0, float(stop_m))
+        part = MeasuredRoute.of(p.route).stretch(0.0, float(stop_m))
         want_x = np.interp(stop_m, route.cum_m, route.x_m)
         want_y = np.interp(stop_m, route.cum_m, route.y_m)
         lon, lat = route.projection.to_lonlat(np.array([want_x]), np.array([want_y]))
@@ -34,16 +34,16 @@ def test_cut_at_the_engines_stop_positions() -> None:
         assert abs(_length_m(part) - stop_m) < 0.01 * stop_m
         assert k == 0 or len(part) == 5  # the start, the three corners and the stop
     # From the first pass to the second: the dog-leg only, out and back.
-    leg = stretch(p.route, float(first), float(second))
+    leg = MeasuredRoute.of(p.route).stretch(float(first), float(second))
     assert abs(_length_m(leg) - (second - first)) < 0.01 * (second - first)
-    assert stretch(p.route, 2000.0, 1000.0).shape == (0, 2)
+    assert MeasuredRoute.of(p.route).stretch(2000.0, 1000.0).shape == (0, 2)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.floats(-100, 3700), st.floats(-100, 3700))
 def test_length_is_the_distance_between(a: float, b: float) -> None:
     p = plan(ROUTE_XY)
-    part = stretch(p.route, a, b)
+    part = MeasuredRoute.of(p.route).stretch(a, b)
     lo, hi = max(a, 0.0), min(b, prepare(p).length_m)
     if hi <= lo:
         assert len(part) == 0
