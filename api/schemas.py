@@ -192,6 +192,32 @@ class TrackStep(BaseModel):
     ts: Time
 
 
+class LonLat(BaseModel):
+    lat: float
+    lon: float
+
+
+class TrackPath(BaseModel):
+    type: Literal["LineString"] = "LineString"
+    coordinates: list[tuple[float, float]] = Field(description="[lon, lat] positions")
+
+
+class TrackPosition(BaseModel):
+    """The vehicle while this delivery is next (or within the configured stops away)."""
+
+    lat: float
+    lon: float
+    ts: Time = Field(description="fix time of the vehicle's latest position")
+    age_s: float = Field(description="seconds between that fix and the answer")
+    heading_deg: float | None
+    destination: LonLat = Field(description="this delivery's stop")
+    path: TrackPath | None = Field(
+        description="the planned route from the vehicle's position on it to this stop only "
+        "(null when the vehicle is past it on the route)"
+    )
+    remaining_m: float | None = Field(description="distance along that path, metres")
+
+
 class TrackPublic(BaseModel):
     """What a customer sees (CONTRACT §6): nothing about other orders or addresses."""
 
@@ -206,3 +232,8 @@ class TrackPublic(BaseModel):
     last_update: Time
     timeline: list[TrackStep]
     pod: TrackPod | None
+    position: TrackPosition | None = Field(
+        None,
+        description="the vehicle, live, while the order is out for delivery and at most "
+        "ROUTEWATCH_TRACK_POSITION_STOPS_AWAY stops away; otherwise null",
+    )

@@ -9,7 +9,9 @@ lands on the right pass.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -151,11 +153,11 @@ def _locate_stops(route_x: F64, route_y: F64, cum: F64, sx: F64, sy: F64) -> tup
     return out_m, out_d
 
 
-def _route_lonlat(plan: TripPlan) -> F64:
-    """The plan's route as an (n, 2) [lon, lat] array, parts joined, repeated points
-    dropped — :attr:`TripPlan.coordinates` in NumPy (the plan is already validated)."""
-    geom = plan.route.get("geometry") if plan.route.get("type") == "Feature" else plan.route
-    assert isinstance(geom, dict)
+def route_lonlat(route: Mapping[str, Any]) -> F64:
+    """A validated plan's ``route`` GeoJSON as an (n, 2) [lon, lat] array, parts joined,
+    repeated points dropped — :attr:`TripPlan.coordinates` in NumPy."""
+    geom = route.get("geometry") if route.get("type") == "Feature" else route
+    assert isinstance(geom, Mapping)
     parts = [geom["coordinates"]] if geom["type"] == "LineString" else geom["coordinates"]
     arr = np.concatenate([np.asarray(part, np.float64)[:, :2] for part in parts])
     keep = np.ones(len(arr), bool)
@@ -163,9 +165,43 @@ def _route_lonlat(plan: TripPlan) -> F64:
     return arr[keep]
 
 
+@dataclass(frozen=True, slots=True)
+class MeasuredRoute:
+    """A validated plan's route with the distances along it that :func:`prepare` gives
+    (the same projection; densifying keeps distances), so a vehicle's ``route_m`` and a
+    stop's ``route_m`` cut it where the engine placed them."""
+
+    lonlat: F64  # (n, 2) [lon, lat]
+    x_m: F64
+    y_m: F64
+    cum_m: F64
+    projection: LocalProjection
+
+    @classmethod
+    def of(cls, route: Mapping[str, Any]) -> MeasuredRoute:
+        arr = route_lonlat(route)
+        proj = LocalProjection.for_points(arr, fit=False)
+        x, y = proj.to_xy(arr[:, 0], arr[:, 1])
+        return cls(arr, x, y, cumulative_m(x, y), proj)
+
+    def stretch(self, from_m: float, to_m: float) -> F64:
+        """The part between two distances along the route, as an (n, 2) [lon, lat] array
+        (n >= 2, or 0 when ``to_m`` <= ``from_m``): the route's own vertices between them,
+        with the two cut points at the ends."""
+        cum = self.cum_m
+        lo, hi = max(0.0, from_m), min(float(cum[-1]), to_m)
+        if not hi > lo:
+            return np.empty((0, 2))
+        inner = np.flatnonzero((cum > lo) & (cum < hi))
+        ex, ey = np.interp([lo, hi], cum, self.x_m), np.interp([lo, hi], cum, self.y_m)
+        lon, lat = self.projection.to_lonlat(ex, ey)
+        ends = np.column_stack([lon, lat])
+        return np.concatenate([ends[:1], self.lonlat[inner], ends[1:]])
+
+
 def prepare(plan: TripPlan) -> PreparedRoute:
     """Project, densify and index ``plan``'s route; locate its stops and limits."""
-    arr = _route_lonlat(plan)
+    arr = route_lonlat(plan.route)
     proj = LocalProjection.for_points(arr)
     x, y = proj.to_xy(arr[:, 0], arr[:, 1])
     x, y = densify(x, y, MAX_SEGMENT_M)

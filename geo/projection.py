@@ -123,13 +123,16 @@ class LocalProjection:
         return cls(lon0, lat0, poly)
 
     @classmethod
-    def for_points(cls, lonlat: Sequence[tuple[float, float]] | F64) -> LocalProjection:
+    def for_points(
+        cls, lonlat: Sequence[tuple[float, float]] | F64, *, fit: bool = True
+    ) -> LocalProjection:
         """Projection centred on the bounding box of ``lonlat`` ([lon, lat] degrees), with
-        the fast projection fitted over it."""
+        the fast projection fitted over it (``fit=False``: exact only, nothing fitted)."""
         arr = np.asarray(lonlat, dtype=np.float64)
         lo0, la0 = float(arr[:, 0].min()), float(arr[:, 1].min())
         lo1, la1 = float(arr[:, 0].max()), float(arr[:, 1].max())
-        return cls.centred_on((lo0 + lo1) / 2.0, (la0 + la1) / 2.0, (lo0, la0, lo1, la1))
+        box = (lo0, la0, lo1, la1) if fit else None
+        return cls.centred_on((lo0 + lo1) / 2.0, (la0 + la1) / 2.0, box)
 
     def to_xy(self, lon: F64, lat: F64) -> tuple[F64, F64]:
         """Degrees -> metres (x east, y north), exact (PROJ)."""

@@ -116,6 +116,25 @@ class Settings(BaseSettings):
         1.0, description="tracking lookups refilled per second per client"
     )
     track_burst: int = Field(20, description="tracking lookups a client may make at once")
+    track_position_stops_away: int = Field(
+        1,
+        ge=0,
+        description="the tracking page shows the vehicle's position when the order's stop is "
+        "at most this many stops away (1: it is the next stop); 0 never",
+    )
+    track_expiry_days: float = Field(
+        30.0,
+        gt=0,
+        description="a delivered, failed or cancelled order's tracking number answers 404 "
+        "this many days after its last change",
+    )
+    track_tile_url: str | None = Field(
+        None,
+        description="map tiles under the tracking page's map, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png; none = a vector map drawn by the page "
+        "(no third party sees the customer)",
+    )
+    track_tile_attribution: str = "© OpenStreetMap contributors"
 
     # Logging
     log_level: str = "INFO"

@@ -7,7 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from typing import Any
+
+import uvicorn
 
 from routewatch import services
 from tests.processes import ProcessOutput, stop_politely
@@ -49,3 +53,31 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         stop_politely(self._proc, timeout_s=15)
+
+
+class ThreadServer:
+    """An ASGI app under uvicorn in a thread of this process, on a free port (for a
+    browser: the app shares this process's objects, e.g. settings made by the test)."""
+
+    def __init__(self, app: Any, name: str = "uvicorn-test") -> None:
+        self.port = services.free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ThreadServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -18,11 +18,12 @@ import uvicorn
 
 from api.main import create_app
 from routewatch import cli
+from routewatch.services import free_port
 from routewatch.settings import Settings
 from simulator.dispatch import DispatchOptions, dispatch_trips
 from simulator.publisher import _align_to_wall_clock
 from simulator.scenario import ScenarioConfig, build
-from tests.control_room.conftest import api_url, free_port, make_token
+from tests.control_room.conftest import api_url, make_token
 
 __all__ = ["api_url"]  # the fixture, imported so pytest finds it here
 
