@@ -61,13 +61,13 @@ SELECT seq, status, lon, lat, route_m, radius_m FROM stops WHERE trip_id = %s OR
 """
 
 
-def _limit(request: Request, settings: SettingsDep) -> None:
+async def _limit(request: Request, conn: orders.Conn, settings: Settings) -> None:
     buckets: TokenBuckets | None = getattr(request.app.state, "track_buckets", None)
     if buckets is None:
         buckets = TokenBuckets(settings.track_rate_per_s, settings.track_burst)
         request.app.state.track_buckets = buckets
     client = request.client.host if request.client else "unknown"
-    wait_s = buckets.take(client)
+    wait_s = await buckets.take(conn, client)
     if wait_s > 0:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -191,7 +191,7 @@ async def _position(
 async def track(
     request: Request, conn: ConnDep, settings: SettingsDep, tracking_number: str
 ) -> dict[str, Any]:
-    _limit(request, settings)
+    await _limit(request, conn, settings)
     canonical = normalize(tracking_number)
     order = await orders.get_by_tracking_number(conn, canonical) if canonical else None
     if order is None or _expired(order, settings):

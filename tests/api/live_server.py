@@ -21,13 +21,15 @@ class Server:
     """The API under uvicorn in a child process: the server gets its own core instead of
     sharing this process's GIL with schemathesis' data generation."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, **settings: str) -> None:
+        """``settings`` become ``ROUTEWATCH_*`` variables (``track_burst="4"``)."""
         self.port = services.free_port()
         env = {k: v for k, v in os.environ.items() if k != "ROUTEWATCH_WEBHOOK_URL"}
         env |= {
             "ROUTEWATCH_DATABASE_URL": database_url,
             "ROUTEWATCH_TRACK_BURST": "1000000",  # rate limiting is not under test here
             "ROUTEWATCH_LOG_LEVEL": "WARNING",
+            **{f"ROUTEWATCH_{k.upper()}": v for k, v in settings.items()},
         }
         address = ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         self._proc = subprocess.Popen(
