@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     nats_max_age_h: float = Field(
         168.0, gt=0, description="pings no worker took are dropped from the stream after this"
     )
-    worker_id: str = Field("", description="this worker's name; empty = host name and pid")
+    worker_id: str | None = Field(None, description="this worker's name; unset = host name and pid")
     worker_batch_max_ms: int = Field(
         500,
         description="a worker flushes each partition's batch after this many milliseconds "

@@ -1,7 +1,7 @@
-"""``routewatch worker`` and ``routewatch gateway``: the engine beyond one process, on NATS
-JetStream (``ingest.worker``, ``ingest.gateway``; docs/architecture.md, "Several engine
-workers"). Both stop on SIGINT/SIGTERM after draining: a worker commits, acknowledges and
-checkpoints each partition and releases its leases, so the others take over at once."""
+"""``routewatch worker``: an engine worker on NATS JetStream (``ingest.worker``;
+docs/architecture.md, "Several engine workers"). It stops on SIGINT/SIGTERM after
+draining: it commits, acknowledges and checkpoints each partition and releases its
+leases, so the others take over at once. ``run_until_signal`` also runs the gateway."""
 
 from __future__ import annotations
 
@@ -22,16 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "worker", help="run an engine worker: a share of the ping partitions from NATS JetStream"
     )
     w.add_argument("--id", help="this worker's name (default: ROUTEWATCH_WORKER_ID, else host-pid)")
-    _metrics_option(w)
-    w.set_defaults(func=run_worker)
-    g = sub.add_parser(
-        "gateway", help="forward trackers' MQTT pings into the partitioned NATS JetStream stream"
-    )
-    _metrics_option(g)
-    g.set_defaults(func=run_gateway)
+    metrics_option(w)
+    w.set_defaults(func=run)
 
 
-def _metrics_option(p: argparse.ArgumentParser) -> None:
+def metrics_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics-port",
         type=int,
@@ -40,21 +35,16 @@ def _metrics_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    from ingest.worker import run_worker as worker
+def run(args: argparse.Namespace) -> int:
+    from ingest.worker import run_worker
 
     settings = get_settings()
-    return _run(settings, args.metrics_port, lambda stop: worker(settings, stop, args.id))
+    return run_until_signal(
+        settings, args.metrics_port, lambda stop: run_worker(settings, stop, args.id)
+    )
 
 
-def run_gateway(args: argparse.Namespace) -> int:
-    from ingest.gateway import run_gateway as gateway
-
-    settings = get_settings()
-    return _run(settings, args.metrics_port, lambda stop: gateway(settings, stop))
-
-
-def _run(
+def run_until_signal(
     settings: Settings, metrics_port: int, main: Callable[[asyncio.Event], Awaitable[None]]
 ) -> int:
     from ingest.jetstream import NatsSetupError
