@@ -407,6 +407,8 @@ class PrivateNats(_PrivateService):
 
     directory: Path
     port: int = 0
+    #: server configuration file text (e.g. subject ``mappings``); none by default
+    config: str = ""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _lock: _DirLock | None = field(default=None, init=False, repr=False)
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
@@ -422,6 +424,10 @@ class PrivateNats(_PrivateService):
             self.port = free_port()
         cmd = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
         cmd += ["-sd", str(self.directory / "jetstream")]
+        if self.config:
+            conf = self.directory / "nats.conf"
+            conf.write_text(self.config)
+            cmd += ["-c", str(conf)]
         self._spawn(
             "nats-server", cmd, self.directory, self.port, lambda: nats_reachable(self.url, 0.2)
         )
