@@ -2,7 +2,8 @@
 ``routewatch gateway`` and ``routewatch worker`` processes, real NATS and PostgreSQL.
 
 Three workers share 32 partitions while 1,000 simulated vehicles publish; one worker is
-killed with SIGKILL mid-run, and a fourth joins later. Afterwards every ping is stored
+killed with SIGKILL mid-run, then the gateway (and restarted), and a fourth worker joins
+later. Afterwards every ping is stored
 exactly once, the events are exactly those of one uninterrupted engine over the same
 pings, the dead worker's partitions had new owners within the bound, and the late
 worker took its share."""
@@ -139,6 +140,11 @@ def test_three_workers_kill_9_and_a_late_joiner(db: psycopg.Connection, cluster:
         lambda: all(owners(db)[p] != victim for p in lost), 30, "the dead worker's partitions moved"
     )
     failover_s = time.monotonic() - killed_at
+
+    # the gateway dies too, mid-publish: Mosquitto keeps what it had not acknowledged
+    cluster.procs["gateway"].kill()
+    time.sleep(1.0)
+    cluster.procs["gateway"].start()
 
     # a fourth worker joins and takes its share (rendezvous hashing over w1, w3, w4)
     wait_until(lambda: publisher.sent >= len(fleet.rows) * 0.6, 120, "publishing")
