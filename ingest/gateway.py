@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 import nats.errors
@@ -118,12 +119,26 @@ class Gateway:
             if not receiving.done():
                 receiving.cancel()
                 return  # stopping: what was not forwarded stays un-acked at the broker
-            messages = receiving.result()
+            messages = await self._linger(conn, receiving.result())
             if not await self._publish(js, setup, messages, stop):
                 return
             conn.ack(mid for _, _, mid, qos in messages if qos)
             self.forwarded += len(messages)
             metrics.MQTT_MESSAGES.inc(len(messages))
+
+    async def _linger(self, conn: MqttConnection, messages: list[Inbound]) -> list[Inbound]:
+        """Gather what arrives within ``gateway_linger_ms`` of the first message (as a
+        Kafka producer's linger): at a steady trickle a read holds a ping or two, and one
+        envelope per ping would cost JetStream a stored message each."""
+        cap = max(1, self._options.receive_maximum // 2)
+        deadline = time.monotonic() + self.settings.gateway_linger_ms / 1000.0
+        while len(messages) < cap and (left := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    messages += await conn.receive(cap - len(messages))
+            except TimeoutError:
+                break
+        return messages
 
     async def _publish(
         self,

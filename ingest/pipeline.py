@@ -136,6 +136,8 @@ class Pipeline:
         self._flush_lock = asyncio.Lock()
         self._tick_events: list[Event] = []
         self._last_checkpoint = time.monotonic()
+        if scope != WHOLE:  # a worker's partitions, all started at once, checkpoint apart
+            self._last_checkpoint -= random.uniform(0, settings.checkpoint_interval_s)
         self._lost_commit = False
         self.flush_at_messages = max(1, settings.mqtt_receive_maximum // 2)
         # a worker's partition gets a share of the pings: it waits longer for a batch

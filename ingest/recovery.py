@@ -56,6 +56,14 @@ ORDER BY commit_xid, vehicle_id, ts
 """
 
 
+# A partition's pings: its vehicles among those committed after the checkpoint are found
+# first (a scan that stays in the server), so only 1/P of the rows come over.
+_REPLAY_SCOPED_SQL = _REPLAY_SQL.replace(
+    "WHERE commit_xid > %s", "WHERE commit_xid > %s AND vehicle_id = ANY(%s)"
+)
+_VEHICLES_AFTER_SQL = "SELECT DISTINCT vehicle_id FROM pings WHERE commit_xid > %s"
+
+
 class Replayable(Protocol):
     """What recovery needs of the compliance engine (ingest.pipeline.Processor has it)."""
 
@@ -108,14 +116,21 @@ async def committed_after(
     for a scope, whose pipeline commits one batch after the other and whose new owner
     starts writing only after the old one is fenced off (``ingest.worker``)."""
     async with conn.transaction():
+        query: str = _REPLAY_SQL
+        params: tuple[object, ...] = (commit_xid,)
+        if scope != WHOLE:
+            async with conn.cursor(row_factory=tuple_row) as found:
+                await found.execute(_VEHICLES_AFTER_SQL, (commit_xid,))
+                mine = [v for (v,) in await found.fetchall() if scope.owns(v)]
+            if not mine:
+                return
+            query, params = _REPLAY_SCOPED_SQL, (commit_xid, mine)
         cur = conn.cursor("routewatch_recovery", row_factory=tuple_row)
         try:
-            await cur.execute(_REPLAY_SQL, (commit_xid,))
+            await cur.execute(query, params)
             batch: CommittedBatch | None = None
             while rows := await cur.fetchmany(FETCH_ROWS):
                 for xid, committed_ms, *ping in rows:
-                    if not scope.owns(ping[0]):
-                        continue
                     if batch is None or xid != batch.commit_xid:
                         if batch is not None:
                             yield batch

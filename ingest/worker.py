@@ -68,6 +68,8 @@ from store.db import make_pool
 
 log = logging.getLogger(__name__)
 
+#: partitions a worker recovers at once, and its database connections besides them
+RECOVERIES, COMMIT_CONNECTIONS = 2, 4
 #: envelopes fetched per pull request
 FETCH_BATCH = 64
 #: seconds a pull request waits for messages
@@ -174,14 +176,15 @@ class PartitionRunner:
         async with w.pool.connection() as conn:
             fence = Fence(self.scope, await claim_epoch(conn, self.scope, self.owner))
         t0 = time.perf_counter()
-        self.pipeline = await start_pipeline(
-            w.settings,
-            w.pool,
-            self.stop,
-            scope=self.scope,
-            kernels_ready=w.kernels_ready,
-            guard=fence,
-        )
+        async with w.recoveries:  # the other partitions' commits keep their connections
+            self.pipeline = await start_pipeline(
+                w.settings,
+                w.pool,
+                self.stop,
+                scope=self.scope,
+                kernels_ready=w.kernels_ready,
+                guard=fence,
+            )
         self.pipeline.transport = self
         async with w.pool.connection() as conn:  # trips changed during the recovery
             self.pipeline.sync_trips(await load_live_trips(conn, self.scope.owns))
@@ -256,6 +259,8 @@ class Worker:
         self.id = worker_id or settings.worker_id or default_worker_id()
         self.key = key_of(self.id)
         self.kernels_ready = asyncio.Event()
+        #: partitions recovering at once (each holds a database connection meanwhile)
+        self.recoveries = asyncio.Semaphore(RECOVERIES)
         self.runners: dict[int, PartitionRunner] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.leases: dict[int, Lease] = {}
@@ -282,7 +287,7 @@ class Worker:
             async with make_pool(
                 self.settings.database_url,
                 min_size=1,
-                max_size=4,
+                max_size=RECOVERIES + COMMIT_CONNECTIONS,
                 name=f"routewatch-worker-{self.key}",
             ) as pool:
                 self.pool = pool

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         168.0, gt=0, description="pings no worker took are dropped from the stream after this"
     )
     worker_id: str | None = Field(None, description="this worker's name; unset = host name and pid")
+    gateway_linger_ms: int = Field(
+        100,
+        ge=0,
+        description="the gateway gathers pings this long after the first of a read, so each "
+        "partition's envelope carries many (fewer, larger JetStream messages)",
+    )
     worker_batch_max_ms: int = Field(
         500,
         description="a worker flushes each partition's batch after this many milliseconds "

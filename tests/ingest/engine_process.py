@@ -68,6 +68,7 @@ class EngineProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self._keep_log()
+        self.proc = None  # stop() has nothing left to do (or to log twice)
 
     def stop(self) -> None:
         if self.proc is not None:
