@@ -72,6 +72,7 @@ class OrderCreated(BaseModel):
 class TripCreated(BaseModel):
     trip_id: str
     vehicle_id: str
+    driver_id: str | None = None
     status: str
     replaced: bool = Field(description="true when an existing plan with this trip_id was replaced")
     route_length_m: float
@@ -98,6 +99,8 @@ class StopLive(BaseModel):
 class TripPublic(BaseModel):
     trip_id: str
     vehicle_id: str
+    driver_id: str | None = None
+    driver_name: str | None = None
     status: str
     planned_start: Time
     route_length_m: float
@@ -136,6 +139,7 @@ class OrderPublic(BaseModel):
     order_id: str
     tracking_number: str
     trip_id: str
+    driver_id: str | None = Field(None, description="the driver of the order's trip")
     stop_id: str
     status: str
     eta: Time | None

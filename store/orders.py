@@ -44,8 +44,9 @@ _RANK = {"scheduled": 0, "out_for_delivery": 1, "arriving": 2}
 ORDER_COLUMNS = """o.order_id, o.tracking_number, o.trip_id, o.stop_id, o.status, o.eta,
     o.eta_low, o.eta_high, o.notified_eta, o.created_at, o.updated_at,
     s.seq, s.status AS stop_status, s.window_start, s.window_end, s.planned_arrival,
-    s.lon, s.lat, s.radius_m, s.arrived_at, s.departed_at"""
-_FROM = "FROM orders o LEFT JOIN stops s ON s.trip_id = o.trip_id AND s.stop_id = o.stop_id"
+    s.lon, s.lat, s.radius_m, s.arrived_at, s.departed_at, t.driver_id"""
+_FROM = """FROM orders o LEFT JOIN stops s ON s.trip_id = o.trip_id AND s.stop_id = o.stop_id
+    LEFT JOIN trips t ON t.trip_id = o.trip_id"""
 
 
 def ms_dt(ts_ms: int | None) -> datetime | None:
