@@ -42,6 +42,8 @@ class VehiclePublic(BaseModel):
     speed_kmh: float | None = None
     heading_deg: float | None = None
     trip_id: str | None = None
+    driver_id: str | None = Field(None, description="the driver of that trip")
+    driver_name: str | None = None
     route_m: float | None = Field(None, description="progress along the planned route, m")
     offset_m: float | None = Field(None, description="distance from the planned route, m")
     on_route: bool | None = None

@@ -60,7 +60,9 @@ def _rfc3339(dt: datetime | None) -> str | None:
 
 
 def webhook_payload(order: dict[str, Any], ts: datetime) -> dict[str, Any]:
-    """CONTRACT §5 webhook body: ``{order_id, tracking_number, status, eta, window, ts}``."""
+    """CONTRACT §5 webhook body: ``{order_id, tracking_number, status, eta, window, ts}``,
+    and ``driver_id`` when the order's trip has a driver."""
+    driver = {"driver_id": order["driver_id"]} if order.get("driver_id") else {}
     return {
         "order_id": order["order_id"],
         "tracking_number": order["tracking_number"],
@@ -68,6 +70,7 @@ def webhook_payload(order: dict[str, Any], ts: datetime) -> dict[str, Any]:
         "eta": _rfc3339(order["eta"]),
         "eta_window": {"start": _rfc3339(order["eta_low"]), "end": _rfc3339(order["eta_high"])},
         "window": {"start": _rfc3339(order["window_start"]), "end": _rfc3339(order["window_end"])},
+        **driver,
         "ts": _rfc3339(ts),
     }
 

@@ -1,6 +1,6 @@
 """A small, good-looking control-room scene inserted straight into the database: three
-trips on Jakarta streets with stops, live vehicle states, stored pings, and a week of
-delivered orders so the KPI charts have something to show."""
+trips on Jakarta streets with their drivers and stops, live vehicle states, stored pings,
+and a week of delivered orders so the KPI charts have something to show."""
 
 from __future__ import annotations
 
@@ -49,6 +49,14 @@ VEHICLES = {
 }
 
 
+#: vehicle -> (driver_id, name) of its live trip
+DRIVERS = {
+    "TRK-A": ("DRV-01", "Budi Santoso"),
+    "TRK-B": ("DRV-02", "Siti Rahma"),
+    "TRK-C": ("DRV-03", "Agus Wijaya"),
+}
+
+
 def _interp(coords: list[list[float]], idx: int, frac: float) -> tuple[float, float]:
     a, b = coords[idx], coords[min(idx + 1, len(coords) - 1)]
     return a[0] + (b[0] - a[0]) * frac, a[1] + (b[1] - a[1]) * frac
@@ -93,20 +101,26 @@ def insert_scene(db: psycopg.Connection) -> None:
     start = now - timedelta(minutes=40)
     for vehicle_id, coords in ROUTES.items():
         trip = VEHICLES[vehicle_id][0]
+        driver_id, driver_name = DRIVERS[vehicle_id]
         db.execute(
             "INSERT INTO vehicles (vehicle_id) VALUES (%s) ON CONFLICT DO NOTHING", (vehicle_id,)
+        )
+        db.execute(
+            "INSERT INTO drivers (driver_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (driver_id, driver_name),
         )
         plan = {
             "trip_id": trip,
             "vehicle_id": vehicle_id,
+            "driver_id": driver_id,
             "planned_start": start.isoformat(),
             "route": {"type": "LineString", "coordinates": coords},
             "corridor_m": 50,
         }
         db.execute(
-            "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m, "
-            "status) VALUES (%s, %s, %s, %s, 3200, 'active')",
-            (trip, vehicle_id, start, json.dumps(plan)),
+            "INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, "
+            "route_length_m, status) VALUES (%s, %s, %s, %s, %s, 3200, 'active')",
+            (trip, vehicle_id, driver_id, start, json.dumps(plan)),
         )
         for seq, vertex in enumerate((2, 5, len(coords) - 1)):
             lon, lat = coords[vertex]

@@ -1,5 +1,6 @@
 """Headless Chromium against the real stack: the map shows moving vehicles, a new alert
-appears without a reload, and acknowledging it works. Saves a screenshot under
+appears without a reload (naming the trip's driver beside the vehicle), and acknowledging
+it works. Saves a screenshot under
 ``test-artifacts/``.
 
 Feeding: the scene (trips, vehicle states, pings, alerts) is written straight into the
@@ -115,7 +116,7 @@ def test_dashboard_live_map_alerts_and_ack(
             apply(database_url, [ev("off_route", "T-B", 0, vehicle_id="TRK-B", offset_m=212.0)])
             new = page.locator(".alert.type-off_route")
             new.wait_for(timeout=10_000)
-            assert "TRK-B" in new.inner_text()
+            assert "TRK-B" in new.inner_text() and "Siti Rahma" in new.inner_text()
 
             # Acknowledge it.
             new.locator("button.ack").click()
@@ -130,6 +131,7 @@ def test_dashboard_live_map_alerts_and_ack(
             # Trip view for the screenshot; KPI charts must have drawn bars.
             page.locator('path[data-vehicle="TRK-A"]').click(force=True)
             page.wait_for_selector(".timeline li", timeout=10_000)
+            assert "Budi Santoso" in page.locator("#trip-sub").inner_text()
             page.wait_for_selector("#chart-rates rect", timeout=10_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)

@@ -16,7 +16,7 @@ const LATE_AFTER_S = 600;
 const state = {
   token: localStorage.getItem(TOKEN_KEY) || "",
   map: null, routeLayer: null, stopLayer: null, vehicleLayer: null, trackLayer: null,
-  trips: new Map(), routes: new Map(), vehicles: new Map(), markers: new Map(),
+  trips: new Map(), routes: new Map(), vehicles: new Map(), markers: new Map(), driverNames: new Map(),
   alerts: new Map(), alertFilter: "open,acked", maxStreamId: 0,
   selectedTrip: null, fitted: false, streams: [],
 };
@@ -39,6 +39,15 @@ function ago(iso) {
 }
 function num(v, digits = 0, suffix = "") {
   return v === null || v === undefined ? "–" : `${Number(v).toFixed(digits)}${suffix}`;
+}
+function noteDriver(id, name) {
+  if (id && name) state.driverNames.set(id, name);
+}
+/* The driver beside a vehicle: their name when the trips or vehicles told us, else the id. */
+function driverTag(id) {
+  if (!id) return "";
+  const name = state.driverNames.get(id);
+  return `<span class="driver" data-driver="${esc(id)}" title="driver ${esc(id)}">${esc(name || id)}</span>`;
 }
 function duration(s) {
   if (s === null || s === undefined) return "–";
@@ -102,6 +111,7 @@ function drawTrips(trips) {
   state.routes.clear();
   for (const t of trips) {
     state.trips.set(t.trip_id, t);
+    noteDriver(t.driver_id, t.driver_name);
     if (!t.route) continue;
     const selected = state.selectedTrip === t.trip_id;
     const layer = L.geoJSON(t.route, {
@@ -123,6 +133,7 @@ function drawTrips(trips) {
 function upsertVehicle(v) {
   if (v.lat === null || v.lon === null || v.lat === undefined) return;
   state.vehicles.set(v.vehicle_id, v);
+  noteDriver(v.driver_id, v.driver_name);
   const colour = STATUS_COLOURS[vehicleStatus(v)];
   let marker = state.markers.get(v.vehicle_id);
   if (!marker) {
@@ -207,7 +218,7 @@ function alertItem(a) {
   li.innerHTML = `
     <span class="bar"></span>
     <div>
-      <div class="title">${esc(ALERT_LABELS[a.type] || a.type)} · ${esc(a.vehicle_id)}</div>
+      <div class="title">${esc(ALERT_LABELS[a.type] || a.type)} · ${esc(a.vehicle_id)}${a.driver_id ? ` · ${driverTag(a.driver_id)}` : ""}</div>
       <div class="meta">${esc(a.trip_id || "")} · ${hhmm(a.ts)} (${ago(a.ts)})${who}</div>
       <div class="detail">${alertDetail(a)}</div>
     </div>
@@ -313,8 +324,8 @@ async function selectTrip(tripId) {
   drawTrips([...state.trips.values()]);
   document.getElementById("trip-title").textContent = `Trip ${tripId}`;
   if (!trip) { document.getElementById("trip-sub").textContent = "not in the live trip list"; return; }
-  document.getElementById("trip-sub").textContent =
-    `${trip.vehicle_id} · ${trip.status} · planned start ${hhmm(trip.planned_start)}`;
+  document.getElementById("trip-sub").innerHTML =
+    `${esc(trip.vehicle_id)}${trip.driver_id ? ` · ${driverTag(trip.driver_id)}` : ""} · ${esc(trip.status)} · planned start ${hhmm(trip.planned_start)}`;
   renderTimeline();
   renderTripStats();
   state.trackLayer.clearLayers();
