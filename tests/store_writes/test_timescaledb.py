@@ -62,6 +62,8 @@ def test_hypertables_columnstore_and_policies(timescale_database: MakeDatabase) 
             ("policy_retention", "ping_gaps", "30 days"),
             ("policy_retention", "kpi_daily_vehicle", "5 years"),
             ("policy_refresh_continuous_aggregate", "kpi_daily_vehicle", "35 days"),
+            ("policy_retention", "kpi_daily_driver", "5 years"),
+            ("policy_refresh_continuous_aggregate", "kpi_daily_driver", "35 days"),
         }
 
 
