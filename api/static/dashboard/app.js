@@ -19,6 +19,7 @@ const state = {
   trips: new Map(), routes: new Map(), vehicles: new Map(), markers: new Map(), driverNames: new Map(),
   alerts: new Map(), alertFilter: "open,acked", maxStreamId: 0,
   selectedTrip: null, fitted: false, streams: [],
+  scoreDays: 7, alertDriver: null,
 };
 
 /* ---------- helpers ---------- */
@@ -193,6 +194,7 @@ function renderAlerts() {
   const wanted = state.alertFilter ? state.alertFilter.split(",") : null;
   const items = [...state.alerts.values()]
     .filter((a) => !wanted || wanted.includes(a.status))
+    .filter((a) => !state.alertDriver || a.driver_id === state.alertDriver)
     .sort((a, b) => b.id - a.id)
     .slice(0, 200);
   const nodes = items.map((a) => {
@@ -207,6 +209,9 @@ function renderAlerts() {
     list.replaceChildren(...nodes);
   }
   document.getElementById("alerts-empty").style.display = items.length ? "none" : "block";
+  const chip = document.getElementById("alert-driver");
+  chip.hidden = !state.alertDriver;
+  if (state.alertDriver) chip.querySelector("span").innerHTML = `alerts of ${driverTag(state.alertDriver)}`;
   updateSummary();
 }
 
@@ -258,6 +263,7 @@ function showAckForm(li, a) {
 async function loadAlerts() {
   const params = new URLSearchParams({ limit: "200" });
   if (state.alertFilter) params.set("status", state.alertFilter);
+  if (state.alertDriver) params.set("driver_id", state.alertDriver);
   const page = await api(`/v1/alerts?${params}`);
   for (const a of page.alerts) {
     state.alerts.set(a.id, a);
@@ -419,6 +425,61 @@ async function loadPerformance() {
   ], Math.ceil(maxOrders / 4) * 4, "");
 }
 
+/* ---------- driver scorecard ---------- */
+
+async function loadScorecard() {
+  const days = state.scoreDays;
+  const from = utcDay(1 - days), to = utcDay(1);
+  const card = await api(`/v1/reports/driver-scorecard?from=${from.toISOString()}&to=${to.toISOString()}`);
+  if (days !== state.scoreDays) return; // another period was chosen meanwhile
+  const label = days === 1 ? "today" : `last ${days} days`;
+  document.getElementById("score-note").textContent =
+    `${label} (UTC)${card.source === "continuous_aggregate" ? " · from the daily aggregate" : ""}`;
+  const grade = (score) => (score == null ? "" : score >= 85 ? "good" : score >= 60 ? "mid" : "poor");
+  const rows = card.drivers.map((d) => {
+    noteDriver(d.driver_id, d.name);
+    const cls = grade(d.score);
+    const bar = d.score == null ? "–"
+      : `<div class="scorebar ${cls}"><div class="track"><div class="fill" style="width:${Math.max(2, d.score)}%"></div></div><b>${num(d.score, 0)}</b></div>`;
+    const hot = (v, limit) => (v != null && v > limit ? " hot" : "");
+    return `<tr data-driver="${esc(d.driver_id)}" class="${state.alertDriver === d.driver_id ? "selected" : ""}">
+      <td class="num">${d.rank ?? "–"}</td>
+      <td class="who"><b>${esc(d.name || d.driver_id)}</b><span class="id">${esc(d.driver_id)}</span>${d.active ? "" : '<span class="off">inactive</span>'}</td>
+      <td class="num">${d.trips}</td><td class="num">${d.stops_served}</td>
+      <td class="num">${num(d.on_time_rate_pct, 0, " %")}</td><td class="num">${num(d.perfect_delivery_rate_pct, 0, " %")}</td>
+      <td class="num">${num(d.driven_km, 1)}</td>
+      <td class="num${hot(d.speeding_episodes, 0)}">${d.speeding_episodes}</td>
+      <td class="num${hot(d.speeding_minutes_per_100km, 1)}">${num(d.speeding_minutes_per_100km, 1)}</td>
+      <td class="num">${num(d.off_route_minutes, 0)} min</td>
+      <td class="num">${d.unplanned_stops}</td>
+      <td>${bar}</td></tr>`;
+  });
+  document.getElementById("scorecard-rows").innerHTML = rows.join("");
+  document.getElementById("scorecard-empty").style.display = rows.length ? "none" : "block";
+}
+
+document.getElementById("score-period").addEventListener("click", (e) => {
+  const btn = e.target.closest("button");
+  if (!btn) return;
+  for (const b of e.currentTarget.querySelectorAll("button")) b.classList.toggle("on", b === btn);
+  state.scoreDays = Number(btn.dataset.days);
+  loadScorecard().catch(console.error);
+});
+
+function filterAlertsByDriver(driverId) {
+  state.alertDriver = state.alertDriver === driverId ? null : driverId;
+  for (const tr of document.querySelectorAll("#scorecard-rows tr")) {
+    tr.classList.toggle("selected", tr.dataset.driver === state.alertDriver);
+  }
+  alertNodes.clear();
+  loadAlerts().catch(console.error);
+}
+document.getElementById("scorecard-rows").addEventListener("click", (e) => {
+  const tr = e.target.closest("tr[data-driver]");
+  if (tr) filterAlertsByDriver(tr.dataset.driver);
+});
+document.getElementById("alert-driver-clear").addEventListener("click", () => filterAlertsByDriver(state.alertDriver));
+
 /* ---------- start ---------- */
 
 async function start() {
@@ -428,11 +489,13 @@ async function start() {
   } catch (err) { console.error(err); return; }
   connectStreams();
   loadPerformance().catch(console.error);
+  loadScorecard().catch(console.error);
 }
 
 setupMap().then(start);
 setInterval(() => { if (state.token) loadTrips().catch(console.error); }, 30000);
 setInterval(() => { if (state.token) loadPerformance().catch(console.error); }, 300000);
+setInterval(() => { if (state.token) loadScorecard().catch(console.error); }, 300000);
 setInterval(() => {
   if (document.querySelector(".ack-form")) return; // never wipe a note being typed
   alertNodes.clear();
