@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from store import reports, scorecard
-from tests.conftest import MakeDatabase
+from tests.conftest import MakeDatabase, pause_timescaledb_jobs
 from tests.control_room.factories import insert_trip
 from tests.control_room.test_delivery_report import DAY, add_order, t
 
@@ -168,6 +168,7 @@ def test_http_endpoint_roles_validation_and_unknown_driver(
 @pytest.mark.timescaledb
 def test_continuous_aggregate_gives_the_same_scorecard(timescale_database: MakeDatabase) -> None:
     url = timescale_database()
+    pause_timescaledb_jobs(url)  # real-time first, then materialised by hand
     with psycopg.connect(url, autocommit=True) as conn:
         build_scenario(conn)
         ranges = [

@@ -31,7 +31,7 @@ from simulator.offline import run as simulate
 from simulator.scenario import DEFAULT_START_MS, ScenarioConfig, Simulation
 from simulator.truth import Recording, derive
 from store import scorecard
-from tests.conftest import scratch_databases
+from tests.conftest import pause_timescaledb_jobs, scratch_databases
 from tests.control_room.test_report_replayed import _replay, _true_speeding_s
 
 POOL = [
@@ -93,6 +93,8 @@ def replayed(
     tmp = tmp_path_factory.mktemp("scorecard")
     with scratch_databases(server, migrated=True) as make:
         url = make()
+        if on_timescale:  # real-time first, then materialised by hand (test 2)
+            pause_timescaledb_jobs(url)
         days = []
         # (seeds whose six of eight drivers together staff all eight, two of them once)
         for day, seed in enumerate((31, 34)):
