@@ -66,7 +66,9 @@ _EVENT_SUMS = (
     "unplanned_stop_s",
 )
 
-_EVENTS_RAW_SQL = """
+#: the event sums per driver over ``%(from)s``..``%(to)s`` (``%(key)s``: one driver), from
+#: ``events`` or from the daily aggregate (whole days only)
+EVENTS_RAW_SQL = """
 SELECT driver_id,
        count(*) FILTER (WHERE type = 'trip_started') AS trips,
        count(*) FILTER (WHERE type = 'stop_arrived') AS stops_served,
@@ -84,7 +86,7 @@ SELECT driver_id,
  GROUP BY driver_id
 """
 
-_EVENTS_CAGG_SQL = f"""
+EVENTS_CAGG_SQL = f"""
 SELECT driver_id, {", ".join(f"sum({c}) AS {c}" for c in _EVENT_SUMS)}
   FROM {CAGG_NAME}
  WHERE day >= %(from)s AND day < %(to)s
@@ -157,7 +159,7 @@ async def driver_scorecard(
     if use_aggregate is None:
         use_aggregate = whole_days(start, end) and await has_aggregate(conn, CAGG_NAME)
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_EVENTS_CAGG_SQL if use_aggregate else _EVENTS_RAW_SQL, params)
+        await cur.execute(EVENTS_CAGG_SQL if use_aggregate else EVENTS_RAW_SQL, params)
         evs = {r["driver_id"]: r for r in await cur.fetchall()}
         await cur.execute(orders_sql("driver"), params)
         orders = {r["grp"]: r for r in await cur.fetchall()}
