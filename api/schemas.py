@@ -42,6 +42,8 @@ class VehiclePublic(BaseModel):
     speed_kmh: float | None = None
     heading_deg: float | None = None
     trip_id: str | None = None
+    driver_id: str | None = Field(None, description="the driver of that trip")
+    driver_name: str | None = None
     route_m: float | None = Field(None, description="progress along the planned route, m")
     offset_m: float | None = Field(None, description="distance from the planned route, m")
     on_route: bool | None = None
@@ -72,6 +74,7 @@ class OrderCreated(BaseModel):
 class TripCreated(BaseModel):
     trip_id: str
     vehicle_id: str
+    driver_id: str | None = None
     status: str
     replaced: bool = Field(description="true when an existing plan with this trip_id was replaced")
     route_length_m: float
@@ -98,6 +101,8 @@ class StopLive(BaseModel):
 class TripPublic(BaseModel):
     trip_id: str
     vehicle_id: str
+    driver_id: str | None = None
+    driver_name: str | None = None
     status: str
     planned_start: Time
     route_length_m: float
@@ -136,6 +141,7 @@ class OrderPublic(BaseModel):
     order_id: str
     tracking_number: str
     trip_id: str
+    driver_id: str | None = Field(None, description="the driver of the order's trip")
     stop_id: str
     status: str
     eta: Time | None

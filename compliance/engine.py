@@ -71,9 +71,10 @@ from compliance.types import PingBatch, ProcessResult, TripSnapshot
 log = logging.getLogger(__name__)
 
 #: 2: pending pings carry their seq, trips the seq of their newest committed ping, plans
-#: are pickled TripPlan objects (version 1: their JSON dump)
-_CHECKPOINT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: are pickled TripPlan objects (version 1: their JSON dump); 3: plans have driver_id and
+#: driver_name (a version-2 plan unpickles without them and is validated again)
+_CHECKPOINT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _FLUSH_MS = 2**62
 
 
@@ -128,6 +129,11 @@ class Engine:
 
     def trips(self) -> list[str]:
         return list(self._trips)
+
+    def plan(self, trip_id: str) -> TripPlan | None:
+        """The plan of a trip the engine holds (None for one it does not)."""
+        trip = self._trips.get(trip_id)
+        return None if trip is None else trip.plan
 
     def _current(self, vehicle_id: str) -> Trip | None:
         for key in self._by_vehicle.get(vehicle_id, ()):
@@ -463,7 +469,10 @@ class Engine:
         eng = cls(Thresholds(**obj["thresholds"]), speed_profile)
         eng.late_pings = int(obj["late_pings"])
         for t in obj["trips"]:
-            plan = TripPlan.model_validate(t["plan"])
+            plan = t["plan"]
+            if obj["version"] == 2:  # a TripPlan pickled before its driver fields existed
+                plan = plan.model_dump()
+            plan = TripPlan.model_validate(plan)
             eng.add_trip(plan)
             trip = eng._trips[trip_key(plan)]
             trip.committed = np.asarray(t["committed"], np.float64).copy()

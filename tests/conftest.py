@@ -92,6 +92,20 @@ def scratch_databases(server_url: str, *, migrated: bool) -> Iterator[MakeDataba
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pause_timescaledb_jobs(url: str) -> None:
+    """Unschedule the database's TimescaleDB policy jobs (refresh, compression, retention)
+    for a test that runs them by hand. The scheduler starts them seconds after the
+    migration, and a run in the middle of the test's writes changes what it reads: a
+    retention run drops old rows, and a refresh materialises a day whose later events a
+    real-time aggregate then misses until the next refresh (as in production, for up to
+    its 30-minute schedule)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+            "WHERE hypertable_name IS NOT NULL"
+        )
+
+
 @pytest.fixture
 def timescale_database(timescale_server_url: str) -> Iterator[MakeDatabase]:
     """Factory of fresh databases migrated on TimescaleDB, dropped after the test."""
