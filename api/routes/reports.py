@@ -3,7 +3,7 @@ driver scorecard (definitions in ``store.scorecard``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -31,6 +31,11 @@ def _check_range(from_: datetime, to: datetime) -> None:
         raise unprocessable(
             ["query", "from" if from_.tzinfo is None else "to"], "needs a UTC offset"
         )
+    for name, value in (("from", from_), ("to", to)):
+        try:  # 0001-01-01T00:00+01:00 is in year 0 in UTC, which nothing can hold
+            value.astimezone(UTC)
+        except OverflowError:
+            raise unprocessable(["query", name], "out of range (years 1 to 9999 in UTC)") from None
     if to <= from_:
         raise unprocessable(["query", "to"], "to must be after from")
     if (to - from_).days > _MAX_RANGE_DAYS:

@@ -202,3 +202,12 @@ def test_http_endpoint_roles_and_validation(
     bad = {**params, "to": params["from"]}
     r = httpx.get(url, params=bad, headers={"Authorization": f"Bearer {oms_token}"})
     assert r.status_code == 422
+    # found by schemathesis: a time whose UTC is in year 0 was a 500
+    year_0 = {"from": "0001-01-01T05:04:00+13:01", "to": "0001-01-05T04:00:01+01:00"}
+    for report in ("delivery-performance", "driver-scorecard"):
+        r = httpx.get(
+            f"{api_url}/v1/reports/{report}",
+            params=year_0,
+            headers={"Authorization": f"Bearer {oms_token}"},
+        )
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "from"]
