@@ -3,12 +3,37 @@
 Written for clarity, not speed: no NumPy tricks, no Numba. Property tests compare the
 kernels against these on generated routes and ping streams. Units as in the kernels:
 metres, epoch ms, seconds, km/h.
+
+Sections follow the stages of ``compliance.kernels.process_pings`` (its ``STAGES``) in
+pipeline order; each reference is checked against the stage alone
+(tests/compliance/test_stages.py) and, where it applies, against the whole kernel
+(tests/compliance/test_properties.py). Stages without a reference here (wild fix,
+speed, trip start, stops, unplanned stop, completion) are covered by the scenario tests.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+
+# ---- signal ----------------------------------------------------------------------------
+
+
+def signal_events(
+    ts_ms: Sequence[int], *, lost_s: float = 120.0, active: bool = True
+) -> list[tuple[str, int]]:
+    """``signal_lost`` (at the last ping + ``lost_s``) and ``signal_restored`` (at the
+    next ping) for every gap longer than ``lost_s`` on an active trip: [(type, ts_ms)]."""
+    out: list[tuple[str, int]] = []
+    for prev, t in itertools.pairwise(ts_ms):
+        if active and t - prev > lost_s * 1000:
+            out.append(("signal_lost", int(prev + lost_s * 1000)))
+            out.append(("signal_restored", t))
+    return out
+
+
+# ---- matching --------------------------------------------------------------------------
 
 
 def match_window(
@@ -58,14 +83,7 @@ def nearest(
     return m, d
 
 
-def limit_at(
-    route_m: float, ranges: Sequence[tuple[float, float, float]], default_kmh: float
-) -> float:
-    """Limit in km/h at ``route_m``: the range containing it, else the default."""
-    for lo, hi, kmh in ranges:
-        if lo <= route_m < hi:
-            return kmh
-    return default_kmh
+# ---- off-route -------------------------------------------------------------------------
 
 
 def off_route_events(
@@ -116,6 +134,19 @@ def off_route_events(
     return out
 
 
+# ---- speeding --------------------------------------------------------------------------
+
+
+def limit_at(
+    route_m: float, ranges: Sequence[tuple[float, float, float]], default_kmh: float
+) -> float:
+    """Limit in km/h at ``route_m``: the range containing it, else the default."""
+    for lo, hi, kmh in ranges:
+        if lo <= route_m < hi:
+            return kmh
+    return default_kmh
+
+
 def speeding_events(
     ts_ms: Sequence[int],
     speed_kmh: Sequence[float],
@@ -153,4 +184,46 @@ def speeding_events(
                 active = False
                 since = None
                 under_n = 0
+    return out
+
+
+# ---- schedule (and the ETA it predicts with) --------------------------------------------
+
+
+def next_arrival_ms(
+    ts_ms: float,
+    stop_m: float,
+    progress_m: float,
+    speed_mps: float,
+    service_left_ms: float = 0.0,
+) -> float:
+    """Predicted arrival at the next pending stop: now + remaining route distance at the
+    expected speed + what is left of the service at the current stop."""
+    return (
+        ts_ms
+        + max(0.0, stop_m - max(progress_m, 0.0)) / speed_mps * 1000.0
+        + max(0.0, service_left_ms)
+    )
+
+
+def schedule_events(
+    ts_ms: Sequence[int],
+    eta_ms: Sequence[float],
+    window_end_ms: float,
+    *,
+    late_s: float = 600.0,
+    hysteresis_s: float = 120.0,
+) -> list[tuple[str, int]]:
+    """``late`` when the predicted arrival is more than ``late_s`` after the window's
+    end, ``back_on_schedule`` once it is under ``late_s - hysteresis_s``: [(type, ts_ms)]."""
+    out: list[tuple[str, int]] = []
+    late = False
+    for t, eta in zip(ts_ms, eta_ms, strict=True):
+        delay_s = (eta - window_end_ms) / 1000.0
+        if not late and delay_s > late_s:
+            late = True
+            out.append(("late", t))
+        elif late and delay_s < late_s - hysteresis_s:
+            late = False
+            out.append(("back_on_schedule", t))
     return out
