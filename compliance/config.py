@@ -63,6 +63,10 @@ class Thresholds:
     #: stop changes status or the trip has an event; each refresh is a write per stop and
     #: order, the engine's largest cost with thousands of trips on the road
     snapshot_interval_s: float = 15.0
+    #: a trip whose vehicle stopped reporting ends (trip_completed, ended_by no_signal)
+    #: this long after the later of its planned end and its last ping: a tracker that
+    #: died would otherwise keep the trip active for ever
+    trip_abandon_s: float = 3600.0
 
     def with_overrides(self, overrides: dict[str, Any]) -> Thresholds:
         """A copy with per-trip overrides applied; unknown names raise ``ValueError``."""

@@ -29,6 +29,7 @@ from compliance.layout import (
     EV_SPEEDING_ENDED,
     EV_STOP_ARRIVED,
     EV_STOP_DEPARTED,
+    EV_TRIP_ABANDONED,
     EV_TRIP_COMPLETED,
     EV_TRIP_STARTED,
     EV_UNPLANNED_STOP,
@@ -42,6 +43,7 @@ from compliance.layout import (
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
     P_LENGTH_M,
+    P_PLANNED_END_MS,
     P_PLANNED_MPS,
     RING,
     S_ACC_TS,
@@ -137,6 +139,7 @@ TH_LATE_S = 16
 TH_LATE_HYST_S = 17
 TH_LOST_S = 18
 TH_START_M = 20
+TH_ABANDON_S = 25
 
 #: derived speed: ring entries at least this far apart, baseline at most this long (ms)
 RING_STEP_MS = 2500.0
@@ -400,7 +403,7 @@ def _derived_kmh(st, ts):
 STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     (
         "signal",
-        ("_signal", "signal_check"),
+        ("_signal", "_signal_lost", "time_check"),
         (S_N, S_LAST_TS, S_LAST_LAT, S_LAST_LON, S_LOST, S_GAP_FROM),
     ),
     ("wild fix", ("_wild_fix", "_accept_fix"), (S_WILD_N, S_ACC_TS, S_ACC_X, S_ACC_Y)),
@@ -454,57 +457,72 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
         (S_SP_SINCE, S_SP_ACTIVE, S_SP_MAX, S_SP_M0, S_SP_UNDER_N, S_SP_UNDER_TS, S_SP_LIMIT),
     ),
     ("schedule", ("_schedule", "_next_arrival_ms"), (S_LATE, S_LATE_STOP)),
-    ("completion", ("_completion",), (S_COMPLETED, S_COMPLETED_TS)),
+    ("completion", ("_completion", "_abandon_at", "_abandon"), (S_COMPLETED, S_COMPLETED_TS)),
     ("ETA", ("expected_mps", "stop_etas"), ()),
 )
 
 
 @njit(cache=True, inline="always")
-def _signal(st, th, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne):
+def _signal_lost(st, th, ev_i, ev_ts, ev_f, ne):
+    """Signal: ``signal_lost`` at the last ping + the timeout, where that ping was."""
+    st[S_LOST] = 1.0
+    return _emit(
+        ev_i,
+        ev_ts,
+        ev_f,
+        ne,
+        EV_SIGNAL_LOST,
+        -1,
+        -1,
+        st[S_LAST_TS] + th[TH_LOST_S] * 1000.0,
+        st[S_LAST_TS],
+        0.0,
+        0.0,
+        st[S_LAST_LAT],
+        st[S_LAST_LON],
+        st[S_LAST_M],
+    )
+
+
+@njit(cache=True, inline="always")
+def _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne):
     """Signal: ``signal_lost`` (if the tick has not emitted it) and ``signal_restored``
     when this ping ends a gap longer than the timeout on an active trip; then records
     the ping as the last one (and where a signal gap began, for the matching window).
+    A ping after the instant the trip was abandoned for want of signal (see
+    :func:`_abandon_at`) restores nothing: the trip ended then, as :func:`time_check`
+    would have ended it had the horizon passed that instant before the ping came.
 
     Owns S_N, S_LAST_TS, S_LAST_LAT, S_LAST_LON, S_LOST, S_GAP_FROM."""
     active = st[S_STARTED] > 0 and st[S_COMPLETED] == 0
     if st[S_N] > 0:
         gap_ms = ts - st[S_LAST_TS]
         lost_ms = th[TH_LOST_S] * 1000.0
+        end_ms = _abandon_at(st, th, par)
+        ended = st[S_COMPLETED] == 0 and ts > end_ms
         if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
-            if st[S_LOST] == 0:
+            if st[S_LOST] == 0 and (not ended or st[S_LAST_TS] + lost_ms <= end_ms):
+                ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
+            if not ended:
+                st[S_LOST] = 0.0
                 ne = _emit(
                     ev_i,
                     ev_ts,
                     ev_f,
                     ne,
-                    EV_SIGNAL_LOST,
+                    EV_SIGNAL_RESTORED,
+                    i,
                     -1,
-                    -1,
-                    st[S_LAST_TS] + lost_ms,
-                    st[S_LAST_TS],
+                    ts,
+                    gap_ms / 1000.0,
                     0.0,
                     0.0,
-                    st[S_LAST_LAT],
-                    st[S_LAST_LON],
+                    lat,
+                    lon,
                     st[S_LAST_M],
                 )
-            st[S_LOST] = 0.0
-            ne = _emit(
-                ev_i,
-                ev_ts,
-                ev_f,
-                ne,
-                EV_SIGNAL_RESTORED,
-                i,
-                -1,
-                ts,
-                gap_ms / 1000.0,
-                0.0,
-                0.0,
-                lat,
-                lon,
-                st[S_LAST_M],
-            )
+        if ended:
+            ne = _abandon(st, ustat, i, end_ms, ev_i, ev_ts, ev_f, ne)
     if st[S_N] > 0 and ts - st[S_LAST_TS] > GAP_PRIOR_S * 1000.0:
         st[S_GAP_FROM] = st[S_LAST_TS]
     st[S_N] += 1.0
@@ -1246,6 +1264,45 @@ def _schedule(st, th, par, stops, ustat, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, 
 
 
 @njit(cache=True, inline="always")
+def _abandon_at(st, th, par):
+    """Completion: when a trip whose vehicle stopped reporting ends, epoch ms:
+    ``trip_abandon_s`` after the later of its planned end and its last ping."""
+    return max(par[P_PLANNED_END_MS], st[S_LAST_TS]) + th[TH_ABANDON_S] * 1000.0
+
+
+@njit(cache=True, inline="always")
+def _abandon(st, ustat, ping, at_ms, ev_i, ev_ts, ev_f, ne):
+    """Completion: end the trip at ``at_ms`` for want of signal: its pending stops are
+    skipped and it completes (EV_TRIP_ABANDONED, a ``trip_completed`` ended by
+    "no_signal") where its last ping was. ``ping``: the ping after the silence, -1 from
+    :func:`time_check`."""
+    for k in range(ustat.shape[0]):
+        if ustat[k, U_STATUS] == STATUS_PENDING:
+            ustat[k, U_STATUS] = STATUS_SKIPPED
+    st[S_COMPLETED] = 1.0
+    st[S_COMPLETED_TS] = at_ms
+    dist = st[S_PROGRESS] - st[S_START_M]
+    if not dist > 0.0:  # (NaN: never on the route)
+        dist = 0.0
+    return _emit(
+        ev_i,
+        ev_ts,
+        ev_f,
+        ne,
+        EV_TRIP_ABANDONED,
+        ping,
+        -1,
+        at_ms,
+        st[S_ON_TIME],
+        st[S_LATE_STOPS],
+        dist,
+        st[S_LAST_LAT],
+        st[S_LAST_LON],
+        st[S_PROGRESS],
+    )
+
+
+@njit(cache=True, inline="always")
 def _completion(
     st, th, length, stops, ustat, i, ts, lat, lon, m, speed, on_route, elsewhere,
     ev_i, ev_ts, ev_f, ne,
@@ -1359,7 +1416,7 @@ def process_pings(
         out_off[i] = np.nan
         if st[S_N] > 0 and ts <= st[S_LAST_TS]:
             continue  # at or before the last processed ping: already judged
-        ne = _signal(st, th, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne)
+        ne = _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne)
         acc = acc_a[i]
         if not math.isfinite(acc):
             acc = 0.0
@@ -1409,33 +1466,22 @@ def process_pings(
 
 
 @njit(cache=True)
-def signal_check(st, th, horizon_ms, ev_i, ev_ts, ev_f):
-    """signal_lost once the committed horizon passes last ping + timeout (active trips).
-
-    Emits at most one event (ts = last ping + timeout); returns the number emitted.
-    """
-    if st[S_N] == 0 or st[S_LOST] > 0 or st[S_STARTED] == 0 or st[S_COMPLETED] > 0:
+def time_check(st, th, par, ustat, horizon_ms, ev_i, ev_ts, ev_f):
+    """The time-driven events of a trip whose committed horizon passed their instant with
+    no ping since: ``signal_lost`` at the last ping + timeout (a started, unfinished
+    trip), and the trip's end for want of signal at :func:`_abandon_at` (any trip that
+    has had a ping), in that order - the same events, with the same times, that the
+    next ping would give (:func:`_signal`). Returns the number emitted (at most 2)."""
+    if st[S_N] == 0 or st[S_COMPLETED] > 0:
         return 0
+    ne = 0
+    end_ms = _abandon_at(st, th, par)
     lost_at = st[S_LAST_TS] + th[TH_LOST_S] * 1000.0
-    if horizon_ms < lost_at:
-        return 0
-    st[S_LOST] = 1.0
-    return _emit(
-        ev_i,
-        ev_ts,
-        ev_f,
-        0,
-        EV_SIGNAL_LOST,
-        -1,
-        -1,
-        lost_at,
-        st[S_LAST_TS],
-        0.0,
-        0.0,
-        st[S_LAST_LAT],
-        st[S_LAST_LON],
-        st[S_LAST_M],
-    )
+    if st[S_LOST] == 0 and st[S_STARTED] > 0 and lost_at <= horizon_ms and lost_at <= end_ms:
+        ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
+    if end_ms <= horizon_ms:
+        ne = _abandon(st, ustat, -1, end_ms, ev_i, ev_ts, ev_f, ne)
+    return ne
 
 
 _ = (STATUS_ARRIVED, U_ARRIVED_TS)  # layout names used by readers of ustat

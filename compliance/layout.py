@@ -77,7 +77,8 @@ P_LENGTH_M = 0
 P_CORRIDOR_M = 1
 P_PLANNED_MPS = 2
 P_DEFAULT_LIMIT = 3  # NaN none
-N_PARAM = 4
+P_PLANNED_END_MS = 4  # when the plan expects the trip to end, epoch ms
+N_PARAM = 5
 
 # ---- stops: float64 (n, N_STOPF), plan order ----
 T_X = 0
@@ -134,3 +135,6 @@ EV_BACK_ON_SCHEDULE = EVENT_CODES.index(EventType.BACK_ON_SCHEDULE)
 EV_SIGNAL_LOST = EVENT_CODES.index(EventType.SIGNAL_LOST)
 EV_SIGNAL_RESTORED = EVENT_CODES.index(EventType.SIGNAL_RESTORED)
 EV_TRIP_COMPLETED = EVENT_CODES.index(EventType.TRIP_COMPLETED)
+#: the kernels' own code for a trip ended because its vehicle stopped reporting: a
+#: ``trip_completed`` with ``ended_by`` "no_signal" (compliance.convert)
+EV_TRIP_ABANDONED = len(EVENT_CODES)

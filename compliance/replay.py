@@ -141,8 +141,17 @@ def replay_engine(
         t_order = np.argsort(pings.ts_ms, kind="stable")
         sorted_ts = pings.ts_ms[t_order]
         lo = 0
-        for edge in range(start_ms - start_ms % step + step, end_ms + 2 * step, step):
+        edge = start_ms - start_ms % step + step
+        while True:
             hi = int(np.searchsorted(sorted_ts, edge, side="left"))
+            live = engine.live_trips()
+            if hi == lo and lo < len(sorted_ts) and not live:
+                # no ping before this edge and no trip to show: nothing happens until the
+                # next ping but time-driven events, which a later watermark gives alike
+                # (a recording may span months of trips that ended)
+                nxt = int(sorted_ts[lo])
+                edge = nxt - nxt % step + step
+                continue
             chunk = pings.take(t_order[lo:hi])
             lo = hi
             # commit everything before the edge, never past the last ts seen, so both
@@ -150,12 +159,13 @@ def replay_engine(
             res = engine.process(chunk, min(edge, end_ms) + allowance)
             add_events(res.events)
             snap_ts = edge - 1
-            for key in engine.trips():
+            for key in engine.live_trips():
                 snap = engine.snapshot(key, snap_ts)
                 if snap is not None and snap.status == "active":
                     items.append((snap_ts, 1, key, len(items), snapshot_dict(snap, snap_ts)))
             if edge > end_ms:
                 break
+            edge += step
     add_events(engine.flush())
     add_events(engine.tick(end_ms + allowance))
     items.sort(key=lambda it: it[:4])

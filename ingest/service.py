@@ -66,7 +66,7 @@ from ingest.trips import (
 )
 from routewatch import metrics
 from routewatch.mqtt_endpoint import MqttEndpoint
-from routewatch.settings import Settings
+from routewatch.settings import Settings, engine_thresholds
 from store import copy_binary
 from store.db import make_pool
 from store.live import load_checkpoint, save_checkpoint
@@ -92,9 +92,11 @@ class Processor(Protocol):
     def trips(self) -> list[str]: ...
 
 
-def make_processor(checkpoint: bytes | None) -> Processor:
-    """The compliance engine, restored from ``checkpoint`` when given."""
-    return Engine.restore(checkpoint) if checkpoint is not None else Engine()
+def make_processor(checkpoint: bytes | None, settings: Settings | None = None) -> Processor:
+    """The compliance engine, restored from ``checkpoint`` when given, with the default
+    thresholds but those the settings name (``trip_abandon_after_s``)."""
+    th = engine_thresholds(settings or Settings())
+    return Engine.restore(checkpoint, thresholds=th) if checkpoint is not None else Engine(th)
 
 
 def now_ms() -> int:
@@ -566,7 +568,7 @@ async def _start(settings: Settings, pool: AsyncConnectionPool, stop: asyncio.Ev
     and (if enforced) the vehicle registry."""
     async with pool.connection() as conn:
         saved = await load_checkpoint(conn)
-        processor = make_processor(saved.state if saved else None)
+        processor = make_processor(saved.state if saved else None, settings)
         trips = await load_live_trips(conn)
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
         recovered = await recover(conn, processor, saved, trips, settings)

@@ -13,7 +13,6 @@ speed, trip start, stops, unplanned stop, completion) are covered by the scenari
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -21,15 +20,37 @@ from collections.abc import Sequence
 
 
 def signal_events(
-    ts_ms: Sequence[int], *, lost_s: float = 120.0, active: bool = True
+    ts_ms: Sequence[int],
+    *,
+    lost_s: float = 120.0,
+    abandon_s: float = 3600.0,
+    planned_end_ms: float = -math.inf,
+    horizon_ms: float | None = None,
+    active: bool = True,
 ) -> list[tuple[str, int]]:
     """``signal_lost`` (at the last ping + ``lost_s``) and ``signal_restored`` (at the
-    next ping) for every gap longer than ``lost_s`` on an active trip: [(type, ts_ms)]."""
+    next ping) for every gap longer than ``lost_s`` on an active trip; the trip's end
+    (``trip_completed``) ``abandon_s`` after the later of ``planned_end_ms`` and the last
+    ping before a silence that lasts that long (up to the next ping, or to
+    ``horizon_ms`` after the last), after which nothing more: [(type, ts_ms)]."""
     out: list[tuple[str, int]] = []
-    for prev, t in itertools.pairwise(ts_ms):
-        if active and t - prev > lost_s * 1000:
-            out.append(("signal_lost", int(prev + lost_s * 1000)))
-            out.append(("signal_restored", t))
+    for k, prev in enumerate(ts_ms):
+        lost = prev + lost_s * 1000
+        end = max(planned_end_ms, prev) + abandon_s * 1000
+        if k + 1 < len(ts_ms):  # a ping ends this silence
+            nxt = ts_ms[k + 1]
+            if nxt > end:  # ... after the trip ended in it
+                if active and lost <= end:
+                    out.append(("signal_lost", int(lost)))
+                out.append(("trip_completed", int(end)))
+                return out
+            if active and nxt > lost:
+                out += [("signal_lost", int(lost)), ("signal_restored", nxt)]
+        elif horizon_ms is not None:  # the silence after the last ping, up to the horizon
+            if active and lost <= min(end, horizon_ms):
+                out.append(("signal_lost", int(lost)))
+            if end <= horizon_ms:
+                out.append(("trip_completed", int(end)))
     return out
 
 

@@ -26,6 +26,7 @@ from compliance.layout import (
     N_STOPF,
     N_STOPS,
     P_DEFAULT_LIMIT,
+    P_PLANNED_END_MS,
     P_PLANNED_MPS,
     S_COMPLETED,
     S_LAST_TS,
@@ -33,9 +34,11 @@ from compliance.layout import (
     S_PROGRESS,
     S_RING,
     S_STARTED,
+    STATUS_SKIPPED,
     T_M,
     T_SERVICE_S,
     T_WIN_END,
+    U_STATUS,
 )
 from compliance.trip import new_state
 from tests import naive
@@ -102,7 +105,8 @@ def _buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _kinds(ev_i: np.ndarray, ev_ts: np.ndarray, ne: int) -> list[tuple[str, int]]:
-    return [(str(EVENT_CODES[int(ev_i[k, 0])]), int(ev_ts[k])) for k in range(ne)]
+    names = [str(c) for c in EVENT_CODES] + ["trip_abandoned"]  # (EV_TRIP_ABANDONED)
+    return [(names[int(ev_i[k, 0])], int(ev_ts[k])) for k in range(ne)]
 
 
 def _times(gaps_s: list[float]) -> list[int]:
@@ -110,17 +114,52 @@ def _times(gaps_s: list[float]) -> list[int]:
 
 
 @SETTINGS
-@given(st.lists(st.sampled_from([1.0, 5.0, 30.0, 119.0, 121.0, 600.0]), min_size=1, max_size=40))
-def test_signal_stage_equals_reference(gaps_s: list[float]) -> None:
+@given(
+    st.lists(
+        st.sampled_from([1.0, 5.0, 30.0, 119.0, 121.0, 600.0, 3500.0, 3700.0, 9000.0]),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from([-math.inf, 0.0, 3000.0, 20_000.0]),
+    st.sampled_from([60.0, 3600.0]),
+    st.floats(0.0, 10_000.0),
+    st.booleans(),
+)
+def test_signal_stage_and_tick_equal_reference(
+    gaps_s: list[float], planned_end_s: float, abandon_s: float, tail_s: float, started: bool
+) -> None:
+    """Signal lost and restored, and the end of a trip abandoned for want of signal, from
+    the pings (the signal stage) and from the tick after the last one (time_check)."""
     ts = _times(gaps_s)
+    th = Thresholds(trip_abandon_s=abandon_s).as_array()
+    par = np.zeros(N_PARAM)
+    par[P_PLANNED_END_MS] = T0 + planned_end_s * 1000.0
     s = new_state()
-    s[S_STARTED] = 1.0
+    s[S_STARTED] = float(started)
+    ustat = np.zeros((2, N_STOPS))  # two pending stops
     ev_i, ev_ts, ev_f = _buffers(len(ts))
     ne = 0
     for i, t in enumerate(ts):
-        ne = kernels._signal(s, TH, i, float(t), -6.2, 106.8, ev_i, ev_ts, ev_f, ne)
+        ne = kernels._signal(s, th, par, ustat, i, float(t), -6.2, 106.8, ev_i, ev_ts, ev_f, ne)
         assert s[S_LAST_TS] == t and s[S_N] == i + 1
-    assert _kinds(ev_i, ev_ts, ne) == naive.signal_events(ts, lost_s=120.0)
+    horizon = ts[-1] + int(tail_s * 1000)
+    tail_i, tail_ts, tail_f = _buffers(1)
+    n_tail = kernels.time_check(s, th, par, ustat, float(horizon), tail_i, tail_ts, tail_f)
+    got = _kinds(ev_i, ev_ts, ne) + _kinds(tail_i, tail_ts, n_tail)
+    want = naive.signal_events(
+        ts,
+        lost_s=120.0,
+        abandon_s=abandon_s,
+        planned_end_ms=T0 + planned_end_s * 1000.0,
+        horizon_ms=horizon,
+        active=started,
+    )
+    assert [k.replace("trip_abandoned", "trip_completed") for k, _ in got] == [k for k, _ in want]
+    assert [t for _, t in got] == [t for _, t in want]
+    ended = bool(s[S_COMPLETED] > 0)
+    assert ended == (bool(want) and want[-1][0] == "trip_completed")
+    if ended:  # its stops skipped
+        assert (ustat[:, U_STATUS] == STATUS_SKIPPED).all()
 
 
 @SETTINGS
