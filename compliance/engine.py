@@ -55,7 +55,10 @@ from compliance.grouping import groups_by_vehicle
 from compliance.history import SpeedProfile, bin_midpoints_m
 from compliance.layout import (
     N_EVF,
+    N_STATE,
+    N_STATE_V2,
     N_STOPS,
+    NEW_STATE_TAIL,
     P_PLANNED_END_MS,
     S_COMPLETED,
     S_COMPLETED_TS,
@@ -74,9 +77,11 @@ from compliance.types import PingBatch, ProcessResult, TripSnapshot
 log = logging.getLogger(__name__)
 
 #: 2: pending pings carry their seq, trips the seq of their newest committed ping, plans
-#: are pickled TripPlan objects (version 1: their JSON dump)
-_CHECKPOINT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+#: are pickled TripPlan objects (version 1: their JSON dump); 3: the detector state
+#: has the off-route run's start, side and movement (layout.N_STATE_V2 on; older states
+#: are padded with their fresh values)
+_CHECKPOINT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 _FLUSH_MS = 2**62
 
 
@@ -508,7 +513,7 @@ class Engine:
             plan = TripPlan.model_validate(t["plan"])
             eng.add_trip(plan)
             trip = eng._trips[trip_key(plan)]
-            trip.committed = np.asarray(t["committed"], np.float64).copy()
+            trip.committed = _state_now(t["committed"])
             trip.committed_stops = (
                 np.asarray(t["committed_stops"], np.float64).reshape(-1, N_STOPS).copy()
             )
@@ -524,11 +529,22 @@ class Engine:
                 eng._arm_signal(trip)
         for key, (state, stops, run_n) in obj.get("shadows", {}).items():
             eng._shadows[key] = takeover.Shadow(
-                np.asarray(state, np.float64).copy(),
+                _state_now(state),
                 np.asarray(stops, np.float64).reshape(-1, N_STOPS).copy(),
                 int(run_n),
             )
         return eng
+
+
+def _state_now(saved: object) -> npt.NDArray[np.float64]:
+    """A saved detector state in today's layout: one from before checkpoint version 3 is
+    N_STATE_V2 long and gets the slots added since with their fresh values."""
+    st = np.asarray(saved, np.float64)
+    if len(st) == N_STATE_V2:
+        st = np.concatenate([st, NEW_STATE_TAIL])
+    if len(st) != N_STATE:
+        raise ValueError(f"checkpoint state of {len(st)} values, expected {N_STATE}")
+    return st.copy()
 
 
 def _next_deadline(trip: Trip) -> int | None:

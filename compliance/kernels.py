@@ -79,9 +79,13 @@ from compliance.layout import (
     S_OFF,
     S_OFF_MAX_M,
     S_ON_TIME,
+    S_OUT_MOVED_N,
     S_OUT_N,
     S_OUT_PATH_M,
+    S_OUT_SIDE,
     S_OUT_SINCE,
+    S_OUT_X0,
+    S_OUT_Y0,
     S_PROGRESS,
     S_RING,
     S_RING_POS,
@@ -140,6 +144,9 @@ TH_LATE_HYST_S = 17
 TH_LOST_S = 18
 TH_START_M = 20
 TH_ABANDON_S = 25
+TH_OFF_FAR_M = 26
+TH_OFF_DRIVE_KMH = 27
+TH_OFF_MOVE_M = 28
 
 #: derived speed: ring entries at least this far apart, baseline at most this long (ms)
 RING_STEP_MS = 2500.0
@@ -427,8 +434,20 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ),
     (
         "off-route",
-        ("_was_on_route", "_off_route"),
-        (S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE),
+        ("_was_on_route", "_off_route", "_side", "_driving_away"),
+        (
+            S_OFF,
+            S_OUT_N,
+            S_OUT_SINCE,
+            S_OUT_PATH_M,
+            S_IN_N,
+            S_OFF_MAX_M,
+            S_LAST_ONROUTE,
+            S_OUT_X0,
+            S_OUT_Y0,
+            S_OUT_SIDE,
+            S_OUT_MOVED_N,
+        ),
     ),
     ("speed", ("_speed",), (S_V_MPS, S_SPEED_KMH)),
     ("trip start", ("_trip_start",), (S_STARTED,)),
@@ -744,16 +763,47 @@ def _was_on_route(st):
 
 
 @njit(cache=True, inline="always")
+def _side(x, y, cum, m, px, py):
+    """Off-route: the side of the route (point (px, py) matched at ``m``): +1 left of the
+    direction of travel, -1 right, 0 on the line."""
+    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
+    cross = (x[i + 1] - x[i]) * (py - y[i]) - (y[i + 1] - y[i]) * (px - x[i])
+    return 1.0 if cross > 0.0 else (-1.0 if cross < 0.0 else 0.0)
+
+
+@njit(cache=True, inline="always")
+def _driving_away(st, th, px, py, d, corridor, spd_kmh):
+    """Off-route: whether this outside fix shows a vehicle driving away from the route
+    rather than one standing or creeping beside it (pulled into a yard, or its fixes
+    drifting while it stands): beyond the corridor by ``off_route_far_m``, or a device
+    speed of ``off_route_drive_kmh``, or - not standing still - ``off_route_move_m``
+    from where the run of outside fixes began. Reads the state only."""
+    if d >= corridor + th[TH_OFF_FAR_M]:
+        return True
+    if math.isfinite(spd_kmh):
+        if spd_kmh >= th[TH_OFF_DRIVE_KMH]:
+            return True
+        if spd_kmh < ST_STILL_KMH:
+            return False
+    return math.hypot(px - st[S_OUT_X0], py - st[S_OUT_Y0]) >= th[TH_OFF_MOVE_M]
+
+
+@njit(cache=True, inline="always")
 def _off_route(
-    st, th, i, ts, px, py, lat, lon, m, d, inside, corridor, had_prev, prev_x, prev_y,
-    ev_i, ev_ts, ev_f, ne,
+    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, m, d, inside, corridor, had_prev,
+    prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
     """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
-    ``off_route_s`` outside the corridor, ``back_on_route`` after ``back_on_route_pings``
+    ``off_route_s`` outside the corridor on one side of the route, the last two of them
+    driving away (:func:`_driving_away`); ``back_on_route`` after ``back_on_route_pings``
     within its ``back_on_route_fraction``; the path driven and the largest offset
-    meanwhile. Returns (ne, on_route).
+    meanwhile. An outside fix on the other side of the route than the run's first, with
+    no fix inside between, starts the run again (multipath thrown across the road is no
+    way off it; the side of a fix ``off_route_far_m`` beyond the corridor is not
+    judged). Returns (ne, on_route).
 
-    Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE."""
+    Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
+    S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N."""
     if st[S_OFF] == 0:
         if inside:
             # a run of outside fixes ends with as many inside ones as a return needs:
@@ -766,17 +816,30 @@ def _off_route(
                     st[S_IN_N] = 0.0
         else:
             st[S_IN_N] = 0.0
+            # (a fix far off is matched at the window's end, where the side means nothing)
+            side = _side(x, y, cum, m, px, py) if d < corridor + th[TH_OFF_FAR_M] else 0.0
+            if st[S_OUT_N] > 0 and side * st[S_OUT_SIDE] < 0.0:
+                st[S_OUT_N] = 0.0  # across the road from the run's first fix
             if st[S_OUT_N] == 0:
                 st[S_OUT_SINCE] = ts
                 st[S_OUT_PATH_M] = 0.0
                 st[S_OFF_MAX_M] = 0.0
+                st[S_OUT_X0] = px
+                st[S_OUT_Y0] = py
+                st[S_OUT_SIDE] = side
+                st[S_OUT_MOVED_N] = 0.0
             elif had_prev:
                 st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
             st[S_OUT_N] += 1.0
             st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
+            if _driving_away(st, th, px, py, d, corridor, spd_kmh):
+                st[S_OUT_MOVED_N] += 1.0
+            else:
+                st[S_OUT_MOVED_N] = 0.0
             if (
                 st[S_OUT_N] >= th[TH_OFF_PINGS]
                 and ts - st[S_OUT_SINCE] >= th[TH_OFF_S] * 1000.0
+                and st[S_OUT_MOVED_N] >= min(2.0, th[TH_OFF_PINGS])
                 and st[S_COMPLETED] == 0
             ):
                 st[S_OFF] = 1.0
@@ -1064,8 +1127,10 @@ def _unplanned_stop(
     ):
         # a far fix while the device says it stands still, next to an established
         # cluster, is noise, not movement (a young cluster may still be the approach;
-        # beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says)
-        pass
+        # beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says) - and it
+        # parts two outlying fixes: those must come in a row to be movement (fixes
+        # drifting 50-80 m while the vehicle stands broke the stop at the second outlier)
+        st[S_ST_OUT_N] = 0.0
     else:
         # one outlying fix is noise; two in a row is movement
         st[S_ST_OUT_N] += 1.0
@@ -1435,8 +1500,8 @@ def process_pings(
         out_m[i] = m
         out_off[i] = d
         ne, on_route = _off_route(
-            st, th, i, ts, px, py, lat, lon, m, d, inside, corridor, had_prev, prev_x, prev_y,
-            ev_i, ev_ts, ev_f, ne,
+            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, m, d, inside, corridor, had_prev,
+            prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         out_on[i] = 1 if on_route else 0
         progressed = on_route and not elsewhere

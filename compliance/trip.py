@@ -29,8 +29,10 @@ from compliance.layout import (
     N_EVF,
     N_PARAM,
     N_STATE,
+    N_STATE_V2,
     N_STOPF,
     N_STOPS,
+    NEW_STATE_TAIL,
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
     P_LENGTH_M,
@@ -97,6 +99,7 @@ def new_state() -> F64:
     ):
         st[k] = np.nan
     st[S_RING : S_RING + 2 * RING] = np.nan
+    st[N_STATE_V2:] = NEW_STATE_TAIL
     st[S_AT_STOP] = -1.0
     st[S_CAND_STOP] = -1.0
     return st

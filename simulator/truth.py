@@ -147,6 +147,8 @@ def _vehicle(col: _Collector, i: int) -> None:
         np.array([s["location"][1] for s in plan["stops"]]),
     )
     silences = _silences(rec.fix_ts_ms[i], 60.0)
+    if truth.fault == "tracker_dies" and rec.fix_ts_ms[i]:
+        silences.append((max(rec.fix_ts_ms[i]) / 1000.0, math.inf))  # for good
     for j, (kind, _m, dwell, ref) in enumerate(truth.halts):
         arr = f.arrive_s[i, j]
         if math.isnan(arr):
@@ -164,9 +166,17 @@ def _vehicle(col: _Collector, i: int) -> None:
                 seen_dep = not _silent(silences, t_dep - 60.0, t_dep + 30.0)
                 col.add(seen_dep, "stop_departed", i, t_dep, 20.0 + 2 * iv, det)
         elif kind == HALT_UNPLANNED:
-            must = dwell >= STATIONARY_S + 30.0
-            col.add(must, "unplanned_stop", i, arr + STATIONARY_S, 15.0 + 1.5 * iv)
-            col.add(must, "unplanned_stop_ended", i, arr + dwell + 5.0, 15.0 + 2 * iv)
+            # pulling off into a yard: standing there from the end of the creep in until
+            # the creep out begins (beside the route: an unplanned stop, no off_route)
+            # (the creep is neither moving nor standing: it may count either way)
+            creep = truth.fault_plan.side_ramp_s if truth.fault_plan.side_true else 0.0
+            stand = dwell - 2.0 * creep
+            seen = not _silent(silences, arr, arr + dwell)
+            must = stand >= STATIONARY_S + 30.0 and seen
+            tol = 15.0 + 1.5 * iv + creep / 2.0
+            col.add(must, "unplanned_stop", i, arr + creep / 2.0 + STATIONARY_S, tol)
+            end = arr + dwell - creep / 2.0 + 5.0
+            col.add(must, "unplanned_stop_ended", i, end, 15.0 + 2 * iv + creep / 2.0)
         elif kind == HALT_END and truth.fault != "detour_no_rejoin":
             # unseen if the tracker was silent on arrival (an outage lasting past the end)
             seen_end = _fix_between(rec.fix_ts_ms[i], arr - 2 * iv, arr + END_DWELL_S)

@@ -107,25 +107,56 @@ def nearest(
 # ---- off-route -------------------------------------------------------------------------
 
 
+def side_of(
+    x: Sequence[float], y: Sequence[float], cum: Sequence[float], m: float, px: float, py: float
+) -> float:
+    """+1 when (px, py) lies left of the route's segment at ``m`` (direction of travel),
+    -1 right, 0 on its line."""
+    i = max(0, min(len(x) - 2, max(k for k in range(len(cum)) if cum[k] <= m or k == 0)))
+    cross = (x[i + 1] - x[i]) * (py - y[i]) - (y[i + 1] - y[i]) * (px - x[i])
+    return 1.0 if cross > 0 else (-1.0 if cross < 0 else 0.0)
+
+
 def off_route_events(
     ts_ms: Sequence[int],
     offset_m: Sequence[float],
     corridor_m: Sequence[float],
     judged: Sequence[bool],
     *,
+    xy: Sequence[tuple[float, float]] | None = None,
+    side: Sequence[float] | None = None,
+    speed_kmh: Sequence[float] | None = None,
     confirm_pings: int = 3,
     confirm_s: float = 10.0,
     back_fraction: float = 0.6,
     back_pings: int = 2,
+    far_m: float = 50.0,
+    drive_kmh: float = 10.0,
+    move_m: float = 60.0,
 ) -> list[tuple[str, int]]:
     """Off-route hysteresis over per-ping offsets: [(type, ts_ms)]. Pings with
-    ``judged`` False (rejected wild fixes) are skipped."""
+    ``judged`` False (rejected wild fixes) are skipped.
+
+    Confirming also needs the last two outside fixes to show the vehicle driving away
+    (``far_m`` beyond the corridor, a device speed of ``drive_kmh``, or - not standing
+    still, under 2 km/h - ``move_m`` from the run's first fix at ``xy``), and a fix on the
+    other ``side`` of the route than the run's first starts the run again. Without
+    ``xy``/``side``/``speed_kmh`` every fix counts as driving away on one side."""
+    n = len(ts_ms)
+    xy = xy if xy is not None else [(0.0, 0.0)] * n
+    side = side if side is not None else [0.0] * n
+    speed_kmh = speed_kmh if speed_kmh is not None else [99.0] * n
     out: list[tuple[str, int]] = []
     off = False
     n_out = 0
     since = 0
     n_in = 0
-    for t, d, c, ok in zip(ts_ms, offset_m, corridor_m, judged, strict=True):
+    first = (0.0, 0.0)
+    run_side = 0.0
+    moved_n = 0
+    for t, d, c, ok, p, sd, v in zip(
+        ts_ms, offset_m, corridor_m, judged, xy, side, speed_kmh, strict=True
+    ):
         if not ok:
             continue
         if not off:
@@ -136,10 +167,25 @@ def off_route_events(
                         n_out = n_in = 0
                 continue
             n_in = 0
+            if d >= c + far_m:
+                sd = 0.0  # (matched at the window's end: its side means nothing)
+            if n_out and sd * run_side < 0:
+                n_out = 0  # across the road from the run's first fix: starts again
             if n_out == 0:
-                since = t
+                since, first, run_side, moved_n = t, p, sd, 0
             n_out += 1
-            if n_out >= confirm_pings and t - since >= confirm_s * 1000:
+            if d >= c + far_m or (not math.isnan(v) and v >= drive_kmh):
+                moved = True
+            elif not math.isnan(v) and v < 2.0:
+                moved = False
+            else:
+                moved = math.hypot(p[0] - first[0], p[1] - first[1]) >= move_m
+            moved_n = moved_n + 1 if moved else 0
+            if (
+                n_out >= confirm_pings
+                and t - since >= confirm_s * 1000
+                and moved_n >= min(2, confirm_pings)
+            ):
                 off = True
                 n_in = 0
                 out.append(("off_route", t))

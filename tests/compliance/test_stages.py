@@ -165,25 +165,54 @@ def test_signal_stage_and_tick_equal_reference(
 @SETTINGS
 @given(
     st.lists(
-        st.tuples(st.sampled_from([1.0, 3.0, 5.0, 10.0]), st.floats(0.0, 200.0)),
+        st.tuples(
+            st.sampled_from([1.0, 3.0, 5.0, 10.0, 30.0]),
+            st.floats(0.0, 200.0),
+            st.sampled_from([1.0, -1.0]),
+            st.floats(-40.0, 120.0),
+            st.sampled_from([math.nan, 0.0, 1.0, 5.0, 9.9, 10.0, 40.0]),
+        ),
         min_size=1,
         max_size=60,
     )
 )
-def test_off_route_stage_equals_reference(steps: list[tuple[float, float]]) -> None:
-    ts = _times([g for g, _ in steps])
-    offsets = [d for _, d in steps]
+def test_off_route_stage_equals_reference(
+    steps: list[tuple[float, float, float, float, float]],
+) -> None:
+    """Straight route along x: each fix ``along`` metres on from the last, ``offset``
+    metres to one ``side``, with a device speed (NaN: none)."""
+    ts = _times([g for g, *_ in steps])
+    rx = np.array([0.0, 1e6])
+    ry = np.zeros(2)
+    rc = np.array([0.0, 1e6])
     corridor = 50.0
+    x_along = np.cumsum([a for *_, a, _v in steps]) + 1000.0
+    px = x_along.tolist()
+    py = [side * d for (_g, d, side, _a, _v) in steps]
+    offsets = [d for _g, d, *_ in steps]
+    speeds = [v for *_, v in steps]
     s = new_state()
     ev_i, ev_ts, ev_f = _buffers(len(ts))
     ne = 0
-    for i, (t, d) in enumerate(zip(ts, offsets, strict=True)):
+    for i, t in enumerate(ts):
+        d = offsets[i]
         ne, on_route = kernels._off_route(
-            s, TH, i, float(t), 0.0, 0.0, 0.0, 0.0, 0.0, d, d <= corridor, corridor,
-            False, 0.0, 0.0, ev_i, ev_ts, ev_f, ne,
+            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], px[i], d,
+            d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         assert on_route == (d <= corridor and not _off(s))
-    want = naive.off_route_events(ts, offsets, [corridor] * len(ts), [True] * len(ts))
+    sides = [
+        naive.side_of(list(rx), list(ry), list(rc), a, a, b) for a, b in zip(px, py, strict=True)
+    ]
+    want = naive.off_route_events(
+        ts,
+        offsets,
+        [corridor] * len(ts),
+        [True] * len(ts),
+        xy=list(zip(px, py, strict=True)),
+        side=sides,
+        speed_kmh=speeds,
+    )
     assert _kinds(ev_i, ev_ts, ne) == want
 
 
