@@ -38,6 +38,7 @@ ROUTERS: list[str] = [
     "health",
     "vehicles",
     "trips",
+    "drivers",
     "orders",
     "track",
     "alerts",

@@ -42,6 +42,8 @@ class VehiclePublic(BaseModel):
     speed_kmh: float | None = None
     heading_deg: float | None = None
     trip_id: str | None = None
+    driver_id: str | None = Field(None, description="the driver of that trip")
+    driver_name: str | None = None
     route_m: float | None = Field(None, description="progress along the planned route, m")
     offset_m: float | None = Field(None, description="distance from the planned route, m")
     on_route: bool | None = None
@@ -72,6 +74,7 @@ class OrderCreated(BaseModel):
 class TripCreated(BaseModel):
     trip_id: str
     vehicle_id: str
+    driver_id: str | None = None
     status: str
     replaced: bool = Field(description="true when an existing plan with this trip_id was replaced")
     route_length_m: float
@@ -98,6 +101,8 @@ class StopLive(BaseModel):
 class TripPublic(BaseModel):
     trip_id: str
     vehicle_id: str
+    driver_id: str | None = None
+    driver_name: str | None = None
     status: str
     planned_start: Time
     route_length_m: float
@@ -136,6 +141,7 @@ class OrderPublic(BaseModel):
     order_id: str
     tracking_number: str
     trip_id: str
+    driver_id: str | None = Field(None, description="the driver of the order's trip")
     stop_id: str
     status: str
     eta: Time | None
@@ -192,6 +198,32 @@ class TrackStep(BaseModel):
     ts: Time
 
 
+class LonLat(BaseModel):
+    lat: float
+    lon: float
+
+
+class TrackPath(BaseModel):
+    type: Literal["LineString"] = "LineString"
+    coordinates: list[tuple[float, float]] = Field(description="[lon, lat] positions")
+
+
+class TrackPosition(BaseModel):
+    """The vehicle while this delivery is next (or within the configured stops away)."""
+
+    lat: float
+    lon: float
+    ts: Time = Field(description="fix time of the vehicle's latest position")
+    age_s: float = Field(description="seconds between that fix and the answer")
+    heading_deg: float | None
+    destination: LonLat = Field(description="this delivery's stop")
+    path: TrackPath | None = Field(
+        description="the planned route from the vehicle's position on it to this stop only "
+        "(null when the vehicle is past it on the route)"
+    )
+    remaining_m: float | None = Field(description="distance along that path, metres")
+
+
 class TrackPublic(BaseModel):
     """What a customer sees (CONTRACT §6): nothing about other orders or addresses."""
 
@@ -206,3 +238,8 @@ class TrackPublic(BaseModel):
     last_update: Time
     timeline: list[TrackStep]
     pod: TrackPod | None
+    position: TrackPosition | None = Field(
+        None,
+        description="the vehicle, live, while the order is out for delivery and at most "
+        "ROUTEWATCH_TRACK_POSITION_STOPS_AWAY stops away; otherwise null",
+    )

@@ -86,7 +86,7 @@ SPEED_MPS = 11.0
 LIMIT_KMH = 60
 CYCLE_S = 60.0  # fault episodes repeat with this period
 #: Mosquitto queues this many messages for the engine beyond its in-flight window (the
-#: default 1000 drops the rest: a deployment raises it; see ingest/service.py)
+#: default 1000 drops the rest: a deployment raises it; see ingest/mqtt_source.py)
 BROKER_CONFIG = "max_queued_messages 5000000\n"
 CHUNK_S = 0.005  # the publisher writes what is due every 5 ms
 

@@ -1,7 +1,9 @@
 """TimescaleDB beside plain PostgreSQL, in one run, on the same synthetic month of fleet
 data: binary COPY ingest rate into ``pings``, one vehicle's track over a day, a 30-day
-delivery-performance report, and bytes on disk (TimescaleDB before and after its
-columnstore compresses what its policy would: chunks older than 3 days).
+delivery-performance report, a 30-day driver scorecard (whole, and its event sums alone:
+from the continuous aggregate on TimescaleDB, from ``events`` on both), and bytes on disk
+(TimescaleDB before and after its columnstore compresses what its policy would: chunks
+older than 3 days).
 
 Both databases live on one server, so only the storage differs: the configured one when
 it preloads TimescaleDB, otherwise a private cluster that preloads it (when the machine
@@ -33,7 +35,7 @@ from tqdm import tqdm
 
 from routewatch.services import ensure_database, ensure_timescaledb, with_dbname
 from routewatch.settings import Settings
-from store import reports
+from store import reports, scorecard
 from store.copy_binary import Columns
 from store.migrate import migrate
 from store.pings import COPY_DIRECT
@@ -90,10 +92,13 @@ class Shape:
 _TRIPS_SQL = """
 INSERT INTO vehicles (vehicle_id)
 SELECT 'BV' || lpad(v::text, 3, '0') FROM generate_series(0, %(v)s - 1) v;
-INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m, status)
+INSERT INTO drivers (driver_id, name)
+SELECT 'BD' || lpad(v::text, 3, '0'), 'Driver ' || v FROM generate_series(0, %(v)s - 1) v;
+INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, route_length_m, status)
 SELECT 'BT-' || lpad(v::text, 3, '0') || '-' || lpad(d::text, 2, '0'),
-       'BV' || lpad(v::text, 3, '0'), %(first)s::timestamptz + d * interval '1 day'
-       + interval '7 hours', '{}', 100000, 'completed'
+       'BV' || lpad(v::text, 3, '0'), 'BD' || lpad(((v + d) %% %(v)s)::text, 3, '0'),
+       %(first)s::timestamptz + d * interval '1 day' + interval '7 hours', '{}', 100000,
+       'completed'
   FROM generate_series(0, %(v)s - 1) v, generate_series(0, %(d)s - 1) d;
 INSERT INTO stops (trip_id, seq, stop_id, order_id, lon, lat, route_m, radius_m,
                    window_start, window_end, service_s, status, arrived_at, departed_at)
@@ -109,12 +114,20 @@ SELECT order_id, md5(order_id), trip_id, stop_id, 'delivered', arrived_at - inte
 INSERT INTO order_status_history (order_id, status, ts)
 SELECT o.order_id, 'delivered', s.departed_at FROM orders o
   JOIN stops s USING (trip_id, stop_id);
-INSERT INTO events (event_id, ts, type, trip_id, vehicle_id, severity, details)
+INSERT INTO events (event_id, ts, type, trip_id, vehicle_id, severity, details, driver_id)
 SELECT gen_random_uuid(), t.planned_start + k * interval '50 minutes', e.type, t.trip_id,
-       t.vehicle_id, 'warning', e.details::jsonb
+       t.vehicle_id, 'warning', e.details::jsonb, t.driver_id
   FROM trips t, generate_series(1, 8) k,
        (VALUES ('speeding', '{}'), ('speeding_ended', '{"duration_s": 75}'),
-               ('unplanned_stop_ended', '{"duration_s": 240}')) e(type, details);
+               ('unplanned_stop_ended', '{"duration_s": 240}'),
+               ('stop_arrived', '{}')) e(type, details);
+INSERT INTO events (event_id, ts, type, trip_id, vehicle_id, severity, details, driver_id)
+SELECT gen_random_uuid(), t.planned_start + e.after, e.type, t.trip_id, t.vehicle_id,
+       'info', e.details::jsonb, t.driver_id
+  FROM trips t,
+       (VALUES ('trip_started', interval '1 minute', '{}'),
+               ('back_on_route', interval '3 hours', '{"off_route_s": 95}'))
+       e(type, after, details);
 """
 
 
@@ -167,7 +180,8 @@ def run_one(url: str, shape: Shape, timescale: bool) -> dict[str, Any]:
                     (table,),
                 )
             out["compress_s"] = time.perf_counter() - t0
-            conn.execute("CALL refresh_continuous_aggregate('kpi_daily_vehicle', NULL, NULL)")
+            for cagg in ("kpi_daily_vehicle", "kpi_daily_driver"):
+                conn.execute(f"CALL refresh_continuous_aggregate('{cagg}', NULL, NULL)")
             conn.execute("VACUUM ANALYZE")
             out["bytes_compressed"] = _bytes(conn, timescale)
 
@@ -192,6 +206,26 @@ def run_one(url: str, shape: Shape, timescale: bool) -> dict[str, Any]:
 
     out["report"] = asyncio.run(report())
     out["report_s"] = _median_s(lambda: asyncio.run(report()), 3)
+    start, end = shape.first_day, shape.first_day + timedelta(days=shape.days)
+
+    async def card(use_aggregate: bool | None = None) -> dict[str, Any]:
+        async with await psycopg.AsyncConnection.connect(url) as c:
+            return await scorecard.driver_scorecard(c, start, end, use_aggregate=use_aggregate)
+
+    out["scorecard"] = asyncio.run(card())
+    out["scorecard_s"] = _median_s(lambda: asyncio.run(card()), 3)
+    with psycopg.connect(url) as conn:
+        params = {"from": start, "to": end, "key": None}
+
+        def sums(sql: str) -> Callable[[], object]:
+            return lambda: conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+        sums(scorecard.EVENTS_RAW_SQL)()  # warm
+        out["sums_events_ms"] = 1000 * _median_s(sums(scorecard.EVENTS_RAW_SQL), 15)
+        if timescale:
+            sums(scorecard.EVENTS_CAGG_SQL)()
+            out["sums_cagg_ms"] = 1000 * _median_s(sums(scorecard.EVENTS_CAGG_SQL), 15)
+            out["scorecard_events"] = asyncio.run(card(use_aggregate=False))
     return out
 
 
@@ -230,7 +264,7 @@ def _print(shape: Shape, results: dict[str, dict[str, Any]]) -> None:
     rows = next(iter(results.values()))["rows"]
     print(
         f"{shape.vehicles} vehicles x {shape.days} days, a fix every {shape.interval_s} s "
-        f"for 8 h a day: {rows:,} pings, {shape.vehicles * shape.days * 24:,} events"
+        f"for 8 h a day: {rows:,} pings, {shape.vehicles * shape.days * 34:,} events"
     )
     print(f"{'':<28}" + "".join(f"{k:>16}" for k in results))
 
@@ -246,6 +280,12 @@ def _print(shape: Shape, results: dict[str, dict[str, Any]]) -> None:
     line("  compressing took", lambda r: f"{r['compress_s']:.1f} s" if "compress_s" in r else "-")
     line("one vehicle-day track", lambda r: f"{r['track_ms']:.2f} ms")
     line(f"{shape.days}-day delivery report", lambda r: f"{r['report_s'] * 1000:,.0f} ms")
+    line(f"{shape.days}-day driver scorecard", lambda r: f"{r['scorecard_s'] * 1000:,.0f} ms")
+    line("  its event sums, events", lambda r: f"{r['sums_events_ms']:,.1f} ms")
+    line(
+        "  its event sums, aggregate",
+        lambda r: f"{r['sums_cagg_ms']:,.1f} ms" if "sums_cagg_ms" in r else "-",
+    )
     if len(results) == 2:
         a, b = (r["bytes"] for r in results.values())
         c = results["TimescaleDB"]["bytes_compressed"]
@@ -257,6 +297,13 @@ def _print(shape: Shape, results: dict[str, dict[str, Any]]) -> None:
             k: v for k, v in rb.items() if k != "source"
         }
         print(f"reports equal: {same} (TimescaleDB from {rb['source']})")
+        ca, cb = (r["scorecard"] for r in results.values())
+        cc = results["TimescaleDB"]["scorecard_events"]
+        print(
+            f"scorecards equal: {ca['drivers'] == cb['drivers'] == cc['drivers']} "
+            f"({len(cb['drivers'])} drivers; TimescaleDB from {cb['source']}, "
+            f"and from {cc['source']})"
+        )
 
 
 if __name__ == "__main__":

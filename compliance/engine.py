@@ -77,11 +77,12 @@ from compliance.types import PingBatch, ProcessResult, TripSnapshot
 log = logging.getLogger(__name__)
 
 #: 2: pending pings carry their seq, trips the seq of their newest committed ping, plans
-#: are pickled TripPlan objects (version 1: their JSON dump); 3: the detector state
-#: has the off-route run's start, side and movement (layout.N_STATE_V2 on; older states
-#: are padded with their fresh values)
-_CHECKPOINT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+#: are pickled TripPlan objects (version 1: their JSON dump); 3: plans have driver_id and
+#: driver_name (a version-2 plan unpickles without them and is validated again); 4: the
+#: detector state has the off-route run's start, side and movement (a state of
+#: layout.N_STATE_V2 values, from an older version, is padded with their fresh values)
+_CHECKPOINT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _FLUSH_MS = 2**62
 
 
@@ -152,6 +153,11 @@ class Engine:
             for k, t in self._trips.items()
             if t.has_pending or (t.committed[S_STARTED] > 0 and t.committed[S_COMPLETED] == 0)
         ]
+
+    def plan(self, trip_id: str) -> TripPlan | None:
+        """The plan of a trip the engine holds (None for one it does not)."""
+        trip = self._trips.get(trip_id)
+        return None if trip is None else trip.plan
 
     def _current(self, vehicle_id: str) -> Trip | None:
         for key in self._by_vehicle.get(vehicle_id, ()):
@@ -510,7 +516,10 @@ class Engine:
         eng = cls(thresholds or Thresholds(**obj["thresholds"]), speed_profile)
         eng.late_pings = int(obj["late_pings"])
         for t in obj["trips"]:
-            plan = TripPlan.model_validate(t["plan"])
+            plan = t["plan"]
+            if obj["version"] == 2:  # a TripPlan pickled before its driver fields existed
+                plan = plan.model_dump()
+            plan = TripPlan.model_validate(plan)
             eng.add_trip(plan)
             trip = eng._trips[trip_key(plan)]
             trip.committed = _state_now(t["committed"])

@@ -79,6 +79,10 @@ class Event:
     lon: float
     route_m: float
     details: dict[str, Any] = field(default_factory=dict)
+    #: the trip's driver, when it has one: filled in where events are stored
+    #: (``store.events``) and replayed (``compliance.replay``), never by the detectors;
+    #: not part of ``event_id``
+    driver_id: str | None = None
 
     @property
     def severity(self) -> str:
@@ -90,12 +94,14 @@ class Event:
         return str(uuid.uuid5(_EVENT_NS, f"{self.trip_id}|{self.type}|{self.ts_ms}|{subject}"))
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT §4 JSON object."""
+        """The CONTRACT §4 JSON object (``driver_id`` only when the trip has a driver)."""
+        driver = {} if self.driver_id is None else {"driver_id": self.driver_id}
         return {
             "event_id": self.event_id,
             "type": str(self.type),
             "trip_id": self.trip_id,
             "vehicle_id": self.vehicle_id,
+            **driver,
             "ts": ms_to_rfc3339(self.ts_ms),
             "lat": round(self.lat, 7),
             "lon": round(self.lon, 7),

@@ -263,6 +263,10 @@ class TripPlan(BaseModel):
 
     trip_id: Line | None = Field(default=None, min_length=1, max_length=64)
     vehicle_id: str
+    #: the driver dispatch assigned (same characters as a vehicle id); None: no driver
+    driver_id: str | None = None
+    #: display name for a driver the registry does not know yet (store.trips registers it)
+    driver_name: Line | None = Field(default=None, min_length=1, max_length=200)
     planned_start: TimeMs
     route: dict[str, Any]
     corridor_m: float = Field(default=50.0, gt=0, le=5000)
@@ -311,6 +315,10 @@ class TripPlan(BaseModel):
         problems: list[str] = []
         if not VEHICLE_ID_RE.fullmatch(self.vehicle_id):
             problems.append("vehicle_id must be 1-64 characters of [A-Za-z0-9._-]")
+        if self.driver_id is not None and not VEHICLE_ID_RE.fullmatch(self.driver_id):
+            problems.append("driver_id must be 1-64 characters of [A-Za-z0-9._-]")
+        if self.driver_name is not None and self.driver_id is None:
+            problems.append("driver_name needs a driver_id")
         try:
             pts = route_array(self.route)
             if not len(pts) or not bool((pts != pts[0]).any()):

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +124,15 @@ def replay_engine(
     # input's row order that keeps each trip's own event order for equal ts
     items: list[tuple[int, int, str, int, dict[str, Any]]] = []
 
+    def with_driver(e: Event) -> Event:
+        """The event as the live pipeline stores it: with its trip's driver, if any."""
+        plan = engine.plan(e.trip_id)
+        return e if plan is None or plan.driver_id is None else replace(e, driver_id=plan.driver_id)
+
     def add_events(evs: list[Event]) -> None:
         items.extend(
-            (e.ts_ms, 0, e.trip_id, len(items) + k, e.to_dict()) for k, e in enumerate(evs)
+            (e.ts_ms, 0, e.trip_id, len(items) + k, with_driver(e).to_dict())
+            for k, e in enumerate(evs)
         )
 
     # end of input: every ping is final, the watermark is the last ts seen

@@ -11,7 +11,9 @@ microseconds a route: replaying tens of thousands of short trips prepares them a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +21,7 @@ from numba import njit
 
 from compliance.layout import CHUNK_SEGMENTS
 from compliance.plan import TripPlan, route_array
-from geo.projection import LocalProjection, aeqd_xy, cumulative_nb, densify_nb
+from geo.projection import LocalProjection, aeqd_xy, cumulative_m, cumulative_nb, densify_nb
 
 F64 = npt.NDArray[np.float64]
 
@@ -241,13 +243,50 @@ def _route_points(plan: TripPlan) -> F64:
     return route_array(plan.route, trusted=True)
 
 
-def _route_lonlat(plan: TripPlan) -> F64:
-    """The plan's route as an (n, 2) [lon, lat] array, parts joined, repeated points
-    dropped — :attr:`TripPlan.coordinates` in NumPy."""
-    arr = _route_points(plan)
+def route_lonlat(route: Mapping[str, Any]) -> F64:
+    """A validated plan's ``route`` GeoJSON as an (n, 2) [lon, lat] array, parts joined,
+    repeated points dropped — :attr:`TripPlan.coordinates` in NumPy."""
+    geom = route.get("geometry") if route.get("type") == "Feature" else route
+    assert isinstance(geom, Mapping)
+    parts = [geom["coordinates"]] if geom["type"] == "LineString" else geom["coordinates"]
+    arr = np.concatenate([np.asarray(part, np.float64)[:, :2] for part in parts])
     keep = np.ones(len(arr), bool)
     keep[1:] = np.any(arr[1:] != arr[:-1], axis=1)
     return arr[keep]
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRoute:
+    """A validated plan's route with the distances along it that :func:`prepare` gives
+    (the same projection; densifying keeps distances), so a vehicle's ``route_m`` and a
+    stop's ``route_m`` cut it where the engine placed them."""
+
+    lonlat: F64  # (n, 2) [lon, lat]
+    x_m: F64
+    y_m: F64
+    cum_m: F64
+    projection: LocalProjection
+
+    @classmethod
+    def of(cls, route: Mapping[str, Any]) -> MeasuredRoute:
+        arr = route_lonlat(route)
+        proj = LocalProjection.for_points(arr)
+        x, y = proj.to_xy(arr[:, 0], arr[:, 1])
+        return cls(arr, x, y, cumulative_m(x, y), proj)
+
+    def stretch(self, from_m: float, to_m: float) -> F64:
+        """The part between two distances along the route, as an (n, 2) [lon, lat] array
+        (n >= 2, or 0 when ``to_m`` <= ``from_m``): the route's own vertices between them,
+        with the two cut points at the ends."""
+        cum = self.cum_m
+        lo, hi = max(0.0, from_m), min(float(cum[-1]), to_m)
+        if not hi > lo:
+            return np.empty((0, 2))
+        inner = np.flatnonzero((cum > lo) & (cum < hi))
+        ex, ey = np.interp([lo, hi], cum, self.x_m), np.interp([lo, hi], cum, self.y_m)
+        lon, lat = self.projection.to_lonlat(ex, ey)
+        ends = np.column_stack([lon, lat])
+        return np.concatenate([ends[:1], self.lonlat[inner], ends[1:]])
 
 
 def prepare(plan: TripPlan) -> PreparedRoute:

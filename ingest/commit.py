@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -22,7 +22,12 @@ from ingest.batch import PendingBatch
 from ingest.seqgaps import SeqReport
 from routewatch.settings import Settings
 from store.events import insert_events
-from store.live import save_checkpoint, update_trips_and_stops, upsert_vehicle_state
+from store.live import (
+    ENGINE_CHECKPOINT_KEY,
+    save_checkpoint,
+    update_trips_and_stops,
+    upsert_vehicle_state,
+)
 from store.pings import insert_pings
 from store.rejections import insert_rejections
 from store.seqgaps import save_report
@@ -57,6 +62,8 @@ async def commit_batch(
     essentials_only: bool = False,
     settings: Settings | None = None,
     seq: SeqReport | None = None,
+    checkpoint_key: str = ENGINE_CHECKPOINT_KEY,
+    guard: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> CommitOutcome:
     """Write one batch in a single transaction on ``conn`` (an autocommit connection).
 
@@ -65,10 +72,15 @@ async def commit_batch(
     poison batch cannot stall ingestion. ``settings`` carries the order rules (arriving
     horizon, ...) to ``store.orders``; without it the process-wide settings apply.
     ``seq``: the trackers' numbering after this batch and the gaps reported with it.
+    ``checkpoint_key``: the ``engine_checkpoints`` row of the engine (one per partition
+    on engine workers). ``guard`` runs first in the transaction and may refuse it by
+    raising (a worker that no longer owns its partition must not write).
     """
     events = list(tick_events) + (result.events if result is not None else [])
     snapshots = result.snapshots if result is not None else []
     async with conn.transaction():
+        if guard is not None:
+            await guard(conn)
         stored = await insert_pings(conn, pending.pings, result)
         await insert_rejections(conn, pending.rejections)
         new_events = await insert_events(conn, events)
@@ -85,5 +97,5 @@ async def commit_batch(
         if alerts is not None and new_events:
             await alerts.apply_events(conn, new_events)
         if checkpoint is not None:
-            await save_checkpoint(conn, *checkpoint)
+            await save_checkpoint(conn, *checkpoint, checkpoint_key)
     return CommitOutcome(stored, new_events)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +35,7 @@ from compliance.plan import TripPlan
 from compliance.types import PingBatch, ProcessResult
 from ingest.batch import PendingBatch
 from ingest.commit import commit_batch
+from ingest.partitions import WHOLE, Scope
 from ingest.trips import TripRow
 from routewatch.settings import Settings
 from store.live import SavedCheckpoint
@@ -55,8 +56,16 @@ ORDER BY commit_xid, vehicle_id, ts
 """
 
 
+# A partition's pings: its vehicles among those committed after the checkpoint are found
+# first (a scan that stays in the server), so only 1/P of the rows come over.
+_REPLAY_SCOPED_SQL = _REPLAY_SQL.replace(
+    "WHERE commit_xid > %s", "WHERE commit_xid > %s AND vehicle_id = ANY(%s)"
+)
+_VEHICLES_AFTER_SQL = "SELECT DISTINCT vehicle_id FROM pings WHERE commit_xid > %s"
+
+
 class Replayable(Protocol):
-    """What recovery needs of the compliance engine (ingest.service.Processor has it)."""
+    """What recovery needs of the compliance engine (ingest.pipeline.Processor has it)."""
 
     def add_trip(self, plan: TripPlan) -> None: ...
     def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult: ...
@@ -96,13 +105,29 @@ class RecoveryReport:
     seconds: float
 
 
-async def committed_after(conn: AsyncConnection, commit_xid: int) -> AsyncIterator[CommittedBatch]:
-    """The pings committed after transaction ``commit_xid``, one batch per transaction,
-    in commit order; streamed through a server-side cursor (``conn`` must be idle)."""
+async def committed_after(
+    conn: AsyncConnection, commit_xid: int, scope: Scope = WHOLE
+) -> AsyncIterator[CommittedBatch]:
+    """The pings of ``scope``'s vehicles committed after transaction ``commit_xid``, one
+    batch per transaction, in commit order; streamed through a server-side cursor
+    (``conn`` must be idle).
+
+    Transaction ids follow commit order only among one writer's transactions: that holds
+    for a scope, whose pipeline commits one batch after the other and whose new owner
+    starts writing only after the old one is fenced off (``ingest.worker``)."""
     async with conn.transaction():
+        query: str = _REPLAY_SQL
+        params: tuple[object, ...] = (commit_xid,)
+        if scope != WHOLE:
+            async with conn.cursor(row_factory=tuple_row) as found:
+                await found.execute(_VEHICLES_AFTER_SQL, (commit_xid,))
+                mine = [v for (v,) in await found.fetchall() if scope.owns(v)]
+            if not mine:
+                return
+            query, params = _REPLAY_SCOPED_SQL, (commit_xid, mine)
         cur = conn.cursor("routewatch_recovery", row_factory=tuple_row)
         try:
-            await cur.execute(_REPLAY_SQL, (commit_xid,))
+            await cur.execute(query, params)
             batch: CommittedBatch | None = None
             while rows := await cur.fetchmany(FETCH_ROWS):
                 for xid, committed_ms, *ping in rows:
@@ -179,6 +204,9 @@ async def recover(
     saved: SavedCheckpoint | None,
     trips: Iterable[TripRow],
     settings: Settings,
+    *,
+    scope: Scope = WHOLE,
+    guard: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> RecoveryReport:
     """Bring ``processor`` (restored from ``saved``, or new when there is none) up to the
     last committed batch; save a checkpoint of the result. Without a checkpoint every
@@ -192,7 +220,7 @@ async def recover(
     n_batches = n_pings = 0
     events: list[Event] = []
     if since_xid is not None:
-        async for batch in committed_after(conn, since_xid):
+        async for batch in committed_after(conn, since_xid, scope):
             dispatches.add_due(processor, batch.committed_ms)
             pings = batch.pings()
             newest_ms = max(newest_ms, int(pings.ts_ms.max()))
@@ -211,6 +239,8 @@ async def recover(
         missing,
         (processor.checkpoint(), newest_ms),
         settings=settings,
+        checkpoint_key=scope.checkpoint_key,
+        guard=guard,
     )
     report = RecoveryReport(
         n_batches, n_pings, len(events), len(missing), newest_ms, time.perf_counter() - t0
@@ -218,11 +248,12 @@ async def recover(
     if n_batches or missing:
         log.info(
             "engine recovered: replayed %d pings of %d commits after the checkpoint, "
-            "%d events regenerated, %d of them new",
+            "%d events regenerated, %d of them new (%s)",
             n_pings,
             n_batches,
             len(events),
             len(missing),
+            scope,
             extra={"seconds": round(report.seconds, 3)},
         )
     return report

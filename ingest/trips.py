@@ -7,6 +7,7 @@ transaction; the engine LISTENs and reloads that trip (cancelled ones are droppe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,13 +44,31 @@ def _row(trip_id: str, status: str, plan: dict[str, object], updated_at: datetim
     return TripRow(trip_id, status, parsed, updated_at)
 
 
-async def load_live_trips(conn: AsyncConnection) -> list[TripRow]:
+async def load_live_trips(
+    conn: AsyncConnection, vehicles: Callable[[str], bool] | None = None
+) -> list[TripRow]:
+    """The planned and active trips; with ``vehicles``, only those of the vehicles it
+    accepts (an engine worker's partition: the plans of the others are not even read)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute(
-            "SELECT trip_id, status, plan, updated_at FROM trips "
-            "WHERE status = ANY(%s) ORDER BY planned_start",
-            (list(LIVE_STATUSES),),
-        )
+        if vehicles is None:
+            await cur.execute(
+                "SELECT trip_id, status, plan, updated_at FROM trips "
+                "WHERE status = ANY(%s) ORDER BY planned_start",
+                (list(LIVE_STATUSES),),
+            )
+        else:
+            await cur.execute(
+                "SELECT trip_id, vehicle_id FROM trips WHERE status = ANY(%s)",
+                (list(LIVE_STATUSES),),
+            )
+            wanted = [
+                trip_id for trip_id, vehicle_id in await cur.fetchall() if vehicles(vehicle_id)
+            ]
+            await cur.execute(
+                "SELECT trip_id, status, plan, updated_at FROM trips "
+                "WHERE trip_id = ANY(%s) AND status = ANY(%s) ORDER BY planned_start",
+                (wanted, list(LIVE_STATUSES)),
+            )
         return [_row(*r) for r in await cur.fetchall()]
 
 

@@ -87,3 +87,7 @@ ACTIVE_TRIPS = Gauge(
     "routewatch_active_trips",
     "Trips currently loaded into the compliance engine.",
 )
+PARTITIONS_OWNED = Gauge(
+    "routewatch_partitions_owned",
+    "Ping partitions this engine worker owns (routewatch worker).",
+)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import json
 import logging
 import os
 import pwd
@@ -42,7 +43,7 @@ from routewatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-APT_PACKAGES = ("postgresql", "mosquitto")
+APT_PACKAGES = ("postgresql", "mosquitto", "nats-server")
 PG_SYSTEM_USER = "postgres"
 PROBE_TIMEOUT_S = 1.0
 START_TIMEOUT_S = 30.0
@@ -273,6 +274,54 @@ class _PrivateService:
     def stop(self) -> None:
         raise NotImplementedError
 
+    _proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _spawn(
+        self, name: str, cmd: list[str], directory: Path, port: int, up: Callable[[], bool]
+    ) -> None:
+        """Start the server ``cmd`` (its output to ``directory/name.log``) and wait until
+        ``up()``."""
+        log_path = directory / f"{name}.log"
+        self._log = log_path.open("ab")
+        self._proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            preexec_fn=die_with_parent,
+        )
+        try:
+            _wait_for(up, f"{name} on port {port}", self._proc, log_path)
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "started private %s",
+            name,
+            extra={"port": port, "pid": self._proc.pid, "dir": str(directory)},
+        )
+
+    def _stop_child(self, name: str, url: str) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            log.info("stopped private %s", name, extra={"url": url})
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self._release_lock()
+
     def _release_lock(self) -> None:
         if self._lock is not None:
             self._lock.release()
@@ -303,10 +352,6 @@ class PrivateMosquitto(_PrivateService):
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
 
     def config_text(self) -> str:
         data_dir = self.directory / "data"
@@ -342,46 +387,80 @@ class PrivateMosquitto(_PrivateService):
                     self._run_as = "mosquitto"
         conf = self.directory / "mosquitto.conf"
         conf.write_text(self.config_text())
-        log_path = self.directory / "mosquitto.log"
-        self._log = log_path.open("ab")
-        self._proc = subprocess.Popen(
+        self._spawn(
+            "mosquitto",
             [binary, "-c", str(conf)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
-            preexec_fn=die_with_parent,
-        )
-        try:
-            _wait_for(
-                lambda: tcp_open("127.0.0.1", self.port, 0.2),
-                f"mosquitto on port {self.port}",
-                self._proc,
-                log_path,
-            )
-        except BaseException:
-            self.stop()
-            raise
-        log.info(
-            "started private mosquitto",
-            extra={"url": self.url, "pid": self._proc.pid, "dir": str(self.directory)},
+            self.directory,
+            self.port,
+            lambda: tcp_open("127.0.0.1", self.port, 0.2),
         )
         return self
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            log.info("stopped private mosquitto", extra={"url": self.url})
-        self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        self._release_lock()
+        self._stop_child("mosquitto", self.url)
+
+
+@dataclass
+class PrivateNats(_PrivateService):
+    """A ``nats-server`` with JetStream on 127.0.0.1:``port``, its store and log in
+    ``directory`` (for the engine workers: ``routewatch gateway`` / ``worker``)."""
+
+    directory: Path
+    port: int = 0
+    #: server configuration file text (e.g. subject ``mappings``); none by default
+    config: str = ""
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _lock: _DirLock | None = field(default=None, init=False, repr=False)
+    _log: IO[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> PrivateNats:
+        binary = require_binaries("nats-server")["nats-server"]
+        self._lock = _DirLock(self.directory)
+        if not self.port:
+            self.port = free_port()
+        cmd = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
+        cmd += ["-sd", str(self.directory / "jetstream")]
+        if self.config:
+            conf = self.directory / "nats.conf"
+            conf.write_text(self.config)
+            cmd += ["-c", str(conf)]
+        self._spawn(
+            "nats-server", cmd, self.directory, self.port, lambda: nats_reachable(self.url, 0.2)
+        )
+        return self
+
+    def stop(self) -> None:
+        self._stop_child("nats-server", self.url)
+
+
+def nats_reachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the first server of ``url`` (comma-separated list) is a NATS server with
+    JetStream: it greets every connection with an ``INFO {...}`` line saying so."""
+    first = urlsplit(url.split(",")[0].strip())
+    try:
+        with socket.create_connection(
+            (first.hostname or "127.0.0.1", first.port or 4222), timeout=timeout_s
+        ) as sock:
+            sock.settimeout(timeout_s)
+            greeting = b""
+            while not greeting.endswith(b"\r\n") and len(greeting) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                greeting += chunk
+    except OSError:
+        return False
+    if not greeting.startswith(b"INFO "):
+        return False
+    try:
+        info = json.loads(greeting[5:])
+    except ValueError:
+        return False
+    return bool(info.get("jetstream"))
 
 
 def _user_exists(name: str) -> bool:
@@ -630,6 +709,22 @@ def ensure_mosquitto(settings: Settings) -> Iterator[str]:
     )
     with stop_on_sigterm(), PrivateMosquitto(settings.state_dir / "mosquitto") as broker:
         yield broker.url
+
+
+@contextlib.contextmanager
+def ensure_nats(settings: Settings) -> Iterator[str]:
+    """Yield the URL of a NATS server with JetStream — the configured one when it answers,
+    else a private nats-server under ``state_dir/nats``, stopped on exit."""
+    if nats_reachable(settings.nats_url):
+        log.info("reusing NATS", extra={"url": redact(settings.nats_url)})
+        yield settings.nats_url
+        return
+    log.info(
+        "NATS with JetStream not reachable at %s; starting a private nats-server",
+        redact(settings.nats_url),
+    )
+    with stop_on_sigterm(), PrivateNats(settings.state_dir / "nats") as server:
+        yield server.url
 
 
 @contextlib.contextmanager

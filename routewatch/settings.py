@@ -73,6 +73,42 @@ class Settings(BaseSettings):
         "engine's threshold trip_abandon_s (live and replay)",
     )
 
+    # Engine workers on NATS JetStream (routewatch gateway / routewatch worker)
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server(s) with JetStream, comma-separated for a cluster: "
+        "nats://[user:password@]host[:4222],...",
+    )
+    nats_prefix: str = Field(
+        "routewatch",
+        description="names of the ping stream, its consumers and the key-value buckets "
+        "(several deployments can share one NATS)",
+    )
+    nats_partitions: int = Field(
+        32, ge=1, le=1024, description="ping partitions, fixed when the stream is created"
+    )
+    nats_replicas: int = Field(
+        1, ge=1, le=5, description="copies of the stream and buckets in a NATS cluster"
+    )
+    nats_lease_s: float = Field(
+        5.0, gt=0, description="a dead worker's partitions move after at most this long"
+    )
+    nats_max_age_h: float = Field(
+        168.0, gt=0, description="pings no worker took are dropped from the stream after this"
+    )
+    worker_id: str | None = Field(None, description="this worker's name; unset = host name and pid")
+    gateway_linger_ms: int = Field(
+        100,
+        ge=0,
+        description="the gateway gathers pings this long after the first of a read, so each "
+        "partition's envelope carries many (fewer, larger JetStream messages)",
+    )
+    worker_batch_max_ms: int = Field(
+        500,
+        description="a worker flushes each partition's batch after this many milliseconds "
+        "(a partition gets a share of the pings: longer batches keep commits few)",
+    )
+
     # OMS webhooks
     webhook_url: str | None = None
     webhook_secret: str = "change-me"
@@ -95,6 +131,25 @@ class Settings(BaseSettings):
         1.0, description="tracking lookups refilled per second per client"
     )
     track_burst: int = Field(20, description="tracking lookups a client may make at once")
+    track_position_stops_away: int = Field(
+        1,
+        ge=0,
+        description="the tracking page shows the vehicle's position when the order's stop is "
+        "at most this many stops away (1: it is the next stop); 0 never",
+    )
+    track_expiry_days: float = Field(
+        30.0,
+        gt=0,
+        description="a delivered, failed or cancelled order's tracking number answers 404 "
+        "this many days after its last change",
+    )
+    track_tile_url: str | None = Field(
+        None,
+        description="map tiles under the tracking page's map, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png; none = a vector map drawn by the page "
+        "(no third party sees the customer)",
+    )
+    track_tile_attribution: str = "© OpenStreetMap contributors"
 
     # Logging
     log_level: str = "INFO"

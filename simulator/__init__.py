@@ -13,6 +13,8 @@ Modules (each imports only the standard library, NumPy, paho-mqtt and httpx):
   how it arrives (coverage-gap bursts, duplicates, reordering, malformed payloads).
 - ``faults``: speeding, detours (rejoining or not), unplanned stops, running late,
   skipped stops, signal loss.
+- ``drivers``: who drives each trip: a pace and at most one habit (a behavioural fault);
+  one driver per vehicle by default, or a pool whose habits follow the drivers.
 - ``scenario``: builds one seeded :class:`~simulator.scenario.Simulation`.
 - ``truth``: expected CONTRACT §4 events (with ``tolerance_s``) derived from the true
   trajectory; ``scoring``: matching detections against them.

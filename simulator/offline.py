@@ -6,7 +6,8 @@
   which a CSV cannot carry, are counted and left out)
 - ``expected.jsonl``: the §4 events that must happen, each with ``tolerance_s``
 - ``allowed.jsonl``: borderline events an engine may or may not report
-- ``truth.json``: per trip, the fault and the true arrival at every stop
+- ``truth.json``: per trip, the driver (and their habit), the fault and the true arrival
+  at every stop
 - ``truth.csv``: true positions every ``TRUTH_EVERY_S`` seconds
   (``vehicle_id,ts,lat,lon,speed_kmh,driven_m``)
 
@@ -116,6 +117,8 @@ def _trip_truth(sim: Simulation) -> dict[str, Any]:
                 }
         out[plan["trip_id"]] = {
             "vehicle_id": plan["vehicle_id"],
+            "driver_id": plan["driver_id"],
+            "driver_habit": sim.drivers[i].habit,
             "fault": truth.fault,
             "stops": stops,
         }

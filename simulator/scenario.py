@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from simulator.drivers import Driver, per_vehicle, staff
 from simulator.faults import FaultPlan, assign_faults, divert_route, place_fault
 from simulator.gps import Devices, GpsConfig, Message
 from simulator.motion import HALT_END, HALT_STOP, HALT_UNPLANNED, Fleet, PathPool
@@ -45,6 +46,9 @@ class ScenarioConfig:
     gps: GpsConfig = field(default_factory=GpsConfig)
     route_pool: int | None = None  # distinct planned routes (None = one per vehicle)
     id_prefix: str = "SIM"
+    #: who drives: None = one driver per vehicle (its pace, its behavioural fault as the
+    #: habit); a pool (simulator.drivers.make_pool) = those drivers, habits and paces
+    drivers: list[Driver] | None = None
 
 
 @dataclass(slots=True)
@@ -137,6 +141,7 @@ class Simulation:
     devices: Devices
     phase_s: I64
     t_s: int
+    drivers: list[Driver]  # per vehicle, as its plan names them
     sideways: Sideways | None = None
 
     @property
@@ -301,6 +306,9 @@ def build(config: ScenarioConfig) -> Simulation:
         for p in range(n_routes)
     ]
     kinds = assign_faults(cfg.faults, n, rng)
+    pooled = None
+    if cfg.drivers is not None:  # the drivers' habits decide the behavioural faults
+        pooled, kinds = staff(cfg.drivers, cfg.seed, kinds)
     paths = [_path_arrays(net, r) for r in routes]
     planned = [routes[i % n_routes] for i in range(n)]
     driven: list[Route] = []
@@ -370,8 +378,14 @@ def build(config: ScenarioConfig) -> Simulation:
         truths.append(VehicleTruth(kinds[i], fp, d, stop_m, halts))
     depart = start_s + np.floor(rng.uniform(0, 120, n))
     depart += np.array([fp.late_start_s for fp in fplans])
-    driver = rng.uniform(0.9, 1.03, n)
-    fleet = _fleet(pool, path_idx, depart, driver, halts_all, fplans, utc_offset_h)
+    pace = rng.uniform(0.9, 1.03, n)
+    if pooled is None:
+        drivers = per_vehicle(cfg.seed, cfg.id_prefix, kinds, pace)
+    else:
+        drivers = pooled
+        pace = np.array([d.pace for d in drivers])
+    plans = [_with_driver(p, d) for p, d in zip(plans, drivers, strict=True)]
+    fleet = _fleet(pool, path_idx, depart, pace, halts_all, fplans, utc_offset_h)
     devices = Devices(
         cfg.gps,
         net.frame,
@@ -387,5 +401,26 @@ def build(config: ScenarioConfig) -> Simulation:
         else None
     )
     return Simulation(
-        cfg, net, plans, planned, truths, fleet, devices, phase, int(depart.min()), sideways
+        cfg,
+        net,
+        plans,
+        planned,
+        truths,
+        fleet,
+        devices,
+        phase,
+        int(depart.min()),
+        drivers,
+        sideways,
     )
+
+
+def _with_driver(plan: dict[str, Any], driver: Driver) -> dict[str, Any]:
+    """The plan naming its driver (right after the vehicle, as a dispatcher writes it)."""
+    out: dict[str, Any] = {}
+    for key, value in plan.items():
+        out[key] = value
+        if key == "vehicle_id":
+            out["driver_id"] = driver.driver_id
+            out["driver_name"] = driver.name
+    return out

@@ -1,5 +1,8 @@
 """Persisted alerts: open on an attention-worthy event, resolve on its partner.
 
+Every alert carries its trip's driver (``driver_id``, filled from the trip row by the
+database trigger of migration 0040, whoever inserts the alert).
+
 ``apply_events`` runs inside the ingest batch transaction and takes events in the order
 the engine emitted them (CONTRACT §4: partners never interleave wrongly in that order —
 their event times may, when pings arrive late). It is idempotent: an alert is keyed by
@@ -51,8 +54,8 @@ _PER_STOP_RESOLVERS = ("back_on_schedule", "stop_arrived")
 _DEFAULT_SEVERITY = {"pod_review": "warning", "stop_skipped": "warning"}
 
 ALERT_COLUMNS = (
-    "id, stream_id, event_id, type, severity, status, trip_id, vehicle_id, ts, lat, lon, "
-    "route_m, details, acked_at, acked_by, ack_note, resolved_at, resolved_by, updated_at"
+    "id, stream_id, event_id, type, severity, status, trip_id, vehicle_id, driver_id, ts, lat, "
+    "lon, route_m, details, acked_at, acked_by, ack_note, resolved_at, resolved_by, updated_at"
 )
 
 
@@ -247,6 +250,7 @@ async def list_alerts(
     types: Iterable[str] = (),
     since: datetime | None = None,
     vehicle_id: str | None = None,
+    driver_id: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
@@ -265,6 +269,9 @@ async def list_alerts(
     if vehicle_id is not None:
         where.append("vehicle_id = %s")
         params.append(vehicle_id)
+    if driver_id is not None:
+        where.append("driver_id = %s")
+        params.append(driver_id)
     if before_id is not None:
         where.append("id < %s")
         params.append(before_id)
@@ -314,6 +321,7 @@ def to_public(row: dict[str, Any]) -> dict[str, Any]:
         "status": row["status"],
         "trip_id": row["trip_id"],
         "vehicle_id": row["vehicle_id"],
+        "driver_id": row["driver_id"],
         "ts": iso(row["ts"]),
         "lat": row["lat"],
         "lon": row["lon"],

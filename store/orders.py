@@ -44,8 +44,9 @@ _RANK = {"scheduled": 0, "out_for_delivery": 1, "arriving": 2}
 ORDER_COLUMNS = """o.order_id, o.tracking_number, o.trip_id, o.stop_id, o.status, o.eta,
     o.eta_low, o.eta_high, o.notified_eta, o.created_at, o.updated_at,
     s.seq, s.status AS stop_status, s.window_start, s.window_end, s.planned_arrival,
-    s.lon, s.lat, s.radius_m, s.arrived_at, s.departed_at"""
-_FROM = "FROM orders o LEFT JOIN stops s ON s.trip_id = o.trip_id AND s.stop_id = o.stop_id"
+    s.lon, s.lat, s.radius_m, s.arrived_at, s.departed_at, t.driver_id"""
+_FROM = """FROM orders o LEFT JOIN stops s ON s.trip_id = o.trip_id AND s.stop_id = o.stop_id
+    LEFT JOIN trips t ON t.trip_id = o.trip_id"""
 
 
 def ms_dt(ts_ms: int | None) -> datetime | None:
@@ -59,7 +60,9 @@ def _rfc3339(dt: datetime | None) -> str | None:
 
 
 def webhook_payload(order: dict[str, Any], ts: datetime) -> dict[str, Any]:
-    """CONTRACT §5 webhook body: ``{order_id, tracking_number, status, eta, window, ts}``."""
+    """CONTRACT §5 webhook body: ``{order_id, tracking_number, status, eta, window, ts}``,
+    and ``driver_id`` when the order's trip has a driver."""
+    driver = {"driver_id": order["driver_id"]} if order.get("driver_id") else {}
     return {
         "order_id": order["order_id"],
         "tracking_number": order["tracking_number"],
@@ -67,6 +70,7 @@ def webhook_payload(order: dict[str, Any], ts: datetime) -> dict[str, Any]:
         "eta": _rfc3339(order["eta"]),
         "eta_window": {"start": _rfc3339(order["eta_low"]), "end": _rfc3339(order["eta_high"])},
         "window": {"start": _rfc3339(order["window_start"]), "end": _rfc3339(order["window_end"])},
+        **driver,
         "ts": _rfc3339(ts),
     }
 

@@ -56,6 +56,10 @@ class PodRefused(Exception):
     """The order cannot take a POD (cancelled, or it already has one): HTTP 409."""
 
 
+class PodForbidden(Exception):
+    """The token is bound to a driver and the order is not on that driver's trip: 403."""
+
+
 def verify(order: dict[str, Any], pod: PodIn) -> tuple[float | None, list[str]]:
     """(distance from the stop in m, reasons to flag) for ``pod`` against ``order``'s stop."""
     reasons = []
@@ -76,14 +80,27 @@ def verify(order: dict[str, Any], pod: PodIn) -> tuple[float | None, list[str]]:
 
 
 async def submit(
-    conn: Conn, order_id: str, pod: PodIn, token_id: int | None
+    conn: Conn,
+    order_id: str,
+    pod: PodIn,
+    token_id: int | None,
+    driver_id: str | None = None,
 ) -> dict[str, Any] | None:
-    """Store the POD and mark the order delivered; None when there is no such order."""
+    """Store the POD and mark the order delivered; None when there is no such order.
+
+    ``driver_id``: the driver the submitting token is bound to; the order's trip must be
+    that driver's (:class:`PodForbidden` otherwise). None: any order (an unbound token)."""
     now = datetime.now(UTC)
     async with conn.transaction():
         order = await order_store.get_order(conn, order_id, for_update=True)
         if order is None:
             return None
+        if driver_id is not None and order["driver_id"] != driver_id:
+            whose = f"driver {order['driver_id']}" if order["driver_id"] else "no driver"
+            raise PodForbidden(
+                f"this token is bound to driver {driver_id}; order {order_id} is on trip "
+                f"{order['trip_id']} of {whose}"
+            )
         if order["status"] == "cancelled":
             raise PodRefused(f"order {order_id} is cancelled")
         cur = await conn.execute("SELECT 1 FROM pod WHERE order_id = %s", (order_id,))

@@ -23,6 +23,9 @@ Definitions (all over ``[from, to)``):
 * **perfect delivery**: on time, POD present, and no exception (POD not damaged, not
   flagged for review), percent of delivered orders.
 
+The orders and distance passes (:func:`orders_sql`, :func:`distance_sql`) also make the
+driver scorecard's (``store.scorecard``), grouped by the trips' driver.
+
 With TimescaleDB the event sums come from the ``kpi_daily_vehicle`` continuous
 aggregate (migration 0021, real-time so un-materialised days are included) whenever
 the range is whole UTC days; otherwise, and on plain PostgreSQL, from ``events``.
@@ -39,15 +42,28 @@ from psycopg.rows import dict_row, tuple_row
 
 CAGG_NAME = "kpi_daily_vehicle"
 
-_ORDERS_SQL = """
+#: how the orders pass groups its rows and what ``%(key)s`` filters on: the delivery
+#: report is one row, optionally for one vehicle; the driver scorecard a row per driver
+#: of the trips (``trips.driver_id``), optionally one driver's
+_GROUPS = {
+    "report": ("NULL::text", "t.vehicle_id", "TRUE"),
+    "driver": ("t.driver_id", "t.driver_id", "t.driver_id IS NOT NULL"),
+}
+
+
+def orders_sql(group: str) -> str:
+    """Delivered orders of ``[from, to)`` and their on-time, POD and perfect counts, as
+    one row or one per driver (``group``, see ``_GROUPS``)."""
+    column, key, present = _GROUPS[group]
+    return f"""
 WITH delivered AS (
-    SELECT o.order_id, o.created_at, t.vehicle_id,
+    SELECT o.order_id, o.created_at, {column} AS grp,
            min(h.ts) AS delivered_at
       FROM orders o
       JOIN trips t ON t.trip_id = o.trip_id
       JOIN order_status_history h ON h.order_id = o.order_id AND h.status = 'delivered'
-     WHERE (%(vehicle_id)s::text IS NULL OR t.vehicle_id = %(vehicle_id)s)
-     GROUP BY o.order_id, o.created_at, t.vehicle_id
+     WHERE {present} AND (%(key)s::text IS NULL OR {key} = %(key)s)
+     GROUP BY o.order_id, o.created_at, grp
     HAVING min(h.ts) >= %(from)s AND min(h.ts) < %(to)s
 ), scored AS (
     SELECT d.*,
@@ -64,19 +80,48 @@ WITH delivered AS (
       LEFT JOIN stops s ON s.trip_id = o.trip_id AND s.stop_id = o.stop_id
       LEFT JOIN pod p ON p.order_id = d.order_id
 )
-SELECT count(*) AS delivered,
+SELECT grp,
+       count(*) AS delivered,
        count(*) FILTER (WHERE on_time) AS on_time,
        avg(coalesce(delay_s, 0)) AS avg_delay_s,
        avg(lead_s) AS avg_lead_s,
        count(*) FILTER (WHERE has_pod) AS with_pod,
        count(*) FILTER (WHERE on_time AND has_pod AND NOT exception) AS perfect
   FROM scored
+ GROUP BY grp
 """
 
-# Distance between consecutive pings of the same vehicle and trip: the reported speeds
-# integrated (trapezoid) when both are known and the fixes are at most a minute apart,
-# else great-circle; a fix counts outside only next to another fix not inside.
-_DISTANCE_SQL = """
+
+def distance_sql(group: str) -> str:
+    """Driven and in-corridor metres in ``[from, to)``, as one row (``"report"``, optionally
+    for the vehicle ``%(key)s``) or one per driver (``"driver"``, optionally only the
+    driver ``%(key)s``). Between consecutive pings of the same vehicle and trip: the
+    reported speeds integrated (trapezoid) when both are known and the fixes are at most
+    a minute apart, else great-circle; a fix counts outside only next to another fix not
+    inside. The pings are never joined with ``trips`` row by row (that made the month's
+    pass a third slower): a driver's distance is summed per trip first."""
+    if group == "report":
+        where = "(%(key)s::text IS NULL OR vehicle_id = %(key)s)"
+        tail = """
+SELECT NULL::text AS grp,
+       coalesce(sum(dist_m), 0) AS driven_m,
+       coalesce(sum(dist_m) FILTER (WHERE inside), 0) AS inside_m
+  FROM legs"""
+    else:
+        where = (
+            "(%(key)s::text IS NULL OR trip_id IN "
+            "(SELECT trip_id FROM trips WHERE driver_id = %(key)s))"
+        )
+        tail = """, per_trip AS (
+    SELECT trip_id, sum(dist_m) AS driven_m,
+           coalesce(sum(dist_m) FILTER (WHERE inside), 0) AS inside_m
+      FROM legs GROUP BY trip_id
+)
+SELECT t.driver_id AS grp, sum(p.driven_m) AS driven_m, sum(p.inside_m) AS inside_m
+  FROM per_trip p JOIN trips t ON t.trip_id = p.trip_id
+ WHERE t.driver_id IS NOT NULL
+ GROUP BY t.driver_id"""
+    return f"""
 WITH fixes AS (
     SELECT vehicle_id, trip_id, ts, lat, lon, speed_kmh,
            on_route IS NOT TRUE
@@ -85,16 +130,17 @@ WITH fixes AS (
       FROM pings
      WHERE trip_id IS NOT NULL
        AND ts >= %(from)s AND ts < %(to)s
-       AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s)
+       AND {where}
     WINDOW w AS (PARTITION BY vehicle_id, trip_id ORDER BY ts)
 ), seq AS (
-    SELECT ts, lat, lon, speed_kmh, outside,
+    SELECT trip_id, ts, lat, lon, speed_kmh, outside,
            lag(ts) OVER w AS pts, lag(speed_kmh) OVER w AS pspeed,
            lag(lat) OVER w AS plat, lag(lon) OVER w AS plon, lag(outside) OVER w AS pout
       FROM fixes
     WINDOW w AS (PARTITION BY vehicle_id, trip_id ORDER BY ts)
 ), legs AS (
-    SELECT CASE WHEN speed_kmh IS NOT NULL AND pspeed IS NOT NULL
+    SELECT trip_id,
+           CASE WHEN speed_kmh IS NOT NULL AND pspeed IS NOT NULL
                      AND ts - pts <= interval '60 seconds'
                 THEN (speed_kmh + pspeed) / 7.2 * extract(epoch FROM ts - pts)
                 ELSE 2 * 6371008.8 * asin(sqrt(
@@ -104,11 +150,9 @@ WITH fixes AS (
            END AS dist_m,
            NOT (outside OR pout) AS inside
       FROM seq WHERE plat IS NOT NULL
-)
-SELECT coalesce(sum(dist_m), 0) AS driven_m,
-       coalesce(sum(dist_m) FILTER (WHERE inside), 0) AS inside_m
-  FROM legs
+){tail}
 """
+
 
 _EVENTS_RAW_SQL = """
 SELECT count(*) FILTER (WHERE type = 'speeding') AS speeding_events,
@@ -118,7 +162,7 @@ SELECT count(*) FILTER (WHERE type = 'speeding') AS speeding_events,
                 FILTER (WHERE type = 'unplanned_stop_ended'), 0) AS unplanned_stop_s
   FROM events
  WHERE ts >= %(from)s AND ts < %(to)s
-   AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s)
+   AND (%(key)s::text IS NULL OR vehicle_id = %(key)s)
 """
 
 _EVENTS_CAGG_SQL = f"""
@@ -127,27 +171,39 @@ SELECT coalesce(sum(speeding_events), 0) AS speeding_events,
        coalesce(sum(unplanned_stop_s), 0) AS unplanned_stop_s
   FROM {CAGG_NAME}
  WHERE day >= %(from)s AND day < %(to)s
-   AND (%(vehicle_id)s::text IS NULL OR vehicle_id = %(vehicle_id)s)
+   AND (%(key)s::text IS NULL OR vehicle_id = %(key)s)
 """
 
 
-def _whole_days(start: datetime, end: datetime) -> bool:
+def whole_days(start: datetime, end: datetime) -> bool:
     return all(d.astimezone(UTC).timetz().replace(tzinfo=None) == time(0) for d in (start, end))
 
 
-async def has_daily_aggregate(conn: AsyncConnection[Any]) -> bool:
+async def has_aggregate(conn: AsyncConnection[Any], name: str = CAGG_NAME) -> bool:
+    """Whether the continuous aggregate ``name`` exists (only on TimescaleDB)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute("SELECT to_regclass(%s) IS NOT NULL", (CAGG_NAME,))
+        await cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
         row = await cur.fetchone()
     return bool(row and row[0])
 
 
-def _pct(part: float, whole: float) -> float | None:
+def pct(part: float, whole: float) -> float | None:
     return round(100.0 * part / whole, 2) if whole else None
 
 
-def _per_100km(value: float, driven_m: float) -> float | None:
+def per_100km(value: float, driven_m: float) -> float | None:
     return round(value / (driven_m / 100_000.0), 3) if driven_m else None
+
+
+def seconds(value: Any) -> float:
+    """A sum of event durations, to the 0.1 s the events state them in: the aggregate's
+    per-day partial sums and the one sum over ``events`` differ in the last bits of a
+    float, which could otherwise round a minute figure differently."""
+    return round(float(value or 0.0), 1)
+
+
+def utc_iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def delivery_performance(
@@ -160,40 +216,40 @@ async def delivery_performance(
 ) -> dict[str, Any]:
     """KPIs for ``[start, end)``; ``use_aggregate`` forces (True) or forbids (False) the
     continuous-aggregate path; ``None`` picks it when available and the range allows."""
-    params = {"from": start, "to": end, "vehicle_id": vehicle_id}
+    params = {"from": start, "to": end, "key": vehicle_id}
     if use_aggregate is None:
-        use_aggregate = _whole_days(start, end) and await has_daily_aggregate(conn)
+        use_aggregate = whole_days(start, end) and await has_aggregate(conn)
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_ORDERS_SQL, params)
+        await cur.execute(orders_sql("report"), params)
         orders = await cur.fetchone() or {}
-        await cur.execute(_DISTANCE_SQL, params)
+        await cur.execute(distance_sql("report"), params)
         dist = await cur.fetchone() or {}
         await cur.execute(_EVENTS_CAGG_SQL if use_aggregate else _EVENTS_RAW_SQL, params)
         evs = await cur.fetchone() or {}
     delivered = int(orders.get("delivered") or 0)
     driven_m = float(dist.get("driven_m") or 0.0)
-    speeding_min = float(evs.get("speeding_s") or 0.0) / 60.0
+    speeding_min = seconds(evs.get("speeding_s")) / 60.0
     speeding_events = int(evs.get("speeding_events") or 0)
 
     def opt_round(value: Any, ndigits: int = 1) -> float | None:
         return None if value is None else round(float(value), ndigits)
 
     return {
-        "from": start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "to": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "from": utc_iso(start),
+        "to": utc_iso(end),
         "vehicle_id": vehicle_id,
         "source": "continuous_aggregate" if use_aggregate else "events",
         "orders_delivered": delivered,
-        "on_time_rate_pct": _pct(int(orders.get("on_time") or 0), delivered),
+        "on_time_rate_pct": pct(int(orders.get("on_time") or 0), delivered),
         "average_delay_s": opt_round(orders.get("avg_delay_s")),
         "average_lead_time_s": opt_round(orders.get("avg_lead_s")),
         "driven_km": round(driven_m / 1000.0, 3),
-        "route_adherence_pct": _pct(float(dist.get("inside_m") or 0.0), driven_m),
+        "route_adherence_pct": pct(float(dist.get("inside_m") or 0.0), driven_m),
         "speeding_events": speeding_events,
         "speeding_minutes": round(speeding_min, 2),
-        "speeding_events_per_100km": _per_100km(speeding_events, driven_m),
-        "speeding_minutes_per_100km": _per_100km(speeding_min, driven_m),
-        "unplanned_stop_minutes": round(float(evs.get("unplanned_stop_s") or 0.0) / 60.0, 2),
-        "pod_coverage_pct": _pct(int(orders.get("with_pod") or 0), delivered),
-        "perfect_delivery_rate_pct": _pct(int(orders.get("perfect") or 0), delivered),
+        "speeding_events_per_100km": per_100km(speeding_events, driven_m),
+        "speeding_minutes_per_100km": per_100km(speeding_min, driven_m),
+        "unplanned_stop_minutes": round(seconds(evs.get("unplanned_stop_s")) / 60.0, 2),
+        "pod_coverage_pct": pct(int(orders.get("with_pod") or 0), delivered),
+        "perfect_delivery_rate_pct": pct(int(orders.get("perfect") or 0), delivered),
     }

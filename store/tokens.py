@@ -2,6 +2,9 @@
 
 A token is 256 random bits (``rw_`` + URL-safe base64), so a plain sha256 is a safe
 one-way hash — no salt or slow KDF is needed for secrets with that much entropy.
+
+A token with the ``driver`` role may be *bound* to one driver (``driver_id``): it then
+submits proofs of delivery only for that driver's trips (``api.routes.orders``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,18 @@ _PREFIX = "rw_"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's id, name and roles."""
+    """Who is calling: the token's id, name and roles; for a token bound to a driver,
+    that driver and whether the driver is still active."""
 
     token_id: int
     name: str | None
     roles: frozenset[str]
+    driver_id: str | None = None
+    driver_active: bool = True
+
+
+class TokenRefused(ValueError):
+    """The token cannot be created as asked (bad roles, name or driver binding)."""
 
 
 def hash_token(token: str) -> str:
@@ -38,18 +48,37 @@ def hash_token(token: str) -> str:
 
 
 async def create_token(
-    conn: AsyncConnection[dict[str, Any]], roles: list[str], name: str | None = None
+    conn: AsyncConnection[dict[str, Any]],
+    roles: list[str],
+    name: str | None = None,
+    driver_id: str | None = None,
 ) -> tuple[int, str]:
-    """Store a new token's hash; return ``(token_id, token)``. The token is not kept."""
+    """Store a new token's hash; return ``(token_id, token)``. The token is not kept.
+
+    ``driver_id`` binds the token to that driver: it needs the ``driver`` role and a
+    registered, active driver (:class:`TokenRefused` otherwise)."""
     bad = sorted(set(roles) - set(ROLES))
     if bad or not roles:
-        raise ValueError(f"roles must be among {', '.join(ROLES)}; got {roles}")
+        raise TokenRefused(f"roles must be among {', '.join(ROLES)}; got {roles}")
     if name is not None:
         check_line(name)  # ValueError: NUL, control characters, unpaired surrogates
+    if driver_id is not None:
+        if "driver" not in roles:
+            raise TokenRefused("only a token with the driver role can be bound to a driver")
+        cur = await conn.execute("SELECT active FROM drivers WHERE driver_id = %s", (driver_id,))
+        found = await cur.fetchone()
+        if found is None:
+            raise TokenRefused(
+                f"no driver {driver_id!r}: register it first (POST /v1/drivers, or a trip "
+                "plan naming it)"
+            )
+        if not found["active"]:
+            raise TokenRefused(f"driver {driver_id!r} is deactivated")
     token = _PREFIX + secrets.token_urlsafe(32)
     cur = await conn.execute(
-        "INSERT INTO api_tokens (name, roles, token_hash) VALUES (%s, %s, %s) RETURNING token_id",
-        (name, sorted(set(roles)), hash_token(token)),
+        "INSERT INTO api_tokens (name, roles, token_hash, driver_id) VALUES (%s, %s, %s, %s) "
+        "RETURNING token_id",
+        (name, sorted(set(roles)), hash_token(token), driver_id),
     )
     row = await cur.fetchone()
     assert row is not None
@@ -62,8 +91,10 @@ async def authenticate(conn: AsyncConnection[dict[str, Any]], token: str) -> Pri
         return None
     digest = hash_token(token)
     cur = await conn.execute(
-        "SELECT token_id, name, roles, token_hash FROM api_tokens "
-        "WHERE token_hash = %s AND revoked_at IS NULL",
+        "SELECT t.token_id, t.name, t.roles, t.token_hash, t.driver_id, "
+        "coalesce(d.active, true) AS driver_active "
+        "FROM api_tokens t LEFT JOIN drivers d ON d.driver_id = t.driver_id "
+        "WHERE t.token_hash = %s AND t.revoked_at IS NULL",
         (digest,),
     )
     row = await cur.fetchone()
@@ -71,12 +102,19 @@ async def authenticate(conn: AsyncConnection[dict[str, Any]], token: str) -> Pri
     # decision independent of where two hex strings first differ.
     if row is None or not hmac.compare_digest(str(row["token_hash"]), digest):
         return None
-    return Principal(int(row["token_id"]), row["name"], frozenset(row["roles"]))
+    return Principal(
+        int(row["token_id"]),
+        row["name"],
+        frozenset(row["roles"]),
+        row["driver_id"],
+        bool(row["driver_active"]),
+    )
 
 
 async def list_tokens(conn: AsyncConnection[dict[str, Any]]) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        "SELECT token_id, name, roles, created_at, revoked_at FROM api_tokens ORDER BY token_id"
+        "SELECT token_id, name, roles, driver_id, created_at, revoked_at FROM api_tokens "
+        "ORDER BY token_id"
     )
     return list(await cur.fetchall())
 

@@ -6,6 +6,9 @@ kept by ``stop_id`` keep their arrival/departure, orders kept by ``order_id`` ke
 status and tracking number, orders the new plan no longer carries are cancelled, and new
 ones are scheduled. The trip id stays valid for every reader. A completed, cancelled or
 replaced trip cannot be re-planned (409).
+
+A plan's ``driver_id`` is registered when unknown (with ``driver_name``) and refused when
+the driver is deactivated (409); replacing a plan may change or remove the driver.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import orjson
 from psycopg import AsyncConnection, AsyncCursor
 
 from compliance.plan import TripPlan
+from store import drivers as driver_store
 from store import orders as order_store
 from store.tracking import new_tracking_number
 from store.vehicles import upsert_vehicle
@@ -89,6 +93,11 @@ async def save_plan(
     order_ids = [s.order_id for s in plan.stops if s.order_id]
     async with conn.transaction():
         await upsert_vehicle(conn, plan.vehicle_id)
+        if plan.driver_id is not None:
+            try:
+                await driver_store.assign(conn, plan.driver_id, plan.driver_name)
+            except driver_store.DriverConflict as exc:
+                raise PlanConflict([str(exc)]) from exc
         cur = await conn.execute(
             "SELECT status FROM trips WHERE trip_id = %s FOR UPDATE", (trip_id,)
         )
@@ -107,15 +116,29 @@ async def save_plan(
         async with conn.pipeline(), conn.cursor() as wcur:
             if old is None:
                 await wcur.execute(
-                    "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m)"
-                    " VALUES (%s, %s, %s, %s::jsonb, %s)",
-                    (trip_id, plan.vehicle_id, _dt(plan.planned_start), plan_json, route_length_m),
+                    "INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, "
+                    "route_length_m) VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+                    (
+                        trip_id,
+                        plan.vehicle_id,
+                        plan.driver_id,
+                        _dt(plan.planned_start),
+                        plan_json,
+                        route_length_m,
+                    ),
                 )
             else:
                 await wcur.execute(
-                    "UPDATE trips SET vehicle_id = %s, planned_start = %s, plan = %s::jsonb, "
-                    "route_length_m = %s, updated_at = now() WHERE trip_id = %s",
-                    (plan.vehicle_id, _dt(plan.planned_start), plan_json, route_length_m, trip_id),
+                    "UPDATE trips SET vehicle_id = %s, driver_id = %s, planned_start = %s, "
+                    "plan = %s::jsonb, route_length_m = %s, updated_at = now() WHERE trip_id = %s",
+                    (
+                        plan.vehicle_id,
+                        plan.driver_id,
+                        _dt(plan.planned_start),
+                        plan_json,
+                        route_length_m,
+                        trip_id,
+                    ),
                 )
             rows = _stop_rows(trip_id, plan, stop_route_m, kept_stops)
             await wcur.execute(_INSERT_STOPS, [list(col) for col in zip(*rows, strict=True)])
@@ -126,6 +149,7 @@ async def save_plan(
     return {
         "trip_id": trip_id,
         "vehicle_id": plan.vehicle_id,
+        "driver_id": plan.driver_id,
         "status": "planned" if old is None else old["status"],
         "replaced": old is not None,
         "route_length_m": route_length_m,
@@ -287,11 +311,13 @@ async def get_trip(conn: Conn, trip_id: str) -> dict[str, Any] | None:
     """The trip, its stops (with order status) and the vehicle's live state if it is on
     this trip."""
     cur = await conn.execute(
-        """SELECT t.trip_id, t.vehicle_id, t.status, t.planned_start, t.route_length_m, t.plan,
+        """SELECT t.trip_id, t.vehicle_id, t.driver_id, d.name AS driver_name, t.status,
+                  t.planned_start, t.route_length_m, t.plan,
                   v.ts AS last_update, v.lat, v.lon, v.route_m, v.offset_m, v.on_route,
                   v.schedule_delay_s
              FROM trips t LEFT JOIN vehicle_state v
                ON v.vehicle_id = t.vehicle_id AND v.trip_id = t.trip_id
+             LEFT JOIN drivers d ON d.driver_id = t.driver_id
             WHERE t.trip_id = %s""",
         (trip_id,),
     )

@@ -44,15 +44,19 @@ async def upsert_vehicle(conn: Conn, vehicle_id: str) -> None:
 
 
 async def live_states(conn: Conn) -> list[dict[str, Any]]:
-    """Every known vehicle (registered or merely seen) with its last state, if any."""
+    """Every known vehicle (registered or merely seen) with its last state, if any, and
+    the driver of the trip it is on."""
     cur = await conn.execute(
         f"""SELECT coalesce(v.vehicle_id, s.vehicle_id) AS vehicle_id, v.label,
                   coalesce(v.active, true) AS active,
                   s.ts, s.lat, s.lon, s.speed_kmh, s.heading_deg, s.trip_id, s.route_m,
                   s.offset_m, s.on_route, s.schedule_delay_s, s.status, s.updated_at,
+                  t.driver_id, d.name AS driver_name,
                   coalesce(q.missing, 0) AS pings_missing, coalesce(q.gaps, 0) AS seq_gaps,
                   coalesce(g.missing, 0) AS pings_missing_recent
            FROM vehicles v FULL OUTER JOIN vehicle_state s ON s.vehicle_id = v.vehicle_id
+           LEFT JOIN trips t ON t.trip_id = s.trip_id
+           LEFT JOIN drivers d ON d.driver_id = t.driver_id
            LEFT JOIN tracker_seq q ON q.vehicle_id = coalesce(v.vehicle_id, s.vehicle_id)
            LEFT JOIN (SELECT vehicle_id, sum(missing) AS missing FROM {RECENT_GAPS} r
                        GROUP BY vehicle_id) g

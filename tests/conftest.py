@@ -92,6 +92,20 @@ def scratch_databases(server_url: str, *, migrated: bool) -> Iterator[MakeDataba
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pause_timescaledb_jobs(url: str) -> None:
+    """Unschedule the database's TimescaleDB policy jobs (refresh, compression, retention)
+    for a test that runs them by hand. The scheduler starts them seconds after the
+    migration, and a run in the middle of the test's writes changes what it reads: a
+    retention run drops old rows, and a refresh materialises a day whose later events a
+    real-time aggregate then misses until the next refresh (as in production, for up to
+    its 30-minute schedule)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs "
+            "WHERE hypertable_name IS NOT NULL"
+        )
+
+
 @pytest.fixture
 def timescale_database(timescale_server_url: str) -> Iterator[MakeDatabase]:
     """Factory of fresh databases migrated on TimescaleDB, dropped after the test."""
@@ -123,6 +137,17 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with services.ensure_mosquitto(settings) as url:
         if url != settings.mqtt_url:
             os.environ["ROUTEWATCH_MQTT_URL"] = url
+        yield url
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a NATS server with JetStream (configured or private). Shared by all tests:
+    give each its own ``ROUTEWATCH_NATS_PREFIX``."""
+    settings = _session_settings(tmp_path_factory)
+    with services.ensure_nats(settings) as url:
+        if url != settings.nats_url:
+            os.environ["ROUTEWATCH_NATS_URL"] = url
         yield url
 
 
@@ -161,7 +186,7 @@ def start_mosquitto(tmp_path: Path) -> Iterator[StartMosquitto]:
 def compiled_kernels() -> None:
     """Compile the compliance kernels once per session (seconds on a cold Numba cache, as
     in a fresh clone), so live-engine tests time behaviour, not JIT compilation. The
-    engine does the same at start-up (ingest.service warm_up_kernels)."""
+    engine does the same at start-up (ingest.pipeline.warm_up_kernels)."""
     from compliance.warmup import warm_up
 
     warm_up()

@@ -81,6 +81,7 @@ async def list_alerts(
     type_: Annotated[list[Line] | None, Query(alias="type")] = None,
     since: Annotated[datetime | None, Query(description="opened at or after (RFC 3339)")] = None,
     vehicle_id: Line | None = None,
+    driver_id: Annotated[Line | None, Query(description="alerts of this driver's trips")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> AlertPage:
@@ -102,6 +103,7 @@ async def list_alerts(
         types=_split(type_),
         since=since,
         vehicle_id=vehicle_id,
+        driver_id=driver_id,
         before_id=before_id,
         limit=limit,
     )

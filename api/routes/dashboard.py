@@ -25,7 +25,9 @@ router = APIRouter(tags=["dashboard"])
 PAGE = Path(__file__).resolve().parent.parent / "static" / "dashboard" / "index.html"
 
 _TRIPS_SQL = """
-SELECT t.trip_id, t.vehicle_id, t.status, t.planned_start, t.route_length_m,
+SELECT t.trip_id, t.vehicle_id, t.driver_id,
+       (SELECT d.name FROM drivers d WHERE d.driver_id = t.driver_id) AS driver_name,
+       t.status, t.planned_start, t.route_length_m,
        t.plan->'route' AS route,
        coalesce((t.plan->>'corridor_m')::float8, 50) AS corridor_m,
        coalesce((SELECT json_agg(json_build_object(

@@ -69,12 +69,38 @@ async def check_loss(pool: Any) -> dict[str, Any]:
     return {"window_minutes": RECENT_MINUTES, **loss}
 
 
+_WORKERS_SQL = """
+SELECT count(*) AS partitions, count(DISTINCT owner) AS workers, max(claimed_at) AS last_move
+FROM partition_owners WHERE partitions = %s
+"""
+
+
+async def check_workers(pool: Any, settings: Settings) -> dict[str, Any] | None:
+    """Engine workers on NATS (``routewatch worker``): how many partitions have an owner,
+    among how many workers, and when ownership last moved; None when no worker ever ran.
+    (Whether an owner is alive is NATS's to say: its lease expires with it.)"""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            async with pool.connection(timeout=CHECK_TIMEOUT_S) as conn:
+                cur = await conn.execute(_WORKERS_SQL, (settings.nats_partitions,))
+                row = await cur.fetchone()
+    except (psycopg.Error, OSError, TimeoutError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    if not row or not row["partitions"]:
+        return None
+    return {**row, "last_move": row["last_move"].isoformat()}
+
+
 @router.get("/healthz", summary="Liveness and dependency reachability (public)")
 async def healthz(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
     """``status`` is ``degraded`` (503) when the database or the broker cannot be reached;
-    ``ingest`` reports pings missing in the last minutes (lost before they reached us)."""
-    database, broker, loss = await asyncio.gather(
-        check_database(pool), check_broker(settings), check_loss(pool)
+    ``ingest`` reports pings missing in the last minutes (lost before they reached us);
+    ``workers``, once engine workers ran, the partitions with an owner."""
+    database, broker, loss, workers = await asyncio.gather(
+        check_database(pool),
+        check_broker(settings),
+        check_loss(pool),
+        check_workers(pool, settings),
     )
     ok = database["ok"] and broker["ok"]
     body = {
@@ -83,4 +109,6 @@ async def healthz(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
         "broker": broker,
         "ingest": loss,
     }
+    if workers is not None:
+        body["workers"] = workers
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -36,8 +36,11 @@ _LOOKBACK = timedelta(seconds=10)
 _STATE_SQL = """
 SELECT s.vehicle_id, s.ts, s.lat, s.lon, s.speed_kmh, s.heading_deg, s.trip_id, s.route_m,
        s.offset_m, s.on_route, s.schedule_delay_s, s.status, s.updated_at,
+       t.driver_id, d.name AS driver_name,
        coalesce(q.missing, 0) AS pings_missing, coalesce(q.gaps, 0) AS seq_gaps
   FROM vehicle_state s LEFT JOIN tracker_seq q USING (vehicle_id)
+  LEFT JOIN trips t ON t.trip_id = s.trip_id
+  LEFT JOIN drivers d ON d.driver_id = t.driver_id
  WHERE %(since)s::timestamptz IS NULL OR s.updated_at > %(since)s
 """
 

@@ -87,6 +87,10 @@ def _decode_image(img: PodImageIn, kind: str, loc: list[Any], max_bytes: int) ->
     response_model=PodSummary,
     summary="Submit electronic proof of delivery",
     responses={
+        403: {
+            "description": "the token lacks the driver role, or is bound to a driver who is "
+            "deactivated or not the driver of the order's trip"
+        },
         409: {"description": "order cancelled or already has a POD"},
         413: {"description": "an image or the request is too large"},
     },
@@ -101,7 +105,13 @@ async def submit_pod(
     """Recipient name, signature (base64 PNG/JPEG), up to ``pod_max_photos`` photos,
     notes, condition, device time and position. Verified against the stop: farther than
     its radius, or without a recorded arrival, the order is still delivered but flagged
-    for review."""
+    for review. A token bound to a driver (``routewatch token create --driver``) may
+    deliver only orders on that driver's trips, and not once the driver is deactivated."""
+    if driver.driver_id is not None and not driver.driver_active:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this token is bound to driver {driver.driver_id}, who is deactivated",
+        )
     if len(body.photos) > settings.pod_max_photos:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"at most {settings.pod_max_photos} photos"
@@ -127,9 +137,11 @@ async def submit_pod(
         body.recipient_name, body.condition, body.notes, device_ts, body.lat, body.lon, images
     )
     try:
-        stored = await pod.submit(conn, order_id, data, driver.token_id)
+        stored = await pod.submit(conn, order_id, data, driver.token_id, driver.driver_id)
     except pod.PodRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except pod.PodForbidden as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     if stored is None:
         raise _not_found(order_id)
     return stored

@@ -331,7 +331,11 @@ def _supervise(
         if not tracking_shown:
             number = _example_tracking_number(watch.database_url)
             if number:
-                print(f"  tracking example {watch.base_url}/v1/track/{number}\n", flush=True)
+                print(
+                    f"  tracking example {watch.base_url}/v1/track/{number}\n"
+                    f"  its page         {watch.base_url}/track/{number}\n",
+                    flush=True,
+                )
                 tracking_shown = True
         if time.monotonic() >= next_summary:
             next_summary += SUMMARY_EVERY_S

@@ -19,6 +19,15 @@ def _token_name(value: str) -> str:
         raise argparse.ArgumentTypeError(f"token name {exc}") from None
 
 
+def _driver_id(value: str) -> str:
+    """``--driver``: a driver id as trip plans and the API spell them."""
+    from compliance.plan import VEHICLE_ID_RE
+
+    if not VEHICLE_ID_RE.fullmatch(value):
+        raise argparse.ArgumentTypeError("a driver id is 1-64 characters of [A-Za-z0-9._-]")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="create, list or revoke API bearer tokens")
     p.add_argument("--database-url", help="default: ROUTEWATCH_DATABASE_URL")
@@ -32,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="may be given several times",
     )
     c.add_argument("--name", type=_token_name, help="who or what the token is for")
+    c.add_argument(
+        "--driver",
+        metavar="DRIVER_ID",
+        type=_driver_id,
+        help="bind the token (role driver) to this registered driver: it may then submit "
+        "proofs of delivery only for that driver's trips",
+    )
     c.set_defaults(func=run)
     ls = actions.add_parser("list", help="list tokens (never the tokens themselves)")
     ls.set_defaults(func=run)
@@ -66,10 +82,18 @@ async def _run(args: argparse.Namespace) -> int:
     url = args.database_url or get_settings().database_url
     async with await AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
         if args.action == "create":
-            token_id, token = await tokens.create_token(conn, args.role, args.name)
+            try:
+                token_id, token = await tokens.create_token(conn, args.role, args.name, args.driver)
+            except tokens.TokenRefused as exc:
+                print(f"routewatch token: {exc}", file=sys.stderr)
+                return 2
             # The token alone on stdout, so `TOKEN=$(routewatch token create ...)` works.
             print(token)
-            print(f"token id {token_id}, roles {','.join(sorted(set(args.role)))}", file=sys.stderr)
+            bound = f", bound to driver {args.driver}" if args.driver else ""
+            print(
+                f"token id {token_id}, roles {','.join(sorted(set(args.role)))}{bound}",
+                file=sys.stderr,
+            )
             return 0
         if args.action == "list":
             for row in await tokens.list_tokens(conn):
@@ -78,9 +102,10 @@ async def _run(args: argparse.Namespace) -> int:
                     if row["revoked_at"]
                     else "active"
                 )
+                driver = f"driver {row['driver_id']}" if row["driver_id"] else "-"
                 print(
                     f"{row['token_id']}\t{','.join(row['roles'])}\t{row['name'] or '-'}\t"
-                    f"created {row['created_at']:%Y-%m-%dT%H:%M:%SZ}\t{state}"
+                    f"{driver}\tcreated {row['created_at']:%Y-%m-%dT%H:%M:%SZ}\t{state}"
                 )
             return 0
         revoked = await tokens.revoke_token(conn, args.token_id)

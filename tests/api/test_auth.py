@@ -36,6 +36,12 @@ EXPECTED_ROLES = {
     ("GET", "/v1/alerts"): {"supervisor"},
     ("POST", "/v1/alerts/{alert_id}/ack"): {"supervisor"},
     ("GET", "/v1/reports/delivery-performance"): {"supervisor", "oms"},
+    ("GET", "/v1/reports/driver-scorecard"): {"supervisor", "oms"},
+    ("POST", "/v1/drivers"): {"oms", "supervisor"},
+    ("GET", "/v1/drivers"): {"oms", "supervisor"},
+    ("GET", "/v1/drivers/{driver_id}"): {"oms", "supervisor"},
+    ("PATCH", "/v1/drivers/{driver_id}"): {"oms", "supervisor"},
+    ("DELETE", "/v1/drivers/{driver_id}"): {"oms", "supervisor"},
 }
 
 

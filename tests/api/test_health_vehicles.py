@@ -20,6 +20,26 @@ async def test_healthz_ok_with_real_services(client: AsyncClient) -> None:
     assert body["status"] == "ok" and body["database"]["ok"] and body["broker"]["ok"]
 
 
+async def test_healthz_shows_the_engine_workers(settings: Settings, db: psycopg.Connection) -> None:
+    from httpx import ASGITransport
+
+    partitions = 4000 + datetime.now(UTC).microsecond % 1000  # a partitioning of its own
+    app = create_app(settings.model_copy(update={"nats_partitions": partitions}))
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://rw.test") as c,
+    ):
+        assert "workers" not in (await c.get("/healthz")).json()  # no worker ever ran
+        for p, owner in enumerate(["w1", "w2", "w1"]):
+            db.execute(
+                "INSERT INTO partition_owners (partitions, partition, owner, epoch) "
+                "VALUES (%s, %s, %s, 1)",
+                (partitions, p, owner),
+            )
+        workers = (await c.get("/healthz")).json()["workers"]
+    assert workers["partitions"] == 3 and workers["workers"] == 2 and workers["last_move"]
+
+
 async def test_healthz_503_when_broker_unreachable(settings: Settings) -> None:
     from httpx import ASGITransport
 

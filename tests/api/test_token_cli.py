@@ -12,24 +12,23 @@ from psycopg.rows import dict_row
 
 from store import tokens
 
+CLI = [sys.executable, "-m", "routewatch.cli", "token"]
+
+
+def token_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``routewatch token --database-url URL ARGS...`` in a subprocess."""
+    return subprocess.run(
+        [*CLI, "--database-url", database_url, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
 
 def test_token_command_create_list_revoke(database_url: str, db: object) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "routewatch.cli",
-                "token",
-                "--database-url",
-                database_url,
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        return token_cli(database_url, *args)
 
     made = cli("create", "--role", "oms", "--role", "driver", "--name", "ci")
     assert made.returncode == 0, made.stderr
@@ -46,27 +45,11 @@ def test_token_command_create_list_revoke(database_url: str, db: object) -> None
     assert stored is not None and token not in stored[0]
 
 
-CLI = [sys.executable, "-m", "routewatch.cli", "token"]
-
-
 def test_token_names_with_control_characters_are_refused(database_url: str, db: object) -> None:
     """A name is one line of printable text (it is listed in tab-separated columns); bytes
     that are not UTF-8 arrive as unpaired surrogates. A clear usage error, no traceback."""
     for name in (b"a\tb", b"two\nlines", b"bad \xff utf-8"):
-        made = subprocess.run(
-            [
-                *CLI,
-                "--database-url",
-                database_url,
-                "create",
-                "--role=oms",
-                f"--name={os.fsdecode(name)}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        made = token_cli(database_url, "create", "--role=oms", f"--name={os.fsdecode(name)}")
         assert made.returncode == 2, made.stderr
         assert "argument --name: token name contains" in made.stderr
         assert "Traceback" not in made.stderr and not made.stdout
@@ -84,3 +67,20 @@ async def test_create_token_refuses_names_it_cannot_store(database_url: str, db:
         token_id, _ = await tokens.create_token(conn, ["oms"], "مرحبا 😀 ok")
         assert (await tokens.list_tokens(conn))[0]["name"] == "مرحبا 😀 ok"
         assert token_id > 0
+
+
+def test_token_command_binds_a_token_to_a_driver(database_url: str, db: psycopg.Connection) -> None:
+    db.execute("INSERT INTO drivers (driver_id, name) VALUES ('D-hadi', 'Hadi')")
+    made = token_cli(
+        database_url, "create", "--role", "driver", "--name", "hadi phone", "--driver", "D-hadi"
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip().startswith("rw_") and "bound to driver D-hadi" in made.stderr
+    assert "driver D-hadi" in token_cli(database_url, "list").stdout
+    refused = token_cli(database_url, "create", "--role", "driver", "--driver", "D-nobody")
+    assert refused.returncode == 2 and "no driver 'D-nobody'" in refused.stderr
+    assert "Traceback" not in refused.stderr and not refused.stdout
+    refused = token_cli(database_url, "create", "--role", "oms", "--driver", "D-hadi")
+    assert refused.returncode == 2 and "driver role" in refused.stderr
+    usage = token_cli(database_url, "create", "--role", "driver", "--driver", "bad id")
+    assert usage.returncode == 2 and "a driver id is" in usage.stderr

@@ -44,8 +44,10 @@ async def test_lookup_shows_only_the_customers_shipment(
         "last_update",
         "timeline",
         "pod",
+        "position",
     }
     assert body["status"] == "out_for_delivery" and body["stops_before"] == 1
+    assert body["position"] is None  # no live vehicle on the trip
     assert body["eta"] == "2026-11-22T08:31:00Z"
     assert body["eta_window"] == {"start": "2026-11-22T08:27:00Z", "end": "2026-11-22T08:36:00Z"}
     assert body["planned_window"]["start"] == "2026-11-22T08:25:00Z"
@@ -91,4 +93,28 @@ async def test_tracking_page_is_served(client: AsyncClient) -> None:
     for path in ("/track", "/track/ABCD-EFGH", "/track?n=ABCD"):
         r = await client.get(path)
         assert r.status_code == 200 and "text/html" in r.headers["content-type"]
-        assert "/v1/track/" in r.text
+        assert "/static/track/track.js" in r.text
+        # Nothing but routewatch: no third party learns who tracks what (the number is
+        # in the path, so no Referer either).
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "img-src 'self' data:;" in csp
+        assert "connect-src 'self'" in csp and "script-src 'self';" in csp
+        assert r.headers["referrer-policy"] == "no-referrer"
+    script = await client.get("/static/track/track.js")
+    assert script.status_code == 200 and "/v1/track/" in script.text
+    assert (await client.get("/track/config")).json() == {
+        "tile_url": None,
+        "tile_attribution": "© OpenStreetMap contributors",
+    }
+
+
+async def test_a_configured_tile_server_is_the_only_other_origin(settings: Settings) -> None:
+    tiles = "https://{s}.tiles.example.net:8443/osm/{z}/{x}/{y}.png"
+    app = create_app(settings.model_copy(update={"track_tile_url": tiles}))
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://rw.test") as c,
+    ):
+        csp = (await c.get("/track/ABCD")).headers["content-security-policy"]
+        assert "img-src 'self' data: https://*.tiles.example.net:8443;" in csp
+        assert (await c.get("/track/config")).json()["tile_url"] == tiles

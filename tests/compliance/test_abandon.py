@@ -204,7 +204,7 @@ def test_signal_lost_still_comes_first_when_the_trip_started_after_it_was_armed(
 
 
 def test_the_setting_sets_the_engines_abandon_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingest.service import make_processor
+    from ingest.pipeline import make_processor
     from routewatch.settings import Settings, engine_thresholds
 
     monkeypatch.setenv("ROUTEWATCH_TRIP_ABANDON_AFTER_S", "900")

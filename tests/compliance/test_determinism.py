@@ -8,12 +8,15 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from compliance.engine import Engine
+from compliance.events import Event
 from compliance.plan import TripPlan
 from compliance.types import PingBatch
 from tests.compliance.builders import batch, drive, plan
@@ -99,23 +102,54 @@ def test_checkpoint_restore_mid_trip_gives_the_same_events(seq: bool) -> None:
     assert signature(sorted(events, key=lambda e: e.ts_ms)) == signature(ref)
 
 
-def test_a_version_1_checkpoint_restores() -> None:
-    """Checkpoints written before pending pings kept their seq (plans as JSON dumps)."""
-    p, b = _scenario(seq=True)
-    ref, _ = run_batches([p], [_scenario()[1]])
+def _restored_midway(
+    p: TripPlan, b: PingBatch, mangle: Callable[[dict[str, Any]], None]
+) -> tuple[list[Event], Engine]:
+    """The events of ``b`` when the engine is checkpointed after its first 301 pings, the
+    checkpoint's data changed by ``mangle`` (into an older version's), and restored; and
+    the restored engine."""
     eng = Engine()
     eng.add_trip(p)
-    wm = int(b.ts_ms[300])
-    events = eng.process(b.take(np.arange(0, 301)), wm).events
+    events = eng.process(b.take(np.arange(0, 301)), int(b.ts_ms[300])).events
     data = pickle.loads(eng.checkpoint())
-    data["version"] = 1
-    for t in data["trips"]:
-        t["plan"] = t["plan"].model_dump(mode="json")
-        del t["pending"][7], t["last_seq"]  # the seq column
+    mangle(data)
     eng = Engine.restore(pickle.dumps(data))
     events += eng.process(b.take(np.arange(301, len(b))), int(b.ts_ms[-1])).events
     events += eng.flush() + eng.tick(int(b.ts_ms[-1]))
-    assert signature(sorted(events, key=lambda e: e.ts_ms)) == signature(ref)
+    return sorted(events, key=lambda e: e.ts_ms), eng
+
+
+def test_a_version_1_checkpoint_restores() -> None:
+    """Checkpoints written before pending pings kept their seq (plans as JSON dumps)."""
+
+    def version_1(data: dict[str, Any]) -> None:
+        data["version"] = 1
+        for t in data["trips"]:
+            t["plan"] = t["plan"].model_dump(mode="json")
+            del t["pending"][7], t["last_seq"]  # the seq column
+
+    p, b = _scenario(seq=True)
+    ref, _ = run_batches([p], [_scenario()[1]])
+    assert signature(_restored_midway(p, b, version_1)[0]) == signature(ref)
+
+
+def test_a_version_2_checkpoint_restores_plans_pickled_without_drivers() -> None:
+    """Plans pickled before TripPlan had driver_id/driver_name unpickle without them;
+    restore validates them again, so the fields read None."""
+
+    def version_2(data: dict[str, Any]) -> None:
+        data["version"] = 2
+        for t in data["trips"]:
+            del t["plan"].__dict__["driver_id"], t["plan"].__dict__["driver_name"]
+            assert not hasattr(t["plan"], "driver_id")  # what an old pickle gives
+
+    p, b = _scenario()
+    ref, _ = run_batches([p], [b])
+    events, eng = _restored_midway(p, b, version_2)
+    assert signature(events) == signature(ref)
+    (key,) = eng.trips()
+    restored = eng.plan(key)
+    assert restored is not None and restored.driver_id is None and restored.driver_name is None
 
 
 def test_late_ping_beyond_the_allowance_does_not_rewind_state() -> None:

@@ -265,7 +265,7 @@ def test_drive_invariants_and_detectors_match_reference(
 
 
 def test_route_arrays_equal_the_plan_coordinates() -> None:
-    from compliance.route import _route_lonlat
+    from compliance.route import route_lonlat
     from tests.compliance.builders import lonlat
 
     a = lonlat([(0, 0), (100, 0), (100, 0), (100, 50)])
@@ -280,4 +280,4 @@ def test_route_arrays_equal_the_plan_coordinates() -> None:
             }
         }
     )
-    assert np.array_equal(_route_lonlat(multi), np.asarray(multi.coordinates))
+    assert np.array_equal(route_lonlat(multi.route), np.asarray(multi.coordinates))

@@ -38,17 +38,31 @@ def insert_trip(
     *,
     status: str = "active",
     planned_start_s: float = 0.0,
+    driver_id: str | None = None,
 ) -> None:
     db.execute(
         "INSERT INTO vehicles (vehicle_id) VALUES (%s) ON CONFLICT DO NOTHING", (vehicle_id,)
     )
+    if driver_id is not None:
+        db.execute(
+            "INSERT INTO drivers (driver_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (driver_id, f"Driver {driver_id}"),
+        )
     plan = {
         "trip_id": trip_id,
         "vehicle_id": vehicle_id,
         "route": {"type": "LineString", "coordinates": [[106.8, -6.2], [106.81, -6.2]]},
     }
     db.execute(
-        "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m, status, "
-        "created_at) VALUES (%s, %s, %s, %s, 1100, %s, %s)",
-        (trip_id, vehicle_id, at(planned_start_s), json.dumps(plan), status, at(planned_start_s)),
+        "INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, route_length_m, "
+        "status, created_at) VALUES (%s, %s, %s, %s, %s, 1100, %s, %s)",
+        (
+            trip_id,
+            vehicle_id,
+            driver_id,
+            at(planned_start_s),
+            json.dumps(plan),
+            status,
+            at(planned_start_s),
+        ),
     )

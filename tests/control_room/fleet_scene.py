@@ -1,6 +1,6 @@
 """A small, good-looking control-room scene inserted straight into the database: three
-trips on Jakarta streets with stops, live vehicle states, stored pings, and a week of
-delivered orders so the KPI charts have something to show."""
+trips on Jakarta streets with their drivers and stops, live vehicle states, stored pings,
+and a week of delivered orders so the KPI charts have something to show."""
 
 from __future__ import annotations
 
@@ -49,6 +49,14 @@ VEHICLES = {
 }
 
 
+#: vehicle -> (driver_id, name) of its live trip
+DRIVERS = {
+    "TRK-A": ("DRV-01", "Budi Santoso"),
+    "TRK-B": ("DRV-02", "Siti Rahma"),
+    "TRK-C": ("DRV-03", "Agus Wijaya"),
+}
+
+
 def _interp(coords: list[list[float]], idx: int, frac: float) -> tuple[float, float]:
     a, b = coords[idx], coords[min(idx + 1, len(coords) - 1)]
     return a[0] + (b[0] - a[0]) * frac, a[1] + (b[1] - a[1]) * frac
@@ -93,20 +101,26 @@ def insert_scene(db: psycopg.Connection) -> None:
     start = now - timedelta(minutes=40)
     for vehicle_id, coords in ROUTES.items():
         trip = VEHICLES[vehicle_id][0]
+        driver_id, driver_name = DRIVERS[vehicle_id]
         db.execute(
             "INSERT INTO vehicles (vehicle_id) VALUES (%s) ON CONFLICT DO NOTHING", (vehicle_id,)
+        )
+        db.execute(
+            "INSERT INTO drivers (driver_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (driver_id, driver_name),
         )
         plan = {
             "trip_id": trip,
             "vehicle_id": vehicle_id,
+            "driver_id": driver_id,
             "planned_start": start.isoformat(),
             "route": {"type": "LineString", "coordinates": coords},
             "corridor_m": 50,
         }
         db.execute(
-            "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m, "
-            "status) VALUES (%s, %s, %s, %s, 3200, 'active')",
-            (trip, vehicle_id, start, json.dumps(plan)),
+            "INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, "
+            "route_length_m, status) VALUES (%s, %s, %s, %s, %s, 3200, 'active')",
+            (trip, vehicle_id, driver_id, start, json.dumps(plan)),
         )
         for seq, vertex in enumerate((2, 5, len(coords) - 1)):
             lon, lat = coords[vertex]
@@ -153,19 +167,43 @@ def insert_scene(db: psycopg.Connection) -> None:
     _insert_history(db, now)
 
 
+#: the week's drivers: (driver_id, name, habit); the first three drive the live trips too
+HISTORY_DRIVERS = [
+    ("DRV-01", "Budi Santoso", None),
+    ("DRV-02", "Siti Rahma", "stops"),
+    ("DRV-03", "Agus Wijaya", "speeding"),
+    ("DRV-04", "Rina Siregar", "detours"),
+    ("DRV-05", "Joko Pratama", "speeding now and then"),
+]
+
+
 def _insert_history(db: psycopg.Connection, now: datetime) -> None:
-    """A week of finished trips: 6-12 deliveries a day, most on time, most with POD."""
+    """A week of finished trips, one per driver and day: 6-12 deliveries a day (most on
+    time, most with POD), each trip's fixes, and its events as the engine would have
+    stored them with the driver — so the delivery KPIs and the driver scorecard have
+    something to show."""
     today = now.replace(hour=0, minute=0, second=0)
-    db.execute("INSERT INTO vehicles (vehicle_id) VALUES ('HIST') ON CONFLICT DO NOTHING")
+    for k, (driver_id, name, _habit) in enumerate(HISTORY_DRIVERS):
+        db.execute(
+            "INSERT INTO drivers (driver_id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (driver_id, name),
+        )
+        db.execute(
+            "INSERT INTO vehicles (vehicle_id) VALUES (%s) ON CONFLICT DO NOTHING", (f"HIST-{k}",)
+        )
     for day in range(7):
         d0 = today - timedelta(days=6 - day)
-        trip = f"H-{day}"
-        db.execute(
-            "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m, "
-            "status) VALUES (%s, 'HIST', %s, '{}', 1000, 'completed')",
-            (trip, d0 + timedelta(hours=1)),
-        )
+        trips = [f"H-{day}-{k}" for k in range(len(HISTORY_DRIVERS))]
+        for k, (trip, (driver_id, _, habit)) in enumerate(zip(trips, HISTORY_DRIVERS, strict=True)):
+            start = d0 + timedelta(hours=1, minutes=7 * k)
+            db.execute(
+                "INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, "
+                "route_length_m, status) VALUES (%s, %s, %s, %s, '{}', 20000, 'completed')",
+                (trip, f"HIST-{k}", driver_id, start),
+            )
+            _history_drive(db, trip, f"HIST-{k}", driver_id, habit, start, day)
         for n in range(6 + (day * 5) % 7):
+            trip = trips[n % len(trips)]
             window = d0 + timedelta(hours=1, minutes=20 * n)
             late = (n + day) % 6 == 0
             arrived = window + timedelta(minutes=45 if late else 12)
@@ -192,3 +230,50 @@ def _insert_history(db: psycopg.Connection, now: datetime) -> None:
                     "VALUES (%s, 'Recipient', 'ok')",
                     (order,),
                 )
+
+
+def _history_drive(
+    db: psycopg.Connection,
+    trip: str,
+    vehicle: str,
+    driver_id: str,
+    habit: str | None,
+    start: datetime,
+    day: int,
+) -> None:
+    """24 fixes a minute apart (the distance integrates their speeds: about 20 km) and the
+    events of one past trip: start, stops, and what the driver's habit brings."""
+    speed = 50 + 2 * (sum(map(ord, trip)) % 5)
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO pings (vehicle_id, ts, lat, lon, speed_kmh, trip_id, on_route) "
+            "VALUES (%s, %s, -6.19, %s, %s, %s, true)",
+            [
+                (vehicle, start + timedelta(minutes=i), 106.80 + 0.008 * i, speed, trip)
+                for i in range(25)
+            ],
+        )
+    events: list[tuple[int, str, dict[str, float]]] = [(0, "trip_started", {})]
+    events += [(4 + 5 * n, "stop_arrived", {}) for n in range(3)]
+    if habit == "speeding":
+        events += [(6, "speeding", {}), (8, "speeding_ended", {"duration_s": 95.0 + 5 * day})]
+        events += [(16, "speeding", {}), (17, "speeding_ended", {"duration_s": 70.0})]
+    elif habit == "speeding now and then" and day % 2:
+        events += [(12, "speeding", {}), (13, "speeding_ended", {"duration_s": 40.0})]
+    elif habit == "stops" and day % 3 == 0:
+        events += [(10, "unplanned_stop", {}), (14, "unplanned_stop_ended", {"duration_s": 240.0})]
+    elif habit == "detours" and day % 2 == 0:
+        events += [(18, "back_on_route", {"off_route_s": 260.0})]
+    for minute, type_, details in events:
+        db.execute(
+            "INSERT INTO events (event_id, ts, type, trip_id, vehicle_id, severity, details, "
+            "driver_id) VALUES (gen_random_uuid(), %s, %s, %s, %s, 'info', %s, %s)",
+            (
+                start + timedelta(minutes=minute),
+                type_,
+                trip,
+                vehicle,
+                json.dumps(details),
+                driver_id,
+            ),
+        )

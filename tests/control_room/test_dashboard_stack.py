@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from compliance.events import Event, EventType
 from routewatch import services
 from store import alerts
-from tests.control_room.test_dashboard_browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM
+from tests.control_room.test_dashboard_browser import ARTIFACTS, CHROMIUM, dashboard
 from tests.processes import ProcessOutput, stop_politely
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -123,50 +123,39 @@ def positions(page: Any) -> dict[str, tuple[float, float]]:
 def test_dashboard_on_the_running_stack(stack: dict[str, str]) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     alert_id: str | None = None
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+    url = stack["dashboard"].replace("/static/", "/dashboard")
+    with dashboard(url, stack["token"]) as (page, errors):
+        page.wait_for_selector("path[data-vehicle]", timeout=60_000)
+        first = positions(page)
+        deadline = time.monotonic() + 60
+        while not any(positions(page).get(v) not in (None, xy) for v, xy in first.items()):
+            assert time.monotonic() < deadline, "no vehicle moved on the map in 60 s"
+            page.wait_for_timeout(500)
+
+        item = page.locator("#alerts li.alert").first
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.add_init_script(f"localStorage.setItem('routewatch.token', '{stack['token']}')")
-            page.goto(stack["dashboard"].replace("/static/", "/dashboard"))
-
-            page.wait_for_selector("path[data-vehicle]", timeout=60_000)
-            first = positions(page)
-            deadline = time.monotonic() + 60
-            while not any(positions(page).get(v) not in (None, xy) for v, xy in first.items()):
-                assert time.monotonic() < deadline, "no vehicle moved on the map in 60 s"
-                page.wait_for_timeout(500)
-
-            item = page.locator("#alerts li.alert").first
-            try:
-                item.wait_for(timeout=ENGINE_ALERT_WAIT_S * 1000)
-                source = "engine"
-            except sync_api.TimeoutError:
-                source = "inserted"
-                insert_alert(stack["database_url"], next(iter(first)))
-                item.wait_for(timeout=10_000)
-            alert_id = item.get_attribute("data-alert-id")
-            print(f"\nalert source: {source}: {item.inner_text()!r}")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-stack-alert.png"), full_page=True)
-            item = page.locator(f'.alert[data-alert-id="{alert_id}"]')  # survives re-renders
-            item.locator("button.ack").click()
-            item.locator("input[name=note]").fill("checked from the control room")
-            item.locator("button.ack-confirm").click()
-            page.wait_for_selector(
-                f'.alert[data-alert-id="{alert_id}"] .badge.acked', timeout=10_000
-            )
-            # The trip view of a moving vehicle: planned route, driven track, stop timeline.
-            # Dispatched on the marker itself: acknowledging may have re-fitted the map to
-            # the alert's trip, so screen coordinates from before are no longer the marker's.
-            page.locator("path[data-vehicle]").first.dispatch_event("click")
-            page.wait_for_selector("#timeline li", timeout=10_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-stack.png"), full_page=True)
-            assert not errors, errors
-        finally:
-            browser.close()
+            item.wait_for(timeout=ENGINE_ALERT_WAIT_S * 1000)
+            source = "engine"
+        except sync_api.TimeoutError:
+            source = "inserted"
+            insert_alert(stack["database_url"], next(iter(first)))
+            item.wait_for(timeout=10_000)
+        alert_id = item.get_attribute("data-alert-id")
+        print(f"\nalert source: {source}: {item.inner_text()!r}")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-stack-alert.png"), full_page=True)
+        item = page.locator(f'.alert[data-alert-id="{alert_id}"]')  # survives re-renders
+        item.locator("button.ack").click()
+        item.locator("input[name=note]").fill("checked from the control room")
+        item.locator("button.ack-confirm").click()
+        page.wait_for_selector(f'.alert[data-alert-id="{alert_id}"] .badge.acked', timeout=10_000)
+        # The trip view of a moving vehicle: planned route, driven track, stop timeline.
+        # Dispatched on the marker itself: acknowledging may have re-fitted the map to
+        # the alert's trip, so screen coordinates from before are no longer the marker's.
+        page.locator("path[data-vehicle]").first.dispatch_event("click")
+        page.wait_for_selector("#timeline li", timeout=10_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-stack.png"), full_page=True)
+        assert not errors, errors
     # Outside Playwright's event loop: the acknowledgement is in the stack's database.
     with psycopg.connect(stack["database_url"]) as conn:
         row = conn.execute(

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from store import reports
-from tests.conftest import MakeDatabase
+from tests.conftest import MakeDatabase, pause_timescaledb_jobs
 from tests.control_room.factories import insert_trip
 
 DAY = datetime.fromisoformat("2026-11-20T00:00:00+00:00")
@@ -173,6 +173,7 @@ def test_range_and_vehicle_filters(database_url: str, scenario: dict[str, float]
 @pytest.mark.timescaledb
 def test_continuous_aggregate_gives_the_same_answer(timescale_database: MakeDatabase) -> None:
     url = timescale_database()
+    pause_timescaledb_jobs(url)  # no background refresh while the scenario is written
     with psycopg.connect(url, autocommit=True) as conn:
         build_scenario(conn)
     for start, end, vehicle in [

@@ -90,13 +90,14 @@ def _true_adherence(sim: Simulation, rec: Recording) -> tuple[float, float]:
     return driven_m / 1000.0, 100.0 * inside_m / driven_m
 
 
-def _true_speeding_s(rec: Recording) -> tuple[float, float]:
-    """(lower, upper) bound in seconds on speeding time a correct engine reports."""
+def _true_speeding_s(rec: Recording, vehicles: list[int] | None = None) -> tuple[float, float]:
+    """(lower, upper) bound in seconds on speeding time a correct engine reports (for the
+    vehicles at those indexes; default all)."""
     tol_s = 2 * (8.0 + 1.5 * INTERVAL_S)  # start and end of one episode
     lo_s = hi_s = 0.0
     kmh = rec.v_ms.astype(np.float64) * 3.6
     over = rec.active & (kmh > rec.limit_kmh + SPEEDING_TOLERANCE_KMH)
-    for i in range(over.shape[1]):
+    for i in range(over.shape[1]) if vehicles is None else vehicles:
         pieces = [(a, b) for a, b in runs(over[:, i]) if b - a >= SPEEDING_CONFIRM_S - 7.0]
         lo_s += sum(max(0.0, b - a - tol_s) for a, b in pieces if b - a >= SPEEDING_CONFIRM_S + 3)
         episodes: list[list[int]] = []
@@ -153,7 +154,7 @@ async def _replay(
         # the default order rule, stated: delivered only through a POD
         rules = Settings(database_url=database_url, deliver_on_departure=False)
         engine = Engine()
-        for row in await load_live_trips(conn):  # as ingest.service does at start
+        for row in await load_live_trips(conn):  # as ingest.pipeline.start_pipeline does
             assert row.plan is not None
             engine.add_trip(row.plan)
         pings = load_pings_csv(csv)

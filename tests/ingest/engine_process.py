@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 from tests.processes import ProcessOutput, stop_politely
@@ -22,7 +22,16 @@ class EngineProcess:
     """``routewatch serve --no-api`` against the test database and broker, restartable
     under one MQTT client id (so its persistent session survives a kill)."""
 
-    def __init__(self, database_url: str, mqtt_url: str, **settings: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        mqtt_url: str,
+        command: Sequence[str] = ("serve", "--no-api"),
+        ready: str = READY,
+        **settings: str,
+    ) -> None:
+        self.command = list(command)
+        self.ready = ready
         self.env = {
             **os.environ,
             "ROUTEWATCH_DATABASE_URL": database_url,
@@ -40,7 +49,7 @@ class EngineProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "routewatch.cli", "serve", "--no-api"],
+            [sys.executable, "-m", "routewatch.cli", *self.command],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -48,13 +57,18 @@ class EngineProcess:
             bufsize=1,
         )
         self.out = ProcessOutput(self.proc)
-        self.out.wait_for(READY, timeout_s=60)
+        self.out.wait_for(self.ready, timeout_s=60)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         assert self.proc is not None and self.proc.poll() is None, "engine died on its own"
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self._keep_log()
+        self.proc = None  # stop() has nothing left to do (or to log twice)
 
     def stop(self) -> None:
         if self.proc is not None:

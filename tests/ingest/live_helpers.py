@@ -143,9 +143,11 @@ def drive(t0_ms: int) -> list[dict[str, object]]:
     return pings
 
 
-def announce_trip(db: psycopg.Connection, trip_id: str, vid: str, t0_ms: int) -> None:
+def announce_trip(
+    db: psycopg.Connection, trip_id: str, vid: str, t0_ms: int, driver_id: str | None = None
+) -> None:
     """A 2.2 km trip east with one stop at 1100 m (what :func:`drive` drives), inserted and
-    announced to the engine as the API does (NOTIFY)."""
+    announced to the engine as the API does (NOTIFY); ``driver_id`` names its driver."""
     plan = {
         "trip_id": trip_id,
         "vehicle_id": vid,
@@ -155,10 +157,15 @@ def announce_trip(db: psycopg.Connection, trip_id: str, vid: str, t0_ms: int) ->
     }
     with db.transaction():
         db.execute("INSERT INTO vehicles (vehicle_id) VALUES (%s) ON CONFLICT DO NOTHING", (vid,))
+        if driver_id is not None:
+            plan["driver_id"] = driver_id
+            db.execute(
+                "INSERT INTO drivers (driver_id) VALUES (%s) ON CONFLICT DO NOTHING", (driver_id,)
+            )
         db.execute(
-            "INSERT INTO trips (trip_id, vehicle_id, planned_start, plan, route_length_m)"
-            " VALUES (%s, %s, to_timestamp(%s / 1000.0), %s, 2200)",
-            (trip_id, vid, t0_ms, Jsonb(plan)),
+            "INSERT INTO trips (trip_id, vehicle_id, driver_id, planned_start, plan, "
+            "route_length_m) VALUES (%s, %s, %s, to_timestamp(%s / 1000.0), %s, 2200)",
+            (trip_id, vid, driver_id, t0_ms, Jsonb(plan)),
         )
         db.execute(
             "INSERT INTO stops (trip_id, seq, stop_id, lon, lat, route_m, "

@@ -1,5 +1,5 @@
 """Start-up recovery, in process: an engine commits batches (one checkpoint among them)
-and dies; the next start-up (``ingest.service._start``) restores the checkpoint and replays
+and dies; the next start-up (``ingest.pipeline.start_pipeline``) restores the checkpoint and replays
 the pings committed after it, so the events carry on exactly as if nothing happened."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from compliance.events import Event
 from compliance.plan import TripPlan
 from ingest.batch import PendingBatch
 from ingest.commit import commit_batch
-from ingest.service import Processor, _start
+from ingest.pipeline import Processor
+from ingest.pipeline import start_pipeline as _start
 from store.db import make_pool
 from store.live import load_checkpoint
 from tests.ingest.fleet_run import (

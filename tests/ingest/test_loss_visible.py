@@ -68,7 +68,7 @@ async def test_pings_dropped_by_the_broker_are_counted(
         await wait_for(lambda: stored() == VEHICLES * BEFORE)
     # The engine is away (its session is kept): the broker queues QUEUE messages only.
     publish(broker.url, prefix, range(BEFORE, BEFORE + AWAY))
-    caplog.set_level(logging.WARNING, logger="ingest.service")
+    caplog.set_level(logging.WARNING, logger="ingest.pipeline")
     async with publisher(broker.url) as probe, engine(settings, probe):
         publish(broker.url, prefix, range(BEFORE + AWAY, BEFORE + AWAY + AFTER))
         published = VEHICLES * (BEFORE + AWAY + AFTER)

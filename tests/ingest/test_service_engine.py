@@ -1,6 +1,6 @@
 """The live pipeline with the compliance engine wired in: a trip announced by NOTIFY,
-pings matched (trip_id, route_m stored), events stored once and mirrored to MQTT,
-stop and vehicle state updated."""
+pings matched (trip_id, route_m stored), events stored once and mirrored to MQTT (with
+the trip's driver), stop and vehicle state updated."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def test_trip_matched_events_stored_and_mirrored(
         mirrored_events(sub, vid) as mirrored,
     ):
         async with engine(settings, pub):
-            announce_trip(db, trip_id, vid, t0)
+            announce_trip(db, trip_id, vid, t0, driver_id=f"D-{vid}")
             await asyncio.sleep(0.5)  # the LISTEN task loads the trip
             pings = drive(t0)
             for i in range(0, len(pings), 20):  # a tracker flushing its buffer
@@ -81,6 +81,10 @@ async def test_trip_matched_events_stored_and_mirrored(
     assert types.count("stop_arrived") == 1 and types.count("stop_departed") == 1
     assert {str(m["type"]) for m in mirrored} >= {"trip_started", "stop_arrived"}
     assert len({str(m["event_id"]) for m in mirrored}) == len(mirrored)  # each once
+    assert {m.get("driver_id") for m in mirrored} == {f"D-{vid}"}
+    assert db.execute(
+        "SELECT DISTINCT driver_id FROM events WHERE trip_id = %s", (trip_id,)
+    ).fetchall() == [(f"D-{vid}",)]
     stop = db.execute(
         "SELECT status, arrived_at IS NOT NULL FROM stops WHERE trip_id = %s", (trip_id,)
     ).fetchone()

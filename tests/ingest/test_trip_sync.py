@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from compliance.plan import TripPlan
-from ingest.service import Pipeline
+from ingest.pipeline import Pipeline
 from ingest.trips import TripRow
 from routewatch.settings import Settings
 from store.db import make_pool

@@ -9,7 +9,7 @@ import uuid
 import orjson
 import psycopg
 
-from ingest.service import Pipeline
+from ingest.pipeline import Pipeline
 from store.db import make_pool
 from tests.ingest.live_helpers import make_settings
 

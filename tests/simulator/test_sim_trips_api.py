@@ -18,11 +18,12 @@ import uvicorn
 
 from api.main import create_app
 from routewatch import cli
+from routewatch.services import free_port
 from routewatch.settings import Settings
 from simulator.dispatch import DispatchOptions, dispatch_trips
 from simulator.publisher import _align_to_wall_clock
 from simulator.scenario import ScenarioConfig, build
-from tests.control_room.conftest import api_url, free_port, make_token
+from tests.control_room.conftest import api_url, make_token
 
 __all__ = ["api_url"]  # the fixture, imported so pytest finds it here
 
@@ -110,6 +111,14 @@ def test_simulate_creates_every_trip_once_and_a_rerun_replans_in_place(
     assert len({r[3] for r in rows["orders"]}) == VEHICLES * STOPS
     assert {r[4] for r in rows["orders"]} == {"scheduled"}
     assert rows["history"] == (VEHICLES * STOPS,)
+    # every trip names its driver, registered by the plan with the simulator's name for them
+    drivers = db.execute(
+        "SELECT t.driver_id, d.name FROM trips t JOIN drivers d USING (driver_id) "
+        "WHERE t.vehicle_id LIKE %s",
+        (f"{prefix}%",),
+    ).fetchall()
+    assert len(drivers) == VEHICLES and len({r[0] for r in drivers}) == VEHICLES
+    assert all(r[0].startswith(f"{prefix}-3-D") and r[1] for r in drivers)
 
     again = _simulate(api_url, mqtt_url, prefix, capsys)
     assert (again["trips_created"], again["trips_replaced"], again["trips_failed"]) == (

@@ -16,9 +16,10 @@ const LATE_AFTER_S = 600;
 const state = {
   token: localStorage.getItem(TOKEN_KEY) || "",
   map: null, routeLayer: null, stopLayer: null, vehicleLayer: null, trackLayer: null,
-  trips: new Map(), routes: new Map(), vehicles: new Map(), markers: new Map(),
+  trips: new Map(), routes: new Map(), vehicles: new Map(), markers: new Map(), driverNames: new Map(),
   alerts: new Map(), alertFilter: "open,acked", maxStreamId: 0,
   selectedTrip: null, fitted: false, streams: [],
+  scoreDays: 7, alertDriver: null,
 };
 
 /* ---------- helpers ---------- */
@@ -39,6 +40,15 @@ function ago(iso) {
 }
 function num(v, digits = 0, suffix = "") {
   return v === null || v === undefined ? "–" : `${Number(v).toFixed(digits)}${suffix}`;
+}
+function noteDriver(id, name) {
+  if (id && name) state.driverNames.set(id, name);
+}
+/* The driver beside a vehicle: their name when the trips or vehicles told us, else the id. */
+function driverTag(id) {
+  if (!id) return "";
+  const name = state.driverNames.get(id);
+  return `<span class="driver" data-driver="${esc(id)}" title="driver ${esc(id)}">${esc(name || id)}</span>`;
 }
 function duration(s) {
   if (s === null || s === undefined) return "–";
@@ -102,6 +112,7 @@ function drawTrips(trips) {
   state.routes.clear();
   for (const t of trips) {
     state.trips.set(t.trip_id, t);
+    noteDriver(t.driver_id, t.driver_name);
     if (!t.route) continue;
     const selected = state.selectedTrip === t.trip_id;
     const layer = L.geoJSON(t.route, {
@@ -123,6 +134,7 @@ function drawTrips(trips) {
 function upsertVehicle(v) {
   if (v.lat === null || v.lon === null || v.lat === undefined) return;
   state.vehicles.set(v.vehicle_id, v);
+  noteDriver(v.driver_id, v.driver_name);
   const colour = STATUS_COLOURS[vehicleStatus(v)];
   let marker = state.markers.get(v.vehicle_id);
   if (!marker) {
@@ -182,6 +194,7 @@ function renderAlerts() {
   const wanted = state.alertFilter ? state.alertFilter.split(",") : null;
   const items = [...state.alerts.values()]
     .filter((a) => !wanted || wanted.includes(a.status))
+    .filter((a) => !state.alertDriver || a.driver_id === state.alertDriver)
     .sort((a, b) => b.id - a.id)
     .slice(0, 200);
   const nodes = items.map((a) => {
@@ -196,6 +209,9 @@ function renderAlerts() {
     list.replaceChildren(...nodes);
   }
   document.getElementById("alerts-empty").style.display = items.length ? "none" : "block";
+  const chip = document.getElementById("alert-driver");
+  chip.hidden = !state.alertDriver;
+  if (state.alertDriver) chip.querySelector("span").innerHTML = `alerts of ${driverTag(state.alertDriver)}`;
   updateSummary();
 }
 
@@ -207,7 +223,7 @@ function alertItem(a) {
   li.innerHTML = `
     <span class="bar"></span>
     <div>
-      <div class="title">${esc(ALERT_LABELS[a.type] || a.type)} · ${esc(a.vehicle_id)}</div>
+      <div class="title">${esc(ALERT_LABELS[a.type] || a.type)} · ${esc(a.vehicle_id)}${a.driver_id ? ` · ${driverTag(a.driver_id)}` : ""}</div>
       <div class="meta">${esc(a.trip_id || "")} · ${hhmm(a.ts)} (${ago(a.ts)})${who}</div>
       <div class="detail">${alertDetail(a)}</div>
     </div>
@@ -247,6 +263,7 @@ function showAckForm(li, a) {
 async function loadAlerts() {
   const params = new URLSearchParams({ limit: "200" });
   if (state.alertFilter) params.set("status", state.alertFilter);
+  if (state.alertDriver) params.set("driver_id", state.alertDriver);
   const page = await api(`/v1/alerts?${params}`);
   for (const a of page.alerts) {
     state.alerts.set(a.id, a);
@@ -313,8 +330,8 @@ async function selectTrip(tripId) {
   drawTrips([...state.trips.values()]);
   document.getElementById("trip-title").textContent = `Trip ${tripId}`;
   if (!trip) { document.getElementById("trip-sub").textContent = "not in the live trip list"; return; }
-  document.getElementById("trip-sub").textContent =
-    `${trip.vehicle_id} · ${trip.status} · planned start ${hhmm(trip.planned_start)}`;
+  document.getElementById("trip-sub").innerHTML =
+    `${esc(trip.vehicle_id)}${trip.driver_id ? ` · ${driverTag(trip.driver_id)}` : ""} · ${esc(trip.status)} · planned start ${hhmm(trip.planned_start)}`;
   renderTimeline();
   renderTripStats();
   state.trackLayer.clearLayers();
@@ -408,6 +425,61 @@ async function loadPerformance() {
   ], Math.ceil(maxOrders / 4) * 4, "");
 }
 
+/* ---------- driver scorecard ---------- */
+
+async function loadScorecard() {
+  const days = state.scoreDays;
+  const from = utcDay(1 - days), to = utcDay(1);
+  const card = await api(`/v1/reports/driver-scorecard?from=${from.toISOString()}&to=${to.toISOString()}`);
+  if (days !== state.scoreDays) return; // another period was chosen meanwhile
+  const label = days === 1 ? "today" : `last ${days} days`;
+  document.getElementById("score-note").textContent =
+    `${label} (UTC)${card.source === "continuous_aggregate" ? " · from the daily aggregate" : ""}`;
+  const grade = (score) => (score == null ? "" : score >= 85 ? "good" : score >= 60 ? "mid" : "poor");
+  const rows = card.drivers.map((d) => {
+    noteDriver(d.driver_id, d.name);
+    const cls = grade(d.score);
+    const bar = d.score == null ? "–"
+      : `<div class="scorebar ${cls}"><div class="track"><div class="fill" style="width:${Math.max(2, d.score)}%"></div></div><b>${num(d.score, 0)}</b></div>`;
+    const hot = (v, limit) => (v != null && v > limit ? " hot" : "");
+    return `<tr data-driver="${esc(d.driver_id)}" class="${state.alertDriver === d.driver_id ? "selected" : ""}">
+      <td class="num">${d.rank ?? "–"}</td>
+      <td class="who"><b>${esc(d.name || d.driver_id)}</b><span class="id">${esc(d.driver_id)}</span>${d.active ? "" : '<span class="off">inactive</span>'}</td>
+      <td class="num">${d.trips}</td><td class="num">${d.stops_served}</td>
+      <td class="num">${num(d.on_time_rate_pct, 0, " %")}</td><td class="num">${num(d.perfect_delivery_rate_pct, 0, " %")}</td>
+      <td class="num">${num(d.driven_km, 1)}</td>
+      <td class="num${hot(d.speeding_episodes, 0)}">${d.speeding_episodes}</td>
+      <td class="num${hot(d.speeding_minutes_per_100km, 1)}">${num(d.speeding_minutes_per_100km, 1)}</td>
+      <td class="num">${num(d.off_route_minutes, 0)} min</td>
+      <td class="num">${d.unplanned_stops}</td>
+      <td>${bar}</td></tr>`;
+  });
+  document.getElementById("scorecard-rows").innerHTML = rows.join("");
+  document.getElementById("scorecard-empty").style.display = rows.length ? "none" : "block";
+}
+
+document.getElementById("score-period").addEventListener("click", (e) => {
+  const btn = e.target.closest("button");
+  if (!btn) return;
+  for (const b of e.currentTarget.querySelectorAll("button")) b.classList.toggle("on", b === btn);
+  state.scoreDays = Number(btn.dataset.days);
+  loadScorecard().catch(console.error);
+});
+
+function filterAlertsByDriver(driverId) {
+  state.alertDriver = state.alertDriver === driverId ? null : driverId;
+  for (const tr of document.querySelectorAll("#scorecard-rows tr")) {
+    tr.classList.toggle("selected", tr.dataset.driver === state.alertDriver);
+  }
+  alertNodes.clear();
+  loadAlerts().catch(console.error);
+}
+document.getElementById("scorecard-rows").addEventListener("click", (e) => {
+  const tr = e.target.closest("tr[data-driver]");
+  if (tr) filterAlertsByDriver(tr.dataset.driver);
+});
+document.getElementById("alert-driver-clear").addEventListener("click", () => filterAlertsByDriver(state.alertDriver));
+
 /* ---------- start ---------- */
 
 async function start() {
@@ -417,11 +489,13 @@ async function start() {
   } catch (err) { console.error(err); return; }
   connectStreams();
   loadPerformance().catch(console.error);
+  loadScorecard().catch(console.error);
 }
 
 setupMap().then(start);
 setInterval(() => { if (state.token) loadTrips().catch(console.error); }, 30000);
 setInterval(() => { if (state.token) loadPerformance().catch(console.error); }, 300000);
+setInterval(() => { if (state.token) loadScorecard().catch(console.error); }, 300000);
 setInterval(() => {
   if (document.querySelector(".ack-form")) return; // never wipe a note being typed
   alertNodes.clear();
