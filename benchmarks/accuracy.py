@@ -7,6 +7,11 @@ and detection delay per type, plus ETA error (MAE and spread) by remaining dista
 
     .venv/bin/python benchmarks/accuracy.py --vehicles 100 --seed 1
 
+``--patterns`` runs issue #16's patterns of real traces instead of the default fault mix
+(pulling off beside the route, fixes drifting while standing, multipath thrown to
+alternate sides, trackers dying mid-trip, beside detours); ``--by-fault`` adds the goal
+types' precision and recall per fault kind.
+
 Baseline in the same run: a "null engine" that reports nothing scores recall 0, and the
 ground truth scored against itself scores 1.0/1.0 (a check of the matcher).
 """
@@ -34,6 +39,8 @@ from simulator.scenario import ScenarioConfig
 from simulator.scoring import eta_errors, eta_table, score
 
 GOAL_TYPES = ("off_route", "speeding", "unplanned_stop", "stop_arrived", "late")
+#: issue #16's patterns of real traces (simulator.faults.PATTERN_KINDS) beside detours
+PATTERNS = "pull_off=0.2,standing_drift=0.2,multipath_flip=0.2,tracker_dies=0.1,detour=0.2"
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -50,6 +57,45 @@ def _track(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {v: (np.array(a), np.array(b)) for v, (a, b) in cols.items()}
 
 
+#: an expected event no detection can match (it makes a type scored for one fault kind)
+_NEVER: dict[str, Any] = {"trip_id": "", "ts": 0, "tolerance_s": 0.0, "details": {}}
+
+
+def _by_fault(
+    truth: dict[str, Any],
+    detected: list[dict[str, Any]],
+    expected: list[dict[str, Any]],
+    allowed: list[dict[str, Any]],
+) -> None:
+    """Goal types scored over the trips of each fault kind alone (``clean``: none)."""
+    kinds = sorted({str(t.get("fault") or "clean") for t in truth.values()})
+    scored = {e["type"] for e in expected}
+    print()
+    print(f"{'fault':<16}{'type':<16}{'exp':>5}{'TP':>5}{'FP':>5}{'FN':>5}{'P':>8}{'R':>7}")
+    for kind in kinds:
+        trips = {k for k, t in truth.items() if str(t.get("fault") or "clean") == kind}
+
+        def mine(evs: list[dict[str, Any]], trips: set[str] = trips) -> list[dict[str, Any]]:
+            return [e for e in evs if e.get("trip_id") in trips]
+
+        exp = mine(expected)
+        scores = score(mine(detected), exp, mine(allowed))
+        # a type no trip of this kind expects (but others do) still counts false alarms
+        for t in GOAL_TYPES:
+            s = scores.get(t)
+            if s is None:
+                if t in scored:
+                    none = score(mine(detected), [*exp, {**_NEVER, "type": t}], mine(allowed))
+                    fp = none[t].fp
+                    if fp:
+                        print(f"{kind:<16}{t:<16}{0:>5}{0:>5}{fp:>5}{0:>5}{0.0:>8.3f}{'-':>7}")
+                continue
+            print(
+                f"{kind:<16}{t:<16}{s.tp + s.fn:>5}{s.tp:>5}{s.fp:>5}{s.fn:>5}"
+                f"{s.precision:>8.3f}{s.recall:>7.3f}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vehicles", type=int, default=100)
@@ -61,6 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         "--outlier-max-m", type=float, default=GpsConfig().outlier_max_m, help="largest outlier"
     )
     ap.add_argument("--faults", default=None, help="default: every kind at 0.1")
+    ap.add_argument(
+        "--patterns",
+        action="store_true",
+        help=f"the real-trace patterns instead: --faults {PATTERNS}",
+    )
+    ap.add_argument(
+        "--by-fault",
+        action="store_true",
+        help="also precision/recall of the goal types per vehicle fault (and clean ones)",
+    )
     ap.add_argument("--out", type=Path, help="keep the scenario and detections here")
     args = ap.parse_args(argv)
 
@@ -69,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         vehicles=args.vehicles,
         seed=args.seed,
         interval_s=args.interval_s,
-        faults=parse_faults(args.faults),
+        faults=parse_faults(PATTERNS if args.patterns else args.faults),
         gps=GpsConfig(
             sigma_m=args.sigma_m,
             outlier_rate=args.outlier_rate,
@@ -123,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     print("(* = goal types, target >= 0.99 precision and recall; delay = detected - expected ts)")
 
     truth = json.loads((out / "truth.json").read_text())
+    if args.by_fault:
+        _by_fault(truth, detected, expected, allowed)
     errs = eta_errors(snapshots, truth, _track(out / "truth.csv"))
     print()
     print(f"ETA error over {len(errs)} (snapshot, pending stop) pairs:")

@@ -87,11 +87,7 @@ def _route_b(t: Trip) -> int:
     r = t.route
     arrays = [r.x_m, r.y_m, r.cum_m, r.stop_x_m, r.stop_y_m, r.stop_route_m, r.stop_offset_m]
     arrays += [r.limit_from_m, r.limit_to_m, r.limit_kmh, t.stops, t.par]
-    poly = r.projection._poly
     extra = sys.getsizeof(r) + sys.getsizeof(r.projection)
-    if poly is not None:
-        arrays += [poly[1], poly[2]]
-        extra += sys.getsizeof(poly)
     return sum(sys.getsizeof(a) for a in arrays) + extra
 
 

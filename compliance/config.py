@@ -63,6 +63,18 @@ class Thresholds:
     #: stop changes status or the trip has an event; each refresh is a write per stop and
     #: order, the engine's largest cost with thousands of trips on the road
     snapshot_interval_s: float = 15.0
+    #: a trip whose vehicle stopped reporting ends (trip_completed, ended_by no_signal)
+    #: this long after the later of its planned end and its last ping: a tracker that
+    #: died would otherwise keep the trip active for ever
+    trip_abandon_s: float = 3600.0
+    #: off_route also needs the vehicle to be driving away, on two outside fixes in a row:
+    #: this far beyond the corridor (no standing vehicle's drift reaches it), m ...
+    off_route_far_m: float = 50.0
+    #: ... or a device speed of at least this, km/h (not standing or creeping beside
+    #: the route) ...
+    off_route_drive_kmh: float = 10.0
+    #: ... or, not standing still, this far from the first outside fix, m
+    off_route_move_m: float = 60.0
 
     def with_overrides(self, overrides: dict[str, Any]) -> Thresholds:
         """A copy with per-trip overrides applied; unknown names raise ``ValueError``."""

@@ -16,6 +16,7 @@ from compliance.events import Event, EventType, ms_to_rfc3339
 from compliance.layout import (
     E_STOP,
     E_TYPE,
+    EV_TRIP_ABANDONED,
     EVENT_CODES,
     F_LAT,
     F_LON,
@@ -25,6 +26,9 @@ from compliance.layout import (
     F_V2,
 )
 from compliance.plan import TripPlan
+
+#: ``trip_completed.details.ended_by`` of a trip whose vehicle stopped reporting
+ENDED_BY_NO_SIGNAL = "no_signal"
 
 
 def _r(v: float, nd: int = 1) -> float:
@@ -102,8 +106,19 @@ def to_events(
     """The first ``n`` kernel event rows as :class:`Event` values."""
     out: list[Event] = []
     for j in range(n):
-        code = EVENT_CODES[int(ev_i[j, E_TYPE])]
+        raw = int(ev_i[j, E_TYPE])
         row = ev_f[j]
+        if raw == EV_TRIP_ABANDONED:
+            code = EventType.TRIP_COMPLETED
+            details = _details(code, plan, -1, row)
+            # every stop neither arrived at on time nor late was skipped
+            details["skipped_stops"] = (
+                len(plan.stops) - details["on_time_stops"] - details["late_stops"]
+            )
+            details["ended_by"] = ENDED_BY_NO_SIGNAL
+        else:
+            code = EVENT_CODES[raw]
+            details = _details(code, plan, int(ev_i[j, E_STOP]), row)
         m = float(row[F_M])
         out.append(
             Event(
@@ -114,7 +129,7 @@ def to_events(
                 lat=float(row[F_LAT]),
                 lon=float(row[F_LON]),
                 route_m=m if math.isfinite(m) else 0.0,
-                details=_details(code, plan, int(ev_i[j, E_STOP]), row),
+                details=details,
             )
         )
     return out

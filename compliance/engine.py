@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import pickle
 from dataclasses import asdict
 
@@ -54,10 +55,15 @@ from compliance.grouping import groups_by_vehicle
 from compliance.history import SpeedProfile, bin_midpoints_m
 from compliance.layout import (
     N_EVF,
+    N_STATE,
+    N_STATE_V2,
     N_STOPS,
+    NEW_STATE_TAIL,
+    P_PLANNED_END_MS,
     S_COMPLETED,
     S_COMPLETED_TS,
     S_LAST_TS,
+    S_LOST,
     S_N,
     S_STARTED,
     U_STATUS,
@@ -72,9 +78,11 @@ log = logging.getLogger(__name__)
 
 #: 2: pending pings carry their seq, trips the seq of their newest committed ping, plans
 #: are pickled TripPlan objects (version 1: their JSON dump); 3: plans have driver_id and
-#: driver_name (a version-2 plan unpickles without them and is validated again)
-_CHECKPOINT_VERSION = 3
-_READABLE_VERSIONS = (1, 2, 3)
+#: driver_name (a version-2 plan unpickles without them and is validated again); 4: the
+#: detector state has the off-route run's start, side and movement (a state of
+#: layout.N_STATE_V2 values, from an older version, is padded with their fresh values)
+_CHECKPOINT_VERSION = 4
+_READABLE_VERSIONS = (1, 2, 3, 4)
 _FLUSH_MS = 2**62
 
 
@@ -91,10 +99,12 @@ class Engine:
         self._trips: dict[str, Trip] = {}
         self._by_vehicle: dict[str, list[str]] = {}
         self._commit_heap: list[tuple[int, str]] = []  # (first pending ts, trip key)
-        # (last committed ts + timeout, trip) as of when the trip was armed: one entry per
-        # trip, moved on when popped if pings were committed since (not one per commit)
+        # (the trip's next time-driven event - signal_lost, or its end for want of signal
+        # - as of when it was armed, trip): moved on when popped if pings were committed
+        # since (not pushed again per commit); pushed again only when the instant comes
+        # earlier (a trip that has started can now lose its signal before its end)
         self._signal_heap: list[tuple[int, str]] = []
-        self._signal_armed: set[str] = set()
+        self._signal_armed: dict[str, int] = {}  # trip -> the instant of its live entry
         # next trip -> its shadow over the unfinished current trip's pings (takeover)
         self._shadows: dict[str, takeover.Shadow] = {}
         self.late_pings = 0
@@ -129,6 +139,20 @@ class Engine:
 
     def trips(self) -> list[str]:
         return list(self._trips)
+
+    def planned_starts(self, vehicle_id: str) -> list[int]:
+        """Planned starts of the vehicle's trips, in the order it is to drive them."""
+        return [self._trips[k].plan.planned_start for k in self._by_vehicle.get(vehicle_id, ())]
+
+    def live_trips(self) -> list[str]:
+        """The trips whose snapshot may say "active": started and not completed, or with
+        pings waiting that may start them. The others are planned or completed, and
+        stay so until a ping comes."""
+        return [
+            k
+            for k, t in self._trips.items()
+            if t.has_pending or (t.committed[S_STARTED] > 0 and t.committed[S_COMPLETED] == 0)
+        ]
 
     def plan(self, trip_id: str) -> TripPlan | None:
         """The plan of a trip the engine holds (None for one it does not)."""
@@ -279,30 +303,42 @@ class Engine:
             if trip is None or not len(trip.pending) or trip.pending.ts_ms[0] > horizon:
                 continue
             events += self._commit(trip, horizon, res, touched)
-        ev_i = np.empty((1, 3), np.int64)
-        ev_ts = np.empty(1, np.int64)
-        ev_f = np.empty((1, N_EVF))
+        ev_i = np.empty((2, 3), np.int64)
+        ev_ts = np.empty(2, np.int64)
+        ev_f = np.empty((2, N_EVF))
         while self._signal_heap and self._signal_heap[0][0] <= horizon:
-            lost_at, key = heapq.heappop(self._signal_heap)
+            due, key = heapq.heappop(self._signal_heap)
+            if self._signal_armed.get(key) != due:
+                continue  # superseded by an earlier entry
+            del self._signal_armed[key]  # the next commit arms it again
             trip = self._trips.get(key)
-            if trip is None:
-                self._signal_armed.discard(key)
+            expected = _next_deadline(trip) if trip is not None else None
+            if trip is None or expected is None:
                 continue
-            expected = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
-            if expected != lost_at:  # pings were committed since it was armed
+            if expected != due:  # pings were committed since it was armed
+                self._signal_armed[key] = expected
                 heapq.heappush(self._signal_heap, (expected, key))
                 continue
-            self._signal_armed.discard(key)  # the next commit arms it again
-            if len(trip.pending) and trip.pending.ts_ms[0] <= lost_at:
+            if len(trip.pending) and trip.pending.ts_ms[0] <= due:
                 continue
-            ne = kernels.signal_check(
-                trip.committed, trip.th_arr, float(horizon), ev_i, ev_ts, ev_f
+            ne = kernels.time_check(
+                trip.committed,
+                trip.th_arr,
+                trip.par,
+                trip.committed_stops,
+                float(horizon),
+                ev_i,
+                ev_ts,
+                ev_f,
             )
             if ne:
                 events += to_events(trip.plan, trip.key, ne, ev_i, ev_ts, ev_f)
                 if trip.spec is not None:
                     trip.spec = None  # re-derived from the committed state on the next ping
                 touched[trip.key] = trip
+                if trip.committed[S_COMPLETED] > 0:  # ended for want of signal
+                    events += self._hand_over(trip, NO_PENDING, horizon, res, touched)
+                self._arm_signal(trip)  # its next one (the end, after a signal_lost)
         return _ordered(events)
 
     def _commit(
@@ -346,11 +382,14 @@ class Engine:
         return events
 
     def _arm_signal(self, trip: Trip) -> None:
-        """Watch ``trip`` for signal loss after its last committed ping."""
-        if trip.key not in self._signal_armed:
-            self._signal_armed.add(trip.key)
-            lost_at = int(trip.committed[S_LAST_TS] + trip.th.signal_lost_s * 1000.0)
-            heapq.heappush(self._signal_heap, (lost_at, trip.key))
+        """Watch ``trip`` for its next time-driven event after its last committed ping."""
+        due = _next_deadline(trip)
+        if due is None:
+            return
+        armed = self._signal_armed.get(trip.key)
+        if armed is None or due < armed:
+            self._signal_armed[trip.key] = due
+            heapq.heappush(self._signal_heap, (due, trip.key))
 
     def _hand_over(
         self,
@@ -458,15 +497,23 @@ class Engine:
         return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def restore(cls, data: bytes, speed_profile: SpeedProfile | None = None) -> Engine:
-        """An engine equal to the one that produced ``data`` with :meth:`checkpoint`.
+    def restore(
+        cls,
+        data: bytes,
+        speed_profile: SpeedProfile | None = None,
+        thresholds: Thresholds | None = None,
+    ) -> Engine:
+        """An engine equal to the one that produced ``data`` with :meth:`checkpoint`
+        (with ``thresholds`` instead of the saved ones when given: a configuration that
+        changed meanwhile applies from the restored state on).
 
         Only load checkpoints this process (or its database) wrote: the format is pickle.
+        A threshold the saved engine did not have yet takes its default.
         """
         obj = pickle.loads(data)
         if obj.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported checkpoint version {obj.get('version')!r}")
-        eng = cls(Thresholds(**obj["thresholds"]), speed_profile)
+        eng = cls(thresholds or Thresholds(**obj["thresholds"]), speed_profile)
         eng.late_pings = int(obj["late_pings"])
         for t in obj["trips"]:
             plan = t["plan"]
@@ -475,7 +522,7 @@ class Engine:
             plan = TripPlan.model_validate(plan)
             eng.add_trip(plan)
             trip = eng._trips[trip_key(plan)]
-            trip.committed = np.asarray(t["committed"], np.float64).copy()
+            trip.committed = _state_now(t["committed"])
             trip.committed_stops = (
                 np.asarray(t["committed_stops"], np.float64).reshape(-1, N_STOPS).copy()
             )
@@ -491,11 +538,37 @@ class Engine:
                 eng._arm_signal(trip)
         for key, (state, stops, run_n) in obj.get("shadows", {}).items():
             eng._shadows[key] = takeover.Shadow(
-                np.asarray(state, np.float64).copy(),
+                _state_now(state),
                 np.asarray(stops, np.float64).reshape(-1, N_STOPS).copy(),
                 int(run_n),
             )
         return eng
+
+
+def _state_now(saved: object) -> npt.NDArray[np.float64]:
+    """A saved detector state in today's layout: one from before checkpoint version 3 is
+    N_STATE_V2 long and gets the slots added since with their fresh values."""
+    st = np.asarray(saved, np.float64)
+    if len(st) == N_STATE_V2:
+        st = np.concatenate([st, NEW_STATE_TAIL])
+    if len(st) != N_STATE:
+        raise ValueError(f"checkpoint state of {len(st)} values, expected {N_STATE}")
+    return st.copy()
+
+
+def _next_deadline(trip: Trip) -> int | None:
+    """The first instant (epoch ms, rounded up: the horizon is whole ms) at which
+    :func:`compliance.kernels.time_check` has an event for ``trip`` if no ping comes:
+    signal_lost, else the end for want of signal; None when the trip has none ahead."""
+    st = trip.committed
+    if st[S_N] == 0 or st[S_COMPLETED] > 0:
+        return None
+    end = max(float(trip.par[P_PLANNED_END_MS]), float(st[S_LAST_TS]))
+    end += trip.th.trip_abandon_s * 1000.0
+    lost = float(st[S_LAST_TS]) + trip.th.signal_lost_s * 1000.0
+    if st[S_LOST] == 0 and st[S_STARTED] > 0 and lost <= end:
+        return math.ceil(lost)
+    return math.ceil(end)
 
 
 def _route_cells(profile: SpeedProfile, route: PreparedRoute) -> npt.NDArray[np.int64]:

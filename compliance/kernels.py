@@ -29,6 +29,7 @@ from compliance.layout import (
     EV_SPEEDING_ENDED,
     EV_STOP_ARRIVED,
     EV_STOP_DEPARTED,
+    EV_TRIP_ABANDONED,
     EV_TRIP_COMPLETED,
     EV_TRIP_STARTED,
     EV_UNPLANNED_STOP,
@@ -42,6 +43,7 @@ from compliance.layout import (
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
     P_LENGTH_M,
+    P_PLANNED_END_MS,
     P_PLANNED_MPS,
     RING,
     S_ACC_TS,
@@ -77,9 +79,13 @@ from compliance.layout import (
     S_OFF,
     S_OFF_MAX_M,
     S_ON_TIME,
+    S_OUT_MOVED_N,
     S_OUT_N,
     S_OUT_PATH_M,
+    S_OUT_SIDE,
     S_OUT_SINCE,
+    S_OUT_X0,
+    S_OUT_Y0,
     S_PROGRESS,
     S_RING,
     S_RING_POS,
@@ -137,6 +143,10 @@ TH_LATE_S = 16
 TH_LATE_HYST_S = 17
 TH_LOST_S = 18
 TH_START_M = 20
+TH_ABANDON_S = 25
+TH_OFF_FAR_M = 26
+TH_OFF_DRIVE_KMH = 27
+TH_OFF_MOVE_M = 28
 
 #: derived speed: ring entries at least this far apart, baseline at most this long (ms)
 RING_STEP_MS = 2500.0
@@ -387,7 +397,1037 @@ def _derived_kmh(st, ts):
     return max(0.0, (st[S_LAST_M] - best_m)) / ((ts - best_ts) / 1000.0) * 3.6
 
 
-@njit(cache=True)
+# ---------------------------------------------------------------------------------------
+# The per-ping pipeline. ``process_pings`` runs these stages in order for every ping;
+# each is inlined into it (Numba IR inlining: one compiled loop, as before the split)
+# and owns the state slots listed in STAGES - the only ones it writes
+# (tests/compliance/test_stages.py checks the code against the table). Every stage that
+# can emit events takes the event buffers and the running count ``ne`` and returns the
+# new count.
+# ---------------------------------------------------------------------------------------
+
+#: (stage, its functions, the detector state slots it owns), in pipeline order
+STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
+    (
+        "signal",
+        ("_signal", "_signal_lost", "time_check"),
+        (S_N, S_LAST_TS, S_LAST_LAT, S_LAST_LON, S_LOST, S_GAP_FROM),
+    ),
+    ("wild fix", ("_wild_fix", "_accept_fix"), (S_WILD_N, S_ACC_TS, S_ACC_X, S_ACC_Y)),
+    (
+        "matching",
+        ("_match", "_match_prior", "_implausible_jump", "_other_pass", "_progress"),
+        (
+            S_LAST_M,
+            S_LAST_OFFSET,
+            S_JUMP_N,
+            S_ELSE_N,
+            S_ANCHOR_M,
+            S_ANCHOR_TS,
+            S_M1,
+            S_M2,
+            S_START_M,
+            S_PROGRESS,
+            S_RING_POS,
+            *range(S_RING, S_RING + 2 * RING),
+        ),
+    ),
+    (
+        "off-route",
+        ("_was_on_route", "_off_route", "_side", "_driving_away"),
+        (
+            S_OFF,
+            S_OUT_N,
+            S_OUT_SINCE,
+            S_OUT_PATH_M,
+            S_IN_N,
+            S_OFF_MAX_M,
+            S_LAST_ONROUTE,
+            S_OUT_X0,
+            S_OUT_Y0,
+            S_OUT_SIDE,
+            S_OUT_MOVED_N,
+        ),
+    ),
+    ("speed", ("_speed",), (S_V_MPS, S_SPEED_KMH)),
+    ("trip start", ("_trip_start",), (S_STARTED,)),
+    (
+        "stops",
+        ("_stops",),
+        (
+            S_AT_STOP,
+            S_DEP_N,
+            S_DEP_TS,
+            S_NEXT_STOP,
+            S_CAND_STOP,
+            S_CAND_TS,
+            S_ON_TIME,
+            S_LATE_STOPS,
+        ),
+    ),
+    (
+        "unplanned stop",
+        ("_unplanned_stop",),
+        (S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N),
+    ),
+    (
+        "speeding",
+        ("_speeding",),
+        (S_SP_SINCE, S_SP_ACTIVE, S_SP_MAX, S_SP_M0, S_SP_UNDER_N, S_SP_UNDER_TS, S_SP_LIMIT),
+    ),
+    ("schedule", ("_schedule", "_next_arrival_ms"), (S_LATE, S_LATE_STOP)),
+    ("completion", ("_completion", "_abandon_at", "_abandon"), (S_COMPLETED, S_COMPLETED_TS)),
+    ("ETA", ("expected_mps", "stop_etas"), ()),
+)
+
+
+@njit(cache=True, inline="always")
+def _signal_lost(st, th, ev_i, ev_ts, ev_f, ne):
+    """Signal: ``signal_lost`` at the last ping + the timeout, where that ping was."""
+    st[S_LOST] = 1.0
+    return _emit(
+        ev_i,
+        ev_ts,
+        ev_f,
+        ne,
+        EV_SIGNAL_LOST,
+        -1,
+        -1,
+        st[S_LAST_TS] + th[TH_LOST_S] * 1000.0,
+        st[S_LAST_TS],
+        0.0,
+        0.0,
+        st[S_LAST_LAT],
+        st[S_LAST_LON],
+        st[S_LAST_M],
+    )
+
+
+@njit(cache=True, inline="always")
+def _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne):
+    """Signal: ``signal_lost`` (if the tick has not emitted it) and ``signal_restored``
+    when this ping ends a gap longer than the timeout on an active trip; then records
+    the ping as the last one (and where a signal gap began, for the matching window).
+    A ping after the instant the trip was abandoned for want of signal (see
+    :func:`_abandon_at`) restores nothing: the trip ended then, as :func:`time_check`
+    would have ended it had the horizon passed that instant before the ping came.
+
+    Owns S_N, S_LAST_TS, S_LAST_LAT, S_LAST_LON, S_LOST, S_GAP_FROM."""
+    active = st[S_STARTED] > 0 and st[S_COMPLETED] == 0
+    if st[S_N] > 0:
+        gap_ms = ts - st[S_LAST_TS]
+        lost_ms = th[TH_LOST_S] * 1000.0
+        end_ms = _abandon_at(st, th, par)
+        ended = st[S_COMPLETED] == 0 and ts > end_ms
+        if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
+            if st[S_LOST] == 0 and (not ended or st[S_LAST_TS] + lost_ms <= end_ms):
+                ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
+            if not ended:
+                st[S_LOST] = 0.0
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_SIGNAL_RESTORED,
+                    i,
+                    -1,
+                    ts,
+                    gap_ms / 1000.0,
+                    0.0,
+                    0.0,
+                    lat,
+                    lon,
+                    st[S_LAST_M],
+                )
+        if ended:
+            ne = _abandon(st, ustat, i, end_ms, ev_i, ev_ts, ev_f, ne)
+    if st[S_N] > 0 and ts - st[S_LAST_TS] > GAP_PRIOR_S * 1000.0:
+        st[S_GAP_FROM] = st[S_LAST_TS]
+    st[S_N] += 1.0
+    st[S_LAST_TS] = ts
+    st[S_LAST_LAT] = lat
+    st[S_LAST_LON] = lon
+    return ne
+
+
+@njit(cache=True, inline="always")
+def _wild_fix(st, th, ts, px, py, acc, spd_kmh, was_on):
+    """Wild fix: whether this fix is an outlier to ignore - an implied speed from the
+    last accepted fix above ``wild_fix_kmh``, or a jump the device's speed cannot
+    explain; at most three in a row.
+
+    Owns S_WILD_N (S_ACC_* are written by :func:`_accept_fix`)."""
+    sigma_d0 = max(th[TH_SIGMA_M], acc)
+    if st[S_ACC_TS] > 0 and st[S_WILD_N] < 3:
+        dt_s = (ts - st[S_ACC_TS]) / 1000.0
+        jump = math.hypot(px - st[S_ACC_X], py - st[S_ACC_Y])
+        wild = jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]
+        # (only from a fix that was on the route: after an accepted outlier the good
+        # fixes would look wild)
+        if not wild and math.isfinite(spd_kmh) and was_on:
+            # the device's (Doppler) speed is robust to multipath: a fix further from
+            # the last one than that speed (the larger of the two ends) plus 1 m/s^2
+            # of acceleration explains is an outlier - a crawling vehicle's three
+            # scattered multipath fixes 70 m off were confirmed off-route
+            v_kmh = spd_kmh
+            if math.isfinite(st[S_SPEED_KMH]) and st[S_SPEED_KMH] > v_kmh:
+                v_kmh = st[S_SPEED_KMH]
+            wild = jump > v_kmh / 3.6 * dt_s + dt_s * dt_s + 2.0 * sigma_d0 + 30.0
+        if wild:
+            st[S_WILD_N] += 1.0
+            return True
+    st[S_WILD_N] = 0.0
+    return False
+
+
+@njit(cache=True, inline="always")
+def _accept_fix(st, ts, px, py):
+    """Wild fix: this fix (neither wild nor an implausible jump) is the new reference
+    for the next one's test.
+
+    Owns S_ACC_TS, S_ACC_X, S_ACC_Y."""
+    st[S_ACC_TS] = ts
+    st[S_ACC_X] = px
+    st[S_ACC_Y] = py
+
+
+@njit(cache=True, inline="always")
+def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
+    """Matching: the window [lo, hi] and the progress prior (expected position, its
+    sigma) for this fix, from the anchor and the recent speed. Reads the state only."""
+    if math.isfinite(st[S_ANCHOR_M]):
+        dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
+        # expected position and reach: from the latest on-route match (the
+        # median-filtered anchor lags one fix, which would make a U-turn's two passes
+        # tie, and after a signal gap it is the stale pre-gap position)
+        last = st[S_M1] if math.isfinite(st[S_M1]) else st[S_ANCHOR_M]
+        ref = max(last, st[S_ANCHOR_M])
+        lo = st[S_ANCHOR_M] - BACK_M - acc
+        hi = ref + vmax_mps * dt_s + 50.0 + acc
+        v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
+        if math.isfinite(spd_kmh) and math.isfinite(st[S_SPEED_KMH]):
+            # the device's speeds at both ends of the step (trapezoid): a vehicle that
+            # has stopped is expected where it stopped, not a smoothed speed further
+            # on - at sparse fixes that would pick the return pass of a U-turn
+            v = 0.5 * (spd_kmh + st[S_SPEED_KMH]) / 3.6
+        # extrapolate from the time of ``ref``: when it is the latest match (newer than
+        # the anchor, e.g. the median has not adopted it yet) that is the newest ring
+        # entry, not the anchor's time - 20 s fixes at a U-turn were otherwise
+        # extrapolated three intervals on and matched to the return pass
+        dt_ref = dt_s
+        if last > st[S_ANCHOR_M]:
+            newest = st[S_RING + 2 * ((int(st[S_RING_POS]) - 1) % RING)]
+            if math.isfinite(newest) and newest > st[S_ANCHOR_TS]:
+                dt_ref = (ts - newest) / 1000.0
+        m_exp = ref + v * dt_ref
+        # over a gap longer than any sampling interval the recent speed (maybe 0, at
+        # a stop) says little about the progress made meanwhile: widen the prior
+        gap_s = max(0.0, dt_ref - GAP_PRIOR_S)
+        sigma_p = 30.0 + acc + 0.5 * v * dt_ref + 0.5 * par[P_PLANNED_MPS] * gap_s
+        if st[S_OFF] > 0 or st[S_OUT_N] >= 2:
+            # (not on one outside fix: a lone outlier would unpin the match from
+            # where the vehicle stands, e.g. onto the return pass of a U-turn)
+            # re-acquisition: anywhere physically reachable, nearest pass preferred
+            sigma_p = 50.0 + vmax_mps * dt_s
+            m_exp = st[S_ANCHOR_M]
+    else:
+        lo = 0.0
+        hi = length
+        m_exp = 0.0
+        # first fix: near the start unless clearly elsewhere (a depot that the route
+        # passes again later must match the start, not the later pass)
+        sigma_p = INITIAL_SIGMA_P_M
+    return lo, hi, m_exp, sigma_p
+
+
+@njit(cache=True, inline="always")
+def _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
+    """Matching: whether a fix inside the corridor lies further ahead along the route
+    than the vehicle can have got (speed + 3 m/s^2) - multipath along the road, skipped
+    unless the next fix confirms it. ``judged``: the fix is inside, there is an anchor
+    and the last fix was on the route (else it is never a jump).
+
+    Owns S_JUMP_N."""
+    if judged:
+        dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
+        v0 = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else vmax_mps
+        if math.isfinite(st[S_V_MPS]):
+            v0 = max(v0, st[S_V_MPS])
+        reach = v0 * dt_s + 1.5 * dt_s * dt_s + 2.0 * sigma_d + 20.0
+        ref = st[S_ANCHOR_M]
+        if math.isfinite(st[S_M1]) and st[S_M1] > ref:
+            ref = st[S_M1]  # the latest match: the median anchor lags one fix
+        if m - ref > reach and st[S_JUMP_N] < 1:
+            st[S_JUMP_N] += 1.0
+            return True
+    st[S_JUMP_N] = 0.0
+    return False
+
+
+@njit(cache=True, inline="always")
+def _other_pass(
+    x, y, cum, boxes, st, th, ts, px, py, m, d, inside, corridor, sigma_d, acc, length, vmax_mps
+):
+    """Matching: a fix outside the window's corridor but well inside the corridor of
+    another part of the route (a U-turn back along an earlier street, a crossing) is not
+    off the route, but no evidence of progress either. Returns (elsewhere, m, d): the
+    other pass's match when elsewhere, else this fix's own. After ELSEWHERE_REANCHOR_N
+    such fixes in a row on a reachable pass, matching is re-anchored there.
+
+    Owns S_ELSE_N, and S_ANCHOR_M / S_ANCHOR_TS on a re-anchor."""
+    if inside:
+        st[S_ELSE_N] = 0.0
+        return False, m, d
+    # among passes about as near, the one nearest the anchor; a pass ahead of the
+    # anchor and within reach first (progress is monotone): on a street the route
+    # takes twice, a vehicle reappearing after a gap on the later pass would
+    # otherwise be tracked backwards along the earlier one and never complete the
+    # trip. Not beyond reach (counted from before a recent gap): a loop's end
+    # lies at its start, behind.
+    # Another pass needs a fix well inside its corridor (the back-on-route
+    # fraction): a detour street running ~50 m from an earlier part of the route
+    # would otherwise count as 'inside' on noise and keep resetting the
+    # off-route count.
+    near_m = th[TH_BACK_FRACTION] * corridor
+    mref = st[S_ANCHOR_M] if math.isfinite(st[S_ANCHOR_M]) else m
+    reach = _reach_m(st, ts, length, vmax_mps, acc)
+    mg, dg = m, math.inf
+    # no segment that near (a slack for rounding): both searches below would
+    # find nothing within near_m, so they are skipped (a vehicle off its route
+    # otherwise scans the whole route on every fix)
+    if near_any(x, y, boxes, CHUNK_SEGMENTS, px, py, near_m + 0.01):
+        mg, dg, _cg = match_window(
+            x,
+            y,
+            cum,
+            px,
+            py,
+            mref,
+            reach,
+            mref,
+            sigma_d,
+            5000.0,
+        )
+        if dg > near_m:
+            mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
+    if dg <= near_m:
+        st[S_ELSE_N] += 1.0
+        if st[S_ELSE_N] >= ELSEWHERE_REANCHOR_N and mg <= reach:
+            # the vehicle really is on that other pass (driving back along the
+            # route, or a wrong first fix): follow it; progress stays monotone.
+            # Never to a pass it cannot have reached yet: driving out of a loop's
+            # depot along the street the route ends on is not its end.
+            st[S_ANCHOR_M] = mg
+            st[S_ANCHOR_TS] = ts
+            st[S_ELSE_N] = 0.0
+        return True, mg, dg
+    st[S_ELSE_N] = 0.0
+    return False, m, d
+
+
+@njit(cache=True, inline="always")
+def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax_mps, length):
+    """Matching: this fix's route position and offset in a window around the anchor
+    with a progress-aware score (one HMM step), the corridor it is judged against, and
+    whether it is inside it (on this pass or, ``elsewhere``, on another).
+
+    Returns (jumped, m, d, inside, elsewhere, corridor, sigma_d); ``jumped``: the fix
+    is skipped as an implausible jump (nothing else of it is used).
+
+    Owns S_LAST_M, S_LAST_OFFSET (and, through its parts, S_JUMP_N, S_ELSE_N and a
+    re-anchor)."""
+    corridor = par[P_CORRIDOR_M] + max(0.0, acc - th[TH_CORRIDOR_ACC_FREE])
+    sigma_d = max(th[TH_SIGMA_M], acc)
+    lo, hi, m_exp, sigma_p = _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length)
+    m, d, _c = match_window(x, y, cum, px, py, lo, hi, m_exp, sigma_d, sigma_p)
+    inside = d <= corridor
+    judged = inside and math.isfinite(st[S_ANCHOR_M]) and was_on
+    if _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
+        return True, m, d, inside, False, corridor, sigma_d
+    elsewhere, m, d = _other_pass(
+        x, y, cum, boxes, st, th, ts, px, py, m, d, inside, corridor, sigma_d, acc, length,
+        vmax_mps,
+    )  # fmt: skip
+    inside = inside or elsewhere
+    st[S_LAST_M] = m
+    st[S_LAST_OFFSET] = d
+    return False, m, d, inside, elsewhere, corridor, sigma_d
+
+
+@njit(cache=True, inline="always")
+def _was_on_route(st):
+    """Off-route: the last accepted fix was on the route (not off, nor in a run of
+    outside fixes that no inside one has interrupted yet). Reads the state only."""
+    return st[S_OFF] == 0 and (st[S_OUT_N] == 0 or st[S_IN_N] > 0)
+
+
+@njit(cache=True, inline="always")
+def _side(x, y, cum, m, px, py):
+    """Off-route: the side of the route (point (px, py) matched at ``m``): +1 left of the
+    direction of travel, -1 right, 0 on the line."""
+    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
+    cross = (x[i + 1] - x[i]) * (py - y[i]) - (y[i + 1] - y[i]) * (px - x[i])
+    return 1.0 if cross > 0.0 else (-1.0 if cross < 0.0 else 0.0)
+
+
+@njit(cache=True, inline="always")
+def _driving_away(st, th, px, py, d, corridor, spd_kmh):
+    """Off-route: whether this outside fix shows a vehicle driving away from the route
+    rather than one standing or creeping beside it (pulled into a yard, or its fixes
+    drifting while it stands): beyond the corridor by ``off_route_far_m``, or a device
+    speed of ``off_route_drive_kmh``, or - not standing still - ``off_route_move_m``
+    from where the run of outside fixes began. Reads the state only."""
+    if d >= corridor + th[TH_OFF_FAR_M]:
+        return True
+    if math.isfinite(spd_kmh):
+        if spd_kmh >= th[TH_OFF_DRIVE_KMH]:
+            return True
+        if spd_kmh < ST_STILL_KMH:
+            return False
+    return math.hypot(px - st[S_OUT_X0], py - st[S_OUT_Y0]) >= th[TH_OFF_MOVE_M]
+
+
+@njit(cache=True, inline="always")
+def _off_route(
+    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, m, d, inside, corridor, had_prev,
+    prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+):  # fmt: skip
+    """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
+    ``off_route_s`` outside the corridor on one side of the route, the last two of them
+    driving away (:func:`_driving_away`); ``back_on_route`` after ``back_on_route_pings``
+    within its ``back_on_route_fraction``; the path driven and the largest offset
+    meanwhile. An outside fix on the other side of the route than the run's first, with
+    no fix inside between, starts the run again (multipath thrown across the road is no
+    way off it; the side of a fix ``off_route_far_m`` beyond the corridor is not
+    judged). Returns (ne, on_route).
+
+    Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
+    S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N."""
+    if st[S_OFF] == 0:
+        if inside:
+            # a run of outside fixes ends with as many inside ones as a return needs:
+            # one fix that noise puts just inside (or near another pass of the
+            # route) is no evidence that the vehicle came back
+            if st[S_OUT_N] > 0:
+                st[S_IN_N] += 1.0
+                if st[S_IN_N] >= th[TH_BACK_PINGS]:
+                    st[S_OUT_N] = 0.0
+                    st[S_IN_N] = 0.0
+        else:
+            st[S_IN_N] = 0.0
+            # (a fix far off is matched at the window's end, where the side means nothing)
+            side = _side(x, y, cum, m, px, py) if d < corridor + th[TH_OFF_FAR_M] else 0.0
+            if st[S_OUT_N] > 0 and side * st[S_OUT_SIDE] < 0.0:
+                st[S_OUT_N] = 0.0  # across the road from the run's first fix
+            if st[S_OUT_N] == 0:
+                st[S_OUT_SINCE] = ts
+                st[S_OUT_PATH_M] = 0.0
+                st[S_OFF_MAX_M] = 0.0
+                st[S_OUT_X0] = px
+                st[S_OUT_Y0] = py
+                st[S_OUT_SIDE] = side
+                st[S_OUT_MOVED_N] = 0.0
+            elif had_prev:
+                st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
+            st[S_OUT_N] += 1.0
+            st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
+            if _driving_away(st, th, px, py, d, corridor, spd_kmh):
+                st[S_OUT_MOVED_N] += 1.0
+            else:
+                st[S_OUT_MOVED_N] = 0.0
+            if (
+                st[S_OUT_N] >= th[TH_OFF_PINGS]
+                and ts - st[S_OUT_SINCE] >= th[TH_OFF_S] * 1000.0
+                and st[S_OUT_MOVED_N] >= min(2.0, th[TH_OFF_PINGS])
+                and st[S_COMPLETED] == 0
+            ):
+                st[S_OFF] = 1.0
+                st[S_IN_N] = 0.0
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_OFF_ROUTE,
+                    i,
+                    -1,
+                    ts,
+                    d,
+                    st[S_OUT_SINCE],
+                    0.0,
+                    lat,
+                    lon,
+                    m,
+                )
+    else:
+        if had_prev:
+            st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
+        st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
+        if d <= th[TH_BACK_FRACTION] * corridor:
+            st[S_IN_N] += 1.0
+            if st[S_IN_N] >= th[TH_BACK_PINGS]:
+                st[S_OFF] = 0.0
+                st[S_OUT_N] = 0.0
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_BACK_ON_ROUTE,
+                    i,
+                    -1,
+                    ts,
+                    (ts - st[S_OUT_SINCE]) / 1000.0,
+                    st[S_OUT_PATH_M],
+                    st[S_OFF_MAX_M],
+                    lat,
+                    lon,
+                    m,
+                )
+        else:
+            st[S_IN_N] = 0.0
+    on_route = st[S_OFF] == 0 and inside
+    st[S_LAST_ONROUTE] = 1.0 if on_route else 0.0
+    return ne, on_route
+
+
+@njit(cache=True, inline="always")
+def _progress(st, ts, m, sigma_d):
+    """Matching, after an on-route fix on this pass: the anchor (median of the last
+    three matches, never backwards), the start and furthest progress, and the ring of
+    (ts, route_m) the derived speed is measured over.
+
+    Owns S_M1, S_M2, S_ANCHOR_M, S_ANCHOR_TS, S_START_M, S_PROGRESS, S_RING_POS and the
+    ring S_RING..."""
+    # progress is the median of the last three on-route matches, so one fix that
+    # multipath put ahead along the road cannot ratchet it forward; and it never
+    # creeps backwards (on a route that doubles back along the same street small
+    # backward steps would otherwise walk onto the earlier pass)
+    m1 = st[S_M1]
+    m2 = st[S_M2]
+    med = m
+    if math.isfinite(m1) and math.isfinite(m2):
+        med = max(min(m, m1), min(max(m, m1), m2))
+    elif math.isfinite(m1):
+        med = min(m, m1)
+    st[S_M2] = m1
+    st[S_M1] = m
+    if not math.isfinite(st[S_ANCHOR_M]) or med > st[S_ANCHOR_M]:
+        st[S_ANCHOR_M] = med
+        st[S_ANCHOR_TS] = ts
+    elif m - st[S_ANCHOR_M] <= 2.0 * sigma_d + 20.0:
+        st[S_ANCHOR_TS] = ts  # the fix confirms the anchor (e.g. standing still)
+    # else: a fix far ahead that the median did not adopt (yet): the anchor is as
+    # old as before, so the window keeps growing with the time since (a gap)
+    if not math.isfinite(st[S_START_M]):
+        st[S_START_M] = m
+        st[S_PROGRESS] = m
+    if med > st[S_PROGRESS]:
+        st[S_PROGRESS] = med
+    # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
+    # a long baseline averages GPS noise out of the derived speed
+    pos = int(st[S_RING_POS]) % RING
+    newest = st[S_RING + 2 * ((pos - 1) % RING)]
+    if not math.isfinite(newest) or ts - newest >= RING_STEP_MS:
+        st[S_RING + 2 * pos] = ts
+        st[S_RING + 2 * pos + 1] = m
+        st[S_RING_POS] = float(pos + 1)
+
+
+@njit(cache=True, inline="always")
+def _speed(st, ts, spd_kmh, progressed):
+    """Speed: the device's when present, else progress over the ring (``progressed``:
+    this fix was on route on this pass); the smoothed recent speed for ETAs. Returns the
+    speed the detectors use, km/h (NaN unknown).
+
+    Owns S_V_MPS, S_SPEED_KMH."""
+    derived = _derived_kmh(st, ts) if progressed else np.nan
+    if math.isfinite(derived):
+        a = 1.0 - math.exp(-5.0 / 120.0)
+        vm = derived / 3.6
+        st[S_V_MPS] = vm if not math.isfinite(st[S_V_MPS]) else st[S_V_MPS] + a * (vm - st[S_V_MPS])
+    speed = spd_kmh if math.isfinite(spd_kmh) else derived
+    st[S_SPEED_KMH] = speed
+    return speed
+
+
+@njit(cache=True, inline="always")
+def _trip_start(st, th, length, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne):
+    """Trip started: ``trip_started`` once ``trip_start_m`` (at most half the route) of
+    progress is made.
+
+    Owns S_STARTED."""
+    if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]):
+        need = min(th[TH_START_M], 0.5 * length)
+        if st[S_PROGRESS] - st[S_START_M] >= need or st[S_PROGRESS] >= need:
+            st[S_STARTED] = 1.0
+            ne = _emit(
+                ev_i, ev_ts, ev_f, ne, EV_TRIP_STARTED, i, -1, ts, 0.0, 0.0, 0.0, lat, lon, m
+            )
+    return ne
+
+
+@njit(cache=True, inline="always")
+def _stops(
+    st, th, stops, ustat, i, ts, px, py, lat, lon, m, speed, spd_kmh, ev_i, ev_ts, ev_f, ne,
+):  # fmt: skip
+    """Planned stops: ``stop_departed`` from the stop being dwelt at, ``stop_arrived``
+    at a pending stop on its pass of the route (earlier ones skipped), and stops passed
+    well behind the progress skipped. Returns (ne, dwell_planned): whether a departure
+    or an arrival made the vehicle's standing a planned dwell (the unplanned-stop
+    cluster starts again).
+
+    Owns S_AT_STOP, S_DEP_N, S_DEP_TS, S_NEXT_STOP, S_CAND_STOP, S_CAND_TS, S_ON_TIME,
+    S_LATE_STOPS and the stop statuses ``ustat``."""
+    nstops = stops.shape[0]
+    dwell_planned = False
+    at = int(st[S_AT_STOP])
+    # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure
+    if at >= 0:
+        away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
+        # moving off the spot where it dwelt counts before the geofence edge is reached
+        # (not while the device says it still stands there: a noisy fix)
+        still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
+        if st[S_ST_N] >= 3 and not still:
+            away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
+        if away:
+            if st[S_DEP_N] == 0:
+                st[S_DEP_TS] = ts
+            st[S_DEP_N] += 1.0
+        else:
+            st[S_DEP_N] = 0.0
+        if st[S_DEP_N] >= 2:
+            ustat[at, U_STATUS] = STATUS_DEPARTED
+            ustat[at, U_DEPARTED_TS] = st[S_DEP_TS]
+            ne = _emit(
+                ev_i,
+                ev_ts,
+                ev_f,
+                ne,
+                EV_STOP_DEPARTED,
+                i,
+                at,
+                ts,
+                (st[S_DEP_TS] - ustat[at, U_ENTER_TS]) / 1000.0,
+                0.0,
+                0.0,
+                lat,
+                lon,
+                m,
+            )
+            st[S_AT_STOP] = -1.0
+            st[S_DEP_N] = 0.0
+            st[S_NEXT_STOP] = float(at + 1)
+            # the dwell was planned: a stationary cluster from it must not become an
+            # unplanned stop once the vehicle is no longer 'at' the stop (at sigma
+            # 15 m the departure fixes can still lie inside the cluster's radius)
+            dwell_planned = True
+    if int(st[S_AT_STOP]) < 0:
+        found = -1
+        for k in range(int(st[S_NEXT_STOP]), nstops):
+            r = stops[k, T_RADIUS]
+            if (
+                abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
+                and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r
+            ):
+                found = k
+                break
+            if stops[k, T_M] > st[S_PROGRESS] + 1000.0:
+                break
+        if found < 0:
+            st[S_CAND_STOP] = -1.0
+        else:
+            if int(st[S_CAND_STOP]) != found:
+                st[S_CAND_STOP] = float(found)
+                st[S_CAND_TS] = ts
+            slow = math.isfinite(speed) and speed < th[TH_STOP_SLOW_KMH]
+            if slow or ts - st[S_CAND_TS] >= th[TH_STOP_DWELL_S] * 1000.0:
+                for k in range(int(st[S_NEXT_STOP]), found):
+                    ustat[k, U_STATUS] = STATUS_SKIPPED
+                enter = st[S_CAND_TS]
+                ustat[found, U_STATUS] = STATUS_ARRIVED
+                ustat[found, U_ENTER_TS] = enter
+                ustat[found, U_ARRIVED_TS] = ts
+                win_end = stops[found, T_WIN_END]
+                if math.isfinite(win_end) and enter > win_end:
+                    st[S_LATE_STOPS] += 1.0
+                else:
+                    st[S_ON_TIME] += 1.0
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_STOP_ARRIVED,
+                    i,
+                    found,
+                    ts,
+                    enter,
+                    0.0,
+                    0.0,
+                    lat,
+                    lon,
+                    m,
+                )
+                st[S_AT_STOP] = float(found)
+                st[S_NEXT_STOP] = float(found)
+                st[S_CAND_STOP] = -1.0
+                # arriving ends an unplanned-stop candidate: the dwell is planned
+                dwell_planned = True
+    # a stop passed well behind the furthest progress was skipped
+    while (
+        int(st[S_AT_STOP]) < 0
+        and int(st[S_NEXT_STOP]) < nstops
+        and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])
+    ):
+        k = int(st[S_NEXT_STOP])
+        if stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]:
+            ustat[k, U_STATUS] = STATUS_SKIPPED
+            st[S_NEXT_STOP] = float(k + 1)
+        else:
+            break
+    return ne, dwell_planned
+
+
+@njit(cache=True, inline="always")
+def _unplanned_stop(
+    st, th, stops, i, ts, px, py, lat, lon, m, spd_kmh, sigma_d, dwell_planned,
+    ev_i, ev_ts, ev_f, ne,
+):  # fmt: skip
+    """Stationary away from planned stops: the cluster of fixes within the stationary
+    radius, ``unplanned_stop`` once it has lasted ``stationary_s`` away from every
+    planned stop on a started trip, ``unplanned_stop_ended`` on two fixes outside it.
+    ``dwell_planned``: the stops stage made this standing a planned dwell.
+
+    Owns S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N."""
+    nstops = stops.shape[0]
+    if dwell_planned:
+        st[S_ST_N] = 0.0
+    near_stop = int(st[S_AT_STOP]) >= 0 or int(st[S_CAND_STOP]) >= 0
+    # the radius never below 3 sigma of the fix: with a worse fix two in a row fall
+    # outside a 30 m circle often enough to break every genuine halt
+    rad = max(th[TH_ST_RADIUS], ST_RADIUS_SIGMAS * sigma_d)
+    if st[S_ST_N] == 0:
+        st[S_ST_N] = 1.0
+        st[S_ST_X] = px
+        st[S_ST_Y] = py
+        st[S_ST_SINCE] = ts
+        st[S_ST_OUT_N] = 0.0
+    elif math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= rad:
+        st[S_ST_N] += 1.0
+        st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
+        st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
+        st[S_ST_OUT_N] = 0.0
+    elif (
+        st[S_ST_N] >= 3
+        and math.isfinite(spd_kmh)
+        and spd_kmh < ST_STILL_KMH
+        and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_STILL_MAX_M
+    ):
+        # a far fix while the device says it stands still, next to an established
+        # cluster, is noise, not movement (a young cluster may still be the approach;
+        # beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says) - and it
+        # parts two outlying fixes: those must come in a row to be movement (fixes
+        # drifting 50-80 m while the vehicle stands broke the stop at the second outlier)
+        st[S_ST_OUT_N] = 0.0
+    else:
+        # one outlying fix is noise; two in a row is movement
+        st[S_ST_OUT_N] += 1.0
+        if st[S_ST_OUT_N] >= 2:
+            if st[S_ST_ACTIVE] > 0:
+                st[S_ST_ACTIVE] = 0.0
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_UNPLANNED_STOP_ENDED,
+                    i,
+                    -1,
+                    ts,
+                    (ts - st[S_ST_SINCE]) / 1000.0,
+                    st[S_ST_SINCE],
+                    0.0,
+                    lat,
+                    lon,
+                    m,
+                )
+            st[S_ST_N] = 1.0
+            st[S_ST_X] = px
+            st[S_ST_Y] = py
+            st[S_ST_SINCE] = ts
+            st[S_ST_OUT_N] = 0.0
+    # only a fix inside the cluster proves the stop (after a coverage gap the first
+    # fix may be far away while the cluster's start is long past)
+    if (
+        st[S_ST_ACTIVE] == 0
+        and st[S_STARTED] > 0
+        and not near_stop
+        and st[S_ST_OUT_N] == 0
+        and ts - st[S_ST_SINCE] >= th[TH_ST_S] * 1000.0
+    ):
+        clear = True
+        for k in range(nstops):
+            # at the stop's place on its pass of the route (as for arrival): halting
+            # there on the way back along an out-and-back leg is still unplanned
+            r = stops[k, T_RADIUS]
+            if (
+                math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y]) <= r
+                and abs(st[S_PROGRESS] - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
+            ):
+                clear = False
+                break
+        if clear:
+            st[S_ST_ACTIVE] = 1.0
+            ne = _emit(
+                ev_i,
+                ev_ts,
+                ev_f,
+                ne,
+                EV_UNPLANNED_STOP,
+                i,
+                -1,
+                ts,
+                rad,
+                st[S_ST_SINCE],
+                0.0,
+                lat,
+                lon,
+                m,
+            )
+    return ne
+
+
+@njit(cache=True, inline="always")
+def _speeding(
+    st, th, par, lim_from, lim_to, lim_kmh, i, ts, lat, lon, m, speed, on_route,
+    ev_i, ev_ts, ev_f, ne,
+):  # fmt: skip
+    """Speeding against the limit at this route position: ``speeding`` after
+    ``speeding_min_s`` above limit + tolerance, ``speeding_ended`` two fixes (or 5 s)
+    under it less the hysteresis.
+
+    Owns S_SP_SINCE, S_SP_ACTIVE, S_SP_MAX, S_SP_M0, S_SP_UNDER_N, S_SP_UNDER_TS,
+    S_SP_LIMIT."""
+    limit = (
+        limit_at(m, lim_from, lim_to, lim_kmh, par[P_DEFAULT_LIMIT])
+        if on_route
+        else par[P_DEFAULT_LIMIT]
+    )
+    if math.isfinite(limit) and math.isfinite(speed):
+        if speed > limit + th[TH_SP_TOL]:
+            if not math.isfinite(st[S_SP_SINCE]):
+                st[S_SP_SINCE] = ts
+                st[S_SP_MAX] = speed
+                st[S_SP_M0] = st[S_PROGRESS]
+                st[S_SP_LIMIT] = limit
+            st[S_SP_UNDER_N] = 0.0
+            st[S_SP_MAX] = max(st[S_SP_MAX], speed)
+            if st[S_SP_ACTIVE] == 0 and ts - st[S_SP_SINCE] >= th[TH_SP_MIN_S] * 1000.0:
+                st[S_SP_ACTIVE] = 1.0
+                ne = _emit(
+                    ev_i,
+                    ev_ts,
+                    ev_f,
+                    ne,
+                    EV_SPEEDING,
+                    i,
+                    -1,
+                    ts,
+                    st[S_SP_LIMIT],
+                    speed,
+                    st[S_SP_SINCE],
+                    lat,
+                    lon,
+                    m,
+                )
+        elif math.isfinite(st[S_SP_SINCE]) and speed > limit + th[TH_SP_TOL] - SPEEDING_HYST_KMH:
+            # hysteresis: a run ~1 km/h over the threshold with 1.5 km/h of device
+            # speed noise dips under it on two fixes in a row every minute or so
+            st[S_SP_UNDER_N] = 0.0
+        elif math.isfinite(st[S_SP_SINCE]):
+            if st[S_SP_UNDER_N] == 0:
+                st[S_SP_UNDER_TS] = ts
+            st[S_SP_UNDER_N] += 1.0
+            # one slower sample inside a speeding run is noise
+            if st[S_SP_UNDER_N] >= 2 or ts - st[S_SP_UNDER_TS] >= 5000.0:
+                if st[S_SP_ACTIVE] > 0:
+                    ne = _emit(
+                        ev_i,
+                        ev_ts,
+                        ev_f,
+                        ne,
+                        EV_SPEEDING_ENDED,
+                        i,
+                        -1,
+                        ts,
+                        st[S_SP_MAX],
+                        (st[S_SP_UNDER_TS] - st[S_SP_SINCE]) / 1000.0,
+                        max(0.0, st[S_PROGRESS] - st[S_SP_M0]),
+                        lat,
+                        lon,
+                        m,
+                    )
+                st[S_SP_ACTIVE] = 0.0
+                st[S_SP_SINCE] = np.nan
+                st[S_SP_UNDER_N] = 0.0
+    return ne
+
+
+@njit(cache=True, inline="always")
+def _next_arrival_ms(st, par, stops, ustat, ts, nxt):
+    """ETA: predicted arrival at stop ``nxt`` (the next pending one), epoch ms - the
+    same prediction as :func:`stop_etas` gives that stop. Reads the state only."""
+    v = expected_mps(st, par)
+    eta = ts + max(0.0, stops[nxt, T_M] - max(st[S_PROGRESS], 0.0)) / v * 1000.0
+    at = int(st[S_AT_STOP])
+    if at >= 0:
+        eta += max(0.0, stops[at, T_SERVICE_S] * 1000.0 - (ts - ustat[at, U_ENTER_TS]))
+    return eta
+
+
+@njit(cache=True, inline="always")
+def _schedule(st, th, par, stops, ustat, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne):
+    """Schedule: ``late`` when the predicted arrival at the next pending stop with a
+    window is more than ``late_s`` after its end, ``back_on_schedule`` under
+    ``late_s`` - ``late_hysteresis_s``.
+
+    Owns S_LATE, S_LATE_STOP."""
+    nstops = stops.shape[0]
+    nxt = int(st[S_NEXT_STOP])
+    if int(st[S_AT_STOP]) >= 0:
+        nxt = int(st[S_AT_STOP]) + 1
+    while nxt < nstops and ustat[nxt, U_STATUS] != STATUS_PENDING:
+        nxt += 1
+    if nxt < nstops and math.isfinite(stops[nxt, T_WIN_END]):
+        eta = _next_arrival_ms(st, par, stops, ustat, ts, nxt)
+        delay_s = (eta - stops[nxt, T_WIN_END]) / 1000.0
+        if st[S_LATE] == 0 and delay_s > th[TH_LATE_S]:
+            st[S_LATE] = 1.0
+            st[S_LATE_STOP] = float(nxt)
+            ne = _emit(ev_i, ev_ts, ev_f, ne, EV_LATE, i, nxt, ts, eta, delay_s, 0.0, lat, lon, m)
+        elif st[S_LATE] > 0 and delay_s < th[TH_LATE_S] - th[TH_LATE_HYST_S]:
+            st[S_LATE] = 0.0
+            ne = _emit(
+                ev_i,
+                ev_ts,
+                ev_f,
+                ne,
+                EV_BACK_ON_SCHEDULE,
+                i,
+                nxt,
+                ts,
+                delay_s,
+                0.0,
+                0.0,
+                lat,
+                lon,
+                m,
+            )
+    return ne
+
+
+@njit(cache=True, inline="always")
+def _abandon_at(st, th, par):
+    """Completion: when a trip whose vehicle stopped reporting ends, epoch ms:
+    ``trip_abandon_s`` after the later of its planned end and its last ping."""
+    return max(par[P_PLANNED_END_MS], st[S_LAST_TS]) + th[TH_ABANDON_S] * 1000.0
+
+
+@njit(cache=True, inline="always")
+def _abandon(st, ustat, ping, at_ms, ev_i, ev_ts, ev_f, ne):
+    """Completion: end the trip at ``at_ms`` for want of signal: its pending stops are
+    skipped and it completes (EV_TRIP_ABANDONED, a ``trip_completed`` ended by
+    "no_signal") where its last ping was. ``ping``: the ping after the silence, -1 from
+    :func:`time_check`."""
+    for k in range(ustat.shape[0]):
+        if ustat[k, U_STATUS] == STATUS_PENDING:
+            ustat[k, U_STATUS] = STATUS_SKIPPED
+    st[S_COMPLETED] = 1.0
+    st[S_COMPLETED_TS] = at_ms
+    dist = st[S_PROGRESS] - st[S_START_M]
+    if not dist > 0.0:  # (NaN: never on the route)
+        dist = 0.0
+    return _emit(
+        ev_i,
+        ev_ts,
+        ev_f,
+        ne,
+        EV_TRIP_ABANDONED,
+        ping,
+        -1,
+        at_ms,
+        st[S_ON_TIME],
+        st[S_LATE_STOPS],
+        dist,
+        st[S_LAST_LAT],
+        st[S_LAST_LON],
+        st[S_PROGRESS],
+    )
+
+
+@njit(cache=True, inline="always")
+def _completion(
+    st, th, length, stops, ustat, i, ts, lat, lon, m, speed, on_route, elsewhere,
+    ev_i, ev_ts, ev_f, ne,
+):  # fmt: skip
+    """Completion: ``trip_completed`` once every stop is resolved after the last
+    departure, or the route end is reached (or stood at); pending stops are skipped.
+
+    Owns S_COMPLETED, S_COMPLETED_TS (and skips pending stops in ``ustat``)."""
+    nstops = stops.shape[0]
+    # a route that goes on past the last stop (back to the depot) ends at its end
+    last_departed = (
+        nstops > 0
+        and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED
+        and length - stops[nstops - 1, T_M] <= stops[nstops - 1, T_RADIUS] + 200.0
+    )
+    # standing at the route end proves it on one fix: with sparse fixes the median
+    # progress may never see two of them there before the tracker goes quiet
+    standing_at_end = (
+        on_route
+        and not elsewhere
+        and m >= length - END_M
+        and math.isfinite(speed)
+        and speed < th[TH_STOP_SLOW_KMH]
+    )
+    done = (
+        st[S_STARTED] > 0
+        and int(st[S_AT_STOP]) < 0
+        and int(st[S_CAND_STOP]) < 0
+        and (last_departed or st[S_PROGRESS] >= length - END_M or standing_at_end)
+    )
+    if done:
+        for k in range(nstops):
+            if ustat[k, U_STATUS] == STATUS_PENDING:
+                ustat[k, U_STATUS] = STATUS_SKIPPED
+        st[S_COMPLETED] = 1.0
+        st[S_COMPLETED_TS] = ts
+        ne = _emit(
+            ev_i,
+            ev_ts,
+            ev_f,
+            ne,
+            EV_TRIP_COMPLETED,
+            i,
+            -1,
+            ts,
+            st[S_ON_TIME],
+            st[S_LATE_STOPS],
+            max(0.0, st[S_PROGRESS] - st[S_START_M]),
+            lat,
+            lon,
+            m,
+        )
+    return ne
+
+
+# _nrt=False: the loop allocates nothing, and with the stages inlined Numba would
+# otherwise count references to every array a stage takes, on every ping (an atomic
+# increment and decrement each, ~66 pairs: half the kernel's speed); an allocation added
+# to a stage by mistake fails to compile instead of leaking
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # (a private option)
 def process_pings(
     x,
     y,
@@ -422,11 +1462,12 @@ def process_pings(
 
     Updates ``st`` and ``ustat`` in place, writes per-ping results into ``out_*`` and
     events into ``ev_*``; returns the number of events. Pings at or before the last
-    processed ts are skipped (their ``out_on`` is -1).
+    processed ts are skipped (their ``out_on`` is -1). Per ping, the stages in order:
+    signal, wild fix, matching, off-route, progress, speed, then (on an unfinished trip)
+    trip start, planned stops, unplanned stop, speeding, schedule, completion.
     """
     ne = 0
     length = par[P_LENGTH_M]
-    nstops = stops.shape[0]
     vmax_mps = th[TH_MAX_SPEED_KMH] / 3.6
     for i in range(ts_a.shape[0]):
         ts = float(ts_a[i])
@@ -434,718 +1475,78 @@ def process_pings(
         py = py_a[i]
         lat = lat_a[i]
         lon = lon_a[i]
+        spd = spd_a[i]
         out_on[i] = -1
         out_m[i] = np.nan
         out_off[i] = np.nan
         if st[S_N] > 0 and ts <= st[S_LAST_TS]:
-            continue
-        active = st[S_STARTED] > 0 and st[S_COMPLETED] == 0
-        # ---- signal: a gap longer than the timeout on an active trip ----
-        if st[S_N] > 0:
-            gap_ms = ts - st[S_LAST_TS]
-            lost_ms = th[TH_LOST_S] * 1000.0
-            if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
-                if st[S_LOST] == 0:
-                    ne = _emit(
-                        ev_i,
-                        ev_ts,
-                        ev_f,
-                        ne,
-                        EV_SIGNAL_LOST,
-                        -1,
-                        -1,
-                        st[S_LAST_TS] + lost_ms,
-                        st[S_LAST_TS],
-                        0.0,
-                        0.0,
-                        st[S_LAST_LAT],
-                        st[S_LAST_LON],
-                        st[S_LAST_M],
-                    )
-                st[S_LOST] = 0.0
-                ne = _emit(
-                    ev_i,
-                    ev_ts,
-                    ev_f,
-                    ne,
-                    EV_SIGNAL_RESTORED,
-                    i,
-                    -1,
-                    ts,
-                    gap_ms / 1000.0,
-                    0.0,
-                    0.0,
-                    lat,
-                    lon,
-                    st[S_LAST_M],
-                )
-        if st[S_N] > 0 and ts - st[S_LAST_TS] > GAP_PRIOR_S * 1000.0:
-            st[S_GAP_FROM] = st[S_LAST_TS]
-        st[S_N] += 1.0
-        st[S_LAST_TS] = ts
-        st[S_LAST_LAT] = lat
-        st[S_LAST_LON] = lon
+            continue  # at or before the last processed ping: already judged
+        ne = _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne)
         acc = acc_a[i]
         if not math.isfinite(acc):
             acc = 0.0
-        # the last accepted fix was on the route (not off, nor in a run of outside fixes
-        # that no inside one has interrupted yet)
-        was_on = st[S_OFF] == 0 and (st[S_OUT_N] == 0 or st[S_IN_N] > 0)
-        # ---- single wild fix: implied speed from the last accepted fix ----
-        sigma_d0 = max(th[TH_SIGMA_M], acc)
-        if st[S_ACC_TS] > 0 and st[S_WILD_N] < 3:
-            dt_s = (ts - st[S_ACC_TS]) / 1000.0
-            jump = math.hypot(px - st[S_ACC_X], py - st[S_ACC_Y])
-            wild = jump > 2.0 * acc + 20.0 and jump / dt_s * 3.6 > th[TH_WILD_KMH]
-            # (only from a fix that was on the route: after an accepted outlier the good
-            # fixes would look wild)
-            if not wild and math.isfinite(spd_a[i]) and was_on:
-                # the device's (Doppler) speed is robust to multipath: a fix further from
-                # the last one than that speed (the larger of the two ends) plus 1 m/s^2
-                # of acceleration explains is an outlier - a crawling vehicle's three
-                # scattered multipath fixes 70 m off were confirmed off-route
-                v_kmh = spd_a[i]
-                if math.isfinite(st[S_SPEED_KMH]) and st[S_SPEED_KMH] > v_kmh:
-                    v_kmh = st[S_SPEED_KMH]
-                wild = jump > v_kmh / 3.6 * dt_s + dt_s * dt_s + 2.0 * sigma_d0 + 30.0
-            if wild:
-                st[S_WILD_N] += 1.0
-                continue
-        st[S_WILD_N] = 0.0
+        was_on = _was_on_route(st)
+        if _wild_fix(st, th, ts, px, py, acc, spd, was_on):
+            continue
+        had_prev = st[S_ACC_TS] > 0
         prev_x = st[S_ACC_X]
         prev_y = st[S_ACC_Y]
-        prev_ts = st[S_ACC_TS]
-        had_prev = st[S_ACC_TS] > 0
-        st[S_ACC_TS] = ts
-        st[S_ACC_X] = px
-        st[S_ACC_Y] = py
-        # ---- matching: window around the anchor, progress-aware score ----
-        corridor = par[P_CORRIDOR_M] + max(0.0, acc - th[TH_CORRIDOR_ACC_FREE])
-        sigma_d = max(th[TH_SIGMA_M], acc)
-        if math.isfinite(st[S_ANCHOR_M]):
-            dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
-            # expected position and reach: from the latest on-route match (the
-            # median-filtered anchor lags one fix, which would make a U-turn's two passes
-            # tie, and after a signal gap it is the stale pre-gap position)
-            last = st[S_M1] if math.isfinite(st[S_M1]) else st[S_ANCHOR_M]
-            ref = max(last, st[S_ANCHOR_M])
-            lo = st[S_ANCHOR_M] - BACK_M - acc
-            hi = ref + vmax_mps * dt_s + 50.0 + acc
-            v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
-            if math.isfinite(spd_a[i]) and math.isfinite(st[S_SPEED_KMH]):
-                # the device's speeds at both ends of the step (trapezoid): a vehicle that
-                # has stopped is expected where it stopped, not a smoothed speed further
-                # on - at sparse fixes that would pick the return pass of a U-turn
-                v = 0.5 * (spd_a[i] + st[S_SPEED_KMH]) / 3.6
-            # extrapolate from the time of ``ref``: when it is the latest match (newer than
-            # the anchor, e.g. the median has not adopted it yet) that is the newest ring
-            # entry, not the anchor's time - 20 s fixes at a U-turn were otherwise
-            # extrapolated three intervals on and matched to the return pass
-            dt_ref = dt_s
-            if last > st[S_ANCHOR_M]:
-                newest = st[S_RING + 2 * ((int(st[S_RING_POS]) - 1) % RING)]
-                if math.isfinite(newest) and newest > st[S_ANCHOR_TS]:
-                    dt_ref = (ts - newest) / 1000.0
-            m_exp = ref + v * dt_ref
-            # over a gap longer than any sampling interval the recent speed (maybe 0, at
-            # a stop) says little about the progress made meanwhile: widen the prior
-            gap_s = max(0.0, dt_ref - GAP_PRIOR_S)
-            sigma_p = 30.0 + acc + 0.5 * v * dt_ref + 0.5 * par[P_PLANNED_MPS] * gap_s
-            if st[S_OFF] > 0 or st[S_OUT_N] >= 2:
-                # (not on one outside fix: a lone outlier would unpin the match from
-                # where the vehicle stands, e.g. onto the return pass of a U-turn)
-                # re-acquisition: anywhere physically reachable, nearest pass preferred
-                sigma_p = 50.0 + vmax_mps * dt_s
-                m_exp = st[S_ANCHOR_M]
-        else:
-            lo = 0.0
-            hi = length
-            m_exp = 0.0
-            # first fix: near the start unless clearly elsewhere (a depot that the route
-            # passes again later must match the start, not the later pass)
-            sigma_p = INITIAL_SIGMA_P_M
-        m, d, _c = match_window(x, y, cum, px, py, lo, hi, m_exp, sigma_d, sigma_p)
-        inside = d <= corridor
-        # a fix far ahead of where the vehicle could be (speed + 3 m/s^2 acceleration) is
-        # multipath along the road: skip it unless the next fix confirms it
-        if inside and math.isfinite(st[S_ANCHOR_M]) and was_on:
-            dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
-            v0 = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else vmax_mps
-            if math.isfinite(st[S_V_MPS]):
-                v0 = max(v0, st[S_V_MPS])
-            reach = v0 * dt_s + 1.5 * dt_s * dt_s + 2.0 * sigma_d + 20.0
-            ref = st[S_ANCHOR_M]
-            if math.isfinite(st[S_M1]) and st[S_M1] > ref:
-                ref = st[S_M1]  # the latest match: the median anchor lags one fix
-            if m - ref > reach and st[S_JUMP_N] < 1:
-                st[S_JUMP_N] += 1.0
-                st[S_ACC_TS] = prev_ts
-                st[S_ACC_X] = prev_x
-                st[S_ACC_Y] = prev_y
-                out_on[i] = -1
-                continue
-        st[S_JUMP_N] = 0.0
-        # outside the window's corridor but inside the corridor of another part of the
-        # route (a U-turn back along an earlier street, a crossing): not off the route,
-        # but no evidence of progress either
-        elsewhere = False
-        if not inside:
-            # among passes about as near, the one nearest the anchor; a pass ahead of the
-            # anchor and within reach first (progress is monotone): on a street the route
-            # takes twice, a vehicle reappearing after a gap on the later pass would
-            # otherwise be tracked backwards along the earlier one and never complete the
-            # trip. Not beyond reach (counted from before a recent gap): a loop's end
-            # lies at its start, behind.
-            # Another pass needs a fix well inside its corridor (the back-on-route
-            # fraction): a detour street running ~50 m from an earlier part of the route
-            # would otherwise count as 'inside' on noise and keep resetting the
-            # off-route count.
-            near_m = th[TH_BACK_FRACTION] * corridor
-            mref = st[S_ANCHOR_M] if math.isfinite(st[S_ANCHOR_M]) else m
-            reach = _reach_m(st, ts, length, vmax_mps, acc)
-            mg, dg = m, math.inf
-            # no segment that near (a slack for rounding): both searches below would
-            # find nothing within near_m, so they are skipped (a vehicle off its route
-            # otherwise scans the whole route on every fix)
-            if near_any(x, y, boxes, CHUNK_SEGMENTS, px, py, near_m + 0.01):
-                mg, dg, _cg = match_window(
-                    x,
-                    y,
-                    cum,
-                    px,
-                    py,
-                    mref,
-                    reach,
-                    mref,
-                    sigma_d,
-                    5000.0,
-                )
-                if dg > near_m:
-                    mg, dg, _cg = match_window(
-                        x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0
-                    )
-            if dg <= near_m:
-                elsewhere = True
-                inside = True
-                m = mg
-                d = dg
-                st[S_ELSE_N] += 1.0
-                if st[S_ELSE_N] >= ELSEWHERE_REANCHOR_N and mg <= reach:
-                    # the vehicle really is on that other pass (driving back along the
-                    # route, or a wrong first fix): follow it; progress stays monotone.
-                    # Never to a pass it cannot have reached yet: driving out of a loop's
-                    # depot along the street the route ends on is not its end.
-                    st[S_ANCHOR_M] = mg
-                    st[S_ANCHOR_TS] = ts
-                    st[S_ELSE_N] = 0.0
-        if not elsewhere:
-            st[S_ELSE_N] = 0.0
+        jumped, m, d, inside, elsewhere, corridor, sigma_d = _match(
+            x, y, cum, boxes, par, th, st, ts, px, py, acc, spd, was_on, vmax_mps, length
+        )
+        if jumped:
+            continue
+        _accept_fix(st, ts, px, py)
         out_m[i] = m
         out_off[i] = d
-        st[S_LAST_M] = m
-        st[S_LAST_OFFSET] = d
-        # ---- off-route / back on route with hysteresis ----
-        if st[S_OFF] == 0:
-            if inside:
-                # a run of outside fixes ends with as many inside ones as a return needs:
-                # one fix that noise puts just inside (or near another pass of the
-                # route) is no evidence that the vehicle came back
-                if st[S_OUT_N] > 0:
-                    st[S_IN_N] += 1.0
-                    if st[S_IN_N] >= th[TH_BACK_PINGS]:
-                        st[S_OUT_N] = 0.0
-                        st[S_IN_N] = 0.0
-            else:
-                st[S_IN_N] = 0.0
-                if st[S_OUT_N] == 0:
-                    st[S_OUT_SINCE] = ts
-                    st[S_OUT_PATH_M] = 0.0
-                    st[S_OFF_MAX_M] = 0.0
-                elif had_prev:
-                    st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
-                st[S_OUT_N] += 1.0
-                st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
-                if (
-                    st[S_OUT_N] >= th[TH_OFF_PINGS]
-                    and ts - st[S_OUT_SINCE] >= th[TH_OFF_S] * 1000.0
-                    and st[S_COMPLETED] == 0
-                ):
-                    st[S_OFF] = 1.0
-                    st[S_IN_N] = 0.0
-                    ne = _emit(
-                        ev_i,
-                        ev_ts,
-                        ev_f,
-                        ne,
-                        EV_OFF_ROUTE,
-                        i,
-                        -1,
-                        ts,
-                        d,
-                        st[S_OUT_SINCE],
-                        0.0,
-                        lat,
-                        lon,
-                        m,
-                    )
-        else:
-            if had_prev:
-                st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
-            st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
-            if d <= th[TH_BACK_FRACTION] * corridor:
-                st[S_IN_N] += 1.0
-                if st[S_IN_N] >= th[TH_BACK_PINGS]:
-                    st[S_OFF] = 0.0
-                    st[S_OUT_N] = 0.0
-                    ne = _emit(
-                        ev_i,
-                        ev_ts,
-                        ev_f,
-                        ne,
-                        EV_BACK_ON_ROUTE,
-                        i,
-                        -1,
-                        ts,
-                        (ts - st[S_OUT_SINCE]) / 1000.0,
-                        st[S_OUT_PATH_M],
-                        st[S_OFF_MAX_M],
-                        lat,
-                        lon,
-                        m,
-                    )
-            else:
-                st[S_IN_N] = 0.0
-        on_route = st[S_OFF] == 0 and inside
+        ne, on_route = _off_route(
+            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, m, d, inside, corridor, had_prev,
+            prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
         out_on[i] = 1 if on_route else 0
-        st[S_LAST_ONROUTE] = 1.0 if on_route else 0.0
-        if on_route and not elsewhere:
-            # progress is the median of the last three on-route matches, so one fix that
-            # multipath put ahead along the road cannot ratchet it forward; and it never
-            # creeps backwards (on a route that doubles back along the same street small
-            # backward steps would otherwise walk onto the earlier pass)
-            m1 = st[S_M1]
-            m2 = st[S_M2]
-            med = m
-            if math.isfinite(m1) and math.isfinite(m2):
-                med = max(min(m, m1), min(max(m, m1), m2))
-            elif math.isfinite(m1):
-                med = min(m, m1)
-            st[S_M2] = m1
-            st[S_M1] = m
-            if not math.isfinite(st[S_ANCHOR_M]) or med > st[S_ANCHOR_M]:
-                st[S_ANCHOR_M] = med
-                st[S_ANCHOR_TS] = ts
-            elif m - st[S_ANCHOR_M] <= 2.0 * sigma_d + 20.0:
-                st[S_ANCHOR_TS] = ts  # the fix confirms the anchor (e.g. standing still)
-            # else: a fix far ahead that the median did not adopt (yet): the anchor is as
-            # old as before, so the window keeps growing with the time since (a gap)
-            if not math.isfinite(st[S_START_M]):
-                st[S_START_M] = m
-                st[S_PROGRESS] = m
-            if med > st[S_PROGRESS]:
-                st[S_PROGRESS] = med
-            # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
-            # a long baseline averages GPS noise out of the derived speed
-            pos = int(st[S_RING_POS]) % RING
-            newest = st[S_RING + 2 * ((pos - 1) % RING)]
-            if not math.isfinite(newest) or ts - newest >= RING_STEP_MS:
-                st[S_RING + 2 * pos] = ts
-                st[S_RING + 2 * pos + 1] = m
-                st[S_RING_POS] = float(pos + 1)
-        # ---- speed: the device's when present, else progress over the ring ----
-        derived = _derived_kmh(st, ts) if on_route and not elsewhere else np.nan
-        if math.isfinite(derived):
-            a = 1.0 - math.exp(-5.0 / 120.0)
-            vm = derived / 3.6
-            st[S_V_MPS] = (
-                vm if not math.isfinite(st[S_V_MPS]) else st[S_V_MPS] + a * (vm - st[S_V_MPS])
-            )
-        speed = spd_a[i] if math.isfinite(spd_a[i]) else derived
-        st[S_SPEED_KMH] = speed
+        progressed = on_route and not elsewhere
+        if progressed:
+            _progress(st, ts, m, sigma_d)
+        speed = _speed(st, ts, spd, progressed)
         if st[S_COMPLETED] > 0:
             continue
-        # ---- trip started ----
-        if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]):
-            need = min(th[TH_START_M], 0.5 * length)
-            if st[S_PROGRESS] - st[S_START_M] >= need or st[S_PROGRESS] >= need:
-                st[S_STARTED] = 1.0
-                ne = _emit(
-                    ev_i, ev_ts, ev_f, ne, EV_TRIP_STARTED, i, -1, ts, 0.0, 0.0, 0.0, lat, lon, m
-                )
-        # ---- planned stops ----
-        at = int(st[S_AT_STOP])
-        # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure
-        if at >= 0:
-            away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
-            # moving off the spot where it dwelt counts before the geofence edge is reached
-            # (not while the device says it still stands there: a noisy fix)
-            still = math.isfinite(spd_a[i]) and spd_a[i] < ST_STILL_KMH
-            if st[S_ST_N] >= 3 and not still:
-                away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
-            if away:
-                if st[S_DEP_N] == 0:
-                    st[S_DEP_TS] = ts
-                st[S_DEP_N] += 1.0
-            else:
-                st[S_DEP_N] = 0.0
-            if st[S_DEP_N] >= 2:
-                ustat[at, U_STATUS] = STATUS_DEPARTED
-                ustat[at, U_DEPARTED_TS] = st[S_DEP_TS]
-                ne = _emit(
-                    ev_i,
-                    ev_ts,
-                    ev_f,
-                    ne,
-                    EV_STOP_DEPARTED,
-                    i,
-                    at,
-                    ts,
-                    (st[S_DEP_TS] - ustat[at, U_ENTER_TS]) / 1000.0,
-                    0.0,
-                    0.0,
-                    lat,
-                    lon,
-                    m,
-                )
-                st[S_AT_STOP] = -1.0
-                st[S_DEP_N] = 0.0
-                st[S_NEXT_STOP] = float(at + 1)
-                # the dwell was planned: a stationary cluster from it must not become an
-                # unplanned stop once the vehicle is no longer 'at' the stop (at sigma
-                # 15 m the departure fixes can still lie inside the cluster's radius)
-                st[S_ST_N] = 0.0
-        if int(st[S_AT_STOP]) < 0:
-            found = -1
-            for k in range(int(st[S_NEXT_STOP]), nstops):
-                r = stops[k, T_RADIUS]
-                if (
-                    abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
-                    and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r
-                ):
-                    found = k
-                    break
-                if stops[k, T_M] > st[S_PROGRESS] + 1000.0:
-                    break
-            if found < 0:
-                st[S_CAND_STOP] = -1.0
-            else:
-                if int(st[S_CAND_STOP]) != found:
-                    st[S_CAND_STOP] = float(found)
-                    st[S_CAND_TS] = ts
-                slow = math.isfinite(speed) and speed < th[TH_STOP_SLOW_KMH]
-                if slow or ts - st[S_CAND_TS] >= th[TH_STOP_DWELL_S] * 1000.0:
-                    for k in range(int(st[S_NEXT_STOP]), found):
-                        ustat[k, U_STATUS] = STATUS_SKIPPED
-                    enter = st[S_CAND_TS]
-                    ustat[found, U_STATUS] = STATUS_ARRIVED
-                    ustat[found, U_ENTER_TS] = enter
-                    ustat[found, U_ARRIVED_TS] = ts
-                    win_end = stops[found, T_WIN_END]
-                    if math.isfinite(win_end) and enter > win_end:
-                        st[S_LATE_STOPS] += 1.0
-                    else:
-                        st[S_ON_TIME] += 1.0
-                    ne = _emit(
-                        ev_i,
-                        ev_ts,
-                        ev_f,
-                        ne,
-                        EV_STOP_ARRIVED,
-                        i,
-                        found,
-                        ts,
-                        enter,
-                        0.0,
-                        0.0,
-                        lat,
-                        lon,
-                        m,
-                    )
-                    st[S_AT_STOP] = float(found)
-                    st[S_NEXT_STOP] = float(found)
-                    st[S_CAND_STOP] = -1.0
-                    # arriving ends an unplanned-stop candidate: the dwell is planned
-                    st[S_ST_N] = 0.0
-        # a stop passed well behind the furthest progress was skipped
-        while (
-            int(st[S_AT_STOP]) < 0
-            and int(st[S_NEXT_STOP]) < nstops
-            and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])
-        ):
-            k = int(st[S_NEXT_STOP])
-            if stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]:
-                ustat[k, U_STATUS] = STATUS_SKIPPED
-                st[S_NEXT_STOP] = float(k + 1)
-            else:
-                break
-        # ---- stationary away from planned stops -> unplanned stop ----
-        near_stop = int(st[S_AT_STOP]) >= 0 or int(st[S_CAND_STOP]) >= 0
-        # the radius never below 3 sigma of the fix: with a worse fix two in a row fall
-        # outside a 30 m circle often enough to break every genuine halt
-        rad = max(th[TH_ST_RADIUS], ST_RADIUS_SIGMAS * sigma_d)
-        if st[S_ST_N] == 0:
-            st[S_ST_N] = 1.0
-            st[S_ST_X] = px
-            st[S_ST_Y] = py
-            st[S_ST_SINCE] = ts
-            st[S_ST_OUT_N] = 0.0
-        elif math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= rad:
-            st[S_ST_N] += 1.0
-            st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
-            st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
-            st[S_ST_OUT_N] = 0.0
-        elif (
-            st[S_ST_N] >= 3
-            and math.isfinite(spd_a[i])
-            and spd_a[i] < ST_STILL_KMH
-            and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_STILL_MAX_M
-        ):
-            # a far fix while the device says it stands still, next to an established
-            # cluster, is noise, not movement (a young cluster may still be the approach;
-            # beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says)
-            pass
-        else:
-            # one outlying fix is noise; two in a row is movement
-            st[S_ST_OUT_N] += 1.0
-            if st[S_ST_OUT_N] >= 2:
-                if st[S_ST_ACTIVE] > 0:
-                    st[S_ST_ACTIVE] = 0.0
-                    ne = _emit(
-                        ev_i,
-                        ev_ts,
-                        ev_f,
-                        ne,
-                        EV_UNPLANNED_STOP_ENDED,
-                        i,
-                        -1,
-                        ts,
-                        (ts - st[S_ST_SINCE]) / 1000.0,
-                        st[S_ST_SINCE],
-                        0.0,
-                        lat,
-                        lon,
-                        m,
-                    )
-                st[S_ST_N] = 1.0
-                st[S_ST_X] = px
-                st[S_ST_Y] = py
-                st[S_ST_SINCE] = ts
-                st[S_ST_OUT_N] = 0.0
-        # only a fix inside the cluster proves the stop (after a coverage gap the first
-        # fix may be far away while the cluster's start is long past)
-        if (
-            st[S_ST_ACTIVE] == 0
-            and st[S_STARTED] > 0
-            and not near_stop
-            and st[S_ST_OUT_N] == 0
-            and ts - st[S_ST_SINCE] >= th[TH_ST_S] * 1000.0
-        ):
-            clear = True
-            for k in range(nstops):
-                # at the stop's place on its pass of the route (as for arrival): halting
-                # there on the way back along an out-and-back leg is still unplanned
-                r = stops[k, T_RADIUS]
-                if (
-                    math.hypot(st[S_ST_X] - stops[k, T_X], st[S_ST_Y] - stops[k, T_Y]) <= r
-                    and abs(st[S_PROGRESS] - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
-                ):
-                    clear = False
-                    break
-            if clear:
-                st[S_ST_ACTIVE] = 1.0
-                ne = _emit(
-                    ev_i,
-                    ev_ts,
-                    ev_f,
-                    ne,
-                    EV_UNPLANNED_STOP,
-                    i,
-                    -1,
-                    ts,
-                    rad,
-                    st[S_ST_SINCE],
-                    0.0,
-                    lat,
-                    lon,
-                    m,
-                )
-        # ---- speeding against the limit at this route position ----
-        limit = (
-            limit_at(m, lim_from, lim_to, lim_kmh, par[P_DEFAULT_LIMIT])
-            if on_route
-            else par[P_DEFAULT_LIMIT]
+        ne = _trip_start(st, th, length, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne)
+        ne, dwell_planned = _stops(
+            st, th, stops, ustat, i, ts, px, py, lat, lon, m, speed, spd, ev_i, ev_ts, ev_f, ne
         )
-        if math.isfinite(limit) and math.isfinite(speed):
-            if speed > limit + th[TH_SP_TOL]:
-                if not math.isfinite(st[S_SP_SINCE]):
-                    st[S_SP_SINCE] = ts
-                    st[S_SP_MAX] = speed
-                    st[S_SP_M0] = st[S_PROGRESS]
-                    st[S_SP_LIMIT] = limit
-                st[S_SP_UNDER_N] = 0.0
-                st[S_SP_MAX] = max(st[S_SP_MAX], speed)
-                if st[S_SP_ACTIVE] == 0 and ts - st[S_SP_SINCE] >= th[TH_SP_MIN_S] * 1000.0:
-                    st[S_SP_ACTIVE] = 1.0
-                    ne = _emit(
-                        ev_i,
-                        ev_ts,
-                        ev_f,
-                        ne,
-                        EV_SPEEDING,
-                        i,
-                        -1,
-                        ts,
-                        st[S_SP_LIMIT],
-                        speed,
-                        st[S_SP_SINCE],
-                        lat,
-                        lon,
-                        m,
-                    )
-            elif (
-                math.isfinite(st[S_SP_SINCE]) and speed > limit + th[TH_SP_TOL] - SPEEDING_HYST_KMH
-            ):
-                # hysteresis: a run ~1 km/h over the threshold with 1.5 km/h of device
-                # speed noise dips under it on two fixes in a row every minute or so
-                st[S_SP_UNDER_N] = 0.0
-            elif math.isfinite(st[S_SP_SINCE]):
-                if st[S_SP_UNDER_N] == 0:
-                    st[S_SP_UNDER_TS] = ts
-                st[S_SP_UNDER_N] += 1.0
-                # one slower sample inside a speeding run is noise
-                if st[S_SP_UNDER_N] >= 2 or ts - st[S_SP_UNDER_TS] >= 5000.0:
-                    if st[S_SP_ACTIVE] > 0:
-                        ne = _emit(
-                            ev_i,
-                            ev_ts,
-                            ev_f,
-                            ne,
-                            EV_SPEEDING_ENDED,
-                            i,
-                            -1,
-                            ts,
-                            st[S_SP_MAX],
-                            (st[S_SP_UNDER_TS] - st[S_SP_SINCE]) / 1000.0,
-                            max(0.0, st[S_PROGRESS] - st[S_SP_M0]),
-                            lat,
-                            lon,
-                            m,
-                        )
-                    st[S_SP_ACTIVE] = 0.0
-                    st[S_SP_SINCE] = np.nan
-                    st[S_SP_UNDER_N] = 0.0
-        # ---- schedule: predicted arrival at the next stop vs its window ----
-        nxt = int(st[S_NEXT_STOP])
-        if int(st[S_AT_STOP]) >= 0:
-            nxt = int(st[S_AT_STOP]) + 1
-        while nxt < nstops and ustat[nxt, U_STATUS] != STATUS_PENDING:
-            nxt += 1
-        if nxt < nstops and math.isfinite(stops[nxt, T_WIN_END]):
-            v = expected_mps(st, par)
-            eta = ts + max(0.0, stops[nxt, T_M] - max(st[S_PROGRESS], 0.0)) / v * 1000.0
-            at = int(st[S_AT_STOP])
-            if at >= 0:
-                eta += max(0.0, stops[at, T_SERVICE_S] * 1000.0 - (ts - ustat[at, U_ENTER_TS]))
-            delay_s = (eta - stops[nxt, T_WIN_END]) / 1000.0
-            if st[S_LATE] == 0 and delay_s > th[TH_LATE_S]:
-                st[S_LATE] = 1.0
-                st[S_LATE_STOP] = float(nxt)
-                ne = _emit(
-                    ev_i, ev_ts, ev_f, ne, EV_LATE, i, nxt, ts, eta, delay_s, 0.0, lat, lon, m
-                )
-            elif st[S_LATE] > 0 and delay_s < th[TH_LATE_S] - th[TH_LATE_HYST_S]:
-                st[S_LATE] = 0.0
-                ne = _emit(
-                    ev_i,
-                    ev_ts,
-                    ev_f,
-                    ne,
-                    EV_BACK_ON_SCHEDULE,
-                    i,
-                    nxt,
-                    ts,
-                    delay_s,
-                    0.0,
-                    0.0,
-                    lat,
-                    lon,
-                    m,
-                )
-        # ---- completion: every stop resolved after the last departure, or route end ----
-        # a route that goes on past the last stop (back to the depot) ends at its end
-        last_departed = (
-            nstops > 0
-            and ustat[nstops - 1, U_STATUS] == STATUS_DEPARTED
-            and length - stops[nstops - 1, T_M] <= stops[nstops - 1, T_RADIUS] + 200.0
-        )
-        # standing at the route end proves it on one fix: with sparse fixes the median
-        # progress may never see two of them there before the tracker goes quiet
-        standing_at_end = (
-            on_route
-            and not elsewhere
-            and m >= length - END_M
-            and math.isfinite(speed)
-            and speed < th[TH_STOP_SLOW_KMH]
-        )
-        done = (
-            st[S_STARTED] > 0
-            and int(st[S_AT_STOP]) < 0
-            and int(st[S_CAND_STOP]) < 0
-            and (last_departed or st[S_PROGRESS] >= length - END_M or standing_at_end)
-        )
-        if done:
-            for k in range(nstops):
-                if ustat[k, U_STATUS] == STATUS_PENDING:
-                    ustat[k, U_STATUS] = STATUS_SKIPPED
-            st[S_COMPLETED] = 1.0
-            st[S_COMPLETED_TS] = ts
-            ne = _emit(
-                ev_i,
-                ev_ts,
-                ev_f,
-                ne,
-                EV_TRIP_COMPLETED,
-                i,
-                -1,
-                ts,
-                st[S_ON_TIME],
-                st[S_LATE_STOPS],
-                max(0.0, st[S_PROGRESS] - st[S_START_M]),
-                lat,
-                lon,
-                m,
-            )
+        ne = _unplanned_stop(
+            st, th, stops, i, ts, px, py, lat, lon, m, spd, sigma_d, dwell_planned,
+            ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
+        ne = _speeding(
+            st, th, par, lim_from, lim_to, lim_kmh, i, ts, lat, lon, m, speed, on_route,
+            ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
+        ne = _schedule(st, th, par, stops, ustat, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne)
+        ne = _completion(
+            st, th, length, stops, ustat, i, ts, lat, lon, m, speed, on_route, elsewhere,
+            ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
     return ne
 
 
 @njit(cache=True)
-def signal_check(st, th, horizon_ms, ev_i, ev_ts, ev_f):
-    """signal_lost once the committed horizon passes last ping + timeout (active trips).
-
-    Emits at most one event (ts = last ping + timeout); returns the number emitted.
-    """
-    if st[S_N] == 0 or st[S_LOST] > 0 or st[S_STARTED] == 0 or st[S_COMPLETED] > 0:
+def time_check(st, th, par, ustat, horizon_ms, ev_i, ev_ts, ev_f):
+    """The time-driven events of a trip whose committed horizon passed their instant with
+    no ping since: ``signal_lost`` at the last ping + timeout (a started, unfinished
+    trip), and the trip's end for want of signal at :func:`_abandon_at` (any trip that
+    has had a ping), in that order - the same events, with the same times, that the
+    next ping would give (:func:`_signal`). Returns the number emitted (at most 2)."""
+    if st[S_N] == 0 or st[S_COMPLETED] > 0:
         return 0
+    ne = 0
+    end_ms = _abandon_at(st, th, par)
     lost_at = st[S_LAST_TS] + th[TH_LOST_S] * 1000.0
-    if horizon_ms < lost_at:
-        return 0
-    st[S_LOST] = 1.0
-    return _emit(
-        ev_i,
-        ev_ts,
-        ev_f,
-        0,
-        EV_SIGNAL_LOST,
-        -1,
-        -1,
-        lost_at,
-        st[S_LAST_TS],
-        0.0,
-        0.0,
-        st[S_LAST_LAT],
-        st[S_LAST_LON],
-        st[S_LAST_M],
-    )
+    if st[S_LOST] == 0 and st[S_STARTED] > 0 and lost_at <= horizon_ms and lost_at <= end_ms:
+        ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
+    if end_ms <= horizon_ms:
+        ne = _abandon(st, ustat, -1, end_ms, ev_i, ev_ts, ev_f, ne)
+    return ne
 
 
 _ = (STATUS_ARRIVED, U_ARRIVED_TS)  # layout names used by readers of ustat

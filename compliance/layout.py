@@ -70,14 +70,23 @@ S_M2 = 54
 RING = 8  # (ts, route_m) pairs of on-route pings, for derived speed
 S_RING = 55
 S_GAP_FROM = S_RING + 2 * RING  # ts of the last fix before the latest signal gap (0 none)
-N_STATE = S_GAP_FROM + 1
+# (checkpoint version 3 on: older states end here and are padded with NEW_STATE_TAIL)
+S_OUT_X0 = S_GAP_FROM + 1  # where the run of outside fixes began (NaN none)
+S_OUT_Y0 = S_GAP_FROM + 2
+S_OUT_SIDE = S_GAP_FROM + 3  # its side of the route: +1 left, -1 right, 0 unknown
+S_OUT_MOVED_N = S_GAP_FROM + 4  # consecutive outside fixes showing movement away
+N_STATE = S_GAP_FROM + 5
+#: the state slots checkpoint version 2 did not have, with their fresh values
+N_STATE_V2 = S_GAP_FROM + 1
+NEW_STATE_TAIL = (float("nan"), float("nan"), 0.0, 0.0)
 
 # ---- per-trip parameters: float64 vector ----
 P_LENGTH_M = 0
 P_CORRIDOR_M = 1
 P_PLANNED_MPS = 2
 P_DEFAULT_LIMIT = 3  # NaN none
-N_PARAM = 4
+P_PLANNED_END_MS = 4  # when the plan expects the trip to end, epoch ms
+N_PARAM = 5
 
 # ---- stops: float64 (n, N_STOPF), plan order ----
 T_X = 0
@@ -134,3 +143,6 @@ EV_BACK_ON_SCHEDULE = EVENT_CODES.index(EventType.BACK_ON_SCHEDULE)
 EV_SIGNAL_LOST = EVENT_CODES.index(EventType.SIGNAL_LOST)
 EV_SIGNAL_RESTORED = EVENT_CODES.index(EventType.SIGNAL_RESTORED)
 EV_TRIP_COMPLETED = EVENT_CODES.index(EventType.TRIP_COMPLETED)
+#: the kernels' own code for a trip ended because its vehicle stopped reporting: a
+#: ``trip_completed`` with ``ended_by`` "no_signal" (compliance.convert)
+EV_TRIP_ABANDONED = len(EVENT_CODES)

@@ -4,21 +4,24 @@
 at most :data:`MAX_SEGMENT_M` metres (so a window in route metres maps to few segments),
 and locates every stop along it *in plan order*: each stop is searched only after the
 previous one, so a stop on the return leg of an out-and-back or the second lap of a loop
-lands on the right pass.
+lands on the right pass. All of it is one Numba call (:func:`_geometry`), some tens of
+microseconds a route: replaying tens of thousands of short trips prepares them all.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from compliance.layout import CHUNK_SEGMENTS
-from compliance.plan import TripPlan
-from geo.projection import LocalProjection, cumulative_m, densify
+from compliance.plan import TripPlan, route_array
+from geo.projection import LocalProjection, aeqd_xy, cumulative_m, cumulative_nb, densify_nb
 
 F64 = npt.NDArray[np.float64]
 
@@ -55,102 +58,189 @@ class PreparedRoute:
     chunk_box_m: F64
 
 
-def chunk_boxes(x: F64, y: F64) -> F64:
+@njit(cache=True)
+def chunk_boxes(x, y):
     """Bounding box of each run of :data:`CHUNK_SEGMENTS` consecutive segments (both ends
     of every segment inside), shape (runs, 4). A route has at least two vertices."""
-    starts = np.arange(0, len(x) - 1, CHUNK_SEGMENTS)
-    lo_x, hi_x = np.minimum(x[:-1], x[1:]), np.maximum(x[:-1], x[1:])
-    lo_y, hi_y = np.minimum(y[:-1], y[1:]), np.maximum(y[:-1], y[1:])
-    return np.column_stack(
-        [
-            np.minimum.reduceat(lo_x, starts),
-            np.minimum.reduceat(lo_y, starts),
-            np.maximum.reduceat(hi_x, starts),
-            np.maximum.reduceat(hi_y, starts),
-        ]
-    )
+    n_seg = x.shape[0] - 1
+    runs = (n_seg + CHUNK_SEGMENTS - 1) // CHUNK_SEGMENTS
+    out = np.empty((runs, 4))
+    for k in range(runs):
+        lo_x = lo_y = np.inf
+        hi_x = hi_y = -np.inf
+        for i in range(k * CHUNK_SEGMENTS, min((k + 1) * CHUNK_SEGMENTS, n_seg)):
+            lo_x = min(lo_x, x[i], x[i + 1])
+            lo_y = min(lo_y, y[i], y[i + 1])
+            hi_x = max(hi_x, x[i], x[i + 1])
+            hi_y = max(hi_y, y[i], y[i + 1])
+        out[k, 0] = lo_x
+        out[k, 1] = lo_y
+        out[k, 2] = hi_x
+        out[k, 3] = hi_y
+    return out
 
 
-def _passes(route_x: F64, route_y: F64, cum: F64, px: float, py: float) -> tuple[F64, F64]:
-    """Candidate positions of point (px, py) on the route, one per pass near it.
-
-    Returns (route m, offset m) of the nearest segment of each run of segments within
-    :data:`_PASS_TIE_M` of the best distance + :data:`_PASS_SLACK_M`, nearest first
-    (at most :data:`_MAX_PASSES`)."""
-    x0, y0 = route_x[:-1], route_y[:-1]
-    dx, dy = np.diff(route_x), np.diff(route_y)
-    len2 = dx * dx + dy * dy
-    t = np.clip(((px - x0) * dx + (py - y0) * dy) / np.where(len2 > 0, len2, 1.0), 0.0, 1.0)
-    m = cum[:-1] + t * np.diff(cum)
-    d = np.hypot(x0 + t * dx - px, y0 + t * dy - py)
-    near = d <= float(d.min()) + _PASS_SLACK_M
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], near.astype(np.int8), [0]])))
-    idx = np.array(
-        [i for a, b in zip(edges[::2], edges[1::2], strict=True) for i in _pass_minima(d[a:b], a)],
-        np.int64,
-    )
-    idx = idx[np.argsort(d[idx], kind="stable")][:_MAX_PASSES]
-    return m[idx], d[idx]
-
-
-def _pass_minima(d: F64, first: int) -> list[int]:
-    """Segment indices (offset by ``first``) of the separate passes in one run of near
-    segments: local minima of the offset ``d`` that the route leaves by more than
-    :data:`_PASS_TIE_M` in between. A stop edge driven to its end and back (a U-turn a
-    block on) is two passes, ~100 m apart along the route, within one near run."""
-    out = [0]
+@njit(cache=True)
+def _pass_minima(d, a, b, out, n_out):
+    """Append to ``out`` (from ``n_out``) the segment indices of the separate passes in
+    the run of near segments [a, b): local minima of the offset ``d`` that the route
+    leaves by more than :data:`_PASS_TIE_M` in between. A stop edge driven to its end and
+    back (a U-turn a block on) is two passes, ~100 m apart along the route, within one
+    near run. Returns the new count."""
+    out[n_out] = a
+    n_out += 1
     peak = 0.0  # highest offset since the last kept minimum
-    for i in range(1, len(d)):
-        j = out[-1]
+    for i in range(a + 1, b):
+        j = out[n_out - 1]
         if d[i] < d[j] and peak - d[j] <= _PASS_TIE_M:
-            out[-1] = i  # still the same pass, nearer
-            peak = float(d[i])
+            out[n_out - 1] = i  # still the same pass, nearer
+            peak = d[i]
         elif d[i] > peak:
-            peak = float(d[i])
+            peak = d[i]
         elif peak - d[j] > _PASS_TIE_M and peak - d[i] > _PASS_TIE_M and d[i] <= d[i - 1]:
-            out.append(i)  # came back near after leaving: another pass
-            peak = float(d[i])
-    return [first + i for i in out]
+            out[n_out] = i  # came back near after leaving: another pass
+            n_out += 1
+            peak = d[i]
+    return n_out
 
 
-def _locate_stops(route_x: F64, route_y: F64, cum: F64, sx: F64, sy: F64) -> tuple[F64, F64]:
+@njit(cache=True)
+def _passes(x, y, cum, px, py, out_m, out_d):
+    """Candidate positions of point (px, py) on the route, one per pass near it, into
+    ``out_m``/``out_d`` (route m, offset m): the nearest segment of each run of segments
+    within :data:`_PASS_SLACK_M` of the best distance, split into passes
+    (:func:`_pass_minima`), nearest first, at most :data:`_MAX_PASSES`. Returns how many."""
+    n_seg = x.shape[0] - 1
+    m = np.empty(n_seg)
+    d = np.empty(n_seg)
+    best = np.inf
+    for i in range(n_seg):
+        dx = x[i + 1] - x[i]
+        dy = y[i + 1] - y[i]
+        len2 = dx * dx + dy * dy
+        t = ((px - x[i]) * dx + (py - y[i]) * dy) / (len2 if len2 > 0 else 1.0)
+        t = min(max(t, 0.0), 1.0)
+        m[i] = cum[i] + t * (cum[i + 1] - cum[i])
+        d[i] = math.hypot(x[i] + t * dx - px, y[i] + t * dy - py)
+        best = min(best, d[i])
+    idx = np.empty(n_seg, np.int64)
+    n_idx = 0
+    i = 0
+    while i < n_seg:
+        if d[i] <= best + _PASS_SLACK_M:
+            a = i
+            while i < n_seg and d[i] <= best + _PASS_SLACK_M:
+                i += 1
+            n_idx = _pass_minima(d, a, i, idx, n_idx)
+        else:
+            i += 1
+    order = np.argsort(d[idx[:n_idx]], kind="mergesort")  # stable: earlier pass first
+    k = min(n_idx, _MAX_PASSES)
+    for j in range(k):
+        out_m[j] = m[idx[order[j]]]
+        out_d[j] = d[idx[order[j]]]
+    return k
+
+
+@njit(cache=True)
+def _locate_stops(x, y, cum, sx, sy):
     """Place every stop on one pass of the route, in plan order (non-decreasing route m),
     minimising the summed offsets (a small DP over each stop's candidate passes).
 
     Ties within :data:`_PASS_TIE_M` of offset prefer the earlier pass, so a stop on the
-    return leg of an out-and-back or the second lap of a loop lands on the right pass."""
-    n = len(sx)
-    cands = [_passes(route_x, route_y, cum, float(sx[k]), float(sy[k])) for k in range(n)]
-    # cost[k][j]: best total for stops 0..k with stop k at candidate j; back-pointers
-    costs: list[F64] = []
-    back: list[npt.NDArray[np.int64]] = []
-    for k, (m, d) in enumerate(cands):
-        # offsets count in units of the tie width; the route m breaks ties (earlier first)
-        own = np.floor(d / _PASS_TIE_M) + m / (cum[-1] + 1.0) * 1e-3
-        if k == 0:
-            costs.append(own)
-            back.append(np.full(len(m), -1, np.int64))
-            continue
-        pm = cands[k - 1][0]
-        ok = pm[None, :] <= m[:, None] + 1e-6  # previous stop not after this one
-        total = np.where(ok, costs[-1][None, :], np.inf)
-        j = np.argmin(total, axis=1)
-        best = total[np.arange(len(m)), j]
-        # no ordered choice: fall back to this stop's nearest pass (reported by validation)
-        best = np.where(np.isfinite(best), best, costs[-1].min() + 1e6)
-        costs.append(own + best)
-        back.append(
-            np.where(np.isfinite(total[np.arange(len(m)), j]), j, int(np.argmin(costs[-2])))
-        )
+    return leg of an out-and-back or the second lap of a loop lands on the right pass.
+    Returns (route m, offset m) per stop."""
+    n = sx.shape[0]
+    cm = np.empty((n, _MAX_PASSES))
+    cd = np.empty((n, _MAX_PASSES))
+    nc = np.empty(n, np.int64)
+    for k in range(n):
+        nc[k] = _passes(x, y, cum, sx[k], sy[k], cm[k], cd[k])
+    # cost[k, j]: best total for stops 0..k with stop k at candidate j; back-pointers
+    cost = np.empty((n, _MAX_PASSES))
+    back = np.full((n, _MAX_PASSES), -1, np.int64)
+    for k in range(n):
+        for j in range(nc[k]):
+            # offsets count in units of the tie width; the route m breaks ties (earlier first)
+            own = math.floor(cd[k, j] / _PASS_TIE_M) + cm[k, j] / (cum[-1] + 1.0) * 1e-3
+            if k == 0:
+                cost[k, j] = own
+                continue
+            best = np.inf
+            arg = 0
+            prev_min = np.inf
+            prev_arg = 0
+            for q in range(nc[k - 1]):
+                if cost[k - 1, q] < prev_min:
+                    prev_min = cost[k - 1, q]
+                    prev_arg = q
+                # previous stop not after this one
+                c = cost[k - 1, q] if cm[k - 1, q] <= cm[k, j] + 1e-6 else np.inf
+                if c < best:
+                    best = c
+                    arg = q
+            if math.isfinite(best):
+                back[k, j] = arg
+            else:
+                # no ordered choice: this stop's nearest pass (reported by validation)
+                best = prev_min + 1e6
+                back[k, j] = prev_arg
+            cost[k, j] = own + best
     out_m = np.empty(n)
     out_d = np.empty(n)
     if n:
-        j = int(np.argmin(costs[-1]))
+        j = 0
+        for q in range(1, nc[n - 1]):
+            if cost[n - 1, q] < cost[n - 1, j]:
+                j = q
         for k in range(n - 1, -1, -1):
-            out_m[k] = cands[k][0][j]
-            out_d[k] = cands[k][1][j]
-            j = int(back[k][j])
+            out_m[k] = cm[k, j]
+            out_d[k] = cd[k, j]
+            j = back[k, j]
     return out_m, out_d
+
+
+@njit(cache=True)
+def _geometry(pts, stops):
+    """The route's frame and geometry in one pass, from its [lon, lat] points (repeated
+    ones dropped) and its stops' [lon, lat]: centre (the bounding box's), vertices
+    projected and densified, cumulative distance, segment-run boxes, stops projected and
+    located. Returns (lon0, lat0, x, y, cum, boxes, stop x, stop y, stop m, stop offset)."""
+    n = 1
+    for i in range(1, pts.shape[0]):
+        if pts[i, 0] != pts[i - 1, 0] or pts[i, 1] != pts[i - 1, 1]:
+            n += 1
+    lon = np.empty(n)
+    lat = np.empty(n)
+    lon[0] = pts[0, 0]
+    lat[0] = pts[0, 1]
+    k = 1
+    for i in range(1, pts.shape[0]):
+        if pts[i, 0] != pts[i - 1, 0] or pts[i, 1] != pts[i - 1, 1]:
+            lon[k] = pts[i, 0]
+            lat[k] = pts[i, 1]
+            k += 1
+    lon0 = (lon.min() + lon.max()) / 2.0
+    lat0 = (lat.min() + lat.max()) / 2.0
+    px = np.empty(n)
+    py = np.empty(n)
+    aeqd_xy(lon, lat, lon0, lat0, px, py)
+    x, y = densify_nb(px, py, MAX_SEGMENT_M)
+    cum = cumulative_nb(x, y)
+    sx = np.empty(stops.shape[0])
+    sy = np.empty(stops.shape[0])
+    aeqd_xy(stops[:, 0], stops[:, 1], lon0, lat0, sx, sy)
+    sm, so = _locate_stops(x, y, cum, sx, sy)
+    return lon0, lat0, x, y, cum, chunk_boxes(x, y), sx, sy, sm, so
+
+
+_NO_LIMITS = np.zeros(0)
+_NO_LIMITS.flags.writeable = False
+
+
+def _route_points(plan: TripPlan) -> F64:
+    """The plan's route as an (n, 2) [lon, lat] array, parts joined."""
+    return route_array(plan.route, trusted=True)
 
 
 def route_lonlat(route: Mapping[str, Any]) -> F64:
@@ -180,7 +270,7 @@ class MeasuredRoute:
     @classmethod
     def of(cls, route: Mapping[str, Any]) -> MeasuredRoute:
         arr = route_lonlat(route)
-        proj = LocalProjection.for_points(arr, fit=False)
+        proj = LocalProjection.for_points(arr)
         x, y = proj.to_xy(arr[:, 0], arr[:, 1])
         return cls(arr, x, y, cumulative_m(x, y), proj)
 
@@ -201,38 +291,30 @@ class MeasuredRoute:
 
 def prepare(plan: TripPlan) -> PreparedRoute:
     """Project, densify and index ``plan``'s route; locate its stops and limits."""
-    arr = route_lonlat(plan.route)
-    proj = LocalProjection.for_points(arr)
-    x, y = proj.to_xy(arr[:, 0], arr[:, 1])
-    x, y = densify(x, y, MAX_SEGMENT_M)
-    cum = cumulative_m(x, y)
-    length_m = float(cum[-1])
-    n = len(plan.stops)
-    sx = np.empty(n)
-    sy = np.empty(n)
-    sm = np.empty(n)
-    so = np.empty(n)
-    if n:
-        loc = np.asarray([s.location for s in plan.stops], dtype=np.float64)
-        sx, sy = proj.to_xy(loc[:, 0], loc[:, 1])
-    if n:
-        sm, so = _locate_stops(x, y, cum, np.asarray(sx), np.asarray(sy))
-    ranges = sorted(plan.speed_limits, key=lambda r: r.from_m)
+    stops = np.array([s.location for s in plan.stops], np.float64).reshape(-1, 2)
+    lon0, lat0, x, y, cum, boxes, sx, sy, sm, so = _geometry(_route_points(plan), stops)
+    if plan.speed_limits:
+        ranges = sorted(plan.speed_limits, key=lambda r: r.from_m)
+        lim_from = np.array([r.from_m for r in ranges], np.float64)
+        lim_to = np.array([r.to_m for r in ranges], np.float64)
+        lim_kmh = np.array([r.kmh for r in ranges], np.float64)
+    else:
+        lim_from = lim_to = lim_kmh = _NO_LIMITS
     return PreparedRoute(
-        projection=proj,
+        projection=LocalProjection(lon0, lat0),
         x_m=x,
         y_m=y,
         cum_m=cum,
-        length_m=length_m,
-        stop_x_m=np.asarray(sx, np.float64),
-        stop_y_m=np.asarray(sy, np.float64),
+        length_m=float(cum[-1]),
+        stop_x_m=sx,
+        stop_y_m=sy,
         stop_route_m=sm,
         stop_offset_m=so,
-        limit_from_m=np.array([r.from_m for r in ranges], np.float64),
-        limit_to_m=np.array([r.to_m for r in ranges], np.float64),
-        limit_kmh=np.array([r.kmh for r in ranges], np.float64),
+        limit_from_m=lim_from,
+        limit_to_m=lim_to,
+        limit_kmh=lim_kmh,
         default_limit_kmh=float(plan.speed_limit_kmh) if plan.speed_limit_kmh else float("nan"),
-        chunk_box_m=chunk_boxes(x, y),
+        chunk_box_m=boxes,
     )
 
 

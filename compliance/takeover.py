@@ -30,10 +30,11 @@ from compliance.events import Event, EventType
 from compliance.layout import (
     E_PING,
     E_TYPE,
+    EV_TRIP_ABANDONED,
     EV_TRIP_COMPLETED,
     EV_TRIP_STARTED,
     N_STOPS,
-    P_PLANNED_MPS,
+    P_PLANNED_END_MS,
     S_COMPLETED,
     S_COMPLETED_TS,
     S_LATE_STOPS,
@@ -67,22 +68,8 @@ class Shadow:
 
 
 def planned_end_ms(trip: Trip) -> float:
-    """When the plan expects the trip to end, epoch ms: the last timed stop's planned
-    arrival (or window end) + the service times from it on + the rest of the route at
-    the planned speed; without timed stops, planned start + route at the planned speed."""
-    plan, route = trip.plan, trip.route
-    mps = float(trip.par[P_PLANNED_MPS])
-    for k in range(len(plan.stops) - 1, -1, -1):
-        s = plan.stops[k]
-        ref = s.planned_arrival if s.planned_arrival is not None else None
-        if ref is None and s.window is not None:
-            ref = s.window.end
-        if ref is None:
-            continue
-        rest_m = max(0.0, route.length_m - float(route.stop_route_m[k]))
-        service_s = sum(p.service_s for p in plan.stops[k:])
-        return float(ref) + 1000.0 * (service_s + rest_m / mps)
-    return float(plan.planned_start) + 1000.0 * route.length_m / mps
+    """When the plan expects the trip to end, epoch ms (:func:`compliance.trip.planned_end_ms`)."""
+    return float(trip.par[P_PLANNED_END_MS])
 
 
 def takeover_index(
@@ -102,7 +89,13 @@ def takeover_index(
     # the current trip over the same pings, on a copy: its own corridor verdict per fix,
     # and where it would complete by itself
     cur_out = cur.run(cur.committed.copy(), cur.committed_stops.copy(), head)
+    # the last ping the current trip can hand over at: the one it completes at by itself,
+    # or the one before a silence it was abandoned in (it ended before that ping)
     done_at = _event_ping(cur_out, EV_TRIP_COMPLETED)
+    abandoned_at = _event_ping(cur_out, EV_TRIP_ABANDONED)
+    last_k = len(head) if done_at < 0 else done_at
+    if abandoned_at >= 0:
+        last_k = min(last_k, abandoned_at - 1)
     sh = shadow if shadow is not None else Shadow.fresh(nxt)
     part = head.select(slice(j0, None))
     x, y = nxt.project(part.lat, part.lon)
@@ -127,7 +120,7 @@ def takeover_index(
     picks = [
         (k, why)
         for k, why in ((k_space, ENDED_BY_NEXT_TRIP), (k_time, ENDED_BY_OVERRUN))
-        if k >= 0 and (done_at < 0 or k <= done_at)
+        if 0 <= k <= last_k
     ]
     if not picks:
         return -1, "", sh

@@ -26,10 +26,12 @@ marks, format characters, non-characters.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Annotated, Any, NamedTuple
 
+import numpy as np
 from pydantic import AfterValidator
 
 #: NUL, any other control character (C0, DEL, C1), or a surrogate code point
@@ -174,7 +176,16 @@ def _plain_numbers(values: Any) -> bool:
         return False
     if _finite_floats(values):
         return True
-    return all(isinstance(v, list | tuple) and _finite_floats(v) for v in values)
+    if not values or not all(type(v) is list or type(v) is tuple for v in values):
+        return False
+    # a route's points in one NumPy pass: whatever float() takes is storable (a string
+    # it parses holds no NUL nor surrogate), so finite values below 2**63 (no integer
+    # beyond 64 bits) leave nothing to report
+    try:
+        flat = np.fromiter(itertools.chain.from_iterable(values), np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return bool(np.isfinite(flat).all() and (np.abs(flat) < 2.0**63).all())
 
 
 def storable(value: str) -> str:

@@ -29,11 +29,14 @@ from compliance.layout import (
     N_EVF,
     N_PARAM,
     N_STATE,
+    N_STATE_V2,
     N_STOPF,
     N_STOPS,
+    NEW_STATE_TAIL,
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
     P_LENGTH_M,
+    P_PLANNED_END_MS,
     P_PLANNED_MPS,
     RING,
     S_ANCHOR_M,
@@ -96,6 +99,7 @@ def new_state() -> F64:
     ):
         st[k] = np.nan
     st[S_RING : S_RING + 2 * RING] = np.nan
+    st[N_STATE_V2:] = NEW_STATE_TAIL
     st[S_AT_STOP] = -1.0
     st[S_CAND_STOP] = -1.0
     return st
@@ -117,6 +121,23 @@ def _planned_mps(plan: TripPlan, route: PreparedRoute, th: Thresholds) -> float:
         if travel_s > 60.0 and route.stop_route_m[k] > 100.0:
             return float(np.clip(route.stop_route_m[k] / travel_s, 2.0, 40.0))
     return th.default_speed_kmh / 3.6
+
+
+def planned_end_ms(plan: TripPlan, route: PreparedRoute, mps: float) -> float:
+    """When the plan expects the trip to end, epoch ms: the last timed stop's planned
+    arrival (or window end) + the service times from it on + the rest of the route at
+    the planned speed ``mps``; without timed stops, planned start + route at that speed."""
+    for k in range(len(plan.stops) - 1, -1, -1):
+        s = plan.stops[k]
+        ref = s.planned_arrival if s.planned_arrival is not None else None
+        if ref is None and s.window is not None:
+            ref = s.window.end
+        if ref is None:
+            continue
+        rest_m = max(0.0, route.length_m - float(route.stop_route_m[k]))
+        service_s = sum(p.service_s for p in plan.stops[k:])
+        return float(ref) + 1000.0 * (service_s + rest_m / mps)
+    return float(plan.planned_start) + 1000.0 * route.length_m / mps
 
 
 @functools.lru_cache(maxsize=64)
@@ -194,6 +215,7 @@ class Trip:
         par[P_CORRIDOR_M] = corridor
         par[P_PLANNED_MPS] = _planned_mps(plan, route, self.th)
         par[P_DEFAULT_LIMIT] = route.default_limit_kmh
+        par[P_PLANNED_END_MS] = planned_end_ms(plan, route, float(par[P_PLANNED_MPS]))
         self.par = par
         # committed detector state, per-stop status and the trip's bookkeeping (_B_*):
         # one allocation (Python ints would cost an object each)
@@ -264,6 +286,11 @@ class Trip:
     def pending(self, p: Pending) -> None:
         self._packed = None
         self._pend = p if len(p) else None
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether pings wait to be committed (without unpacking them)."""
+        return self._packed is not None or (self._pend is not None and len(self._pend) > 0)
 
     def settle(self) -> None:
         """End of a batch: pending pings back to their compact block, the speculative

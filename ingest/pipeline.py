@@ -48,7 +48,7 @@ from ingest.recovery import recover
 from ingest.seqgaps import GapReporter, SeqReport, SeqTracker
 from ingest.trips import LIVE_STATUSES, TripRow, load_known_vehicles, load_live_trips
 from routewatch import metrics
-from routewatch.settings import Settings
+from routewatch.settings import Settings, engine_thresholds
 from store import copy_binary
 from store.live import load_checkpoint, save_checkpoint
 from store.seqgaps import load_tracker_states, save_report
@@ -84,9 +84,11 @@ class Transport(Protocol):
         """Pass newly committed events on to integrators (if the transport does that)."""
 
 
-def make_processor(checkpoint: bytes | None) -> Processor:
-    """The compliance engine, restored from ``checkpoint`` when given."""
-    return Engine.restore(checkpoint) if checkpoint is not None else Engine()
+def make_processor(checkpoint: bytes | None, settings: Settings | None = None) -> Processor:
+    """The compliance engine, restored from ``checkpoint`` when given, with the default
+    thresholds but those the settings name (``trip_abandon_after_s``)."""
+    th = engine_thresholds(settings or Settings())
+    return Engine.restore(checkpoint, thresholds=th) if checkpoint is not None else Engine(th)
 
 
 def now_ms() -> int:
@@ -477,14 +479,14 @@ async def start_pipeline(
     committed after it), its live trips and (if enforced) the vehicle registry."""
     async with pool.connection() as conn:
         saved = await load_checkpoint(conn, scope.checkpoint_key)
-        processor = make_processor(saved.state if saved else None)
+        processor = make_processor(saved.state if saved else None, settings)
         if saved is None and scope != WHOLE:
             # A partition's first owner, after a single-process engine ran: start from
             # that engine's state without its other vehicles' trips, rather than
             # replaying every ping ever stored.
             saved = await load_checkpoint(conn, WHOLE.checkpoint_key)
             if saved is not None:
-                processor = make_processor(saved.state)
+                processor = make_processor(saved.state, settings)
                 for trip_id in await _trips_elsewhere(conn, processor.trips(), scope):
                     processor.cancel_trip(trip_id)
         trips = await load_live_trips(conn, None if scope == WHOLE else scope.owns)

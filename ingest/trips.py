@@ -15,7 +15,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import tuple_row
 from pydantic import ValidationError
 
-from compliance.plan import TripPlan
+from compliance.plan import STORED, TripPlan
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,10 @@ class TripRow:
 
 def _row(trip_id: str, status: str, plan: dict[str, object], updated_at: datetime) -> TripRow:
     try:
-        parsed: TripPlan | None = TripPlan.model_validate({**plan, "trip_id": trip_id})
+        # validated when it was stored: the fields parsed again, not the plan-wide rules
+        parsed: TripPlan | None = TripPlan.model_validate(
+            {**plan, "trip_id": trip_id}, context=STORED
+        )
     except ValidationError as exc:
         log.error("trip %s: stored plan does not validate: %s", trip_id, exc)
         parsed = None

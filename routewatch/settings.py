@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from compliance.config import Thresholds
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTEWATCH_", env_file=".env", extra="ignore")
@@ -63,6 +65,13 @@ class Settings(BaseSettings):
     require_known_vehicle: bool = Field(False, description="reject pings of unregistered vehicles")
     checkpoint_interval_s: int = Field(30, description="engine checkpoint cadence, seconds")
     mqtt_session_expiry_s: int = Field(3600, description="broker keeps our session this long")
+    trip_abandon_after_s: int = Field(
+        3600,
+        ge=0,
+        description="a trip whose vehicle stopped reporting ends (trip_completed, ended_by "
+        "no_signal) this long after the later of its planned end and its last ping; the "
+        "engine's threshold trip_abandon_s (live and replay)",
+    )
 
     # Engine workers on NATS JetStream (routewatch gateway / routewatch worker)
     nats_url: str = Field(
@@ -150,3 +159,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def engine_thresholds(settings: Settings) -> Thresholds:
+    """The compliance engine's thresholds (live and ``replay``): the defaults, but those
+    a setting names."""
+    return Thresholds(trip_abandon_s=float(settings.trip_abandon_after_s))

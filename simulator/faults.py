@@ -15,7 +15,8 @@ import numpy as np
 from simulator.network import RoadNetwork
 from simulator.routing import Route, detour, divert
 
-FAULT_KINDS: tuple[str, ...] = (
+#: the default mix (``--faults`` not given): every one of these at DEFAULT_FAULT_RATE
+DEFAULT_FAULT_KINDS: tuple[str, ...] = (
     "speeding",
     "detour",
     "detour_no_rejoin",
@@ -24,7 +25,18 @@ FAULT_KINDS: tuple[str, ...] = (
     "skip_stop",
     "signal_loss",
 )
+#: patterns of real traces that must raise no off_route (named in --faults only):
+#: ``pull_off`` - at walking pace into a yard 50-80 m beside the route, standing there
+#: 3-6 min, and back (an unplanned stop); ``standing_drift`` - standing on the road 4-8
+#: min while the fixes drift 50-80 m to one side and back (an unplanned stop);
+#: ``multipath_flip`` - four fixes in a row thrown 55-90 m to alternate sides of the road
+#: (nothing); ``tracker_dies`` - the tracker goes silent mid-trip for good (signal_lost,
+#: then the trip's end for want of signal)
+PATTERN_KINDS: tuple[str, ...] = ("pull_off", "standing_drift", "multipath_flip", "tracker_dies")
+FAULT_KINDS: tuple[str, ...] = DEFAULT_FAULT_KINDS + PATTERN_KINDS
 DEFAULT_FAULT_RATE = 0.1  # per kind, fraction of vehicles
+#: pull_off: walking pace into and out of the yard, m/s
+CREEP_MS = 2.0
 
 
 def parse_faults(text: str | None) -> dict[str, float]:
@@ -33,7 +45,7 @@ def parse_faults(text: str | None) -> dict[str, float]:
     ``"none"`` disables faults. A kind without ``=rate`` gets the default rate.
     """
     if text is None:
-        return dict.fromkeys(FAULT_KINDS, DEFAULT_FAULT_RATE)
+        return dict.fromkeys(DEFAULT_FAULT_KINDS, DEFAULT_FAULT_RATE)
     if text.strip().lower() in ("", "none"):
         return {}
     out: dict[str, float] = {}
@@ -72,6 +84,12 @@ class FaultPlan:
     skip_stop: int = -1
     outage_from_m: float = np.nan
     outage_s: float = 0.0
+    #: pull_off (the vehicle) / standing_drift (its fixes): sideways at the unplanned
+    #: halt, this far (metres; the sign is the side), ramping over side_ramp_s
+    side_m: float = 0.0
+    side_ramp_s: float = 0.0
+    side_true: bool = False  # the vehicle moves (pull_off), not only its fixes
+    flip_m: float = np.nan  # multipath_flip: from here along the driven path
 
 
 def legs(stop_m: list[float], length_m: float) -> list[tuple[float, float]]:
@@ -109,6 +127,21 @@ def place_fault(
     elif kind == "signal_loss":
         plan.outage_from_m = a + 100.0
         plan.outage_s = float(rng.uniform(180.0, 360.0))
+    elif kind in ("pull_off", "standing_drift"):
+        plan.unplanned_m = a + span * float(rng.uniform(0.4, 0.6))
+        plan.side_m = float(rng.uniform(50.0, 80.0) * rng.choice([-1.0, 1.0]))
+        if kind == "pull_off":
+            plan.side_true = True
+            plan.side_ramp_s = abs(plan.side_m) / CREEP_MS
+            plan.unplanned_s = float(rng.uniform(180.0, 360.0)) + 2.0 * plan.side_ramp_s
+        else:
+            plan.side_ramp_s = float(rng.uniform(40.0, 90.0))
+            plan.unplanned_s = float(rng.uniform(240.0, 480.0))
+    elif kind == "multipath_flip":
+        plan.flip_m = a + span * float(rng.uniform(0.3, 0.7))
+    elif kind == "tracker_dies":
+        plan.outage_from_m = a + span * float(rng.uniform(0.3, 0.7))
+        plan.outage_s = 1e9
     return plan
 
 

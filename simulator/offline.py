@@ -44,7 +44,10 @@ def run(config: ScenarioConfig) -> tuple[Simulation, Recording, list[str]]:
     ids = sim.vehicle_ids
     while sim.t_s < limit and not sim.done():
         assert f.s_m is not None and f.v_ms is not None
-        x, y, lim, _ = f.pool.locate(f.path, f.s_m)
+        x, y, lim, hdg = f.pool.locate(f.path, f.s_m)
+        if sim.sideways is not None:  # a vehicle pulled off the road is where it is
+            every = np.arange(len(f.path))
+            x, y, _ = sim.sideways.apply(f, sim.t_s, every, x, y, hdg, f.v_ms, fixes=False)
         cols["s"].append(f.s_m.copy())
         cols["v"].append(f.v_ms.astype(np.float32))
         cols["x"].append(x.astype(np.float32))

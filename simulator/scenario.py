@@ -63,6 +63,74 @@ class VehicleTruth:
 
 
 @dataclass(slots=True)
+class Sideways:
+    """Positions off the road (see the pull_off, standing_drift and multipath_flip
+    patterns in :mod:`simulator.faults`): per vehicle, the unplanned halt at which it (or
+    only its fixes) moves sideways, and the multipath burst."""
+
+    halt: I64  # index of the vehicle's unplanned halt, -1 none
+    side_m: F64  # signed: right of the direction of travel when positive
+    ramp_s: F64
+    true: npt.NDArray[np.bool_]  # the vehicle moves (pull_off), not only its fixes
+    flip_m: F64  # multipath burst from here along the driven path (nan none)
+    flip_left: I64  # burst fixes still to give
+    rng: np.random.Generator
+
+    @classmethod
+    def build(cls, fleet: Fleet, plans: list[FaultPlan], seed: int) -> Sideways:
+        n = len(plans)
+        halt = np.full(n, -1, np.int64)
+        for i in range(n):
+            hit = np.flatnonzero(fleet.halt_kind[i] == HALT_UNPLANNED)
+            if len(hit) and plans[i].side_m:
+                halt[i] = int(hit[0])
+        return cls(
+            halt,
+            np.array([fp.side_m for fp in plans]),
+            np.array([max(fp.side_ramp_s, 1.0) for fp in plans]),
+            np.array([fp.side_true for fp in plans]),
+            np.array([fp.flip_m for fp in plans]),
+            np.where(np.isnan([fp.flip_m for fp in plans]), 0, 4).astype(np.int64),
+            np.random.default_rng([seed, 7_000_003]),
+        )
+
+    def apply(
+        self, fleet: Fleet, t_s: float, idx: I64, x: F64, y: F64, hdg: F64, v: F64, fixes: bool
+    ) -> tuple[F64, F64, F64]:
+        """(x, y, speed m/s) of vehicles ``idx`` off the road: the true positions, or with
+        ``fixes`` what their trackers see (drift and multipath too)."""
+        h = self.halt[idx]
+        has = h >= 0
+        if not has.any() and not (fixes and (self.flip_left[idx] > 0).any()):
+            return x, y, v
+        x, y, v = x.copy(), y.copy(), v.copy()
+        rows = np.flatnonzero(has)
+        i = idx[rows]
+        a = fleet.arrive_s[i, h[rows]]
+        dwell = fleet.halt_dwell_s[i, h[rows]]
+        tau = t_s - a
+        on = np.isfinite(a) & (tau >= 0.0) & (tau <= dwell) & (self.true[i] | fixes)
+        ramp = np.clip(np.minimum(tau, dwell - tau) / self.ramp_s[i], 0.0, 1.0)
+        side = np.where(on, self.side_m[i] * ramp, 0.0)
+        rad = np.radians(hdg[rows])
+        x[rows] += side * np.cos(rad)  # the right of the heading
+        y[rows] -= side * np.sin(rad)
+        creeping = on & self.true[i] & (ramp < 1.0)
+        v[rows] = np.where(creeping, 2.0, v[rows])
+        if fixes:
+            s = fleet.s_m[idx]
+            burst = np.flatnonzero((self.flip_left[idx] > 0) & (s >= self.flip_m[idx]))
+            for r in burst.tolist():
+                k = int(idx[r])
+                sign = 1.0 if self.flip_left[k] % 2 else -1.0
+                d = sign * float(self.rng.uniform(55.0, 90.0))
+                x[r] += d * math.cos(math.radians(hdg[r]))
+                y[r] -= d * math.sin(math.radians(hdg[r]))
+                self.flip_left[k] -= 1
+        return x, y, v
+
+
+@dataclass(slots=True)
 class Simulation:
     config: ScenarioConfig
     net: RoadNetwork
@@ -74,6 +142,7 @@ class Simulation:
     phase_s: I64
     t_s: int
     drivers: list[Driver]  # per vehicle, as its plan names them
+    sideways: Sideways | None = None
 
     @property
     def vehicle_ids(self) -> list[str]:
@@ -93,7 +162,10 @@ class Simulation:
             s = f.s_m[act]
             act = act[~self.devices.in_outage(t, act, s)]
             x, y, _lim, hdg = f.pool.locate(f.path[act], f.s_m[act])
-            msgs = self.devices.observe(t, act, x, y, f.v_ms[act], hdg)
+            v = f.v_ms[act]
+            if self.sideways is not None:
+                x, y, v = self.sideways.apply(f, t, act, x, y, hdg, v, fixes=True)
+            msgs = self.devices.observe(t, act, x, y, v, hdg)
         else:
             msgs = self.devices.delayed.pop(t, [])
         f.step(t, 1.0)
@@ -323,8 +395,23 @@ def build(config: ScenarioConfig) -> Simulation:
         outage_s=np.array([fp.outage_s for fp in fplans]),
     )
     phase = rng.integers(0, cfg.interval_s, n)
+    sideways = (
+        Sideways.build(fleet, fplans, cfg.seed)
+        if any(fp.side_m or not math.isnan(fp.flip_m) for fp in fplans)
+        else None
+    )
     return Simulation(
-        cfg, net, plans, planned, truths, fleet, devices, phase, int(depart.min()), drivers
+        cfg,
+        net,
+        plans,
+        planned,
+        truths,
+        fleet,
+        devices,
+        phase,
+        int(depart.min()),
+        drivers,
+        sideways,
     )
 
 

@@ -37,6 +37,10 @@ STATIONARY_S = 120.0
 LATE_THRESHOLD_S = 600.0
 LATE_MARGIN_S = 300.0
 SIGNAL_TIMEOUT_S = 120.0
+#: a trip that has not completed ends (trip_completed, ended_by no_signal) this long after
+#: the later of its planned end and its last fix (the engine's trip_abandon_s)
+ABANDON_S = 3600.0
+DEFAULT_SPEED_MPS = 30.0 / 3.6  # the engine's default_speed_kmh
 
 
 @dataclass(slots=True)
@@ -143,6 +147,8 @@ def _vehicle(col: _Collector, i: int) -> None:
         np.array([s["location"][1] for s in plan["stops"]]),
     )
     silences = _silences(rec.fix_ts_ms[i], 60.0)
+    if truth.fault == "tracker_dies" and rec.fix_ts_ms[i]:
+        silences.append((max(rec.fix_ts_ms[i]) / 1000.0, math.inf))  # for good
     for j, (kind, _m, dwell, ref) in enumerate(truth.halts):
         arr = f.arrive_s[i, j]
         if math.isnan(arr):
@@ -160,9 +166,17 @@ def _vehicle(col: _Collector, i: int) -> None:
                 seen_dep = not _silent(silences, t_dep - 60.0, t_dep + 30.0)
                 col.add(seen_dep, "stop_departed", i, t_dep, 20.0 + 2 * iv, det)
         elif kind == HALT_UNPLANNED:
-            must = dwell >= STATIONARY_S + 30.0
-            col.add(must, "unplanned_stop", i, arr + STATIONARY_S, 15.0 + 1.5 * iv)
-            col.add(must, "unplanned_stop_ended", i, arr + dwell + 5.0, 15.0 + 2 * iv)
+            # pulling off into a yard: standing there from the end of the creep in until
+            # the creep out begins (beside the route: an unplanned stop, no off_route)
+            # (the creep is neither moving nor standing: it may count either way)
+            creep = truth.fault_plan.side_ramp_s if truth.fault_plan.side_true else 0.0
+            stand = dwell - 2.0 * creep
+            seen = not _silent(silences, arr, arr + dwell)
+            must = stand >= STATIONARY_S + 30.0 and seen
+            tol = 15.0 + 1.5 * iv + creep / 2.0
+            col.add(must, "unplanned_stop", i, arr + creep / 2.0 + STATIONARY_S, tol)
+            end = arr + dwell - creep / 2.0 + 5.0
+            col.add(must, "unplanned_stop_ended", i, end, 15.0 + 2 * iv + creep / 2.0)
         elif kind == HALT_END and truth.fault != "detour_no_rejoin":
             # unseen if the tracker was silent on arrival (an outage lasting past the end)
             seen_end = _fix_between(rec.fix_ts_ms[i], arr - 2 * iv, arr + END_DWELL_S)
@@ -172,6 +186,7 @@ def _vehicle(col: _Collector, i: int) -> None:
     _speeding(col, i, t, act, off_m, iv)
     _late(col, i, t, act)
     _signal(col, i, iv)
+    _abandoned(col, i)
 
 
 def _silences(fix_ts_ms: list[int], min_s: float) -> list[tuple[float, float]]:
@@ -358,6 +373,49 @@ def _silent_end(col: _Collector, i: int, ts: F64, iv: float) -> None:
     must = lost_s + 30.0 <= recording_end_s and not near_end
     if lost_s <= recording_end_s + 30.0:
         col.add(must, "signal_lost", i, lost_s, 10.0 + iv)
+
+
+def _planned_end_s(sim: Simulation, i: int) -> float:
+    """When the plan expects trip ``i`` to end, epoch s, as the engine reckons it: the
+    last stop's planned arrival + the service from it on + the rest of the route at the
+    planned speed (route distance over planned travel time to that stop)."""
+    plan, route = sim.plans[i], sim.planned_routes[i]
+    stops = plan["stops"]
+    length = float(route.cum_m(sim.net)[-1])
+    if not stops:
+        return _parse_s(plan["planned_start"]) + length / DEFAULT_SPEED_MPS
+    k = len(stops) - 1
+    stop_m = float(route.stop_route_m(sim.net)[k])
+    arr = _parse_s(stops[k]["planned_arrival"])
+    travel = arr - _parse_s(plan["planned_start"]) - sum(s["service_s"] for s in stops[:k])
+    mps = (
+        float(np.clip(stop_m / travel, 2.0, 40.0))
+        if travel > 60 and stop_m > 100
+        else DEFAULT_SPEED_MPS
+    )
+    rest = sum(s["service_s"] for s in stops[k:]) + max(0.0, length - stop_m) / mps
+    return arr + rest
+
+
+def _abandoned(col: _Collector, i: int) -> None:
+    """A trip the engine cannot see complete (its tracker fell silent first, or it never
+    reaches its end) is ended for want of signal ABANDON_S after the later of its
+    planned end and its last fix - when the recording lasts that long. Only allowed
+    where the engine may also see it complete."""
+    sim, rec = col.sim, col.rec
+    trip_id = sim.plans[i]["trip_id"]
+    fixes = rec.fix_ts_ms[i]
+    if not fixes:
+        return
+    if any(e["type"] == "trip_completed" and e["trip_id"] == trip_id for e in col.expected):
+        return
+    may_complete = any(
+        e["type"] == "trip_completed" and e["trip_id"] == trip_id for e in col.allowed
+    )
+    end = max(max(fixes) / 1000.0, _planned_end_s(sim, i)) + ABANDON_S
+    recording_end_s = max(max(v) for v in rec.fix_ts_ms if v) / 1000.0
+    if end <= recording_end_s + 30.0:
+        col.add(end + 30.0 <= recording_end_s and not may_complete, "trip_completed", i, end, 30.0)
 
 
 def _signal(col: _Collector, i: int, iv: float) -> None:

@@ -3,12 +3,58 @@
 Written for clarity, not speed: no NumPy tricks, no Numba. Property tests compare the
 kernels against these on generated routes and ping streams. Units as in the kernels:
 metres, epoch ms, seconds, km/h.
+
+Sections follow the stages of ``compliance.kernels.process_pings`` (its ``STAGES``) in
+pipeline order; each reference is checked against the stage alone
+(tests/compliance/test_stages.py) and, where it applies, against the whole kernel
+(tests/compliance/test_properties.py). Stages without a reference here (wild fix,
+speed, trip start, stops, unplanned stop, completion) are covered by the scenario tests.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+# ---- signal ----------------------------------------------------------------------------
+
+
+def signal_events(
+    ts_ms: Sequence[int],
+    *,
+    lost_s: float = 120.0,
+    abandon_s: float = 3600.0,
+    planned_end_ms: float = -math.inf,
+    horizon_ms: float | None = None,
+    active: bool = True,
+) -> list[tuple[str, int]]:
+    """``signal_lost`` (at the last ping + ``lost_s``) and ``signal_restored`` (at the
+    next ping) for every gap longer than ``lost_s`` on an active trip; the trip's end
+    (``trip_completed``) ``abandon_s`` after the later of ``planned_end_ms`` and the last
+    ping before a silence that lasts that long (up to the next ping, or to
+    ``horizon_ms`` after the last), after which nothing more: [(type, ts_ms)]."""
+    out: list[tuple[str, int]] = []
+    for k, prev in enumerate(ts_ms):
+        lost = prev + lost_s * 1000
+        end = max(planned_end_ms, prev) + abandon_s * 1000
+        if k + 1 < len(ts_ms):  # a ping ends this silence
+            nxt = ts_ms[k + 1]
+            if nxt > end:  # ... after the trip ended in it
+                if active and lost <= end:
+                    out.append(("signal_lost", int(lost)))
+                out.append(("trip_completed", int(end)))
+                return out
+            if active and nxt > lost:
+                out += [("signal_lost", int(lost)), ("signal_restored", nxt)]
+        elif horizon_ms is not None:  # the silence after the last ping, up to the horizon
+            if active and lost <= min(end, horizon_ms):
+                out.append(("signal_lost", int(lost)))
+            if end <= horizon_ms:
+                out.append(("trip_completed", int(end)))
+    return out
+
+
+# ---- matching --------------------------------------------------------------------------
 
 
 def match_window(
@@ -58,14 +104,17 @@ def nearest(
     return m, d
 
 
-def limit_at(
-    route_m: float, ranges: Sequence[tuple[float, float, float]], default_kmh: float
+# ---- off-route -------------------------------------------------------------------------
+
+
+def side_of(
+    x: Sequence[float], y: Sequence[float], cum: Sequence[float], m: float, px: float, py: float
 ) -> float:
-    """Limit in km/h at ``route_m``: the range containing it, else the default."""
-    for lo, hi, kmh in ranges:
-        if lo <= route_m < hi:
-            return kmh
-    return default_kmh
+    """+1 when (px, py) lies left of the route's segment at ``m`` (direction of travel),
+    -1 right, 0 on its line."""
+    i = max(0, min(len(x) - 2, max(k for k in range(len(cum)) if cum[k] <= m or k == 0)))
+    cross = (x[i + 1] - x[i]) * (py - y[i]) - (y[i + 1] - y[i]) * (px - x[i])
+    return 1.0 if cross > 0 else (-1.0 if cross < 0 else 0.0)
 
 
 def off_route_events(
@@ -74,19 +123,40 @@ def off_route_events(
     corridor_m: Sequence[float],
     judged: Sequence[bool],
     *,
+    xy: Sequence[tuple[float, float]] | None = None,
+    side: Sequence[float] | None = None,
+    speed_kmh: Sequence[float] | None = None,
     confirm_pings: int = 3,
     confirm_s: float = 10.0,
     back_fraction: float = 0.6,
     back_pings: int = 2,
+    far_m: float = 50.0,
+    drive_kmh: float = 10.0,
+    move_m: float = 60.0,
 ) -> list[tuple[str, int]]:
     """Off-route hysteresis over per-ping offsets: [(type, ts_ms)]. Pings with
-    ``judged`` False (rejected wild fixes) are skipped."""
+    ``judged`` False (rejected wild fixes) are skipped.
+
+    Confirming also needs the last two outside fixes to show the vehicle driving away
+    (``far_m`` beyond the corridor, a device speed of ``drive_kmh``, or - not standing
+    still, under 2 km/h - ``move_m`` from the run's first fix at ``xy``), and a fix on the
+    other ``side`` of the route than the run's first starts the run again. Without
+    ``xy``/``side``/``speed_kmh`` every fix counts as driving away on one side."""
+    n = len(ts_ms)
+    xy = xy if xy is not None else [(0.0, 0.0)] * n
+    side = side if side is not None else [0.0] * n
+    speed_kmh = speed_kmh if speed_kmh is not None else [99.0] * n
     out: list[tuple[str, int]] = []
     off = False
     n_out = 0
     since = 0
     n_in = 0
-    for t, d, c, ok in zip(ts_ms, offset_m, corridor_m, judged, strict=True):
+    first = (0.0, 0.0)
+    run_side = 0.0
+    moved_n = 0
+    for t, d, c, ok, p, sd, v in zip(
+        ts_ms, offset_m, corridor_m, judged, xy, side, speed_kmh, strict=True
+    ):
         if not ok:
             continue
         if not off:
@@ -97,10 +167,25 @@ def off_route_events(
                         n_out = n_in = 0
                 continue
             n_in = 0
+            if d >= c + far_m:
+                sd = 0.0  # (matched at the window's end: its side means nothing)
+            if n_out and sd * run_side < 0:
+                n_out = 0  # across the road from the run's first fix: starts again
             if n_out == 0:
-                since = t
+                since, first, run_side, moved_n = t, p, sd, 0
             n_out += 1
-            if n_out >= confirm_pings and t - since >= confirm_s * 1000:
+            if d >= c + far_m or (not math.isnan(v) and v >= drive_kmh):
+                moved = True
+            elif not math.isnan(v) and v < 2.0:
+                moved = False
+            else:
+                moved = math.hypot(p[0] - first[0], p[1] - first[1]) >= move_m
+            moved_n = moved_n + 1 if moved else 0
+            if (
+                n_out >= confirm_pings
+                and t - since >= confirm_s * 1000
+                and moved_n >= min(2, confirm_pings)
+            ):
                 off = True
                 n_in = 0
                 out.append(("off_route", t))
@@ -114,6 +199,19 @@ def off_route_events(
             else:
                 n_in = 0
     return out
+
+
+# ---- speeding --------------------------------------------------------------------------
+
+
+def limit_at(
+    route_m: float, ranges: Sequence[tuple[float, float, float]], default_kmh: float
+) -> float:
+    """Limit in km/h at ``route_m``: the range containing it, else the default."""
+    for lo, hi, kmh in ranges:
+        if lo <= route_m < hi:
+            return kmh
+    return default_kmh
 
 
 def speeding_events(
@@ -153,4 +251,46 @@ def speeding_events(
                 active = False
                 since = None
                 under_n = 0
+    return out
+
+
+# ---- schedule (and the ETA it predicts with) --------------------------------------------
+
+
+def next_arrival_ms(
+    ts_ms: float,
+    stop_m: float,
+    progress_m: float,
+    speed_mps: float,
+    service_left_ms: float = 0.0,
+) -> float:
+    """Predicted arrival at the next pending stop: now + remaining route distance at the
+    expected speed + what is left of the service at the current stop."""
+    return (
+        ts_ms
+        + max(0.0, stop_m - max(progress_m, 0.0)) / speed_mps * 1000.0
+        + max(0.0, service_left_ms)
+    )
+
+
+def schedule_events(
+    ts_ms: Sequence[int],
+    eta_ms: Sequence[float],
+    window_end_ms: float,
+    *,
+    late_s: float = 600.0,
+    hysteresis_s: float = 120.0,
+) -> list[tuple[str, int]]:
+    """``late`` when the predicted arrival is more than ``late_s`` after the window's
+    end, ``back_on_schedule`` once it is under ``late_s - hysteresis_s``: [(type, ts_ms)]."""
+    out: list[tuple[str, int]] = []
+    late = False
+    for t, eta in zip(ts_ms, eta_ms, strict=True):
+        delay_s = (eta - window_end_ms) / 1000.0
+        if not late and delay_s > late_s:
+            late = True
+            out.append(("late", t))
+        elif late and delay_s < late_s - hysteresis_s:
+            late = False
+            out.append(("back_on_schedule", t))
     return out

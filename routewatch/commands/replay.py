@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from compliance.replay import load_pings_csv, load_plans, prepare_engine, replay_engine
+    from routewatch.settings import Settings, engine_thresholds
 
     # The CSV is parsed (Numba, without the GIL) in a thread while the plans are read and
     # their routes prepared (PROJ, also without the GIL): on two cores the two overlap.
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         pings_f = pool.submit(load_pings_csv, args.pings)
         # plan geometry problems are logged as warnings (stderr) while trips are prepared
         plans = [p for path in args.plan for p in load_plans(path)]
-        engine = prepare_engine(plans)
+        engine = prepare_engine(plans, engine_thresholds(Settings()))
         pings = pings_f.result()
     out = sys.stdout.buffer
     for obj in replay_engine(engine, pings, args.snapshots):

@@ -63,6 +63,10 @@ def test_kernel_threshold_indices_match_config() -> None:
         ("TH_SP_MIN_S", "speeding_min_s"),
         ("TH_STOP_DWELL_S", "stop_dwell_s"),
         ("TH_ST_RADIUS", "stationary_radius_m"),
+        ("TH_ABANDON_S", "trip_abandon_s"),
+        ("TH_OFF_FAR_M", "off_route_far_m"),
+        ("TH_OFF_DRIVE_KMH", "off_route_drive_kmh"),
+        ("TH_OFF_MOVE_M", "off_route_move_m"),
     ]:
         assert name in names
         assert getattr(kernels, const) == TH_INDEX[name], const
@@ -210,7 +214,24 @@ def test_drive_invariants_and_detectors_match_reference(
     kinds = [
         (str(e.type), e.ts_ms) for e in events if str(e.type) in ("off_route", "back_on_route")
     ]
-    want = naive.off_route_events(list(ts), list(res.offset_m), [50.0] * len(ts), list(judged))
+    # (the pings in the trip's own frame, their side of the route at their match)
+    b = batch("V1", ts, x, y, spd, accuracy_m=5.0)
+    r = prepare(p)
+    px, py = r.projection.to_xy(b.lon, b.lat)
+    rx, ry, rc = list(r.x_m), list(r.y_m), list(r.cum_m)
+    sides = [
+        naive.side_of(rx, ry, rc, float(m), float(a), float(c)) if ok else 0.0
+        for m, a, c, ok in zip(res.route_m, px, py, judged, strict=True)
+    ]
+    want = naive.off_route_events(
+        list(ts),
+        list(res.offset_m),
+        [50.0] * len(ts),
+        list(judged),
+        xy=list(zip(px.tolist(), py.tolist(), strict=True)),
+        side=sides,
+        speed_kmh=list(spd),
+    )
     assert kinds == want
     if not detour:
         # three multipath fixes not parted by two good ones look like a detour (a known

@@ -112,3 +112,30 @@ def test_replay_cli_prints_events_and_snapshots(tmp_path: Path) -> None:
     assert [x["event_id"] for x in plain] == [
         x["event_id"] for x in lines if x["type"] != "snapshot"
     ]
+
+
+def test_replay_of_many_trips_per_vehicle_gives_the_events_of_one_batch() -> None:
+    """replay feeds a vehicle's pings one trip at a time (cut at the planned starts): the
+    events are those of the vehicle's pings in one batch - also when a trip is driven
+    early or late, or not driven at all."""
+    from tests.compliance.builders import batch
+    from tests.compliance.helpers import run_batches
+
+    plans = []
+    ts_all, x_all, y_all = [], [], []
+    for k in range(4):
+        start = T0_MS + k * 900_000
+        plans.append(plan(ROUTE, trip_id=f"T{k}", planned_start=start))
+        if k == 2:
+            continue  # never driven: the next trip takes over when driven
+        # driven 2 min before its planned start (k = 1) or 3 min after it
+        t0 = start - 120_000 if k == 1 else start + 180_000
+        ts, x, y, _ = drive(ROUTE, [(200, 36), (30, 0)], dt_s=5.0, t0_ms=t0)
+        ts_all.append(ts)
+        x_all.append(x)
+        y_all.append(y)
+    b = batch("V1", np.concatenate(ts_all), np.concatenate(x_all), np.concatenate(y_all))
+    want, _ = run_batches(plans, [b])
+    got = list(replay(plans, b))
+    assert [e["event_id"] for e in got] == [e.event_id for e in want]
+    assert [e["trip_id"] for e in got if e["type"] == "trip_completed"] == ["T0", "T1", "T2", "T3"]

@@ -83,3 +83,56 @@ def test_json_nesting_is_bounded_and_walked_without_recursion() -> None:
     [(loc, msg)] = json_problems(deep)
     assert len(loc) == MAX_JSON_DEPTH and "nested deeper" in msg
     assert json_problems({"coordinates": [[106.8, -6.2]] * 1000}) == []
+
+
+def test_route_array_fast_path_equals_the_exact_one() -> None:
+    """route_array's C-level/NumPy path for plain [lon, lat] floats gives what the exact
+    per-point path gives, and anything else (ints, bools, strings, altitudes, NaN,
+    out-of-range points, a Feature, several parts) goes the exact way, errors included."""
+    import numpy as np
+    import pytest
+
+    from compliance.plan import _route_lines, route_array
+
+    def exact(route: object) -> np.ndarray:
+        return np.array([pt for line in _route_lines(route) for pt in line]).reshape(-1, 2)
+
+    good = [
+        {"type": "LineString", "coordinates": [[106.8, -6.2], [106.9, -6.3]]},
+        {"type": "LineString", "coordinates": [[106.8, -6.2], [107, -6]]},  # ints
+        {"type": "LineString", "coordinates": [[106.8, -6.2, 5.0], [106.9, -6.3, 7.0]]},
+        {"type": "LineString", "coordinates": [[106.8, -6.2], [106.9, -6.3, 1.0]]},
+        {
+            "type": "Feature",
+            "properties": {},
+            "geometry": {"type": "LineString", "coordinates": [[1.0, 2.0], [3.0, 4.0]]},
+        },
+        {"type": "MultiLineString", "coordinates": [[[1.0, 2.0], [3.0, 4.0]], [[3.0, 4.0]]]},
+    ]
+    for route in good:
+        assert np.array_equal(route_array(route), exact(route))
+        assert np.array_equal(route_array(route, trusted=True), exact(route))
+    bad = [
+        [[106.8, -6.2], [True, -6.3]],
+        [[106.8, -6.2], ["106.9", -6.3]],
+        [[106.8, -6.2], [float("nan"), -6.3]],
+        [[106.8, -6.2], [200.0, -6.3]],
+        [[106.8, -6.2], [106.9]],
+        [[106.8, -6.2], [106.9], [1.0, 2.0, 3.0]],  # as many numbers as pairs would have
+    ]
+    for coords in bad:
+        route = {"type": "LineString", "coordinates": coords}
+        with pytest.raises(ValueError) as want:
+            exact(route)
+        with pytest.raises(ValueError) as got:
+            route_array(route)
+        assert str(got.value) == str(want.value)
+
+
+def test_a_stored_plan_is_parsed_again_without_the_plan_wide_checks() -> None:
+    from compliance.plan import STORED, TripPlan
+    from tests.compliance.builders import plan
+
+    p = plan([(0.0, 0.0), (1000.0, 0.0)], [{"stop_id": "S1", "xy": (500.0, 0.0)}])
+    obj = p.model_dump(mode="json")
+    assert TripPlan.model_validate(obj, context=STORED) == p

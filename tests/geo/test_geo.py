@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo.geodesy import destination, haversine_m, initial_bearing_deg
-from geo.projection import LocalProjection, cumulative_m, densify, project_point_to_polyline
+from geo.projection import (
+    LocalProjection,
+    _aeqd_transformer,
+    cumulative_m,
+    densify,
+    project_point_to_polyline,
+)
 
 
 def test_haversine_and_destination_agree() -> None:
@@ -56,14 +63,38 @@ def test_point_on_polyline_has_zero_offset(pts: list[tuple[float, float]], frac:
     assert 0.0 <= m <= cum[-1] + 1e-9
 
 
-def test_fast_projection_matches_pyproj_within_a_centimetre() -> None:
-    rng = np.random.default_rng(0)
-    box = (106.6, -6.5, 107.1, -6.0)
-    proj = LocalProjection.centred_on(106.85, -6.25, box)
-    lon = rng.uniform(box[0] - 0.08, box[2] + 0.08, 20000)
-    lat = rng.uniform(box[1] - 0.08, box[3] + 0.08, 20000)
-    x, y = proj.to_xy(lon, lat)
-    fx, fy = proj.fast_to_xy(lon, lat)
-    assert np.max(np.hypot(fx - x, fy - y)) < 0.01
-    far_x, _ = proj.fast_to_xy(np.array([110.0]), np.array([-6.2]))
-    assert abs(far_x[0] - proj.to_xy(np.array([110.0]), np.array([-6.2]))[0][0]) < 1e-6
+@pytest.mark.parametrize("lat0", [-6.25, 0.0, -33.9, 45.0, 70.0, 89.0])
+def test_projection_matches_pyproj_aeqd_within_two_millimetres(lat0: float) -> None:
+    """The Numba projection against PROJ's ellipsoidal aeqd: near the centre (the closed
+    form, up to LOCAL_M), far from it (Vincenty), and across the antimeridian."""
+    rng = np.random.default_rng(int(lat0 * 10) % 1000)
+    for lon0 in (106.85, 179.95):
+        ref = _aeqd_transformer(lon0, lat0)
+        proj = LocalProjection.centred_on(lon0, lat0)
+        for spread in (0.01, 0.2, 0.44, 3.0, 40.0):
+            lon = lon0 + rng.uniform(-spread, spread, 4000)
+            lon = (lon + 180.0) % 360.0 - 180.0
+            lat = np.clip(lat0 + rng.uniform(-spread, spread, 4000), -89.9, 89.9)
+            x, y = proj.to_xy(lon, lat)
+            gx, gy = ref.transform(lon, lat)
+            assert np.max(np.hypot(x - gx, y - gy)) < 0.002, (lon0, spread)
+
+
+def test_numba_densify_and_cumulative_equal_the_numpy_formulas() -> None:
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.uniform(-300, 300, 60))
+    y = np.cumsum(rng.uniform(-300, 300, 60))
+    x[7], y[7] = x[6], y[6]  # a repeated point: its zero-length segment is dropped
+    dx, dy = np.diff(x), np.diff(y)
+    seg = np.hypot(dx, dy)
+    keep = np.flatnonzero(seg > 1e-9)
+    n = np.maximum(1, np.ceil(seg[keep] / 50.0).astype(np.int64))
+    s = np.repeat(keep, n)
+    t = (np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + 1) / np.repeat(n, n)
+    want_x = np.concatenate([x[:1], x[s] + dx[s] * t])
+    want_y = np.concatenate([y[:1], y[s] + dy[s] * t])
+    got_x, got_y = densify(x, y, 50.0)
+    assert np.array_equal(got_x, want_x) and np.array_equal(got_y, want_y)
+    cum = np.zeros(len(got_x))
+    np.cumsum(np.hypot(np.diff(got_x), np.diff(got_y)), out=cum[1:])
+    assert np.array_equal(cumulative_m(got_x, got_y), cum)

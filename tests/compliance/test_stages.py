@@ -1,0 +1,290 @@
+"""The stages of ``compliance.kernels.process_pings``, each on its own.
+
+- every stage writes only the detector state slots it owns (``kernels.STAGES``), and no
+  two stages own the same slot: read from the code, so a rule moved into the wrong stage
+  or a stage reaching into another's state fails here;
+- a stage called alone (its Numba function, outside the pipeline) equals its
+  plain-Python reference in ``tests/naive.py`` on generated inputs.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compliance import kernels, layout
+from compliance.config import Thresholds
+from compliance.layout import (
+    EVENT_CODES,
+    N_EVF,
+    N_PARAM,
+    N_STOPF,
+    N_STOPS,
+    P_DEFAULT_LIMIT,
+    P_PLANNED_END_MS,
+    P_PLANNED_MPS,
+    S_COMPLETED,
+    S_LAST_TS,
+    S_N,
+    S_PROGRESS,
+    S_RING,
+    S_STARTED,
+    STATUS_SKIPPED,
+    T_M,
+    T_SERVICE_S,
+    T_WIN_END,
+    U_STATUS,
+)
+from compliance.trip import new_state
+from tests import naive
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+T0 = 1_763_798_400_000.0
+TH = Thresholds().as_array()
+
+
+def _functions() -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(inspect.getsource(kernels))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def _slots_written(fn: ast.FunctionDef) -> set[int]:
+    """The ``st[...]`` slots a function assigns (``=``, ``+=``); the ring's computed
+    indices count as the whole ring."""
+    out: set[int] = set()
+    for node in ast.walk(fn):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign):
+            targets = [node.target]
+        for t in targets:
+            if not (isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)):
+                continue
+            if t.value.id != "st":
+                continue
+            names = {n.id for n in ast.walk(t.slice) if isinstance(n, ast.Name)}
+            if "S_RING" in names:
+                out.update(range(S_RING, S_RING + 2 * layout.RING))
+            else:
+                assert isinstance(t.slice, ast.Name), ast.unparse(t)
+                out.add(getattr(layout, t.slice.id))
+    return out
+
+
+def test_every_stage_writes_only_the_state_it_owns() -> None:
+    fns = _functions()
+    owner: dict[int, str] = {}
+    staged: set[str] = set()
+    for stage, names, owned in kernels.STAGES:
+        for slot in owned:
+            assert slot not in owner, f"slot {slot} owned by {owner[slot]} and {stage}"
+            owner[slot] = stage
+        for name in names:
+            assert name in fns, f"{stage}: no function {name}"
+            extra = _slots_written(fns[name]) - set(owned)
+            assert not extra, f"{name} ({stage}) writes slots it does not own: {sorted(extra)}"
+            staged.add(name)
+    # nothing else writes detector state: the pipeline itself only calls the stages
+    for name, fn in fns.items():
+        if name not in staged:
+            assert not _slots_written(fn), f"{name} writes detector state outside a stage"
+
+
+# ---- running one stage alone -------------------------------------------------------------
+
+
+def _buffers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cap = 4 * n + 4
+    return np.zeros((cap, 3), np.int64), np.zeros(cap, np.int64), np.zeros((cap, N_EVF))
+
+
+def _kinds(ev_i: np.ndarray, ev_ts: np.ndarray, ne: int) -> list[tuple[str, int]]:
+    names = [str(c) for c in EVENT_CODES] + ["trip_abandoned"]  # (EV_TRIP_ABANDONED)
+    return [(names[int(ev_i[k, 0])], int(ev_ts[k])) for k in range(ne)]
+
+
+def _times(gaps_s: list[float]) -> list[int]:
+    return [int(T0 + 1000 * sum(gaps_s[: k + 1])) for k in range(len(gaps_s))]
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.sampled_from([1.0, 5.0, 30.0, 119.0, 121.0, 600.0, 3500.0, 3700.0, 9000.0]),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from([-math.inf, 0.0, 3000.0, 20_000.0]),
+    st.sampled_from([60.0, 3600.0]),
+    st.floats(0.0, 10_000.0),
+    st.booleans(),
+)
+def test_signal_stage_and_tick_equal_reference(
+    gaps_s: list[float], planned_end_s: float, abandon_s: float, tail_s: float, started: bool
+) -> None:
+    """Signal lost and restored, and the end of a trip abandoned for want of signal, from
+    the pings (the signal stage) and from the tick after the last one (time_check)."""
+    ts = _times(gaps_s)
+    th = Thresholds(trip_abandon_s=abandon_s).as_array()
+    par = np.zeros(N_PARAM)
+    par[P_PLANNED_END_MS] = T0 + planned_end_s * 1000.0
+    s = new_state()
+    s[S_STARTED] = float(started)
+    ustat = np.zeros((2, N_STOPS))  # two pending stops
+    ev_i, ev_ts, ev_f = _buffers(len(ts))
+    ne = 0
+    for i, t in enumerate(ts):
+        ne = kernels._signal(s, th, par, ustat, i, float(t), -6.2, 106.8, ev_i, ev_ts, ev_f, ne)
+        assert s[S_LAST_TS] == t and s[S_N] == i + 1
+    horizon = ts[-1] + int(tail_s * 1000)
+    tail_i, tail_ts, tail_f = _buffers(1)
+    n_tail = kernels.time_check(s, th, par, ustat, float(horizon), tail_i, tail_ts, tail_f)
+    got = _kinds(ev_i, ev_ts, ne) + _kinds(tail_i, tail_ts, n_tail)
+    want = naive.signal_events(
+        ts,
+        lost_s=120.0,
+        abandon_s=abandon_s,
+        planned_end_ms=T0 + planned_end_s * 1000.0,
+        horizon_ms=horizon,
+        active=started,
+    )
+    assert [k.replace("trip_abandoned", "trip_completed") for k, _ in got] == [k for k, _ in want]
+    assert [t for _, t in got] == [t for _, t in want]
+    ended = bool(s[S_COMPLETED] > 0)
+    assert ended == (bool(want) and want[-1][0] == "trip_completed")
+    if ended:  # its stops skipped
+        assert (ustat[:, U_STATUS] == STATUS_SKIPPED).all()
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 3.0, 5.0, 10.0, 30.0]),
+            st.floats(0.0, 200.0),
+            st.sampled_from([1.0, -1.0]),
+            st.floats(-40.0, 120.0),
+            st.sampled_from([math.nan, 0.0, 1.0, 5.0, 9.9, 10.0, 40.0]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_off_route_stage_equals_reference(
+    steps: list[tuple[float, float, float, float, float]],
+) -> None:
+    """Straight route along x: each fix ``along`` metres on from the last, ``offset``
+    metres to one ``side``, with a device speed (NaN: none)."""
+    ts = _times([g for g, *_ in steps])
+    rx = np.array([0.0, 1e6])
+    ry = np.zeros(2)
+    rc = np.array([0.0, 1e6])
+    corridor = 50.0
+    x_along = np.cumsum([a for *_, a, _v in steps]) + 1000.0
+    px = x_along.tolist()
+    py = [side * d for (_g, d, side, _a, _v) in steps]
+    offsets = [d for _g, d, *_ in steps]
+    speeds = [v for *_, v in steps]
+    s = new_state()
+    ev_i, ev_ts, ev_f = _buffers(len(ts))
+    ne = 0
+    for i, t in enumerate(ts):
+        d = offsets[i]
+        ne, on_route = kernels._off_route(
+            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], px[i], d,
+            d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
+        assert on_route == (d <= corridor and not _off(s))
+    sides = [
+        naive.side_of(list(rx), list(ry), list(rc), a, a, b) for a, b in zip(px, py, strict=True)
+    ]
+    want = naive.off_route_events(
+        ts,
+        offsets,
+        [corridor] * len(ts),
+        [True] * len(ts),
+        xy=list(zip(px, py, strict=True)),
+        side=sides,
+        speed_kmh=speeds,
+    )
+    assert _kinds(ev_i, ev_ts, ne) == want
+
+
+def _off(s: np.ndarray) -> bool:
+    return bool(s[layout.S_OFF] > 0)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 2.0, 5.0, 7.0]),
+            st.one_of(st.just(math.nan), st.sampled_from([40.0, 53.5, 54.0, 56.0, 70.0])),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([50.0, math.nan]),
+)
+def test_speeding_stage_equals_reference(steps: list[tuple[float, float]], limit: float) -> None:
+    ts = _times([g for g, _ in steps])
+    speeds = [v for _, v in steps]
+    par = np.zeros(N_PARAM)
+    par[P_DEFAULT_LIMIT] = limit
+    empty = np.zeros(0)
+    s = new_state()
+    ev_i, ev_ts, ev_f = _buffers(len(ts))
+    ne = 0
+    for i, (t, v) in enumerate(zip(ts, speeds, strict=True)):
+        ne = kernels._speeding(
+            s, TH, par, empty, empty, empty, i, float(t), 0.0, 0.0, 0.0, v, True,
+            ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
+    want = naive.speeding_events(ts, speeds, [limit] * len(ts))
+    assert _kinds(ev_i, ev_ts, ne) == want
+
+
+@SETTINGS
+@given(
+    st.lists(st.floats(0.0, 2000.0), min_size=1, max_size=40),
+    st.floats(5.0, 20.0),
+    st.floats(-1200.0, 1200.0),
+)
+def test_schedule_stage_equals_reference(
+    progress_m: list[float], planned_mps: float, slack_s: float
+) -> None:
+    ts = _times([10.0] * len(progress_m))
+    stop_m = 5000.0
+    par = np.zeros(N_PARAM)
+    par[P_PLANNED_MPS] = planned_mps
+    stops = np.full((1, N_STOPF), np.nan)
+    stops[0, T_M] = stop_m
+    stops[0, T_SERVICE_S] = 60.0
+    # the window ends around the arrival at planned speed, give or take the slack
+    win_end = T0 + (stop_m / planned_mps + slack_s) * 1000.0
+    stops[0, T_WIN_END] = win_end
+    ustat = np.zeros((1, N_STOPS))
+    s = new_state()
+    ev_i, ev_ts, ev_f = _buffers(len(ts))
+    ne = 0
+    etas = []
+    for i, (t, p) in enumerate(zip(ts, progress_m, strict=True)):
+        s[S_PROGRESS] = p  # no recent speed: the prediction uses the planned one
+        ne = kernels._schedule(
+            s, TH, par, stops, ustat, i, float(t), 0.0, 0.0, 0.0, ev_i, ev_ts, ev_f, ne
+        )
+        etas.append(naive.next_arrival_ms(float(t), stop_m, p, planned_mps))
+    assert _kinds(ev_i, ev_ts, ne) == naive.schedule_events(ts, etas, win_end)
+    assert s[S_COMPLETED] == 0  # a stage writes only its own state
+
+
+def test_pipeline_compiled_without_reference_counting() -> None:
+    # inlined stages would otherwise increment and decrement every array they take on
+    # every ping (half the kernel's speed); allocating in a stage then fails to compile
+    assert kernels.process_pings.targetoptions["_nrt"] is False
