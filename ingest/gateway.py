@@ -29,7 +29,7 @@ from collections import defaultdict
 import nats.errors
 import nats.js.errors
 
-from ingest.jetstream import ENVELOPE_BYTES, Setup, connect, ensure_setup, pack, record_size
+from ingest.jetstream import ENVELOPE_BYTES, Setup, connect, ensure_setup, pack_record
 from ingest.mqtt_source import PING_TOPIC, connect_options
 from ingest.partitions import partition_of
 from ingest.pipeline import backoff_s, sleep_unless
@@ -57,24 +57,20 @@ def envelopes(
 ) -> list[tuple[int, bytes]]:
     """``(partition, envelope)`` for a socket read, in order within each partition (so
     each vehicle's pings stay in the order the broker delivered them)."""
-    groups: dict[int, list[list[tuple[str, bytes]]]] = defaultdict(lambda: [[]])
-    sizes: dict[int, int] = defaultdict(int)
+    groups: dict[int, list[bytearray]] = defaultdict(lambda: [bytearray()])
     for topic, payload, _, _ in messages:
-        p = partition_of(vehicle_of(topic), partitions)
-        size = record_size(topic, payload)
-        if sizes[p] + size > max_bytes and groups[p][-1]:
-            groups[p].append([])
-            sizes[p] = 0
-        groups[p][-1].append((topic, payload))
-        sizes[p] += size
-    return [(p, pack(records)) for p, chunks in groups.items() for records in chunks]
+        chunks = groups[partition_of(vehicle_of(topic), partitions)]
+        record = pack_record(topic, payload)
+        if chunks[-1] and len(chunks[-1]) + len(record) > max_bytes:
+            chunks.append(bytearray())
+        chunks[-1] += record
+    return [(p, bytes(chunk)) for p, chunks in groups.items() for chunk in chunks]
 
 
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._options = connect_options(settings, f"{settings.mqtt_client_id}-gateway")
-        self.forwarded = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         nc = await connect(self.settings, f"routewatch-gateway {self._options.client_id}")
@@ -123,7 +119,6 @@ class Gateway:
             if not await self._publish(js, setup, messages, stop):
                 return
             conn.ack(mid for _, _, mid, qos in messages if qos)
-            self.forwarded += len(messages)
             metrics.MQTT_MESSAGES.inc(len(messages))
 
     async def _linger(self, conn: MqttConnection, messages: list[Inbound]) -> list[Inbound]:

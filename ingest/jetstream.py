@@ -197,13 +197,15 @@ def consumer_config(layout: Layout, partition: int) -> ConsumerConfig:
 # -- the envelope ------------------------------------------------------------------------
 
 
+def pack_record(topic: str, payload: bytes) -> bytes:
+    """One MQTT ``(topic, payload)`` record of an envelope."""
+    raw = topic.encode("utf-8", "surrogateescape")
+    return _TOPIC.pack(len(raw)) + raw + _PAYLOAD.pack(len(payload)) + payload
+
+
 def pack(records: list[tuple[str, bytes]]) -> bytes:
     """MQTT ``(topic, payload)`` records -> one envelope."""
-    out = bytearray()
-    for topic, payload in records:
-        raw = topic.encode("utf-8", "surrogateescape")
-        out += _TOPIC.pack(len(raw)) + raw + _PAYLOAD.pack(len(payload)) + payload
-    return bytes(out)
+    return b"".join(pack_record(topic, payload) for topic, payload in records)
 
 
 def unpack(data: bytes) -> Iterator[tuple[str, bytes]]:
@@ -222,7 +224,3 @@ def unpack(data: bytes) -> Iterator[tuple[str, bytes]]:
             raise ValueError("envelope cut inside a payload")
         yield topic, bytes(view[pos + 4 : pos + 4 + m])
         pos += 4 + m
-
-
-def record_size(topic: str, payload: bytes) -> int:
-    return 6 + len(topic.encode("utf-8", "surrogateescape")) + len(payload)

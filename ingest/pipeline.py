@@ -479,16 +479,16 @@ async def start_pipeline(
     committed after it), its live trips and (if enforced) the vehicle registry."""
     async with pool.connection() as conn:
         saved = await load_checkpoint(conn, scope.checkpoint_key)
-        processor = make_processor(saved.state if saved else None, settings)
-        if saved is None and scope != WHOLE:
-            # A partition's first owner, after a single-process engine ran: start from
-            # that engine's state without its other vehicles' trips, rather than
-            # replaying every ping ever stored.
+        # A partition's first owner, after a single-process engine ran: start from that
+        # engine's state without its other vehicles' trips, rather than replaying every
+        # ping ever stored.
+        inherited = saved is None and scope != WHOLE
+        if inherited:
             saved = await load_checkpoint(conn, WHOLE.checkpoint_key)
-            if saved is not None:
-                processor = make_processor(saved.state, settings)
-                for trip_id in await _trips_elsewhere(conn, processor.trips(), scope):
-                    processor.cancel_trip(trip_id)
+        processor = make_processor(saved.state if saved else None, settings)
+        if inherited and saved is not None:
+            for trip_id in await _trips_elsewhere(conn, processor.trips(), scope):
+                processor.cancel_trip(trip_id)
         trips = await load_live_trips(conn, None if scope == WHOLE else scope.owns)
         known = (await load_known_vehicles(conn)) if settings.require_known_vehicle else None
         recovered = await recover(conn, processor, saved, trips, settings, scope=scope, guard=guard)

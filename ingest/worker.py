@@ -146,16 +146,15 @@ class Lease:
 class PartitionRunner:
     """One owned partition: its pipeline fed by the partition's consumer."""
 
-    def __init__(self, worker: Worker, partition: int, epoch_owner: str) -> None:
+    def __init__(self, worker: Worker, partition: int) -> None:
         self.worker = worker
         self.scope = Scope(partition, worker.setup.partitions)
-        self.owner = epoch_owner
         self.stop = asyncio.Event()  # drain and hand over
         self.pipeline: Pipeline | None = None
         self.started = asyncio.Event()  # the pipeline runs (recovery done)
         self._inflight: dict[int, Msg] = {}
         self._next_mid = 0
-        self.claimed_at = time.monotonic()
+        self.task: asyncio.Task[None] | None = None  # run(), supervised by the worker
 
     # -- the pipeline's transport ------------------------------------------------------
 
@@ -175,7 +174,7 @@ class PartitionRunner:
         """Recover, consume until ``stop``, drain. Raises :class:`LeaseLost` when fenced."""
         w = self.worker
         async with w.pool.connection() as conn:
-            fence = Fence(self.scope, await claim_epoch(conn, self.scope, self.owner))
+            fence = Fence(self.scope, await claim_epoch(conn, self.scope, w.id))
         t0 = time.perf_counter()
         async with w.recoveries:  # the other partitions' commits keep their connections
             self.pipeline = await start_pipeline(
@@ -263,7 +262,6 @@ class Worker:
         #: partitions recovering at once (each holds a database connection meanwhile)
         self.recoveries = asyncio.Semaphore(RECOVERIES)
         self.runners: dict[int, PartitionRunner] = {}
-        self._tasks: dict[int, asyncio.Task[None]] = {}
         self.leases: dict[int, Lease] = {}
         self.setup: Setup
         self.nc: Client
@@ -385,9 +383,9 @@ class Worker:
         except nats.js.errors.KeyWrongLastSequenceError:
             return  # still held: its owner hands it over, or its lease runs out
         self.leases[p] = Lease(revision)
-        runner = PartitionRunner(self, p, self.id)
+        runner = PartitionRunner(self, p)
         self.runners[p] = runner
-        self._tasks[p] = asyncio.create_task(self._run_partition(runner), name=f"partition-{p}")
+        runner.task = asyncio.create_task(self._run_partition(runner), name=f"partition-{p}")
 
     async def _run_partition(self, runner: PartitionRunner) -> None:
         try:
@@ -398,17 +396,17 @@ class Worker:
     def _lost(self, p: int, why: str) -> None:
         log.warning("partition %d lost: %s", p, why)
         self.leases.pop(p, None)
-        task = self._tasks.get(p)
-        if task is not None:
-            task.cancel()  # no drain: another worker owns it (its commits are fenced)
+        runner = self.runners.get(p)
+        if runner is not None and runner.task is not None:
+            runner.task.cancel()  # no drain: another worker owns it (its commits are fenced)
 
     def _reap(self) -> None:
         """Partitions whose runner ended: release their leases (handed over, or failed)."""
-        for p, task in list(self._tasks.items()):
-            if not task.done():
+        for p, runner in list(self.runners.items()):
+            task = runner.task
+            if task is None or not task.done():
                 continue
-            del self._tasks[p]
-            self.runners.pop(p, None)
+            del self.runners[p]
             if not task.cancelled() and task.exception() is not None:
                 log.error("partition %d failed", p, exc_info=task.exception())
             lease = self.leases.pop(p, None)
@@ -430,8 +428,9 @@ class Worker:
         """Graceful stop: drain every partition, release the leases, leave the group."""
         for runner in self.runners.values():
             runner.stop.set()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks.values()))
+        tasks = [r.task for r in self.runners.values() if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
         self._reap()
         if self._releasing:
             await asyncio.wait(list(self._releasing))
