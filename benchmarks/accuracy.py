@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compliance.engine import Engine
+from compliance.history import SpeedCells, SpeedProfile, aggregate
+from compliance.plan import TripPlan
 from simulator.faults import parse_faults
 from simulator.gps import GpsConfig
 from simulator.offline import write
 from simulator.scenario import ScenarioConfig
-from simulator.scoring import eta_errors, eta_table, score
+from simulator.scoring import (
+    BASELINES,
+    TripRef,
+    bands,
+    eta_samples,
+    score,
+    ts_s,
+    window_coverage,
+)
 
 GOAL_TYPES = ("off_route", "speeding", "unplanned_stop", "stop_arrived", "late")
 #: issue #16's patterns of real traces (simulator.faults.PATTERN_KINDS) beside detours
@@ -56,6 +69,9 @@ def _track(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             dm.append(float(r["driven_m"]))
     return {v: (np.array(a), np.array(b)) for v, (a, b) in cols.items()}
 
+
+_WEEK_MS = 7 * 86_400_000
+_CELL_FIELDS = [f.name for f in fields(SpeedCells)]
 
 #: an expected event no detection can match (it makes a type scored for one fault kind)
 _NEVER: dict[str, Any] = {"trip_id": "", "ts": 0, "tolerance_s": 0.0, "details": {}}
@@ -96,6 +112,121 @@ def _by_fault(
             )
 
 
+def _learn_history(cfg: ScenarioConfig, days: int, out: Path) -> SpeedProfile:
+    """Speeds learned from ``days`` earlier weeks' runs on the scenario's road network:
+    the same weekday and hours, other seeds (other routes, drivers and faults)."""
+    from compliance.replay import load_pings_csv
+
+    t0 = time.perf_counter()
+    parts = []
+    for d in range(1, days + 1):
+        day = replace(
+            cfg,
+            seed=cfg.seed + 1000 * d,
+            network_seed=cfg.seed if cfg.network_seed is None else cfg.network_seed,
+            start_ms=cfg.start_ms - d * _WEEK_MS,
+            id_prefix=f"H{d}",
+        )
+        write(day, out / f"history-{d}")
+        parts.append(load_pings_csv(out / f"history-{d}" / "pings.csv"))
+    cells = [
+        aggregate(p.lat, p.lon, p.ts_ms.astype(np.float64), p.speed_kmh / 3.6, p.accuracy_m)
+        for p in parts
+    ]
+    profile = SpeedProfile.from_cells(
+        SpeedCells(*(np.concatenate([getattr(c, f) for c in cells]) for f in _CELL_FIELDS))
+    )
+    print(
+        f"learned speeds from {days} earlier week(s): {sum(len(p) for p in parts)} pings, "
+        f"{len(profile.cell_index)} cells ({time.perf_counter() - t0:.1f} s)"
+    )
+    return profile
+
+
+def _trip_refs(plans: list[TripPlan], events: list[dict[str, Any]]) -> dict[str, TripRef]:
+    """What the ETA baselines need of each trip (its start from its trip_started event)."""
+    started = {
+        e["trip_id"]: (ts_s(e["ts"]) * 1000.0, float(e.get("route_m") or 0.0))
+        for e in events
+        if e["type"] == "trip_started"
+    }
+    engine = Engine()
+    refs = {}
+    for p in plans:
+        if p.trip_id is None or p.trip_id not in started:
+            continue
+        engine.add_trip(p)
+        refs[p.trip_id] = TripRef(
+            [s.stop_id for s in p.stops],
+            np.asarray(engine.prepared_route(p).stop_route_m, np.float64),
+            np.array([s.service_s for s in p.stops], np.float64),
+            np.array(
+                [np.nan if s.planned_arrival is None else s.planned_arrival for s in p.stops],
+                np.float64,
+            ),
+            *started[p.trip_id],
+        )
+    return refs
+
+
+def _eta_report(runs: dict[str, dict[str, np.ndarray]]) -> None:
+    """MAE by remaining distance of the baselines and the engine (with and without learned
+    speeds), the engine's bias and how often its window held the real arrival."""
+    base = runs["engine"]
+    names = [*BASELINES, *runs]
+    print()
+    print(f"ETA over {len(base['eta'])} (snapshot, pending stop) pairs; error = predicted - actual")
+    print(
+        f"{'remaining':<11}{'n':>6}"
+        + "".join(f"{n + ' MAE':>15}" for n in names)
+        + "".join(f"{n + ' bias':>15}{n + ' cover':>15}" for n in runs)
+    )
+    for label, _ in bands(base["remaining_m"]):
+        row = f"{label:<11}"
+        n = 0
+        cells = []
+        for name in names:
+            s = runs.get(name, base)
+            sel = dict(bands(s["remaining_m"]))[label]
+            n = n or int(sel.sum())
+            err = (s[name if name in BASELINES else "eta"][sel] - s["actual_ms"][sel]) / 1000.0
+            cells.append(f"{np.nanmean(np.abs(err)) if len(err) else np.nan:>15.0f}")
+        for s in runs.values():
+            sel = dict(bands(s["remaining_m"]))[label]
+            err = (s["eta"][sel] - s["actual_ms"][sel]) / 1000.0
+            cover = window_coverage(s)[sel]
+            cells.append(f"{err.mean() if len(err) else np.nan:>+15.0f}")
+            cells.append(f"{100 * cover.mean() if len(cover) else np.nan:>14.1f}%")
+        print(row + f"{n:>6}" + "".join(cells))
+    print(
+        "(plan = the planned arrival; trip_avg / last_5min = the route metres left at the "
+        "trip's average / last 5 minutes' progress speed; cover = real arrival within "
+        "[eta_low, eta_high], goal 80 +- 5 % in every band)"
+    )
+
+
+#: remaining-distance bins the ETA window is calibrated in, metres
+_CAL_BINS_M = (0.0, 500.0, 1000.0, 2000.0, 3000.0, 4500.0, 6000.0, 8000.0, 10000.0, np.inf)
+
+
+def _calibrate(s: dict[str, np.ndarray]) -> None:
+    """The window's knots: per remaining-distance bin, its median distance and how far
+    below and above the ETA the 10th and 90th percentiles of the real arrival lie (what
+    ``compliance.kernels.ETA_WINDOW_*`` holds)."""
+    resid = (s["actual_ms"] - s["eta"]) / 1000.0
+    knots = []
+    for lo, hi in itertools.pairwise(_CAL_BINS_M):
+        sel = (s["remaining_m"] >= lo) & (s["remaining_m"] < hi)
+        if sel.sum() >= 100:
+            q10, q90 = np.percentile(resid[sel], [10, 90])
+            knots.append((float(np.median(s["remaining_m"][sel])), max(0.0, -q10), max(0.0, q90)))
+    x, below, above = (
+        tuple(round(float(v)) for v in np.maximum.accumulate(col))  # never narrower further out
+        for col in zip(*knots, strict=True)
+    )
+    print(f"calibrated window knots: remaining_m={x} below_s={below} above_s={above}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--vehicles", type=int, default=100)
@@ -116,6 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         "--by-fault",
         action="store_true",
         help="also precision/recall of the goal types per vehicle fault (and clean ones)",
+    )
+    ap.add_argument(
+        "--history-days",
+        type=int,
+        default=2,
+        help="learn speeds from this many earlier days of the fleet on the same streets "
+        "(same weekday and hours, other vehicles and routes); 0 = no learned speeds",
+    )
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also fit the ETA window's constants (10th/90th percentile) to this run",
     )
     ap.add_argument("--out", type=Path, help="keep the scenario and detections here")
     args = ap.parse_args(argv)
@@ -143,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from compliance.replay import load_pings_csv, load_plans, replay
 
+    learned = _learn_history(cfg, args.history_days, out) if args.history_days else None
     plans = load_plans(out / "plans.json")
     pings = load_pings_csv(out / "pings.csv")
     t0 = time.perf_counter()
@@ -181,18 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     truth = json.loads((out / "truth.json").read_text())
     if args.by_fault:
         _by_fault(truth, detected, expected, allowed)
-    errs = eta_errors(snapshots, truth, _track(out / "truth.csv"))
-    print()
-    print(f"ETA error over {len(errs)} (snapshot, pending stop) pairs:")
-    print(f"{'remaining':<12}{'n':>7}{'MAE s':>9}{'median s':>10}{'p90 s':>8}")
-    for label, n, mae, med, p90 in eta_table(errs):
-        print(f"{label:<12}{n:>7}{mae:>9.0f}{med:>10.0f}{p90:>8.0f}")
-    if errs:
-        e = np.array(errs)[:, 1]
-        print(
-            f"{'all':<12}{len(e):>7}{np.abs(e).mean():>9.0f}{np.median(np.abs(e)):>10.0f}"
-            f"{np.percentile(np.abs(e), 90):>8.0f}   bias (mean signed) {e.mean():+.0f} s"
-        )
+    track = _track(out / "truth.csv")
+    refs = _trip_refs(plans, detected)
+    runs = {"engine": eta_samples(snapshots, truth, track, refs)}
+    if learned is not None:
+        t0 = time.perf_counter()
+        items = list(replay(plans, pings, snapshot_s=60.0, speed_profile=learned))
+        snaps = [e for e in items if e.get("type") == "snapshot"]
+        runs["learned"] = eta_samples(snaps, truth, track, refs)
+        print(f"replay with learned speeds: {time.perf_counter() - t0:.1f} s")
+    _eta_report(runs)
+    if args.calibrate:
+        _calibrate(runs["learned" if learned is not None else "engine"])
     return 0
 
 

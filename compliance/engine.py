@@ -93,7 +93,7 @@ class Engine:
         self, thresholds: Thresholds | None = None, speed_profile: SpeedProfile | None = None
     ) -> None:
         self.thresholds = thresholds or Thresholds()
-        # historical speeds for ETAs (learned by the caller from stored matched pings)
+        # learned speeds for ETAs (the caller loads them: store.speeds)
         self.speed_profile = speed_profile
         self._route_cells: dict[str, npt.NDArray[np.int64]] = {}
         self._trips: dict[str, Trip] = {}
@@ -121,6 +121,15 @@ class Engine:
         keys = self._by_vehicle.setdefault(plan.vehicle_id, [])
         keys.append(key)
         keys.sort(key=lambda k: (self._trips[k].plan.planned_start, k))
+
+    def set_speed_profile(self, profile: SpeedProfile | None) -> None:
+        """Use ``profile`` (newly learned speeds, or None) for every trip's ETAs from now."""
+        self.speed_profile = profile
+        self._route_cells = (
+            {k: _route_cells(profile, t.route) for k, t in self._trips.items()}
+            if profile is not None
+            else {}
+        )
 
     def cancel_trip(self, trip_id: str) -> None:
         trip = self._trips.pop(trip_id, None)

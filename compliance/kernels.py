@@ -177,8 +177,26 @@ ST_RADIUS_SIGMAS = 3.0
 #: widens with the planned speed, seconds
 GAP_PRIOR_S = 30.0
 #: the ETA window half-width grows by this fraction of the remaining travel time
-ETA_SPREAD = 0.15
-ETA_MIN_SPREAD_S = 60.0
+#: ETA windows, rows (route metres to go, how far below the ETA s, how far above s):
+#: knots interpolated between and scaled in proportion beyond the last, the 10th and
+#: 90th percentiles of the real arrival per remaining-distance bin (``benchmarks/
+#: accuracy.py --calibrate``, 300 simulated vehicles, seed 2, the default fault mix):
+#: with the live speed blend alone (it runs late, so its window reaches further early)
+#: and with learned speeds (compliance.history)
+ETA_WINDOW_LIVE = np.array(
+    [
+        [302.0, 765.0, 1513.0, 2456.0, 3693.0, 5199.0, 6859.0, 8872.0, 11312.0],
+        [28.0, 76.0, 151.0, 248.0, 367.0, 513.0, 634.0, 803.0, 1041.0],
+        [19.0, 38.0, 41.0, 66.0, 92.0, 163.0, 220.0, 220.0, 220.0],
+    ]
+)
+ETA_WINDOW_LEARNED = np.array(
+    [
+        [302.0, 765.0, 1513.0, 2456.0, 3693.0, 5199.0, 6859.0, 8872.0, 11312.0],
+        [25.0, 54.0, 76.0, 98.0, 112.0, 134.0, 141.0, 161.0, 226.0],
+        [20.0, 47.0, 61.0, 93.0, 134.0, 312.0, 619.0, 760.0, 760.0],
+    ]
+)
 
 
 @njit(cache=True)
@@ -320,7 +338,7 @@ def stop_etas(st, par, stops, ustat, now_ms, out):
     """ETA per stop into ``out`` (n, 3) = (eta, low, high) epoch ms; NaN for resolved stops.
 
     eta = now + remaining route distance / expected speed + service times of the stops
-    before it (what is left of the current one); the window widens with travel time.
+    before it (what is left of the current one); the window widens with the distance.
     """
     n = stops.shape[0]
     v = expected_mps(st, par)
@@ -341,11 +359,25 @@ def stop_etas(st, par, stops, ustat, now_ms, out):
             continue
         travel_s = max(0.0, stops[k, T_M] - pos) / v
         eta = now_ms + travel_s * 1000.0 + service_ms
-        spread_ms = (ETA_MIN_SPREAD_S + ETA_SPREAD * travel_s) * 1000.0
         out[k, 0] = eta
-        out[k, 1] = eta - 0.5 * spread_ms
-        out[k, 2] = eta + spread_ms
+        out[k, 1], out[k, 2] = eta_window(eta, now_ms, stops[k, T_M] - pos, ETA_WINDOW_LIVE)
         service_ms += stops[k, T_SERVICE_S] * 1000.0
+
+
+@njit(cache=True)
+def eta_window(eta_ms, now_ms, ahead_m, knots):
+    """(low, high) epoch ms around ``eta_ms`` for a stop ``ahead_m`` route metres ahead,
+    from a calibrated ``ETA_WINDOW_*`` table: it widens with the distance to go."""
+    ahead_m = max(0.0, ahead_m)
+    last = knots.shape[1] - 1
+    if ahead_m <= knots[0, last]:
+        below = np.interp(ahead_m, knots[0], knots[1])
+        above = np.interp(ahead_m, knots[0], knots[2])
+    else:
+        scale = ahead_m / knots[0, last]
+        below = knots[1, last] * scale
+        above = knots[2, last] * scale
+    return max(eta_ms - below * 1000.0, now_ms), eta_ms + above * 1000.0
 
 
 @njit(cache=True)

@@ -23,6 +23,7 @@ from compliance.csvload import CodedPingBatch, load_pings_csv
 from compliance.engine import Engine
 from compliance.events import Event, ms_to_rfc3339
 from compliance.grouping import groups_by_vehicle
+from compliance.history import SpeedProfile
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
 from compliance.types import PingBatch, TripSnapshot
@@ -83,9 +84,13 @@ def snapshot_dict(snap: TripSnapshot, ts_ms: int) -> dict[str, Any]:
     }
 
 
-def prepare_engine(plans: list[TripPlan], thresholds: Thresholds | None = None) -> Engine:
+def prepare_engine(
+    plans: list[TripPlan],
+    thresholds: Thresholds | None = None,
+    speed_profile: SpeedProfile | None = None,
+) -> Engine:
     """An engine with every plan added; plan geometry problems are logged as warnings."""
-    engine = Engine(thresholds)
+    engine = Engine(thresholds, speed_profile)
     for p in plans:
         engine.add_trip(p)
         route = engine.prepared_route(p)
@@ -99,13 +104,14 @@ def replay(
     pings: PingBatch,
     snapshot_s: float | None = None,
     thresholds: Thresholds | None = None,
+    speed_profile: SpeedProfile | None = None,
 ) -> Iterator[dict[str, Any]]:
     """§4 event dicts (and, every ``snapshot_s`` of event time, §8 snapshot dicts), in
     event-time order (a snapshot follows the events of its instant).
 
     Input is complete, so every ping is committed and the final watermark is the last ts
     seen (a trip whose pings stop >= signal timeout before it gets ``signal_lost``)."""
-    return replay_engine(prepare_engine(plans, thresholds), pings, snapshot_s)
+    return replay_engine(prepare_engine(plans, thresholds, speed_profile), pings, snapshot_s)
 
 
 def replay_engine(

@@ -28,7 +28,6 @@ from compliance.layout import (
     S_PROGRESS,
     S_SPEED_KMH,
     S_STARTED,
-    S_V_MPS,
     STATUS_NAMES,
     STATUS_PENDING,
     T_M,
@@ -62,8 +61,8 @@ def _history_etas(
     history: tuple[SpeedProfile, npt.NDArray[np.int64]],
     etas: npt.NDArray[np.float64],
 ) -> None:
-    """Replace the pending stops' ETAs by ones integrated over historical speeds (window
-    as in :func:`compliance.kernels.stop_etas`: it widens with the travel time)."""
+    """Replace the pending stops' ETAs by ones integrated over learned speeds (the
+    window calibrated for them: :data:`compliance.kernels.ETA_WINDOW_LEARNED`)."""
     profile, cells = history
     pending = np.flatnonzero(ustat[:, U_STATUS] == STATUS_PENDING)
     if not len(pending):
@@ -75,15 +74,13 @@ def _history_etas(
         start += max(0.0, trip.stops[at, T_SERVICE_S] * 1000.0 - (now - ustat[at, U_ENTER_TS]))
     stop_m = np.maximum.accumulate(np.maximum(trip.stops[pending, T_M], pos))
     service_ms = trip.stops[pending, T_SERVICE_S] * 1000.0
-    recent = float(st[S_V_MPS])
     default = float(kernels.expected_mps(st, trip.par))
-    eta = profile.etas(cells, pos, start, stop_m, service_ms, recent, default)
-    # the travel part of each ETA (service times excluded) sets the window's width
-    travel_s = (eta - start - np.concatenate([[0.0], np.cumsum(service_ms)[:-1]])) / 1000.0
-    spread_ms = (kernels.ETA_MIN_SPREAD_S + kernels.ETA_SPREAD * travel_s) * 1000.0
+    eta = profile.etas(cells, pos, start, stop_m, service_ms, default, default)
     etas[pending, 0] = eta
-    etas[pending, 1] = eta - 0.5 * spread_ms
-    etas[pending, 2] = eta + spread_ms
+    for r, k in enumerate(pending):
+        etas[k, 1], etas[k, 2] = kernels.eta_window(
+            eta[r], now, stop_m[r] - pos, kernels.ETA_WINDOW_LEARNED
+        )
 
 
 def snapshot_ts_ms(trip: Trip, st: npt.NDArray[np.float64]) -> float:

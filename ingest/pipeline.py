@@ -35,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from compliance.engine import Engine
 from compliance.events import Event
+from compliance.history import SpeedProfile
 from compliance.plan import TripPlan
 from compliance.types import PingBatch, ProcessResult
 from compliance.warmup import warm_up
@@ -72,6 +73,7 @@ class Processor(Protocol):
     def tick(self, watermark_ms: int) -> list[Event]: ...
     def checkpoint(self) -> bytes: ...
     def trips(self) -> list[str]: ...
+    def set_speed_profile(self, profile: SpeedProfile | None) -> None: ...
 
 
 class Transport(Protocol):
@@ -123,6 +125,7 @@ class Pipeline:
         self.stop = stop
         self.pool = pool
         self.processor = processor
+        self._speeds: SpeedProfile | None = None  # what ``processor`` was given
         self.scope = scope
         self.transport: Transport | None = None
         self.guard = guard
@@ -391,6 +394,12 @@ class Pipeline:
 
     def owns(self, row: TripRow) -> bool:
         return _in_scope(row, self.scope)
+
+    def use_speeds(self, profile: SpeedProfile | None) -> None:
+        """ETAs over these learned speeds from now (``ingest.speeds``), if not already."""
+        if self.processor is not None and self._speeds is not profile:
+            self.processor.set_speed_profile(profile)
+            self._speeds = profile
 
     def apply_trip(self, row: TripRow | None, trip_id: str) -> None:
         """A trip changed in the database: follow, replace or drop it (a trip of another

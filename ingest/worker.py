@@ -61,6 +61,7 @@ from ingest.jetstream import Setup, connect, consumer_config, ensure_setup, unpa
 from ingest.partitions import Scope
 from ingest.pipeline import Pipeline, sleep_unless, start_pipeline, warm_up_kernels
 from ingest.receiver import Inbound
+from ingest.speeds import SpeedFeed
 from ingest.trips import load_live_trips
 from ingest.tripsync import TripFeed
 from routewatch import metrics
@@ -186,6 +187,7 @@ class PartitionRunner:
                 guard=fence,
             )
         self.pipeline.transport = self
+        self.pipeline.use_speeds(w.speeds.profile)
         async with w.pool.connection() as conn:  # trips changed during the recovery
             self.pipeline.sync_trips(await load_live_trips(conn, self.scope.owns))
         js, layout = w.js, w.setup.layout
@@ -263,6 +265,7 @@ class Worker:
         self.recoveries = asyncio.Semaphore(RECOVERIES)
         self.runners: dict[int, PartitionRunner] = {}
         self.leases: dict[int, Lease] = {}
+        self.speeds = SpeedFeed(settings, self.pipelines)
         self.setup: Setup
         self.nc: Client
         self.js: JetStreamContext
@@ -301,6 +304,7 @@ class Worker:
                     tg.create_task(
                         TripFeed(self.settings, self.pipelines).run(stop), name="trip-sync"
                     )
+                    tg.create_task(self.speeds.run(stop), name="speeds")
                     await self._membership(stop)
                     await self._leave()
         finally:

@@ -72,6 +72,19 @@ class Settings(BaseSettings):
         "no_signal) this long after the later of its planned end and its last ping; the "
         "engine's threshold trip_abandon_s (live and replay)",
     )
+    speeds_learn_every_s: int = Field(
+        3600,
+        ge=0,
+        description="learn the fleet's travel speeds per place and hour of week from the "
+        "stored pings this often, seconds, for ETAs (0 = never learn, ETAs from the plan "
+        "and live speed only)",
+    )
+    speeds_half_life_days: float = Field(
+        14.0, gt=0, description="learned speeds: a sample this many days old counts half"
+    )
+    speeds_first_days: float = Field(
+        28.0, gt=0, description="learned speeds: the first run looks back this many days"
+    )
 
     # Engine workers on NATS JetStream (routewatch gateway / routewatch worker)
     nats_url: str = Field(

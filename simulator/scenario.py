@@ -36,6 +36,9 @@ JAM_MS = 1.1  # crawling in a jam: 4 km/h, 130 m per 120 s, clearly not 'station
 class ScenarioConfig:
     vehicles: int = 50
     seed: int = 1
+    #: the road network's seed (None = ``seed``): scenarios on one network with other
+    #: seeds are other days of the same city (e.g. a history to learn speeds from)
+    network_seed: int | None = None
     interval_s: int = 5  # seconds between fixes per vehicle (1-30)
     duration_s: float | None = None  # cap on simulated time; None = until every trip ends
     start_ms: int = DEFAULT_START_MS  # planned start of the first trip, epoch ms
@@ -297,7 +300,7 @@ def build(config: ScenarioConfig) -> Simulation:
     """Everything for one seeded scenario (deterministic for a given config)."""
     cfg = config
     rng = np.random.default_rng(cfg.seed)
-    net = build_network(cfg.seed, cfg.centre)
+    net = build_network(cfg.seed if cfg.network_seed is None else cfg.network_seed, cfg.centre)
     utc_offset_h = round(cfg.centre[1] / 15.0)
     n = cfg.vehicles
     n_routes = min(n, cfg.route_pool or n)

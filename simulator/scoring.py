@@ -103,55 +103,106 @@ def score(
 
 
 REMAINING_BUCKETS_M: tuple[float, ...] = (0.0, 1000.0, 3000.0, 6000.0, 10000.0, math.inf)
+#: the simple ETA baselines the engine is compared with (see :func:`eta_samples`)
+BASELINES = ("plan", "trip_avg", "last_5min")
+_RECENT_S = 300.0
+_MIN_MPS = 1.0
 
 
-def eta_errors(
+@dataclass(frozen=True, slots=True)
+class TripRef:
+    """What the ETA baselines need of a trip: its stops' route metres, service times and
+    planned arrivals (epoch ms, NaN when not planned), and when and where it started."""
+
+    stop_ids: list[str]
+    stop_m: np.ndarray
+    service_s: np.ndarray
+    planned_ms: np.ndarray
+    started_ms: float
+    started_m: float
+
+
+def eta_samples(
     snapshots: list[dict[str, Any]],
     truth: dict[str, Any],
     track: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> list[tuple[float, float]]:
-    """(remaining driven distance m, ETA error s) for every pending stop in every snapshot.
+    trips: dict[str, TripRef],
+) -> dict[str, np.ndarray]:
+    """One row per (snapshot, pending stop the vehicle really reached later).
 
-    ``truth``: truth.json (true arrival per trip and stop); ``track``: per vehicle the true
-    (ts_ms, driven_m) series from truth.csv. Error = predicted - actual arrival (positive =
-    predicted too late). Stops never reached are left out.
+    Columns: ``remaining_m`` (true driven distance still to go), ``actual_ms``, ``now_ms``,
+    ``eta``/``low``/``high`` (the snapshot's, epoch ms) and one predicted arrival per
+    :data:`BASELINES`:
+
+    - ``plan``: the stop's planned arrival;
+    - ``trip_avg``: now + the route metres to the stop at the trip's average progress speed
+      since it started (dwells included, so no service times are added);
+    - ``last_5min``: now + the route metres to the stop at the progress speed of the last
+      5 minutes (>= 1 m/s), + the service times of the pending stops before it.
+
+    ``truth``: truth.json; ``track``: per vehicle the true (ts_ms, driven_m) series from
+    truth.csv; ``trips``: per trip id, see :class:`TripRef`. Snapshots must be in time
+    order per trip (as replay gives them).
     """
-    out: list[tuple[float, float]] = []
+    cols: dict[str, list[float]] = defaultdict(list)
+    seen: dict[str, list[tuple[float, float]]] = defaultdict(list)  # trip -> (ts, route_m)
     for snap in snapshots:
         trip = truth.get(snap["trip_id"])
-        if trip is None or snap["vehicle_id"] not in track:
+        ref = trips.get(snap["trip_id"])
+        if trip is None or ref is None or snap["vehicle_id"] not in track:
             continue
         t_ms = ts_s(snap["ts"]) * 1000.0
+        here = snap.get("route_m")
+        past = seen[snap["trip_id"]]
+        if here is not None:
+            past.append((t_ms, float(here)))
+        if not past:
+            continue
+        now_m = past[-1][1]
+        avg = (now_m - ref.started_m) / max(1.0, (t_ms - ref.started_ms) / 1000.0)
+        back = next((p for p in past if p[0] >= t_ms - _RECENT_S * 1000.0), past[0])
+        recent = (
+            (now_m - back[1]) / max(1.0, (t_ms - back[0]) / 1000.0) if back != past[-1] else avg
+        )
         tts, tdm = track[snap["vehicle_id"]]
         here_m = float(np.interp(t_ms, tts, tdm))
+        service_before = 0.0
+        index = {sid: k for k, sid in enumerate(ref.stop_ids)}
         for eta in snap.get("etas") or []:
+            k = index.get(eta["stop_id"])
             actual = trip["stops"].get(eta["stop_id"])
-            if actual is None or eta.get("eta") is None or actual["arrived_ms"] <= t_ms:
+            if k is None or eta.get("eta") is None:
                 continue
-            err = ts_s(eta["eta"]) - actual["arrived_ms"] / 1000.0
-            out.append((actual["driven_m"] - here_m, err))
-    return out
-
-
-def eta_table(errors: list[tuple[float, float]]) -> list[tuple[str, int, float, float, float]]:
-    """Per remaining-distance bucket: (label, n, MAE s, median |err| s, p90 |err| s)."""
-    rows = []
-    arr = np.array(errors, np.float64).reshape(-1, 2)
-    for lo, hi in itertools.pairwise(REMAINING_BUCKETS_M):
-        sel = np.abs(arr[(arr[:, 0] >= lo) & (arr[:, 0] < hi), 1])
-        label = (
-            f"{lo / 1000:.0f}-{hi / 1000:.0f} km" if math.isfinite(hi) else f">{lo / 1000:.0f} km"
-        )
-        if len(sel):
-            rows.append(
-                (
-                    label,
-                    len(sel),
-                    float(sel.mean()),
-                    float(np.median(sel)),
-                    float(np.percentile(sel, 90)),
+            ahead = max(0.0, float(ref.stop_m[k]) - now_m)
+            if actual is not None and actual["arrived_ms"] > t_ms:
+                cols["remaining_m"].append(actual["driven_m"] - here_m)
+                cols["actual_ms"].append(actual["arrived_ms"])
+                cols["now_ms"].append(t_ms)
+                for name in ("eta", "low", "high"):
+                    key = "eta" if name == "eta" else f"eta_{name}"
+                    cols[name].append(ts_s(eta[key]) * 1000.0)
+                cols["plan"].append(float(ref.planned_ms[k]))
+                cols["trip_avg"].append(t_ms + 1000.0 * ahead / max(_MIN_MPS, avg))
+                cols["last_5min"].append(
+                    t_ms + 1000.0 * (ahead / max(_MIN_MPS, recent) + service_before)
                 )
-            )
-        else:
-            rows.append((label, 0, math.nan, math.nan, math.nan))
-    return rows
+            service_before += float(ref.service_s[k])
+    return {k: np.array(v, np.float64) for k, v in cols.items()}
+
+
+def band_label(lo: float, hi: float) -> str:
+    return f"{lo / 1000:.0f}-{hi / 1000:.0f} km" if math.isfinite(hi) else f">{lo / 1000:.0f} km"
+
+
+def bands(remaining_m: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(label, row mask) per :data:`REMAINING_BUCKETS_M` band, then ("all", every row)."""
+    out = [
+        (band_label(lo, hi), (remaining_m >= lo) & (remaining_m < hi))
+        for lo, hi in itertools.pairwise(REMAINING_BUCKETS_M)
+    ]
+    return [*out, ("all", np.ones(len(remaining_m), bool))]
+
+
+def window_coverage(s: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row: whether the real arrival fell inside [eta_low, eta_high]."""
+    return (s["low"] <= s["actual_ms"]) & (s["actual_ms"] <= s["high"])
