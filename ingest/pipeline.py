@@ -108,6 +108,29 @@ async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
             await stop.wait()
 
 
+async def database_sessions(
+    settings: Settings,
+    stop: asyncio.Event,
+    what: str,
+    session: Callable[[psycopg.AsyncConnection], Awaitable[None]],
+) -> None:
+    """Run ``session`` on its own autocommit connection until ``stop``; when the
+    database goes away, connect again after a jittered backoff and run it anew."""
+    attempt = 0
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                settings.database_url, autocommit=True
+            ) as conn:
+                attempt = 0
+                await session(conn)
+        except psycopg.OperationalError as exc:
+            delay = backoff_s(attempt)
+            attempt += 1
+            log.warning("%s lost the database (%s); retrying in %.1f s", what, exc, delay)
+            await sleep_unless(stop, delay)
+
+
 class Pipeline:
     def __init__(
         self,

@@ -19,7 +19,7 @@ from datetime import datetime
 import psycopg
 
 from compliance.history import SpeedProfile
-from ingest.pipeline import Pipeline, backoff_s, sleep_unless
+from ingest.pipeline import Pipeline, database_sessions, sleep_unless
 from routewatch.settings import Settings
 from store import speeds
 
@@ -40,21 +40,13 @@ class SpeedFeed:
     async def run(self, stop: asyncio.Event) -> None:
         if self.settings.speeds_learn_every_s <= 0:
             return
-        attempt = 0
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.settings.database_url, autocommit=True
-                ) as conn:
-                    while not stop.is_set():
-                        await self.step(conn)
-                        attempt = 0
-                        await sleep_unless(stop, CHECK_S)
-            except psycopg.OperationalError as exc:
-                delay = backoff_s(attempt)
-                attempt += 1
-                log.warning("speed learning lost the database (%s); retrying in %.1f s", exc, delay)
-                await sleep_unless(stop, delay)
+
+        async def session(conn: psycopg.AsyncConnection) -> None:
+            while not stop.is_set():
+                await self.step(conn)
+                await sleep_unless(stop, CHECK_S)
+
+        await database_sessions(self.settings, stop, "speed learning", session)
 
     async def step(self, conn: psycopg.AsyncConnection) -> None:
         """Learn if due, load if newer, hand out to pipelines that lack it."""

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Callable, Iterable
 
 import psycopg
 
-from ingest.pipeline import Pipeline, backoff_s, sleep_unless
+from ingest.pipeline import Pipeline, database_sessions
 from ingest.trips import CHANNEL, load_known_vehicles, load_live_trips, load_trip
 from routewatch.settings import Settings
-
-log = logging.getLogger(__name__)
 
 #: how often an enforced vehicle registry is re-read, seconds
 REGISTRY_REFRESH_S = 30.0
@@ -36,33 +33,22 @@ class TripFeed:
         self._registry_loaded = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> None:
-        attempt = 0
-        while not stop.is_set():
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self.settings.database_url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    rows = await load_live_trips(conn)
+        async def session(conn: psycopg.AsyncConnection) -> None:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            rows = await load_live_trips(conn)
+            for pipeline in self.pipelines():
+                pipeline.sync_trips(rows)
+            while not stop.is_set():
+                # The connection cannot run queries while notifies() iterates (it holds
+                # the connection): collect ids, then load them.
+                trip_ids = [note.payload async for note in conn.notifies(timeout=0.5, stop_after=1)]
+                for trip_id in dict.fromkeys(trip_ids):
+                    row = await load_trip(conn, trip_id)
                     for pipeline in self.pipelines():
-                        pipeline.sync_trips(rows)
-                    attempt = 0
-                    while not stop.is_set():
-                        # The connection cannot run queries while notifies() iterates
-                        # (it holds the connection): collect ids, then load them.
-                        trip_ids = [
-                            note.payload async for note in conn.notifies(timeout=0.5, stop_after=1)
-                        ]
-                        for trip_id in dict.fromkeys(trip_ids):
-                            row = await load_trip(conn, trip_id)
-                            for pipeline in self.pipelines():
-                                pipeline.apply_trip(row, trip_id)
-                        await self._refresh_registry(conn)
-            except psycopg.OperationalError as exc:
-                delay = backoff_s(attempt)
-                attempt += 1
-                log.warning("trip sync lost the database (%s); retrying in %.1f s", exc, delay)
-                await sleep_unless(stop, delay)
+                        pipeline.apply_trip(row, trip_id)
+                await self._refresh_registry(conn)
+
+        await database_sessions(self.settings, stop, "trip sync", session)
 
     async def _refresh_registry(self, conn: psycopg.AsyncConnection) -> None:
         """Re-read the vehicle registry now and then (when it is enforced)."""
