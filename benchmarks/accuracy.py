@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compliance.engine import Engine
-from compliance.history import SpeedCells, SpeedProfile, aggregate
+from compliance.history import SpeedProfile
 from compliance.plan import TripPlan
 from simulator.faults import parse_faults
 from simulator.gps import GpsConfig
@@ -71,7 +71,6 @@ def _track(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 _WEEK_MS = 7 * 86_400_000
-_CELL_FIELDS = [f.name for f in fields(SpeedCells)]
 
 #: an expected event no detection can match (it makes a type scored for one fault kind)
 _NEVER: dict[str, Any] = {"trip_id": "", "ts": 0, "tolerance_s": 0.0, "details": {}}
@@ -115,10 +114,9 @@ def _by_fault(
 def _learn_history(cfg: ScenarioConfig, days: int, out: Path) -> SpeedProfile:
     """Speeds learned from ``days`` earlier weeks' runs on the scenario's road network:
     the same weekday and hours, other seeds (other routes, drivers and faults)."""
-    from compliance.replay import load_pings_csv
+    from compliance.replay import learn_speeds
 
     t0 = time.perf_counter()
-    parts = []
     for d in range(1, days + 1):
         day = replace(
             cfg,
@@ -128,16 +126,9 @@ def _learn_history(cfg: ScenarioConfig, days: int, out: Path) -> SpeedProfile:
             id_prefix=f"H{d}",
         )
         write(day, out / f"history-{d}")
-        parts.append(load_pings_csv(out / f"history-{d}" / "pings.csv"))
-    cells = [
-        aggregate(p.lat, p.lon, p.ts_ms.astype(np.float64), p.speed_kmh / 3.6, p.accuracy_m)
-        for p in parts
-    ]
-    profile = SpeedProfile.from_cells(
-        SpeedCells(*(np.concatenate([getattr(c, f) for c in cells]) for f in _CELL_FIELDS))
-    )
+    profile = learn_speeds([out / f"history-{d}" / "pings.csv" for d in range(1, days + 1)])
     print(
-        f"learned speeds from {days} earlier week(s): {sum(len(p) for p in parts)} pings, "
+        f"learned speeds from {days} earlier week(s): {profile.samples} moving samples, "
         f"{len(profile.cell_index)} cells ({time.perf_counter() - t0:.1f} s)"
     )
     return profile

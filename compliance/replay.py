@@ -23,7 +23,7 @@ from compliance.csvload import CodedPingBatch, load_pings_csv
 from compliance.engine import Engine
 from compliance.events import Event, ms_to_rfc3339
 from compliance.grouping import groups_by_vehicle
-from compliance.history import SpeedProfile
+from compliance.history import SpeedCells, SpeedProfile, aggregate
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
 from compliance.types import PingBatch, TripSnapshot
@@ -51,6 +51,18 @@ def load_plans(path: str | Path) -> list[TripPlan]:
         obj = json.loads(raw.decode("utf-8"))
     items = obj if isinstance(obj, list) else [obj]
     return [TripPlan.model_validate(o) for o in items]
+
+
+def learn_speeds(paths: list[str | Path]) -> SpeedProfile:
+    """Travel speeds learned from recorded pings (CSV files as ``--pings``, whose device
+    speed is used): what the live engine learns from its stored pings (``store.speeds``)."""
+    cells = []
+    for path in paths:
+        p = load_pings_csv(path)
+        cells.append(
+            aggregate(p.lat, p.lon, p.ts_ms.astype(np.float64), p.speed_kmh / 3.6, p.accuracy_m)
+        )
+    return SpeedProfile.from_cells(SpeedCells.concat(cells))
 
 
 def snapshot_dict(snap: TripSnapshot, ts_ms: int) -> dict[str, Any]:

@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="also print a snapshot line per active trip every S seconds of event time",
     )
+    p.add_argument(
+        "--speeds-from",
+        action="append",
+        metavar="PINGS.csv",
+        help="learn travel speeds per place and hour of week from these earlier "
+        "recordings (same columns, with speed) for the snapshots' ETAs, as the live engine "
+        "learns them from its stored pings; may be given several times",
+    )
     p.set_defaults(func=run)
 
 
@@ -33,7 +41,13 @@ def run(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from compliance.replay import load_pings_csv, load_plans, prepare_engine, replay_engine
+    from compliance.replay import (
+        learn_speeds,
+        load_pings_csv,
+        load_plans,
+        prepare_engine,
+        replay_engine,
+    )
     from routewatch.settings import Settings, engine_thresholds
 
     # The CSV is parsed (Numba, without the GIL) in a thread while the plans are read and
@@ -44,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         # plan geometry problems are logged as warnings (stderr) while trips are prepared
         plans = [p for path in args.plan for p in load_plans(path)]
         engine = prepare_engine(plans, engine_thresholds(Settings()))
+        if args.speeds_from:
+            engine.set_speed_profile(learn_speeds(args.speeds_from))
         pings = pings_f.result()
     out = sys.stdout.buffer
     for obj in replay_engine(engine, pings, args.snapshots):

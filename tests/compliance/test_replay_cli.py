@@ -139,3 +139,38 @@ def test_replay_of_many_trips_per_vehicle_gives_the_events_of_one_batch() -> Non
     got = list(replay(plans, b))
     assert [e["event_id"] for e in got] == [e.event_id for e in want]
     assert [e["trip_id"] for e in got if e["type"] == "trip_completed"] == ["T0", "T1", "T2", "T3"]
+
+
+def test_replay_learns_speeds_from_earlier_recordings(tmp_path: Path) -> None:
+    """``--speeds-from``: a week-earlier recording where the street crawled at 2 m/s makes
+    the snapshots' ETAs later than the plan's and live speeds alone give."""
+    plan_path, pings_path = _files(tmp_path, rfc3339=False)
+    ts, x, y, s = drive(ROUTE, [(1000, 7.2)])
+    lon, lat = ORIGIN.to_lonlat(x, y)
+    week_ms = 7 * 86_400_000
+    slow = tmp_path / "last_week.csv"
+    slow.write_text(
+        "vehicle_id,ts,lat,lon,speed\n"
+        + "".join(
+            f"V9,{int(t) - week_ms},{a:.7f},{o:.7f},{v:.1f}\n"
+            for t, a, o, v in zip(ts, lat, lon, s, strict=True)
+        )
+    )
+    root = Path(__file__).resolve().parents[2]
+    args = ["replay", "--plan", str(plan_path), "--pings", str(pings_path), "--snapshots", "60"]
+    out = subprocess.run(
+        [sys.executable, "-m", "routewatch.cli", *args, "--speeds-from", str(slow)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    learned = [json.loads(x) for x in out.stdout.splitlines()]
+    plain = list(replay(load_plans(plan_path), load_pings_csv(pings_path), snapshot_s=60.0))
+    assert [e for e in learned if e["type"] != "snapshot"] == [
+        e for e in plain if e["type"] != "snapshot"
+    ]
+    first = [next(e for e in run if e["type"] == "snapshot") for run in (learned, plain)]
+    assert first[0]["ts"] == first[1]["ts"]
+    assert first[0]["etas"][0]["eta"] > first[1]["etas"][0]["eta"]
