@@ -172,23 +172,25 @@ def _eta_report(runs: dict[str, dict[str, np.ndarray]]) -> None:
         + "".join(f"{n + ' MAE':>15}" for n in names)
         + "".join(f"{n + ' bias':>15}{n + ' cover':>15}" for n in runs)
     )
-    for label, _ in bands(base["remaining_m"]):
-        row = f"{label:<11}"
-        n = 0
-        cells = []
-        for name in names:
-            s = runs.get(name, base)
-            sel = dict(bands(s["remaining_m"]))[label]
-            n = n or int(sel.sum())
-            err = (s[name if name in BASELINES else "eta"][sel] - s["actual_ms"][sel]) / 1000.0
-            cells.append(f"{np.nanmean(np.abs(err)) if len(err) else np.nan:>15.0f}")
-        for s in runs.values():
-            sel = dict(bands(s["remaining_m"]))[label]
-            err = (s["eta"][sel] - s["actual_ms"][sel]) / 1000.0
-            cover = window_coverage(s)[sel]
+    masks = {name: dict(bands(run["remaining_m"])) for name, run in runs.items()}
+    # (run, its predicted column) per MAE column: the baselines ride on the plain run
+    columns = [("engine", b) for b in BASELINES] + [(name, "eta") for name in runs]
+
+    def error_s(name: str, column: str, label: str) -> np.ndarray:
+        run, sel = runs[name], masks[name][label]
+        return (run[column][sel] - run["actual_ms"][sel]) / 1000.0
+
+    for label, sel in masks["engine"].items():
+        cells = [
+            f"{np.nanmean(np.abs(e)) if len(e) else np.nan:>15.0f}"
+            for e in (error_s(name, col, label) for name, col in columns)
+        ]
+        for name in runs:
+            err = error_s(name, "eta", label)
+            cover = window_coverage(runs[name])[masks[name][label]]
             cells.append(f"{err.mean() if len(err) else np.nan:>+15.0f}")
             cells.append(f"{100 * cover.mean() if len(cover) else np.nan:>14.1f}%")
-        print(row + f"{n:>6}" + "".join(cells))
+        print(f"{label:<11}{int(sel.sum()):>6}" + "".join(cells))
     print(
         "(plan = the planned arrival; trip_avg / last_5min = the route metres left at the "
         "trip's average / last 5 minutes' progress speed; cover = real arrival within "

@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,7 @@ _RECENT_S = 300.0
 _MIN_MPS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TripRef:
     """What the ETA baselines need of a trip: its stops' route metres, service times and
     planned arrivals (epoch ms, NaN when not planned), and when and where it started."""
@@ -120,6 +121,10 @@ class TripRef:
     planned_ms: np.ndarray
     started_ms: float
     started_m: float
+
+    @cached_property
+    def stop_index(self) -> dict[str, int]:
+        return {sid: k for k, sid in enumerate(self.stop_ids)}
 
 
 def eta_samples(
@@ -167,9 +172,8 @@ def eta_samples(
         tts, tdm = track[snap["vehicle_id"]]
         here_m = float(np.interp(t_ms, tts, tdm))
         service_before = 0.0
-        index = {sid: k for k, sid in enumerate(ref.stop_ids)}
         for eta in snap.get("etas") or []:
-            k = index.get(eta["stop_id"])
+            k = ref.stop_index.get(eta["stop_id"])
             actual = trip["stops"].get(eta["stop_id"])
             if k is None or eta.get("eta") is None:
                 continue

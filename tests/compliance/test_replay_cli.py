@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,19 @@ def _files(tmp_path: Path, rfc3339: bool) -> tuple[Path, Path]:
     return plan_path, pings_path
 
 
+def _replay_cli(*args: str) -> list[dict[str, Any]]:
+    """``routewatch replay ARGS`` in its own process: its output lines, parsed."""
+    out = subprocess.run(
+        [sys.executable, "-m", "routewatch.cli", "replay", *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return [json.loads(x) for x in out.stdout.splitlines()]
+
+
 def test_csv_loader_reads_epoch_and_rfc3339(tmp_path: Path) -> None:
     _, a = _files(tmp_path, rfc3339=False)
     ea = load_pings_csv(a)
@@ -57,27 +71,7 @@ def test_csv_loader_reads_epoch_and_rfc3339(tmp_path: Path) -> None:
 
 def test_replay_cli_prints_events_and_snapshots(tmp_path: Path) -> None:
     plan_path, pings_path = _files(tmp_path, rfc3339=False)
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "routewatch.cli",
-            "replay",
-            "--plan",
-            str(plan_path),
-            "--pings",
-            str(pings_path),
-            "--snapshots",
-            "60",
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    lines = _replay_cli("--plan", str(plan_path), "--pings", str(pings_path), "--snapshots", "60")
     types = [x["type"] for x in lines]
     assert [t for t in types if t != "snapshot"] == [
         "trip_started",
@@ -156,17 +150,8 @@ def test_replay_learns_speeds_from_earlier_recordings(tmp_path: Path) -> None:
             for t, a, o, v in zip(ts, lat, lon, s, strict=True)
         )
     )
-    root = Path(__file__).resolve().parents[2]
-    args = ["replay", "--plan", str(plan_path), "--pings", str(pings_path), "--snapshots", "60"]
-    out = subprocess.run(
-        [sys.executable, "-m", "routewatch.cli", *args, "--speeds-from", str(slow)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    learned = [json.loads(x) for x in out.stdout.splitlines()]
+    args = ["--plan", str(plan_path), "--pings", str(pings_path), "--snapshots", "60"]
+    learned = _replay_cli(*args, "--speeds-from", str(slow))
     plain = list(replay(load_plans(plan_path), load_pings_csv(pings_path), snapshot_s=60.0))
     assert [e for e in learned if e["type"] != "snapshot"] == [
         e for e in plain if e["type"] != "snapshot"
