@@ -183,8 +183,9 @@ class Engine:
         return self._trips[keys[i + 1]] if i + 1 < len(keys) else None
 
     # ---- processing ----
-    def process(self, batch: PingBatch, watermark_ms: int) -> ProcessResult:
-        """Match ``batch`` and run the detectors up to ``watermark_ms`` - allowance."""
+    def process(self, batch: PingBatch, watermark_ms: int, snapshots: bool = True) -> ProcessResult:
+        """Match ``batch`` and run the detectors up to ``watermark_ms`` - allowance; with
+        ``snapshots`` False (a replay that asks for none) no snapshot is built."""
         n = len(batch)
         res = ProcessResult(
             [None] * n, np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int8)
@@ -199,11 +200,12 @@ class Engine:
                     continue
                 events += self._ingest(trip, batch, rows, horizon, res, touched)
         res.events = _ordered(events + self._advance(horizon, res, touched))
-        with_events = {e.trip_id for e in res.events}
+        with_events = {e.trip_id for e in res.events} if snapshots else set()
         for trip in touched.values():
-            st, ustat = self._live_state(trip)
-            if _snapshot_due(trip, st, ustat, trip.key in with_events):
-                res.snapshots.append(self._build_snapshot(trip, st, ustat, None))
+            if snapshots:
+                st, ustat = self._live_state(trip)
+                if _snapshot_due(trip, st, ustat, trip.key in with_events):
+                    res.snapshots.append(self._build_snapshot(trip, st, ustat, None))
             trip.settle()  # pending pings back to their compact block (rows forgotten)
         return res
 

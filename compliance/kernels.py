@@ -508,7 +508,11 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
         (S_SP_SINCE, S_SP_ACTIVE, S_SP_MAX, S_SP_M0, S_SP_UNDER_N, S_SP_UNDER_TS, S_SP_LIMIT),
     ),
     ("schedule", ("_schedule", "_next_arrival_ms"), (S_LATE, S_LATE_STOP)),
-    ("completion", ("_completion", "_abandon_at", "_abandon"), (S_COMPLETED, S_COMPLETED_TS)),
+    (
+        "completion",
+        ("_completion", "_abandon_at", "_ended_before", "_abandon"),
+        (S_COMPLETED, S_COMPLETED_TS),
+    ),
     ("ETA", ("expected_mps", "stop_etas"), ()),
 )
 
@@ -550,7 +554,7 @@ def _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne):
         gap_ms = ts - st[S_LAST_TS]
         lost_ms = th[TH_LOST_S] * 1000.0
         end_ms = _abandon_at(st, th, par)
-        ended = st[S_COMPLETED] == 0 and ts > end_ms
+        ended = _ended_before(st, th, par, ts)
         if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
             if st[S_LOST] == 0 and (not ended or st[S_LAST_TS] + lost_ms <= end_ms):
                 ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
@@ -1365,6 +1369,19 @@ def _abandon_at(st, th, par):
     """Completion: when a trip whose vehicle stopped reporting ends, epoch ms:
     ``trip_abandon_s`` after the later of its planned end and its last ping."""
     return max(par[P_PLANNED_END_MS], st[S_LAST_TS]) + th[TH_ABANDON_S] * 1000.0
+
+
+@njit(cache=True, inline="always")
+def _ended_before(st, th, par, ts):
+    """Completion: whether a ping at ``ts`` comes after the trip ended for want of signal
+    (at :func:`_abandon_at`), the trip having had a ping and not completed otherwise."""
+    return st[S_N] > 0 and st[S_COMPLETED] == 0 and ts > _abandon_at(st, th, par)
+
+
+@njit(cache=True)
+def abandoned_before(st, th, par, ts):
+    """:func:`_ended_before` on its own, for the engine's hand-over decisions."""
+    return _ended_before(st, th, par, ts)
 
 
 @njit(cache=True, inline="always")

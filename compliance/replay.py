@@ -168,7 +168,7 @@ def replay_engine(
                 last = b == len(batch)
                 part = batch if (a, b) == (0, len(batch)) else batch.take(np.arange(a, b))
                 horizon = end_ms if last else int(batch.ts_ms[b - 1])
-                add_events(engine.process(part, horizon + allowance).events)
+                add_events(engine.process(part, horizon + allowance, snapshots=False).events)
     else:
         step = int(snapshot_s * 1000)
         if step <= 0:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from compliance import kernels
+from compliance.config import Thresholds
 from compliance.events import Event, EventType
 from compliance.layout import (
     E_PING,
@@ -76,7 +78,13 @@ def takeover_index(
     cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending
 ) -> tuple[int, str, Shadow | None]:
     """(index in ``head`` of the ping at which ``nxt`` takes over or -1, why, the shadow
-    advanced over ``head``). ``cur``'s committed state is not changed."""
+    advanced over ``head``). ``cur``'s committed state is not changed.
+
+    The kernels are causal (a fix's verdicts depend on the fixes up to it), so each run
+    covers only the fixes the decision needs: a trip already overrun at ``k_time`` hands
+    over there at the latest, and the shadow, dropped at the hand-over, stops there too
+    (or does not run when too few fixes are left before it to take over first).
+    """
     th = cur.th
     watch_from = nxt.plan.planned_start - th.next_trip_lead_s * 1000.0
     deadline = max(float(nxt.plan.planned_start), planned_end_ms(cur) + th.trip_overrun_s * 1000.0)
@@ -86,37 +94,40 @@ def takeover_index(
     if not len(watched):
         return -1, "", shadow
     j0 = int(watched[0])
-    # the current trip over the same pings, on a copy: its own corridor verdict per fix,
-    # and where it would complete by itself
-    cur_out = cur.run(cur.committed.copy(), cur.committed_stops.copy(), head)
-    # the last ping the current trip can hand over at: the one it completes at by itself,
-    # or the one before a silence it was abandoned in (it ended before that ping)
-    done_at = _event_ping(cur_out, EV_TRIP_COMPLETED)
-    abandoned_at = _event_ping(cur_out, EV_TRIP_ABANDONED)
-    last_k = len(head) if done_at < 0 else done_at
-    if abandoned_at >= 0:
-        last_k = min(last_k, abandoned_at - 1)
     sh = shadow if shadow is not None else Shadow.fresh(nxt)
-    part = head.select(slice(j0, None))
-    x, y = nxt.project(part.lat, part.lon)
-    part = Pending(
-        part.ts_ms, part.lat, part.lon, x, y, part.speed_kmh, part.accuracy_m, part.seq, part.row
-    )
-    was_started = sh.state[S_STARTED] > 0
-    nxt_out = nxt.run(sh.state, sh.stops, part)
-    started_at = 0 if was_started else _event_ping(nxt_out, EV_TRIP_STARTED)
-    k_space = -1
-    for i in range(len(part)):
-        both = (
-            started_at >= 0
-            and i >= started_at
-            and nxt_out.on_route[i] == 1
-            and cur_out.on_route[j0 + i] == 0
-        )
-        sh.run_n = sh.run_n + 1 if both else 0
-        if sh.run_n >= th.off_route_pings:
-            k_space = j0 + i
-            break
+    if k_time >= 0:
+        # fixes j0..k_time could complete a run on the next trip's route before k_time
+        space_fixes = k_time - j0 + 1
+        could_space = space_fixes > 0 and sh.run_n + space_fixes >= th.off_route_pings
+        cur_out = None
+        if could_space or k_time > 0:
+            # whether the current trip ends by itself before k_time shows by fix k_time
+            cur_out = _run_copy(cur, head.select(slice(0, k_time + 1)))
+            overrun = k_time <= _last_index(cur_out, len(head))
+        else:  # (fix 0: it hands over there unless it ended in the silence before)
+            overrun = not kernels.abandoned_before(
+                cur.committed, cur.th_arr, cur.par, float(head.ts_ms[0])
+            )
+        if overrun:
+            # it hands over at k_time at the latest, and the shadow is dropped then
+            if cur_out is not None and could_space:
+                part = head.select(slice(j0, k_time + 1))
+                nxt_on, started_at = _advance_shadow(sh, nxt, part)
+                i_space = _space_index(sh, th, nxt_on, started_at, cur_out.on_route[j0:])
+                if i_space >= 0:
+                    return j0 + i_space, ENDED_BY_NEXT_TRIP, sh
+            return k_time, ENDED_BY_OVERRUN, sh
+    nxt_on, started_at = _advance_shadow(sh, nxt, head.select(slice(j0, None)))
+    if k_time < 0 and (started_at < 0 or not (nxt_on[started_at:] == 1).any()):
+        # the usual case, the vehicle not on the next trip yet: no fix starts a run, and
+        # the current trip's own run over these pings is not needed
+        if len(nxt_on):
+            sh.run_n = 0
+        return -1, "", sh
+    cur_out = _run_copy(cur, head)
+    last_k = _last_index(cur_out, len(head))
+    i_space = _space_index(sh, th, nxt_on, started_at, cur_out.on_route[j0:])
+    k_space = j0 + i_space if i_space >= 0 else -1
     picks = [
         (k, why)
         for k, why in ((k_space, ENDED_BY_NEXT_TRIP), (k_time, ENDED_BY_OVERRUN))
@@ -126,6 +137,55 @@ def takeover_index(
         return -1, "", sh
     k, why = min(picks)
     return k, why, sh
+
+
+def _run_copy(cur: Trip, head: Pending) -> RunOutput:
+    """The current trip's run over ``head`` on a copy of its committed state."""
+    return cur.run(cur.committed.copy(), cur.committed_stops.copy(), head)
+
+
+def _last_index(cur_out: RunOutput, n: int) -> int:
+    """The last ping the current trip can hand over at: the one it completes at by
+    itself, or the one before a silence it was abandoned in (it ended before that ping);
+    ``n`` when neither is in ``cur_out``."""
+    done_at = _event_ping(cur_out, EV_TRIP_COMPLETED)
+    abandoned_at = _event_ping(cur_out, EV_TRIP_ABANDONED)
+    last_k = n if done_at < 0 else done_at
+    if abandoned_at >= 0:
+        last_k = min(last_k, abandoned_at - 1)
+    return last_k
+
+
+def _advance_shadow(sh: Shadow, nxt: Trip, part: Pending) -> tuple[npt.NDArray[np.int8], int]:
+    """Run the shadow over ``part``: (its on-route verdict per fix, the fix it started at,
+    0 when it had started before, -1 when it has not)."""
+    if not len(part):
+        return np.empty(0, np.int8), 0 if sh.state[S_STARTED] > 0 else -1
+    x, y = nxt.project(part.lat, part.lon)
+    part = Pending(
+        part.ts_ms, part.lat, part.lon, x, y, part.speed_kmh, part.accuracy_m, part.seq, part.row
+    )
+    was_started = sh.state[S_STARTED] > 0
+    out = nxt.run(sh.state, sh.stops, part)
+    return out.on_route, 0 if was_started else _event_ping(out, EV_TRIP_STARTED)
+
+
+def _space_index(
+    sh: Shadow,
+    th: Thresholds,
+    nxt_on: npt.NDArray[np.int8],
+    started_at: int,
+    cur_on: npt.NDArray[np.int8],
+) -> int:
+    """The first fix (index into ``nxt_on``) completing ``off_route_pings`` in a row on
+    the started next trip's route and off the current one's, -1 if none; counts the run
+    on in ``sh``."""
+    for i in range(len(nxt_on)):
+        both = started_at >= 0 and i >= started_at and nxt_on[i] == 1 and cur_on[i] == 0
+        sh.run_n = sh.run_n + 1 if both else 0
+        if sh.run_n >= th.off_route_pings:
+            return i
+    return -1
 
 
 def _event_ping(out: RunOutput, code: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from compliance.engine import Engine
 from compliance.plan import TripPlan
@@ -355,6 +356,40 @@ def test_next_trip_takes_over_when_driven_while_the_first_never_completes() -> N
         eng = Engine.restore(eng.checkpoint())
     restored += eng.flush() + eng.tick(int(b.ts_ms.max()))
     assert signature(sorted(restored, key=lambda e: e.ts_ms)) == signature(events)
+
+
+@pytest.mark.parametrize(
+    ("b_start_s", "ended_by"),
+    [
+        (200, "planned_end_overrun"),
+        (255, "planned_end_overrun"),
+        (260, "next_trip_started"),  # the third fix on B is the overrun's: B's wins
+        (600, "next_trip_started"),
+    ],
+)
+def test_a_hand_over_near_the_overrun_is_the_same_whatever_the_batching(
+    b_start_s: int, ended_by: str
+) -> None:
+    # A (planned an hour earlier, no allowance) overruns at B's planned start, around
+    # when the vehicle turns onto B (confirmed there at 260 s): the hand-over is decided
+    # on runs over only the fixes up to the overrun, whichever fix a batch starts at
+    first = plan(
+        STRAIGHT, trip_id="A", thresholds={"trip_overrun_s": 0}, planned_start=T0_MS - 3_600_000
+    )
+    second = plan(
+        [(1500.0, 800.0), (1500.0, 4000.0)], trip_id="B", planned_start=T0_MS + b_start_s * 1000
+    )
+    path = [(0.0, 0.0), (1500.0, 0.0), (1500.0, 4000.0)]
+    ts, x, y, _ = drive(path, [(550, 36), (30, 0)], dt_s=5.0)
+    b = batch("V1", ts, x, y)
+    whole, _ = run_batches([first, second], [b])
+    done = [e for e in whole if str(e.type) == "trip_completed"]
+    assert [(e.trip_id, e.details.get("ended_by")) for e in done] == [("A", ended_by), ("B", None)]
+    assert at_s(done[0]) == min(b_start_s, 260)
+    for size in (1, 2, 3, 7):
+        parts = [b.take(np.arange(a, min(a + size, len(b)))) for a in range(0, len(b), size)]
+        events, _ = run_batches([first, second], parts)
+        assert signature(events) == signature(whole), size
 
 
 def test_next_trip_takes_over_after_the_first_overruns_its_plan() -> None:
