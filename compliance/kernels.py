@@ -1019,7 +1019,8 @@ def _stops(
     nstops = stops.shape[0]
     dwell_planned = False
     at = int(st[S_AT_STOP])
-    # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure
+    # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure;
+    # the first must not have the device saying the vehicle stands (a multipath burst)
     if at >= 0:
         away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
         # moving off the spot where it dwelt counts before the geofence edge is reached
@@ -1027,7 +1028,9 @@ def _stops(
         still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
         if st[S_ST_N] >= 3 and not still:
             away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
-        if away:
+        if away and still and st[S_DEP_N] == 0:
+            pass  # the device (Doppler) says it stands: multipath, counted neither way
+        elif away:
             if st[S_DEP_N] == 0:
                 st[S_DEP_TS] = ts
             st[S_DEP_N] += 1.0

@@ -451,3 +451,18 @@ def test_noisy_fixes_while_standing_at_a_stop_are_no_departure() -> None:
     ev = run_drive(p, ts, x, y, s)
     assert kinds(ev) == ["trip_started", "stop_arrived", "stop_departed"]
     assert at_s(ev[2]) >= 440
+
+
+def test_a_multipath_burst_far_off_while_standing_at_a_stop_is_no_departure() -> None:
+    """Three fixes in a row 150-300 m off (beyond the stop's radius) while the device
+    reports 0 km/h, as a multipath burst gives them: the vehicle still stands there, so
+    no departure, no unplanned stop at the stop, and the real departure on time."""
+    p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (240, 0), (200, 36)], dt_s=10.0)
+    k = int(np.searchsorted(ts, T0_MS + 300_000))
+    x[k : k + 3] += [180.0, 250.0, -60.0]
+    y[k : k + 3] += [40.0, 120.0, 130.0]
+    assert (s[k : k + 3] == 0).all()
+    ev = run_drive(p, ts, x, y, s)
+    assert kinds(ev) == ["trip_started", "stop_arrived", "stop_departed"]
+    assert 440 <= at_s(ev[2]) <= 460
