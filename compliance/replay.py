@@ -192,7 +192,7 @@ def replay_engine(
             lo = hi
             # commit everything before the edge, never past the last ts seen, so both
             # modes give the same events
-            res = engine.process(chunk, min(edge, end_ms) + allowance)
+            res = engine.process(chunk, min(edge, end_ms) + allowance, snapshots=False)
             add_events(res.events)
             snap_ts = edge - 1
             for key in engine.live_trips():
