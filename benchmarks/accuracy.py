@@ -9,7 +9,8 @@ and detection delay per type, plus ETA error (MAE and spread) by remaining dista
 
 ``--patterns`` runs issue #16's patterns of real traces instead of the default fault mix
 (pulling off beside the route, fixes drifting while standing, multipath thrown to
-alternate sides, trackers dying mid-trip, beside detours); ``--by-fault`` adds the goal
+alternate sides, trackers dying mid-trip, long trips through traffic, beside detours), and
+the ETA table again over the trips through traffic alone; ``--by-fault`` adds the goal
 types' precision and recall per fault kind.
 
 Baseline in the same run: a "null engine" that reports nothing scores recall 0, and the
@@ -53,7 +54,9 @@ from simulator.scoring import (
 
 GOAL_TYPES = ("off_route", "speeding", "unplanned_stop", "stop_arrived", "late")
 #: issue #16's patterns of real traces (simulator.faults.PATTERN_KINDS) beside detours
-PATTERNS = "pull_off=0.2,standing_drift=0.2,multipath_flip=0.2,tracker_dies=0.1,detour=0.2"
+PATTERNS = (
+    "pull_off=0.2,standing_drift=0.2,multipath_flip=0.2,tracker_dies=0.1,traffic=0.1,detour=0.2"
+)
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -160,13 +163,16 @@ def _trip_refs(plans: list[TripPlan], events: list[dict[str, Any]]) -> dict[str,
     return refs
 
 
-def _eta_report(runs: dict[str, dict[str, np.ndarray]]) -> None:
+def _eta_report(runs: dict[str, dict[str, np.ndarray]], over: str = "") -> None:
     """MAE by remaining distance of the baselines and the engine (with and without learned
     speeds), the engine's bias and how often its window held the real arrival."""
     base = runs["engine"]
     names = [*BASELINES, *runs]
     print()
-    print(f"ETA over {len(base['eta'])} (snapshot, pending stop) pairs; error = predicted - actual")
+    print(
+        f"ETA over {len(base['eta'])} (snapshot, pending stop) pairs{over}; "
+        "error = predicted - actual"
+    )
     print(
         f"{'remaining':<11}{'n':>6}"
         + "".join(f"{n + ' MAE':>15}" for n in names)
@@ -320,14 +326,23 @@ def main(argv: list[str] | None = None) -> int:
         _by_fault(truth, detected, expected, allowed)
     track = _track(out / "truth.csv")
     refs = _trip_refs(plans, detected)
-    runs = {"engine": eta_samples(snapshots, truth, track, refs)}
+    snaps_of = {"engine": snapshots}
     if learned is not None:
         t0 = time.perf_counter()
         items = list(replay(plans, pings, snapshot_s=60.0, speed_profile=learned))
-        snaps = [e for e in items if e.get("type") == "snapshot"]
-        runs["learned"] = eta_samples(snaps, truth, track, refs)
+        snaps_of["learned"] = [e for e in items if e.get("type") == "snapshot"]
         print(f"replay with learned speeds: {time.perf_counter() - t0:.1f} s")
+    runs = {name: eta_samples(snaps, truth, track, refs) for name, snaps in snaps_of.items()}
     _eta_report(runs)
+    traffic = {trip for trip, t in truth.items() if t.get("fault") == "traffic"}
+    if traffic:
+        _eta_report(
+            {
+                name: eta_samples([s for s in snaps if s["trip_id"] in traffic], truth, track, refs)
+                for name, snaps in snaps_of.items()
+            },
+            over=f" of the {len(traffic)} trips through traffic",
+        )
     if args.calibrate:
         _calibrate(runs["learned" if learned is not None else "engine"])
     return 0

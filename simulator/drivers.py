@@ -25,8 +25,15 @@ import numpy as np
 
 from simulator.faults import FAULT_KINDS, assign_faults
 
-#: faults that are the driver's doing (the others are the tracker's)
-DRIVER_HABITS: tuple[str, ...] = tuple(k for k in FAULT_KINDS if k != "signal_loss")
+#: faults that are the driver's doing (the others are the tracker's, or the road's)
+NOT_THE_DRIVER: tuple[str, ...] = (
+    "signal_loss",
+    "multipath_flip",
+    "standing_drift",
+    "tracker_dies",
+    "traffic",
+)
+DRIVER_HABITS: tuple[str, ...] = tuple(k for k in FAULT_KINDS if k not in NOT_THE_DRIVER)
 
 _FIRST = (
     "Budi", "Siti", "Agus", "Dewi", "Rudi", "Ayu", "Hendra", "Putri", "Joko", "Rina",

@@ -31,12 +31,29 @@ DEFAULT_FAULT_KINDS: tuple[str, ...] = (
 #: min while the fixes drift 50-80 m to one side and back (an unplanned stop);
 #: ``multipath_flip`` - four fixes in a row thrown 55-90 m to alternate sides of the road
 #: (nothing); ``tracker_dies`` - the tracker goes silent mid-trip for good (signal_lost,
-#: then the trip's end for want of signal)
-PATTERN_KINDS: tuple[str, ...] = ("pull_off", "standing_drift", "multipath_flip", "tracker_dies")
+#: then the trip's end for want of signal); ``traffic`` - long trips through traffic: 2-4
+#: stretches of 0.5-2 km on the vehicle's legs driven at 9-22 km/h (what the ETA must
+#: ride out; late arrivals where it costs the schedule)
+PATTERN_KINDS: tuple[str, ...] = (
+    "pull_off",
+    "standing_drift",
+    "multipath_flip",
+    "tracker_dies",
+    "traffic",
+)
 FAULT_KINDS: tuple[str, ...] = DEFAULT_FAULT_KINDS + PATTERN_KINDS
 DEFAULT_FAULT_RATE = 0.1  # per kind, fraction of vehicles
 #: pull_off: walking pace into and out of the yard, m/s
 CREEP_MS = 2.0
+#: late: the jam on the way to a stop, crawled through at 4 km/h (130 m per 120 s, clearly
+#: not 'stationary')
+JAM_MS = 1.1
+#: traffic: how many congested stretches, how long (m) and how fast (m/s: slow, never
+#: 'stationary'), and how far clear of the halts they stay (m)
+CONGESTION_N = (2, 4)
+CONGESTION_M = (500.0, 2000.0)
+CONGESTION_MS = (2.5, 6.0)
+CONGESTION_CLEAR_M = 150.0
 
 
 def parse_faults(text: str | None) -> dict[str, float]:
@@ -77,7 +94,8 @@ class FaultPlan:
 
     speeding_m: tuple[float, float] = (np.nan, np.nan)
     speeding_extra_kmh: float = 0.0
-    jam_m: tuple[float, float] = (np.nan, np.nan)
+    #: (from_m, to_m, speed_ms): stretches driven at no more than speed_ms
+    jams: tuple[tuple[float, float, float], ...] = ()
     late_start_s: float = 0.0  # extra departure delay (the driver leaves the depot late)
     unplanned_m: float = np.nan
     unplanned_s: float = 0.0
@@ -118,7 +136,7 @@ def place_fault(
         # longest leg that ends at a stop (a jam needs a stop after it to delay anyone).
         plan.late_start_s = float(rng.uniform(35 * 60, 50 * 60))
         a, b = longest_leg(stop_m[:-1], stop_m[-1]) if stop_m else (a, b)
-        plan.jam_m = (a + 100.0, max(a + 200.0, min(a + 1600.0, b - 200.0)))
+        plan.jams = ((a + 100.0, max(a + 200.0, min(a + 1600.0, b - 200.0)), JAM_MS),)
     elif kind == "unplanned_stop":
         plan.unplanned_m = a + span * float(rng.uniform(0.4, 0.6))
         plan.unplanned_s = float(rng.uniform(180.0, 360.0))
@@ -142,7 +160,31 @@ def place_fault(
     elif kind == "tracker_dies":
         plan.outage_from_m = a + span * float(rng.uniform(0.3, 0.7))
         plan.outage_s = 1e9
+    elif kind == "traffic":
+        plan.jams = congestion(stop_m, length_m, rng)
     return plan
+
+
+def congestion(
+    stop_m: list[float], length_m: float, rng: np.random.Generator
+) -> tuple[tuple[float, float, float], ...]:
+    """Stretches of slow traffic on the legs that can hold one, a longer leg more often."""
+    room = 2 * CONGESTION_CLEAR_M + CONGESTION_M[0]
+    spans = [
+        (a + CONGESTION_CLEAR_M, b - CONGESTION_CLEAR_M)
+        for a, b in legs(stop_m, length_m)
+        if b - a >= room
+    ]
+    if not spans:
+        return ()
+    weight = np.array([b - a for a, b in spans])
+    out = []
+    for _ in range(int(rng.integers(CONGESTION_N[0], CONGESTION_N[1] + 1))):
+        a, b = spans[int(rng.choice(len(spans), p=weight / weight.sum()))]
+        size = min(float(rng.uniform(*CONGESTION_M)), b - a)
+        lo = float(rng.uniform(a, b - size))
+        out.append((lo, lo + size, float(rng.uniform(*CONGESTION_MS))))
+    return tuple(out)
 
 
 def divert_route(

@@ -161,8 +161,8 @@ class Fleet:
     halt_ref: I64  # (N, H) stop index for HALT_STOP, else -1
     speeding_m: F64  # (N, 2) [from, to) range driven over the limit; nan = none
     speeding_extra_kmh: F64  # (N,)
-    jam_m: F64  # (N, 2) range crawled through at jam_ms
-    jam_ms: F64
+    jam_m: F64  # (N, J, 2) ranges driven at no more than jam_ms; nan = none
+    jam_ms: F64  # (N, J)
     utc_offset_h: float = 7.0
     s_m: F64 = field(init=False)
     v_ms: F64 = field(init=False)
@@ -204,8 +204,8 @@ class Fleet:
         _, _, limit_kmh, _ = self.pool.locate(self.path, s)
         in_sp = (s >= self.speeding_m[:, 0]) & (s < self.speeding_m[:, 1])
         cap = np.where(in_sp, cap / self.driver * (1.0 + self.speeding_extra_kmh / limit_kmh), cap)
-        in_jam = (s >= self.jam_m[:, 0]) & (s < self.jam_m[:, 1])
-        cap = np.where(in_jam, np.minimum(cap, self.jam_ms), cap)
+        in_jam = (s[:, None] >= self.jam_m[:, :, 0]) & (s[:, None] < self.jam_m[:, :, 1])
+        cap = np.minimum(cap, np.where(in_jam, self.jam_ms, np.inf).min(axis=1))
         halt = self.halt_m[rows, np.minimum(nh, self.halt_m.shape[1] - 1)]
         # Plan the stop at HALT_PLAN_FRACTION of the braking limit, so the discrete
         # steps' lag is absorbed and the final snap onto the halt is from walking pace.

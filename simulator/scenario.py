@@ -29,7 +29,6 @@ I64 = npt.NDArray[np.int64]
 DEFAULT_START_MS = 1_795_309_200_000  # 2026-11-22T08:00:00+07:00
 END_DWELL_S = 30.0  # the tracker keeps reporting this long after reaching the route end
 MAX_SIM_S = 8 * 3600
-JAM_MS = 1.1  # crawling in a jam: 4 km/h, 130 m per 120 s, clearly not 'stationary'
 
 
 @dataclass(slots=True)
@@ -272,6 +271,12 @@ def _fleet(
     utc_offset_h: float,
 ) -> Fleet:
     n, h = len(path), max(len(x) for x in halts)
+    j = max(1, max(len(fp.jams) for fp in faults))
+    jam_m = np.full((n, j, 2), np.nan)
+    jam_ms = np.full((n, j), np.inf)
+    for i, fp in enumerate(faults):
+        for k, (lo, hi, ms) in enumerate(fp.jams):
+            jam_m[i, k], jam_ms[i, k] = (lo, hi), ms
     halt_m = np.full((n, h), np.inf)
     dwell = np.zeros((n, h))
     kind = np.full((n, h), -1, np.int64)
@@ -290,8 +295,8 @@ def _fleet(
         halt_ref=ref,
         speeding_m=np.array([fp.speeding_m for fp in faults], np.float64).reshape(n, 2),
         speeding_extra_kmh=np.array([fp.speeding_extra_kmh for fp in faults]),
-        jam_m=np.array([fp.jam_m for fp in faults], np.float64).reshape(n, 2),
-        jam_ms=np.full(n, JAM_MS),
+        jam_m=jam_m,
+        jam_ms=jam_ms,
         utc_offset_h=utc_offset_h,
     )
 

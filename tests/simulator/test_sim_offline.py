@@ -11,7 +11,7 @@ import pytest
 
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
-from simulator.faults import parse_faults
+from simulator.faults import CONGESTION_M, CONGESTION_MS, parse_faults
 from simulator.offline import run, write
 from simulator.plans import CORRIDOR_M, STOP_RADIUS_M
 from simulator.scenario import ScenarioConfig
@@ -217,6 +217,24 @@ def test_late_truth_comes_from_a_jam() -> None:
     late = [e for e in expected if e["type"] == "late"]
     assert late
     assert not any(e["type"] == "late" for e in derive(*run(_cfg(faults={}))[:2])[0])
+
+
+def test_traffic_crawls_through_each_stretch_without_standing() -> None:
+    sim, rec, _rows, expected = _one_fault("traffic")
+    stretches = 0
+    for i, truth in enumerate(sim.truths):
+        for lo, hi, ms in truth.fault_plan.jams:
+            stretches += 1
+            assert CONGESTION_M[0] - 1e-9 <= hi - lo <= CONGESTION_M[1]
+            assert CONGESTION_MS[0] <= ms <= CONGESTION_MS[1]
+            # past the braking into the queue (2 m/s2 from at most ~80 km/h: < 150 m)
+            inside = (rec.s_m[:, i] >= lo + 150.0) & (rec.s_m[:, i] < hi) & rec.active[:, i]
+            assert inside.any()
+            # held to the stretch's speed, and never stopped in it (no halt lies there)
+            assert rec.v_ms[inside, i].max() <= ms + 1e-5
+            assert rec.v_ms[inside, i].min() > 0.0
+    assert stretches >= 2 * len(sim.truths)
+    assert not [e for e in expected if e["type"] in ("unplanned_stop", "off_route")]
 
 
 def test_cli_out_is_deterministic_and_honours_options(tmp_path: Path) -> None:
