@@ -57,6 +57,7 @@ from compliance.layout import (
     N_EVF,
     N_STATE,
     N_STATE_V2,
+    N_STATE_V4,
     N_STOPS,
     NEW_STATE_TAIL,
     P_PLANNED_END_MS,
@@ -80,9 +81,11 @@ log = logging.getLogger(__name__)
 #: are pickled TripPlan objects (version 1: their JSON dump); 3: plans have driver_id and
 #: driver_name (a version-2 plan unpickles without them and is validated again); 4: the
 #: detector state has the off-route run's start, side and movement (a state of
-#: layout.N_STATE_V2 values, from an older version, is padded with their fresh values)
-_CHECKPOINT_VERSION = 4
-_READABLE_VERSIONS = (1, 2, 3, 4)
+#: layout.N_STATE_V2 values, from an older version, is padded with their fresh values);
+#: 5: the stationary cluster's pending outlying fix (a version 3-4 state is
+#: layout.N_STATE_V4 long)
+_CHECKPOINT_VERSION = 5
+_READABLE_VERSIONS = (1, 2, 3, 4, 5)
 _FLUSH_MS = 2**62
 
 
@@ -557,11 +560,11 @@ class Engine:
 
 
 def _state_now(saved: object) -> npt.NDArray[np.float64]:
-    """A saved detector state in today's layout: one from before checkpoint version 3 is
-    N_STATE_V2 long and gets the slots added since with their fresh values."""
+    """A saved detector state in today's layout: one from an older checkpoint version
+    (N_STATE_V2 or N_STATE_V4 long) gets the slots added since with their fresh values."""
     st = np.asarray(saved, np.float64)
-    if len(st) == N_STATE_V2:
-        st = np.concatenate([st, NEW_STATE_TAIL])
+    if len(st) in (N_STATE_V2, N_STATE_V4):
+        st = np.concatenate([st, NEW_STATE_TAIL[len(st) - N_STATE_V2 :]])
     if len(st) != N_STATE:
         raise ValueError(f"checkpoint state of {len(st)} values, expected {N_STATE}")
     return st.copy()

@@ -100,6 +100,9 @@ from compliance.layout import (
     S_ST_ACTIVE,
     S_ST_N,
     S_ST_OUT_N,
+    S_ST_OUT_TS,
+    S_ST_OUT_X,
+    S_ST_OUT_Y,
     S_ST_SINCE,
     S_ST_X,
     S_ST_Y,
@@ -500,7 +503,17 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     (
         "unplanned stop",
         ("_unplanned_stop",),
-        (S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N),
+        (
+            S_ST_N,
+            S_ST_X,
+            S_ST_Y,
+            S_ST_SINCE,
+            S_ST_ACTIVE,
+            S_ST_OUT_N,
+            S_ST_OUT_X,
+            S_ST_OUT_Y,
+            S_ST_OUT_TS,
+        ),
     ),
     (
         "speeding",
@@ -1139,7 +1152,8 @@ def _unplanned_stop(
     planned stop on a started trip, ``unplanned_stop_ended`` on two fixes outside it.
     ``dwell_planned``: the stops stage made this standing a planned dwell.
 
-    Owns S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N."""
+    Owns S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N, S_ST_OUT_X,
+    S_ST_OUT_Y, S_ST_OUT_TS."""
     nstops = stops.shape[0]
     if dwell_planned:
         st[S_ST_N] = 0.0
@@ -1173,7 +1187,11 @@ def _unplanned_stop(
     else:
         # one outlying fix is noise; two in a row is movement
         st[S_ST_OUT_N] += 1.0
-        if st[S_ST_OUT_N] >= 2:
+        if st[S_ST_OUT_N] == 1:
+            st[S_ST_OUT_X] = px
+            st[S_ST_OUT_Y] = py
+            st[S_ST_OUT_TS] = ts
+        else:
             if st[S_ST_ACTIVE] > 0:
                 st[S_ST_ACTIVE] = 0.0
                 ne = _emit(
@@ -1192,10 +1210,19 @@ def _unplanned_stop(
                     lon,
                     m,
                 )
-            st[S_ST_N] = 1.0
-            st[S_ST_X] = px
-            st[S_ST_Y] = py
-            st[S_ST_SINCE] = ts
+            # the new cluster: both fixes when the second lies beside the first (the
+            # vehicle halted there, since the first: a sparse tracker would otherwise lose
+            # an interval of the halt whenever it began on the second fix of a pair)
+            if math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y]) <= rad:
+                st[S_ST_N] = 2.0
+                st[S_ST_X] = 0.5 * (px + st[S_ST_OUT_X])
+                st[S_ST_Y] = 0.5 * (py + st[S_ST_OUT_Y])
+                st[S_ST_SINCE] = st[S_ST_OUT_TS]
+            else:
+                st[S_ST_N] = 1.0
+                st[S_ST_X] = px
+                st[S_ST_Y] = py
+                st[S_ST_SINCE] = ts
             st[S_ST_OUT_N] = 0.0
     # only a fix inside the cluster proves the stop (after a coverage gap the first
     # fix may be far away while the cluster's start is long past)

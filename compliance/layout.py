@@ -75,10 +75,16 @@ S_OUT_X0 = S_GAP_FROM + 1  # where the run of outside fixes began (NaN none)
 S_OUT_Y0 = S_GAP_FROM + 2
 S_OUT_SIDE = S_GAP_FROM + 3  # its side of the route: +1 left, -1 right, 0 unknown
 S_OUT_MOVED_N = S_GAP_FROM + 4  # consecutive outside fixes showing movement away
-N_STATE = S_GAP_FROM + 5
-#: the state slots checkpoint version 2 did not have, with their fresh values
+# (checkpoint version 5 on: version 3 and 4 states end here)
+S_ST_OUT_X = S_GAP_FROM + 5  # the stationary cluster's pending outlying fix
+S_ST_OUT_Y = S_GAP_FROM + 6
+S_ST_OUT_TS = S_GAP_FROM + 7
+N_STATE = S_GAP_FROM + 8
+#: the state's length in checkpoint versions 1-2 and 3-4
 N_STATE_V2 = S_GAP_FROM + 1
-NEW_STATE_TAIL = (float("nan"), float("nan"), 0.0, 0.0)
+N_STATE_V4 = S_GAP_FROM + 5
+#: the slots added since version 2, with their fresh values
+NEW_STATE_TAIL = (float("nan"), float("nan"), 0.0, 0.0, float("nan"), float("nan"), 0.0)
 
 # ---- per-trip parameters: float64 vector ----
 P_LENGTH_M = 0

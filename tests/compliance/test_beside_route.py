@@ -7,9 +7,10 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
 from compliance.engine import Engine
-from compliance.layout import N_STATE, N_STATE_V2, NEW_STATE_TAIL
+from compliance.layout import N_STATE, N_STATE_V2, N_STATE_V4, NEW_STATE_TAIL
 from tests.compliance.builders import T0_MS, batch, drive, plan
 from tests.compliance.helpers import kinds, run_batches, run_drive
 
@@ -78,7 +79,10 @@ def test_detours_beside_the_route_are_still_off_route() -> None:
     assert "off_route" in kinds(run_drive(plan(STRAIGHT), ts, x, y))
 
 
-def test_a_checkpoint_of_version_2_restores_with_the_new_state_slots() -> None:
+@pytest.mark.parametrize(("version", "length"), [(2, N_STATE_V2), (4, N_STATE_V4)])
+def test_a_checkpoint_of_an_older_version_restores_with_the_new_state_slots(
+    version: int, length: int
+) -> None:
     p = plan(STRAIGHT)
     ts, x, y, s = drive(STRAIGHT, [(420, 36)], dt_s=5.0)
     b = batch("V1", ts, x, y, s)
@@ -86,12 +90,15 @@ def test_a_checkpoint_of_version_2_restores_with_the_new_state_slots() -> None:
     eng.add_trip(p)
     eng.process(b.take(np.arange(20)), int(ts[19]))
     saved = pickle.loads(eng.checkpoint())
-    saved["version"] = 2
-    for t in saved["trips"]:  # a version 2 state: the slots up to N_STATE_V2
-        t["committed"] = t["committed"][:N_STATE_V2]
+    saved["version"] = version
+    kept = [t["committed"][:length].copy() for t in saved["trips"]]
+    for t in saved["trips"]:  # the state as that version saved it: its slots only
+        t["committed"] = t["committed"][:length]
     restored = Engine.restore(pickle.dumps(saved))
     st = restored._trips["T1"].committed
     assert len(st) == N_STATE
-    assert np.array_equal(st[N_STATE_V2:], NEW_STATE_TAIL, equal_nan=True)
+    assert np.array_equal(st[:length], kept[0], equal_nan=True)
+    tail = NEW_STATE_TAIL[length - N_STATE_V2 :]
+    assert np.array_equal(st[length:], tail, equal_nan=True)
     ev, _ = run_batches([p], [b.take(np.arange(20, len(b)))], restored)
     assert "trip_completed" in kinds(ev)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from compliance.engine import Engine
+from compliance.events import ms_to_rfc3339
 from compliance.plan import TripPlan
 from compliance.route import prepare
 from compliance.types import PingBatch
@@ -60,6 +61,24 @@ def test_unplanned_stop_away_from_planned_stops() -> None:
     assert 100 + 120 - 4 <= at_s(start) <= 100 + 125
     end = ev[k.index("unplanned_stop_ended")]
     assert 175 <= end.details["duration_s"] <= 190
+
+
+@pytest.mark.parametrize("phase_s", [0, 10, 20, 30, 40, 50])
+def test_a_sparse_trackers_halt_counts_from_its_first_fix_whatever_the_phase(
+    phase_s: int,
+) -> None:
+    """Fixes every 30 s: the halt begins on the first or on the second of two fixes
+    outside the last cluster, depending on the phase. Either way it counts from the first
+    fix at the halt (it counted from the next one, 30 s late, on half the phases)."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, _ = drive(STRAIGHT, [(165 + phase_s, 36), (240, 0), (120, 36)])
+    every = (ts - T0_MS) % 30_000 == 0
+    ev = run_drive(p, ts[every], x[every], y[every])
+    k = kinds(ev)
+    assert k.count("unplanned_stop") == 1
+    first_still = int(ts[every][(ts[every] - T0_MS) // 1000 >= 165 + phase_s][0])
+    since = ev[k.index("unplanned_stop")].details["since"]
+    assert since == ms_to_rfc3339(first_still)
 
 
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
@@ -437,7 +456,8 @@ def test_halt_at_a_served_stops_place_on_the_way_back_is_unplanned() -> None:
         "unplanned_stop",
         "unplanned_stop_ended",
     ]
-    assert 360 + 120 - 4 <= at_s(ev[3]) <= 360 + 125
+    # the last 30 m of the approach (3 s) already count as stationary (30 m radius)
+    assert 360 + 120 - 6 <= at_s(ev[3]) <= 360 + 125
 
 
 def test_noisy_fixes_while_standing_at_a_stop_are_no_departure() -> None:
