@@ -104,6 +104,7 @@ from compliance.layout import (
     S_ST_OUT_X,
     S_ST_OUT_Y,
     S_ST_SINCE,
+    S_ST_STILL,
     S_ST_X,
     S_ST_Y,
     S_START_M,
@@ -513,6 +514,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             S_ST_OUT_X,
             S_ST_OUT_Y,
             S_ST_OUT_TS,
+            S_ST_STILL,
         ),
     ),
     (
@@ -1153,7 +1155,7 @@ def _unplanned_stop(
     ``dwell_planned``: the stops stage made this standing a planned dwell.
 
     Owns S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N, S_ST_OUT_X,
-    S_ST_OUT_Y, S_ST_OUT_TS."""
+    S_ST_OUT_Y, S_ST_OUT_TS, S_ST_STILL."""
     nstops = stops.shape[0]
     if dwell_planned:
         st[S_ST_N] = 0.0
@@ -1161,26 +1163,31 @@ def _unplanned_stop(
     # the radius never below 3 sigma of the fix: with a worse fix two in a row fall
     # outside a 30 m circle often enough to break every genuine halt
     rad = max(th[TH_ST_RADIUS], ST_RADIUS_SIGMAS * sigma_d)
+    still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
     if st[S_ST_N] == 0:
         st[S_ST_N] = 1.0
         st[S_ST_X] = px
         st[S_ST_Y] = py
         st[S_ST_SINCE] = ts
         st[S_ST_OUT_N] = 0.0
+        st[S_ST_STILL] = 1.0 if still else 0.0
     elif math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= rad:
         st[S_ST_N] += 1.0
         st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
         st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
         st[S_ST_OUT_N] = 0.0
+        st[S_ST_STILL] = 1.0 if still else 0.0
     elif (
-        st[S_ST_N] >= 3
-        and math.isfinite(spd_kmh)
-        and spd_kmh < ST_STILL_KMH
+        still
+        and (st[S_ST_N] >= 3 or (st[S_ST_N] >= 2 and st[S_ST_STILL] > 0))
         and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_STILL_MAX_M
     ):
         # a far fix while the device says it stands still, next to an established
-        # cluster, is noise, not movement (a young cluster may still be the approach;
-        # beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says) - and it
+        # cluster, is noise, not movement: three fixes, or two of which the later
+        # stood still too (a sparse tracker's halt begun - at 30 s fixes drift away
+        # from the second fix broke it, and the halt counted from a later one). A
+        # younger cluster may still be the approach (two moving fixes 20 m apart at 5
+        # s); beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor says. It
         # parts two outlying fixes: those must come in a row to be movement (fixes
         # drifting 50-80 m while the vehicle stands broke the stop at the second outlier)
         st[S_ST_OUT_N] = 0.0
@@ -1213,6 +1220,7 @@ def _unplanned_stop(
             # the new cluster: both fixes when the second lies beside the first (the
             # vehicle halted there, since the first: a sparse tracker would otherwise lose
             # an interval of the halt whenever it began on the second fix of a pair)
+            st[S_ST_STILL] = 1.0 if still else 0.0
             if math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y]) <= rad:
                 st[S_ST_N] = 2.0
                 st[S_ST_X] = 0.5 * (px + st[S_ST_OUT_X])

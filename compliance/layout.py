@@ -79,12 +79,13 @@ S_OUT_MOVED_N = S_GAP_FROM + 4  # consecutive outside fixes showing movement awa
 S_ST_OUT_X = S_GAP_FROM + 5  # the stationary cluster's pending outlying fix
 S_ST_OUT_Y = S_GAP_FROM + 6
 S_ST_OUT_TS = S_GAP_FROM + 7
-N_STATE = S_GAP_FROM + 8
+S_ST_STILL = S_GAP_FROM + 8  # 1 when the cluster's latest fix reported a standstill
+N_STATE = S_GAP_FROM + 9
 #: the state's length in checkpoint versions 1-2 and 3-4
 N_STATE_V2 = S_GAP_FROM + 1
 N_STATE_V4 = S_GAP_FROM + 5
 #: the slots added since version 2, with their fresh values
-NEW_STATE_TAIL = (float("nan"), float("nan"), 0.0, 0.0, float("nan"), float("nan"), 0.0)
+NEW_STATE_TAIL = (float("nan"), float("nan"), 0.0, 0.0, float("nan"), float("nan"), 0.0, 0.0)
 
 # ---- per-trip parameters: float64 vector ----
 P_LENGTH_M = 0

@@ -81,6 +81,21 @@ def test_a_sparse_trackers_halt_counts_from_its_first_fix_whatever_the_phase(
     assert since == ms_to_rfc3339(first_still)
 
 
+def test_a_sparse_trackers_fixes_drifting_while_it_stands_keep_the_halt_whole() -> None:
+    """Fixes every 30 s drift 35-70 m to one side while the device reports 0 km/h: one
+    unplanned stop from the halt's start (the second fix of the halt, already drifted,
+    broke the young cluster and the halt counted from a later fix), and no off_route."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(120, 36), (300, 0), (150, 36)], dt_s=30.0)
+    halt = (ts - T0_MS > 120_000) & (ts - T0_MS <= 420_000)
+    y[halt] += [0.0, 35.0, 60.0, 70.0, 70.0, 70.0, 70.0, 60.0, 35.0, 0.0]
+    ev = run_drive(p, ts, x, y, s)
+    k = kinds(ev)
+    assert k.count("unplanned_stop") == 1 and "off_route" not in k
+    since = ev[k.index("unplanned_stop")].details["since"]
+    assert since in (ms_to_rfc3339(T0_MS + 120_000), ms_to_rfc3339(T0_MS + 150_000))
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
