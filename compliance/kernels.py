@@ -180,6 +180,9 @@ ST_RADIUS_SIGMAS = 3.0
 #: beyond this long since the anchor (a signal gap, not sampling), the progress prior
 #: widens with the planned speed, seconds
 GAP_PRIOR_S = 30.0
+#: a vehicle found standing after a moving fix is expected where braking from that
+#: fix's speed at this rate ends, m/s^2 (a comfortable stop)
+STOP_BRAKE_MS2 = 2.0
 #: the ETA window half-width grows by this fraction of the remaining travel time
 #: ETA windows, rows (route metres to go, how far below the ETA s, how far above s):
 #: knots interpolated between and scaled in proportion beyond the last, the 10th and
@@ -672,6 +675,15 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
             if math.isfinite(newest) and newest > st[S_ANCHOR_TS]:
                 dt_ref = (ts - newest) / 1000.0
         m_exp = ref + v * dt_ref
+        if math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH and math.isfinite(st[S_SPEED_KMH]):
+            # standing now: between the braking distance from the last speed (it
+            # stopped soon after that fix) and the trapezoid (it drove on first) the
+            # fixes cannot tell; the nearer. Two passes of the route equally near the
+            # fix (a U-turn just beyond a stop) then go to the earlier: were that wrong,
+            # the next moving fixes carry the match on, while a wrong later pass skips
+            # what lies between for good (a sparse tracker's stop missed that way)
+            v0 = st[S_SPEED_KMH] / 3.6
+            m_exp = ref + min(v * dt_ref, v0 * v0 / (2.0 * STOP_BRAKE_MS2))
         # over a gap longer than any sampling interval the recent speed (maybe 0, at
         # a stop) says little about the progress made meanwhile: widen the prior
         gap_s = max(0.0, dt_ref - GAP_PRIOR_S)

@@ -96,6 +96,21 @@ def test_a_sparse_trackers_fixes_drifting_while_it_stands_keep_the_halt_whole() 
     assert since in (ms_to_rfc3339(T0_MS + 120_000), ms_to_rfc3339(T0_MS + 150_000))
 
 
+def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there() -> None:
+    """Fixes every 30 s: the last moving fix 30 m before stop A, the next one standing at
+    it - where the return pass of the U-turn 120 m beyond lies too. Halfway between the
+    two speeds the vehicle was expected at the U-turn, both passes were as likely, and
+    the return pass skipped stop A for good (an unplanned stop at it instead)."""
+    oab = [(0.0, 0.0), (650.0, 0.0), (0.0, 0.0)]
+    p = plan(oab, [_stop("A", (530.0, 0.0))])
+    ts, x, y, s = drive(oab, [(53, 36), (240, 0), (80, 36)])
+    every = (ts - T0_MS - 20_000) % 30_000 == 0
+    ev = run_drive(p, ts[every], x[every], y[every], s[every])
+    k = kinds(ev)
+    assert "stop_arrived" in k and "unplanned_stop" not in k
+    assert ev[k.index("stop_arrived")].details["stop_id"] == "A"
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
