@@ -75,9 +75,6 @@ def _track(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 _WEEK_MS = 7 * 86_400_000
 
-#: an expected event no detection can match (it makes a type scored for one fault kind)
-_NEVER: dict[str, Any] = {"trip_id": "", "ts": 0, "tolerance_s": 0.0, "details": {}}
-
 
 def _by_fault(
     truth: dict[str, Any],
@@ -96,17 +93,15 @@ def _by_fault(
         def mine(evs: list[dict[str, Any]], trips: set[str] = trips) -> list[dict[str, Any]]:
             return [e for e in evs if e.get("trip_id") in trips]
 
-        exp = mine(expected)
-        scores = score(mine(detected), exp, mine(allowed))
         # a type no trip of this kind expects (but others do) still counts false alarms
+        scores = score(mine(detected), mine(expected), mine(allowed), types=scored)
         for t in GOAL_TYPES:
             s = scores.get(t)
             if s is None:
-                if t in scored:
-                    none = score(mine(detected), [*exp, {**_NEVER, "type": t}], mine(allowed))
-                    fp = none[t].fp
-                    if fp:
-                        print(f"{kind:<16}{t:<16}{0:>5}{0:>5}{fp:>5}{0:>5}{0.0:>8.3f}{'-':>7}")
+                continue
+            if s.tp + s.fn == 0:
+                if s.fp:
+                    print(f"{kind:<16}{t:<16}{0:>5}{0:>5}{s.fp:>5}{0:>5}{0.0:>8.3f}{'-':>7}")
                 continue
             print(
                 f"{kind:<16}{t:<16}{s.tp + s.fn:>5}{s.tp:>5}{s.fp:>5}{s.fn:>5}"

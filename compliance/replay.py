@@ -180,8 +180,7 @@ def replay_engine(
         edge = start_ms - start_ms % step + step
         while True:
             hi = int(np.searchsorted(sorted_ts, edge, side="left"))
-            live = engine.live_trips()
-            if hi == lo and lo < len(sorted_ts) and not live:
+            if hi == lo and lo < len(sorted_ts) and not engine.live_trips():
                 # no ping before this edge and no trip to show: nothing happens until the
                 # next ping but time-driven events, which a later watermark gives alike
                 # (a recording may span months of trips that ended)

@@ -129,7 +129,7 @@ def planned_end_ms(plan: TripPlan, route: PreparedRoute, mps: float) -> float:
     the planned speed ``mps``; without timed stops, planned start + route at that speed."""
     for k in range(len(plan.stops) - 1, -1, -1):
         s = plan.stops[k]
-        ref = s.planned_arrival if s.planned_arrival is not None else None
+        ref = s.planned_arrival
         if ref is None and s.window is not None:
             ref = s.window.end
         if ref is None:
@@ -309,7 +309,7 @@ class Trip:
 
     def project(self, lat: F64, lon: F64) -> tuple[F64, F64]:
         """Degrees -> this trip's local metres."""
-        return self.route.projection.fast_to_xy(lon, lat)
+        return self.route.projection.to_xy(lon, lat)
 
     def run(self, st: F64, ustat: F64, p: Pending) -> RunOutput:
         """Run the kernel over ``p`` from (``st``, ``ustat``), updating them in place."""

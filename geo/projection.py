@@ -171,9 +171,6 @@ class LocalProjection:
         aeqd_xy(lon, lat, self.lon0, self.lat0, x, y)
         return x, y
 
-    #: the same projection (there was once a faster approximate one for bulk pings)
-    fast_to_xy = to_xy
-
     def to_lonlat(self, x: F64, y: F64) -> tuple[F64, F64]:
         """Metres -> degrees (lon, lat), by PROJ."""
         lon, lat = _aeqd_transformer(self.lon0, self.lat0).transform(

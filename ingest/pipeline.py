@@ -86,10 +86,10 @@ class Transport(Protocol):
         """Pass newly committed events on to integrators (if the transport does that)."""
 
 
-def make_processor(checkpoint: bytes | None, settings: Settings | None = None) -> Processor:
+def make_processor(checkpoint: bytes | None, settings: Settings) -> Processor:
     """The compliance engine, restored from ``checkpoint`` when given, with the default
     thresholds but those the settings name (``trip_abandon_after_s``)."""
-    th = engine_thresholds(settings or Settings())
+    th = engine_thresholds(settings)
     return Engine.restore(checkpoint, thresholds=th) if checkpoint is not None else Engine(th)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.drivers import Driver, per_vehicle, staff
-from simulator.faults import FaultPlan, assign_faults, divert_route, place_fault
+from simulator.faults import CREEP_MS, FaultPlan, assign_faults, divert_route, place_fault
 from simulator.gps import Devices, GpsConfig, Message
 from simulator.motion import HALT_END, HALT_STOP, HALT_UNPLANNED, Fleet, PathPool
 from simulator.network import RoadNetwork, build_network
@@ -118,7 +118,7 @@ class Sideways:
         x[rows] += side * np.cos(rad)  # the right of the heading
         y[rows] -= side * np.sin(rad)
         creeping = on & self.true[i] & (ramp < 1.0)
-        v[rows] = np.where(creeping, 2.0, v[rows])
+        v[rows] = np.where(creeping, CREEP_MS, v[rows])
         if fixes:
             s = fleet.s_m[idx]
             burst = np.flatnonzero((self.flip_left[idx] > 0) & (s >= self.flip_m[idx]))

@@ -74,10 +74,12 @@ def score(
     detected: list[dict[str, Any]],
     expected: list[dict[str, Any]],
     allowed: list[dict[str, Any]] | None = None,
+    types: set[str] | None = None,
 ) -> dict[str, TypeScore]:
-    """Per event type scores (only types that appear in ``expected``)."""
+    """Per event type scores: of ``types``, by default those that appear in ``expected``
+    (a type given but not expected still counts its false alarms)."""
     allowed = allowed or []
-    types = {e["type"] for e in expected}
+    types = {e["type"] for e in expected} if types is None else set(types)
     scores = {t: TypeScore() for t in sorted(types)}
     stop_typed = {e["type"] for e in expected + allowed if (e.get("details") or {}).get("stop_id")}
 
@@ -181,7 +183,6 @@ def eta_samples(
             if actual is not None and actual["arrived_ms"] > t_ms:
                 cols["remaining_m"].append(actual["driven_m"] - here_m)
                 cols["actual_ms"].append(actual["arrived_ms"])
-                cols["now_ms"].append(t_ms)
                 for name in ("eta", "low", "high"):
                     key = "eta" if name == "eta" else f"eta_{name}"
                     cols[name].append(ts_s(eta[key]) * 1000.0)

@@ -86,6 +86,8 @@ def _parse_s(text: str) -> float:
 class _Collector:
     def __init__(self, sim: Simulation, rec: Recording) -> None:
         self.sim, self.rec = sim, rec
+        #: the last fix of the whole recording, epoch s
+        self.recording_end_s = max(max(v) for v in rec.fix_ts_ms if v) / 1000.0
         self.expected: list[dict[str, Any]] = []
         self.allowed: list[dict[str, Any]] = []
 
@@ -357,7 +359,7 @@ def _silent_end(col: _Collector, i: int, ts: F64, iv: float) -> None:
     is still active for the engine, so signal_lost is due at the last fix + timeout (when
     the recording lasts that long; unless the last stop's departure already completed
     the trip, which an engine may do when the route ends near that stop)."""
-    sim, rec = col.sim, col.rec
+    sim = col.sim
     f, truth = sim.fleet, sim.truths[i]
     assert f.arrive_s is not None
     end = [j for j, h in enumerate(truth.halts) if h[0] == HALT_END]
@@ -366,7 +368,7 @@ def _silent_end(col: _Collector, i: int, ts: F64, iv: float) -> None:
     arr = f.arrive_s[i, end[0]]
     if math.isnan(arr) or ts[-1] >= arr - 2 * iv:
         return
-    recording_end_s = max(max(v) for v in rec.fix_ts_ms if v) / 1000.0
+    recording_end_s = col.recording_end_s
     lost_s = float(ts[-1]) + SIGNAL_TIMEOUT_S
     stops_m = [m for k, m, _d, _r in truth.halts if k == HALT_STOP]
     near_end = bool(stops_m) and truth.halts[end[0]][1] - stops_m[-1] <= STOP_RADIUS_M + 250.0
@@ -413,7 +415,7 @@ def _abandoned(col: _Collector, i: int) -> None:
         e["type"] == "trip_completed" and e["trip_id"] == trip_id for e in col.allowed
     )
     end = max(max(fixes) / 1000.0, _planned_end_s(sim, i)) + ABANDON_S
-    recording_end_s = max(max(v) for v in rec.fix_ts_ms if v) / 1000.0
+    recording_end_s = col.recording_end_s
     if end <= recording_end_s + 30.0:
         col.add(end + 30.0 <= recording_end_s and not may_complete, "trip_completed", i, end, 30.0)
 

@@ -18,7 +18,7 @@ from compliance.plan import TripPlan
 from compliance.replay import load_pings_csv, load_plans, replay
 from compliance.types import PingBatch
 from tests.compliance.builders import T0_MS, batch, drive, plan
-from tests.compliance.helpers import run_batches, signature
+from tests.compliance.helpers import kinds, run_batches, signature
 
 ROUTE = [(0.0, 0.0), (4000.0, 0.0)]
 H = 3_600_000
@@ -54,17 +54,13 @@ def _planned_end_ms() -> float:
     return T0_MS + 600_000 + 1000.0 * (60.0 + 1000.0 / mps)
 
 
-def _kinds(events: list[Event]) -> list[str]:
-    return [str(e.type) for e in events]
-
-
 def test_a_trip_whose_tracker_dies_ends_after_the_abandon_time() -> None:
     p, b = _dying_tracker()
     last = int(b.ts_ms.max())
     events, eng = run_batches([p], [b])
-    assert _kinds(events)[-1] != "trip_completed"  # not yet: nothing has told it
+    assert kinds(events)[-1] != "trip_completed"  # not yet: nothing has told it
     events += eng.tick(last + 10 * H)
-    assert _kinds(events) == [
+    assert kinds(events) == [
         "trip_started",
         "stop_arrived",
         "stop_departed",
@@ -102,7 +98,7 @@ def test_the_same_end_from_a_ping_after_the_silence_and_whatever_the_batching() 
             ]
             got, _ = run_batches([p], parts)
             assert signature(got) == signature(ref), (seq, size)
-            assert "signal_restored" not in _kinds(got)
+            assert "signal_restored" not in kinds(got)
     # and across checkpoint/restore, ending from the tick of a restored engine
     eng = Engine()
     eng.add_trip(p)
@@ -137,7 +133,7 @@ def test_the_abandon_time_is_a_threshold_a_plan_may_override() -> None:
     quick = p.model_copy(update={"thresholds": {"trip_abandon_s": 600}})
     events, eng = run_batches([quick], [b])
     events += eng.tick(last + H)
-    assert _kinds(events)[-1] == "trip_completed"
+    assert kinds(events)[-1] == "trip_completed"
     assert abs(events[-1].ts_ms - (max(_planned_end_ms(), last) + 600_000)) <= 1
     eng = Engine(Thresholds(trip_abandon_s=7200))
     eng.add_trip(p)
@@ -157,7 +153,7 @@ def test_an_old_checkpoint_without_the_threshold_restores_with_its_default() -> 
     del saved["thresholds"]["trip_abandon_s"]  # written before the threshold existed
     restored = Engine.restore(pickle.dumps(saved))
     assert restored.thresholds == Thresholds()
-    assert _kinds(restored.tick(last + 10 * H))[-1] == "trip_completed"
+    assert kinds(restored.tick(last + 10 * H))[-1] == "trip_completed"
 
 
 def test_replay_snapshots_stop_when_the_trip_ends(tmp_path: Path) -> None:
@@ -199,7 +195,7 @@ def test_signal_lost_still_comes_first_when_the_trip_started_after_it_was_armed(
         part = b.take(np.arange(a, min(a + 4, len(b))))
         events += eng.process(part, int(part.ts_ms.max())).events
     events += eng.tick(last + 200_000)  # past last + 120 s + the allowance, not the end
-    assert _kinds(events)[-1] == "signal_lost"
+    assert kinds(events)[-1] == "signal_lost"
     assert events[-1].ts_ms == last + 120_000
 
 

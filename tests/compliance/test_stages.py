@@ -42,9 +42,10 @@ from compliance.layout import (
 )
 from compliance.trip import new_state
 from tests import naive
+from tests.compliance.builders import T0_MS
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-T0 = 1_763_798_400_000.0
+T0 = float(T0_MS)
 TH = Thresholds().as_array()
 
 
