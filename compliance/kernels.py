@@ -455,7 +455,15 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ("wild fix", ("_wild_fix", "_accept_fix"), (S_WILD_N, S_ACC_TS, S_ACC_X, S_ACC_Y)),
     (
         "matching",
-        ("_match", "_match_prior", "_implausible_jump", "_other_pass", "_progress"),
+        (
+            "_match",
+            "_match_prior",
+            "_implausible_jump",
+            "_other_pass",
+            "_progress_confirmed",
+            "_restart_behind",
+            "_progress",
+        ),
         (
             S_LAST_M,
             S_LAST_OFFSET,
@@ -736,7 +744,8 @@ def _other_pass(
     another part of the route (a U-turn back along an earlier street, a crossing) is not
     off the route, but no evidence of progress either. Returns (elsewhere, m, d): the
     other pass's match when elsewhere, else this fix's own. After ELSEWHERE_REANCHOR_N
-    such fixes in a row on a reachable pass, matching is re-anchored there.
+    such fixes in a row on a reachable pass, matching is re-anchored there (and the
+    trip's start moved back to it when its first fix proves wrong: _restart_behind).
 
     Owns S_ELSE_N, and S_ANCHOR_M / S_ANCHOR_TS on a re-anchor."""
     if inside:
@@ -781,12 +790,38 @@ def _other_pass(
             # route, or a wrong first fix): follow it; progress stays monotone.
             # Never to a pass it cannot have reached yet: driving out of a loop's
             # depot along the street the route ends on is not its end.
+            _restart_behind(st, mg)
             st[S_ANCHOR_M] = mg
             st[S_ANCHOR_TS] = ts
             st[S_ELSE_N] = 0.0
         return True, mg, dg
     st[S_ELSE_N] = 0.0
     return False, m, d
+
+
+@njit(cache=True, inline="always")
+def _progress_confirmed(st):
+    """Matching: the progress rests on more than the trip's first match (two on-route
+    fixes on this pass have been seen since the start). Reads the state only."""
+    return math.isfinite(st[S_M2])
+
+
+@njit(cache=True, inline="always")
+def _restart_behind(st, mg):
+    """Matching, on a re-anchor at ``mg``: when that lies behind a trip start that no
+    second fix on its pass has confirmed (``_progress_confirmed``) and nothing was
+    dwelt at, the first fix was wrong - an outlier matched to a later pass of a loop,
+    followed by fixes all on the earlier pass. The trip starts again at ``mg``: start,
+    progress, the median and the ring forget that fix."""
+    if not (mg < st[S_START_M] and not _progress_confirmed(st) and st[S_AT_STOP] < 0):
+        return
+    st[S_START_M] = mg
+    st[S_PROGRESS] = mg
+    st[S_M1] = np.nan
+    st[S_M2] = np.nan
+    for j in range(2 * RING):
+        st[S_RING + j] = np.nan
+    st[S_RING_POS] = 0.0
 
 
 @njit(cache=True, inline="always")
@@ -1037,9 +1072,9 @@ def _stops(
 ):  # fmt: skip
     """Planned stops: ``stop_departed`` from the stop being dwelt at, ``stop_arrived``
     at a pending stop on its pass of the route (earlier ones skipped), and stops passed
-    well behind the progress skipped. Returns (ne, dwell_planned): whether a departure
-    or an arrival made the vehicle's standing a planned dwell (the unplanned-stop
-    cluster starts again).
+    well behind a confirmed progress skipped. Returns (ne, dwell_planned): whether a
+    departure or an arrival made the vehicle's standing a planned dwell (the
+    unplanned-stop cluster starts again).
 
     Owns S_AT_STOP, S_DEP_N, S_DEP_TS, S_NEXT_STOP, S_CAND_STOP, S_CAND_TS, S_ON_TIME,
     S_LATE_STOPS and the stop statuses ``ustat``."""
@@ -1141,9 +1176,12 @@ def _stops(
                 st[S_CAND_STOP] = -1.0
                 # arriving ends an unplanned-stop candidate: the dwell is planned
                 dwell_planned = True
-    # a stop passed well behind the furthest progress was skipped
+    # a stop passed well behind the furthest progress was skipped - once a second fix
+    # confirms it: a trip's first fix may be an outlier on a later pass of a loop
+    # (matching then starts the trip again behind), and a skipped stop fails its order
     while (
-        int(st[S_AT_STOP]) < 0
+        _progress_confirmed(st)
+        and int(st[S_AT_STOP]) < 0
         and int(st[S_NEXT_STOP]) < nstops
         and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])
     ):

@@ -111,6 +111,24 @@ def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there(
     assert ev[k.index("stop_arrived")].details["stop_id"] == "A"
 
 
+def test_a_first_fix_thrown_onto_a_later_pass_of_a_loop_does_not_skip_the_stops_before() -> None:
+    """The trip's first fix is an outlier beside the loop's return pass (1,850 m along):
+    the trip started there, stop A (900 m) counted as passed, and the vehicle standing
+    at it made an unplanned stop. The fixes that follow all lie on the first pass: once
+    matching re-anchors there, the trip starts again behind; and a stop is skipped only
+    behind a progress that a second fix confirmed (a skipped stop fails its order)."""
+    loop = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 150.0), (0.0, 150.0), (0.0, 0.0)]
+    p = plan(loop, [_stop("A", (900.0, 0.0))])
+    ts, x, y, s = drive(loop, [(90, 36), (180, 0), (120, 36)])
+    every = (ts - T0_MS) % 10_000 == 0
+    ts, x, y, s = ts[every], x[every].copy(), y[every].copy(), s[every]
+    x[0], y[0] = 150.0, 150.0
+    ev = run_drive(p, ts, x, y, s)
+    k = kinds(ev)
+    assert "unplanned_stop" not in k
+    assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A"]
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
