@@ -1328,17 +1328,22 @@ def _speeding(
     st, th, par, lim_from, lim_to, lim_kmh, i, ts, lat, lon, m, speed, on_route,
     ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
-    """Speeding against the limit at this route position: ``speeding`` after
-    ``speeding_min_s`` above limit + tolerance, ``speeding_ended`` two fixes (or 5 s)
-    under it less the hysteresis.
+    """Speeding against the limit at this route position (off the route, confirmed:
+    another road, the plan's default limit): ``speeding`` after ``speeding_min_s``
+    above limit + tolerance, ``speeding_ended`` two fixes (or 5 s) under it less the
+    hysteresis. A fix outside the corridor that has not (yet) made the vehicle off
+    route is noise beside the route or the vehicle leaving it: judged against the more
+    lenient of the two limits (noise on an 80 km/h road judged against a 50 km/h
+    default started runs of its own; a detour leaving a 30 km/h street, the reverse).
 
     Owns S_SP_SINCE, S_SP_ACTIVE, S_SP_MAX, S_SP_M0, S_SP_UNDER_N, S_SP_UNDER_TS,
     S_SP_LIMIT."""
-    limit = (
-        limit_at(m, lim_from, lim_to, lim_kmh, par[P_DEFAULT_LIMIT])
-        if on_route
-        else par[P_DEFAULT_LIMIT]
-    )
+    default = par[P_DEFAULT_LIMIT]
+    limit = limit_at(m, lim_from, lim_to, lim_kmh, default)
+    if not on_route:
+        # off route: another road (or no limit known off the route)
+        off = st[S_OFF] > 0 or not math.isfinite(default)
+        limit = default if off else max(limit, default)
     if math.isfinite(limit) and math.isfinite(speed):
         if speed > limit + th[TH_SP_TOL]:
             if not math.isfinite(st[S_SP_SINCE]):

@@ -129,6 +129,35 @@ def test_a_first_fix_thrown_onto_a_later_pass_of_a_loop_does_not_skip_the_stops_
     assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A"]
 
 
+@pytest.mark.parametrize(
+    ("limits", "path", "kmh"),
+    [
+        # 68 km/h on an 80 km/h road under a 50 km/h default: two lone fixes 70 m beside
+        # it, 20 s apart, were judged against the default and made a speeding run
+        ([{"from_m": 0, "to_m": 10000, "kmh": 80}], "noise", 68.0),
+        # 40 km/h leaving a 30 km/h street on a detour: the default limit applies there
+        # before the off-route is confirmed too
+        ([{"from_m": 0, "to_m": 10000, "kmh": 30}], "detour", 40.0),
+    ],
+)
+def test_a_fix_outside_the_corridor_is_judged_against_the_more_lenient_limit(
+    limits: list[dict[str, float]], path: str, kmh: float
+) -> None:
+    p = plan(STRAIGHT, speed_limit_kmh=50, speed_limits=limits)
+    if path == "noise":
+        ts, x, y, s = drive(STRAIGHT, [(200, kmh)], dt_s=10.0)
+        y = y.copy()
+        y[[8, 10]] = 70.0
+    else:
+        route = [(0.0, 0.0), (2000.0, 0.0), (2000.0, 3000.0)]
+        ts, x, y, s = drive(route, [(280, 25), (250, kmh)], dt_s=10.0)
+        s = np.where(y > 0, s, np.minimum(s, 25.0))
+    ev = run_drive(p, ts, x, y, s)
+    assert "speeding" not in kinds(ev)
+    if path == "detour":
+        assert "off_route" in kinds(ev)
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
