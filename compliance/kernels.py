@@ -170,6 +170,8 @@ GAP_REACH_S = 600.0
 SPEEDING_HYST_KMH = 2.0
 #: the route end: within this many metres of it, along the route
 END_M = 30.0
+#: a fix's match within this of its foot on the route's segment: abeam (_abeam)
+ABEAM_M = 1.0
 #: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
 #: ~4 km/h)
 ST_STILL_KMH = 2.0
@@ -481,7 +483,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ),
     (
         "off-route",
-        ("_was_on_route", "_off_route", "_side", "_driving_away"),
+        ("_was_on_route", "_off_route", "_side", "_abeam", "_driving_away"),
         (
             S_OFF,
             S_OUT_N,
@@ -870,6 +872,17 @@ def _side(x, y, cum, m, px, py):
 
 
 @njit(cache=True, inline="always")
+def _abeam(x, y, cum, m, px, py):
+    """Off-route: whether point (px, py) lies abeam its match ``m`` - square to the
+    route's segment there, within it - rather than off a segment's end or held at the
+    matching window's end, as a fix far off the route can be: only then does the side
+    of the route it is on mean something."""
+    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
+    _ax, _ay, _dx, _dy, t = _along(x, y, i, px, py)
+    return 0.0 <= t <= 1.0 and abs(cum[i] + t * (cum[i + 1] - cum[i]) - m) <= ABEAM_M
+
+
+@njit(cache=True, inline="always")
 def _driving_away(st, th, px, py, d, corridor, spd_kmh):
     """Off-route: whether this outside fix shows a vehicle driving away from the route
     rather than one standing or creeping beside it (pulled into a yard, or its fixes
@@ -897,8 +910,9 @@ def _off_route(
     within its ``back_on_route_fraction``; the path driven and the largest offset
     meanwhile. An outside fix on the other side of the route than the run's first, with
     no fix inside between, starts the run again (multipath thrown across the road is no
-    way off it; the side of a fix ``off_route_far_m`` beyond the corridor is not
-    judged). Returns (ne, on_route).
+    way off it). The side of a fix ``off_route_far_m`` beyond the corridor is judged
+    only when it lies abeam its match (:func:`_abeam`); a run that began with an
+    unjudged fix takes the side of its first judged one. Returns (ne, on_route).
 
     Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
     S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N."""
@@ -914,10 +928,14 @@ def _off_route(
                     st[S_IN_N] = 0.0
         else:
             st[S_IN_N] = 0.0
-            # (a fix far off is matched at the window's end, where the side means nothing)
-            side = _side(x, y, cum, m, px, py) if d < corridor + th[TH_OFF_FAR_M] else 0.0
+            sided = d < corridor + th[TH_OFF_FAR_M] or _abeam(x, y, cum, m, px, py)
+            side = _side(x, y, cum, m, px, py) if sided else 0.0
             if st[S_OUT_N] > 0 and side * st[S_OUT_SIDE] < 0.0:
                 st[S_OUT_N] = 0.0  # across the road from the run's first fix
+            elif st[S_OUT_N] > 0 and st[S_OUT_SIDE] == 0.0:
+                # a run begun too far off to judge its side takes its first judged
+                # one (multipath thrown 100 m one way, then back and forth)
+                st[S_OUT_SIDE] = side
             if st[S_OUT_N] == 0:
                 st[S_OUT_SINCE] = ts
                 st[S_OUT_PATH_M] = 0.0

@@ -107,14 +107,31 @@ def nearest(
 # ---- off-route -------------------------------------------------------------------------
 
 
+def _segment_at(cum: Sequence[float], m: float, n: int) -> int:
+    """The segment that route position ``m`` lies on (the later one at a vertex)."""
+    return max(0, min(n - 2, max(k for k in range(len(cum)) if cum[k] <= m or k == 0)))
+
+
 def side_of(
     x: Sequence[float], y: Sequence[float], cum: Sequence[float], m: float, px: float, py: float
 ) -> float:
     """+1 when (px, py) lies left of the route's segment at ``m`` (direction of travel),
     -1 right, 0 on its line."""
-    i = max(0, min(len(x) - 2, max(k for k in range(len(cum)) if cum[k] <= m or k == 0)))
+    i = _segment_at(cum, m, len(x))
     cross = (x[i + 1] - x[i]) * (py - y[i]) - (y[i + 1] - y[i]) * (px - x[i])
     return 1.0 if cross > 0 else (-1.0 if cross < 0 else 0.0)
+
+
+def abeam_of(
+    x: Sequence[float], y: Sequence[float], cum: Sequence[float], m: float, px: float, py: float
+) -> bool:
+    """Whether (px, py) lies square to the route's segment at ``m``, within it, with ``m``
+    within 1 m of its foot there."""
+    i = _segment_at(cum, m, len(x))
+    dx, dy = x[i + 1] - x[i], y[i + 1] - y[i]
+    len2 = dx * dx + dy * dy
+    t = ((px - x[i]) * dx + (py - y[i]) * dy) / len2 if len2 > 0 else 0.0
+    return 0.0 <= t <= 1.0 and abs(cum[i] + t * (cum[i + 1] - cum[i]) - m) <= 1.0
 
 
 def off_route_events(
@@ -125,6 +142,7 @@ def off_route_events(
     *,
     xy: Sequence[tuple[float, float]] | None = None,
     side: Sequence[float] | None = None,
+    abeam: Sequence[bool] | None = None,
     speed_kmh: Sequence[float] | None = None,
     confirm_pings: int = 3,
     confirm_s: float = 10.0,
@@ -140,11 +158,14 @@ def off_route_events(
     Confirming also needs the last two outside fixes to show the vehicle driving away
     (``far_m`` beyond the corridor, a device speed of ``drive_kmh``, or - not standing
     still, under 2 km/h - ``move_m`` from the run's first fix at ``xy``), and a fix on the
-    other ``side`` of the route than the run's first starts the run again. Without
+    other ``side`` of the route than the run's first starts the run again (the side of a
+    fix ``far_m`` beyond the corridor counts only when it lies ``abeam`` its match; a run
+    begun without a side takes that of its first fix that has one). Without
     ``xy``/``side``/``speed_kmh`` every fix counts as driving away on one side."""
     n = len(ts_ms)
     xy = xy if xy is not None else [(0.0, 0.0)] * n
     side = side if side is not None else [0.0] * n
+    abeam = abeam if abeam is not None else [False] * n
     speed_kmh = speed_kmh if speed_kmh is not None else [99.0] * n
     out: list[tuple[str, int]] = []
     off = False
@@ -154,8 +175,8 @@ def off_route_events(
     first = (0.0, 0.0)
     run_side = 0.0
     moved_n = 0
-    for t, d, c, ok, p, sd, v in zip(
-        ts_ms, offset_m, corridor_m, judged, xy, side, speed_kmh, strict=True
+    for t, d, c, ok, p, sd, square, v in zip(
+        ts_ms, offset_m, corridor_m, judged, xy, side, abeam, speed_kmh, strict=True
     ):
         if not ok:
             continue
@@ -167,10 +188,12 @@ def off_route_events(
                         n_out = n_in = 0
                 continue
             n_in = 0
-            if d >= c + far_m:
+            if d >= c + far_m and not square:
                 sd = 0.0  # (matched at the window's end: its side means nothing)
             if n_out and sd * run_side < 0:
                 n_out = 0  # across the road from the run's first fix: starts again
+            elif n_out and run_side == 0:
+                run_side = sd
             if n_out == 0:
                 since, first, run_side, moved_n = t, p, sd, 0
             n_out += 1

@@ -223,6 +223,10 @@ def test_drive_invariants_and_detectors_match_reference(
         naive.side_of(rx, ry, rc, float(m), float(a), float(c)) if ok else 0.0
         for m, a, c, ok in zip(res.route_m, px, py, judged, strict=True)
     ]
+    abeam = [
+        ok and naive.abeam_of(rx, ry, rc, float(m), float(a), float(c))
+        for m, a, c, ok in zip(res.route_m, px, py, judged, strict=True)
+    ]
     want = naive.off_route_events(
         list(ts),
         list(res.offset_m),
@@ -230,6 +234,7 @@ def test_drive_invariants_and_detectors_match_reference(
         list(judged),
         xy=list(zip(px.tolist(), py.tolist(), strict=True)),
         side=sides,
+        abeam=abeam,
         speed_kmh=list(spd),
     )
     assert kinds == want

@@ -158,6 +158,29 @@ def test_a_fix_outside_the_corridor_is_judged_against_the_more_lenient_limit(
         assert "off_route" in kinds(ev)
 
 
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        # the run's first fix too far off to judge its side; the next two cross the road
+        [106.0, -90.0, 78.0, -86.0],
+        # thrown across, then twice beyond the corridor + off_route_far_m, still abeam
+        [58.0, -68.0, 103.0, -102.0],
+    ],
+)
+def test_a_sparse_trackers_multipath_thrown_to_both_sides_is_no_off_route(
+    offsets: list[float],
+) -> None:
+    """Fixes every 10 s at 45 km/h, four in a row thrown 60-110 m to alternate sides of
+    the road (sigma 12 m on top of 55-90 m of multipath): the side of a fix beyond the
+    corridor + off_route_far_m was never judged, so alternate sides confirmed an
+    off_route."""
+    ts, x, y, s = drive(STRAIGHT, [(300, 45)], dt_s=10.0)
+    y = y.copy()
+    y[10:14] = offsets
+    ev = run_drive(plan(STRAIGHT), ts, x, y, s)
+    assert "off_route" not in kinds(ev)
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2

@@ -14,7 +14,7 @@ import inspect
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from compliance import kernels, layout
@@ -172,39 +172,44 @@ def test_signal_stage_and_tick_equal_reference(
             st.sampled_from([1.0, -1.0]),
             st.floats(-40.0, 120.0),
             st.sampled_from([math.nan, 0.0, 1.0, 5.0, 9.9, 10.0, 40.0]),
+            st.sampled_from([0.0, 0.0, 30.0]),
         ),
         min_size=1,
         max_size=60,
     )
 )
+# a run begun too far off to judge its side (held behind), then multipath across the road
+@example(
+    [(10.0, 120.0, 1.0, 100.0, 40.0, 30.0)]
+    + [(10.0, 70.0, sd, 100.0, 40.0, 0.0) for sd in (-1.0, 1.0, -1.0)]
+)
 def test_off_route_stage_equals_reference(
-    steps: list[tuple[float, float, float, float, float]],
+    steps: list[tuple[float, float, float, float, float, float]],
 ) -> None:
     """Straight route along x: each fix ``along`` metres on from the last, ``offset``
-    metres to one ``side``, with a device speed (NaN: none)."""
-    ts = _times([g for g, *_ in steps])
+    metres to one ``side``, with a device speed (NaN: none), matched abeam or ``held``
+    metres behind (at a window's end)."""
+    gaps, offsets, side_of, along, speeds, held = (list(c) for c in zip(*steps, strict=True))
+    ts = _times(gaps)
     rx = np.array([0.0, 1e6])
     ry = np.zeros(2)
     rc = np.array([0.0, 1e6])
     corridor = 50.0
-    x_along = np.cumsum([a for *_, a, _v in steps]) + 1000.0
-    px = x_along.tolist()
-    py = [side * d for (_g, d, side, _a, _v) in steps]
-    offsets = [d for _g, d, *_ in steps]
-    speeds = [v for *_, v in steps]
+    px = (np.cumsum(along) + 1000.0).tolist()
+    py = [sd * d for sd, d in zip(side_of, offsets, strict=True)]
+    ms = [a - h for a, h in zip(px, held, strict=True)]
     s = new_state()
     ev_i, ev_ts, ev_f = _buffers(len(ts))
     ne = 0
     for i, t in enumerate(ts):
         d = offsets[i]
         ne, on_route = kernels._off_route(
-            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], px[i], d,
+            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], ms[i], d,
             d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         assert on_route == (d <= corridor and not _off(s))
-    sides = [
-        naive.side_of(list(rx), list(ry), list(rc), a, a, b) for a, b in zip(px, py, strict=True)
-    ]
+    route = (list(rx), list(ry), list(rc))
+    sides = [naive.side_of(*route, m, a, b) for m, a, b in zip(ms, px, py, strict=True)]
     want = naive.off_route_events(
         ts,
         offsets,
@@ -212,6 +217,7 @@ def test_off_route_stage_equals_reference(
         [True] * len(ts),
         xy=list(zip(px, py, strict=True)),
         side=sides,
+        abeam=[naive.abeam_of(*route, m, a, b) for m, a, b in zip(ms, px, py, strict=True)],
         speed_kmh=speeds,
     )
     assert _kinds(ev_i, ev_ts, ne) == want
