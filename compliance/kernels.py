@@ -177,6 +177,9 @@ ABEAM_M = 1.0
 ST_STILL_KMH = 2.0
 #: ... but a fix this far from the cluster is movement whatever the device says, metres
 ST_STILL_MAX_M = 100.0
+#: two fixes of a vehicle standing still lie within this of each other, metres (noise;
+#: a drift moves slowly): further apart, one of them is an outlier
+STILL_SCATTER_M = 50.0
 #: the stationary radius is at least this many sigmas of the fix's accuracy
 ST_RADIUS_SIGMAS = 3.0
 #: beyond this long since the anchor (a signal gap, not sampling), the progress prior
@@ -883,19 +886,23 @@ def _abeam(x, y, cum, m, px, py):
 
 
 @njit(cache=True, inline="always")
-def _driving_away(st, th, px, py, d, corridor, spd_kmh):
+def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y):
     """Off-route: whether this outside fix shows a vehicle driving away from the route
     rather than one standing or creeping beside it (pulled into a yard, or its fixes
-    drifting while it stands): beyond the corridor by ``off_route_far_m``, or a device
-    speed of ``off_route_drive_kmh``, or - not standing still - ``off_route_move_m``
-    from where the run of outside fixes began. Reads the state only."""
+    drifting while it stands): beyond the corridor by ``off_route_far_m`` (unless the
+    device says it stands still and the fix lies STILL_SCATTER_M from the last one:
+    outliers around a standing vehicle jump about, a vehicle parked out there does
+    not), or a device speed of ``off_route_drive_kmh``, or - not standing still -
+    ``off_route_move_m`` from where the run of outside fixes began. Reads the state
+    only."""
+    still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
     if d >= corridor + th[TH_OFF_FAR_M]:
+        jumped = had_prev and math.hypot(px - prev_x, py - prev_y) > STILL_SCATTER_M
+        return not (still and jumped)
+    if math.isfinite(spd_kmh) and spd_kmh >= th[TH_OFF_DRIVE_KMH]:
         return True
-    if math.isfinite(spd_kmh):
-        if spd_kmh >= th[TH_OFF_DRIVE_KMH]:
-            return True
-        if spd_kmh < ST_STILL_KMH:
-            return False
+    if still:
+        return False
     return math.hypot(px - st[S_OUT_X0], py - st[S_OUT_Y0]) >= th[TH_OFF_MOVE_M]
 
 
@@ -948,7 +955,7 @@ def _off_route(
                 st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
             st[S_OUT_N] += 1.0
             st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
-            if _driving_away(st, th, px, py, d, corridor, spd_kmh):
+            if _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y):
                 st[S_OUT_MOVED_N] += 1.0
             else:
                 st[S_OUT_MOVED_N] = 0.0

@@ -181,6 +181,28 @@ def test_a_sparse_trackers_multipath_thrown_to_both_sides_is_no_off_route(
     assert "off_route" not in kinds(ev)
 
 
+def test_outliers_jumping_about_far_off_a_standing_vehicle_are_no_off_route() -> None:
+    """Standing at 2,000 m (device speed 0, a fix every 10 s), three fixes in a row
+    thrown 130-220 m to one side, each 90-100 m from the last: beyond the corridor by
+    off_route_far_m each counted as driving away, and they confirmed an off_route."""
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (300, 0), (200, 36)], dt_s=10.0)
+    x, y = x.copy(), y.copy()
+    x[25:28] += [-50.0, 50.0, -10.0]
+    y[25:28] = [130.0, 140.0, 220.0]
+    ev = run_drive(plan(STRAIGHT), ts, x, y, s)
+    assert "off_route" not in kinds(ev)
+
+
+def test_a_sparse_tracker_parked_far_off_the_route_is_off_route() -> None:
+    """A fix every 30 s: the vehicle leaves the route at 1,000 m, drives 300 m away and
+    parks there for five minutes. One fix caught it driving; the parked ones, far off
+    and where the last one was, are a vehicle out there, not outliers."""
+    path = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 300.0)]
+    ts, x, y, s = drive(path, [(100, 36), (30, 36), (300, 0)], dt_s=30.0)
+    ev = run_drive(plan(STRAIGHT), ts, x, y, s)
+    assert "off_route" in kinds(ev)
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2

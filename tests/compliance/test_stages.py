@@ -183,6 +183,11 @@ def test_signal_stage_and_tick_equal_reference(
     [(10.0, 120.0, 1.0, 100.0, 40.0, 30.0)]
     + [(10.0, 70.0, sd, 100.0, 40.0, 0.0) for sd in (-1.0, 1.0, -1.0)]
 )
+# outliers far off a standing vehicle, jumping about
+@example(
+    [(10.0, 0.0, 1.0, 100.0, 0.0, 0.0)]
+    + [(10.0, d, 1.0, a, 0.0, 0.0) for d, a in ((130.0, -50.0), (140.0, 100.0), (220.0, -60.0))]
+)
 def test_off_route_stage_equals_reference(
     steps: list[tuple[float, float, float, float, float, float]],
 ) -> None:
