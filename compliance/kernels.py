@@ -464,6 +464,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             "_match",
             "_match_prior",
             "_implausible_jump",
+            "_latest_match",
             "_other_pass",
             "_progress_confirmed",
             "_restart_behind",
@@ -668,8 +669,7 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
         # expected position and reach: from the latest on-route match (the
         # median-filtered anchor lags one fix, which would make a U-turn's two passes
         # tie, and after a signal gap it is the stale pre-gap position)
-        last = st[S_M1] if math.isfinite(st[S_M1]) else st[S_ANCHOR_M]
-        ref = max(last, st[S_ANCHOR_M])
+        ref, ref_ts = _latest_match(st)
         lo = st[S_ANCHOR_M] - BACK_M - acc
         hi = ref + vmax_mps * dt_s + 50.0 + acc
         v = st[S_V_MPS] if math.isfinite(st[S_V_MPS]) else par[P_PLANNED_MPS]
@@ -678,15 +678,10 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
             # has stopped is expected where it stopped, not a smoothed speed further
             # on - at sparse fixes that would pick the return pass of a U-turn
             v = 0.5 * (spd_kmh + st[S_SPEED_KMH]) / 3.6
-        # extrapolate from the time of ``ref``: when it is the latest match (newer than
-        # the anchor, e.g. the median has not adopted it yet) that is the newest ring
-        # entry, not the anchor's time - 20 s fixes at a U-turn were otherwise
-        # extrapolated three intervals on and matched to the return pass
-        dt_ref = dt_s
-        if last > st[S_ANCHOR_M]:
-            newest = st[S_RING + 2 * ((int(st[S_RING_POS]) - 1) % RING)]
-            if math.isfinite(newest) and newest > st[S_ANCHOR_TS]:
-                dt_ref = (ts - newest) / 1000.0
+        # extrapolate from the time of ``ref``, not the anchor's - 20 s fixes at a
+        # U-turn were otherwise extrapolated three intervals on and matched to the
+        # return pass
+        dt_ref = (ts - ref_ts) / 1000.0
         m_exp = ref + v * dt_ref
         if math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH and math.isfinite(st[S_SPEED_KMH]):
             # standing now: between the braking distance from the last speed (it
@@ -718,6 +713,21 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
 
 
 @njit(cache=True, inline="always")
+def _latest_match(st):
+    """Matching: the latest on-route match and its time - the last fix's when it lies
+    ahead of the anchor (the median lags it by a fix; its time the newest ring entry's),
+    else the anchor's. Reads the state only."""
+    ref = st[S_ANCHOR_M]
+    ref_ts = st[S_ANCHOR_TS]
+    if math.isfinite(st[S_M1]) and st[S_M1] > ref:
+        ref = st[S_M1]
+        newest = st[S_RING + 2 * ((int(st[S_RING_POS]) - 1) % RING)]
+        if math.isfinite(newest) and newest > ref_ts:
+            ref_ts = newest
+    return ref, ref_ts
+
+
+@njit(cache=True, inline="always")
 def _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
     """Matching: whether a fix inside the corridor lies further ahead along the route
     than the vehicle can have got (speed + 3 m/s^2) - multipath along the road, skipped
@@ -726,14 +736,15 @@ def _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
 
     Owns S_JUMP_N."""
     if judged:
-        dt_s = (ts - st[S_ANCHOR_TS]) / 1000.0
+        # from the latest match, over the time since it (the median anchor lags a fix:
+        # after a halt its time is the halt's, and a fix thrown 250 m ahead along the
+        # road as the vehicle drove off fell within the reach of 20 s)
+        ref, ref_ts = _latest_match(st)
+        dt_s = (ts - ref_ts) / 1000.0
         v0 = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else vmax_mps
         if math.isfinite(st[S_V_MPS]):
             v0 = max(v0, st[S_V_MPS])
         reach = v0 * dt_s + 1.5 * dt_s * dt_s + 2.0 * sigma_d + 20.0
-        ref = st[S_ANCHOR_M]
-        if math.isfinite(st[S_M1]) and st[S_M1] > ref:
-            ref = st[S_M1]  # the latest match: the median anchor lags one fix
         if m - ref > reach and st[S_JUMP_N] < 1:
             st[S_JUMP_N] += 1.0
             return True

@@ -14,6 +14,7 @@ import inspect
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -300,3 +301,23 @@ def test_pipeline_compiled_without_reference_counting() -> None:
     # inlined stages would otherwise increment and decrement every array they take on
     # every ping (half the kernel's speed); allocating in a stage then fails to compile
     assert kernels.process_pings.targetoptions["_nrt"] is False
+
+
+@pytest.mark.parametrize(("ahead_m", "jumped"), [(550.0, True), (200.0, False)])
+def test_the_jump_check_measures_reach_from_the_latest_match(ahead_m: float, jumped: bool) -> None:
+    """Two minutes at a halt (the median anchor's time is its last fix's), then a fix
+    100 m on at 36 km/h and, 10 s later, one ``ahead_m`` beyond that: the vehicle can
+    have got ~290 m in those 10 s, not the ~840 m of the 20 s since the anchor's time.
+    (At 10 s, sigma 12 m, a fix thrown 250 m ahead as a vehicle drove off its halt was
+    taken, and the fixes after it matched the return pass of an out-and-back.)"""
+    s = new_state()
+    s[layout.S_ANCHOR_M] = 300.0
+    s[layout.S_ANCHOR_TS] = T0
+    s[layout.S_M1] = 400.0
+    s[layout.S_M2] = 300.0
+    s[S_RING] = T0 + 10_000.0
+    s[S_RING + 1] = 400.0
+    s[layout.S_RING_POS] = 1.0
+    s[layout.S_SPEED_KMH] = 36.0
+    got = kernels._implausible_jump(s, T0 + 20_000.0, 400.0 + ahead_m, 10.0, 130 / 3.6, True)
+    assert got == jumped
