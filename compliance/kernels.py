@@ -689,9 +689,11 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
             # fixes cannot tell; the nearer. Two passes of the route equally near the
             # fix (a U-turn just beyond a stop) then go to the earlier: were that wrong,
             # the next moving fixes carry the match on, while a wrong later pass skips
-            # what lies between for good (a sparse tracker's stop missed that way)
+            # what lies between for good (a sparse tracker's stop missed that way).
+            # From the median anchor, not the latest match: the last moving fix may
+            # be one that multipath threw ahead along the road, to a U-turn's tip
             v0 = st[S_SPEED_KMH] / 3.6
-            m_exp = ref + min(v * dt_ref, v0 * v0 / (2.0 * STOP_BRAKE_MS2))
+            m_exp = st[S_ANCHOR_M] + min(v * dt_s, v0 * v0 / (2.0 * STOP_BRAKE_MS2))
         # over a gap longer than any sampling interval the recent speed (maybe 0, at
         # a stop) says little about the progress made meanwhile: widen the prior
         gap_s = max(0.0, dt_ref - GAP_PRIOR_S)

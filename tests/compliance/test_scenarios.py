@@ -203,6 +203,24 @@ def test_a_sparse_tracker_parked_far_off_the_route_is_off_route() -> None:
     assert "off_route" in kinds(ev)
 
 
+def test_a_stop_just_before_a_u_turn_after_a_fix_thrown_to_the_tip_is_arrived_at() -> None:
+    """A fix every 10 s at 24 km/h: the last moving fix before stop B, 100 m before the
+    tip of an out-and-back, is thrown onto the tip. The standing fixes were expected
+    from that fix on, nearer the return pass than B: B was skipped, its dwell an
+    unplanned stop. A standing fix is now expected from the median anchor."""
+    oab = [(0.0, 0.0), (1000.0, 0.0), (0.0, 0.0)]
+    p = plan(oab, [_stop("B", (900.0, 0.0))])
+    ts, x, y, s = drive(oab, [(135, 24), (180, 0), (180, 24)], dt_s=2.5)
+    every = (ts - T0_MS) % 10_000 == 0
+    ts, x, y, s = ts[every], x[every].copy(), y[every], s[every]
+    last_moving = int(np.flatnonzero(s == 0)[0]) - 1
+    x[last_moving] = 1000.0
+    ev = run_drive(p, ts, x, y, s)
+    k = kinds(ev)
+    assert "unplanned_stop" not in k
+    assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["B"]
+
+
 def test_detour_that_rejoins_skips_the_stop_in_between() -> None:
     p = plan(STRAIGHT, [_stop("S1", (2000.0, 0.0)), _stop("S2", (3600.0, 0.0))])
     # on route to 1000 m, detour 300 m north for 2000 m, rejoin at 3000 m, dwell at S2
