@@ -419,9 +419,7 @@ def _reach_m(st, ts, length, vmax_mps, acc):
     gap_from = st[S_GAP_FROM]
     if gap_from > 0.0 and ts - gap_from <= GAP_REACH_S * 1000.0 and gap_from < since:
         since = gap_from
-    ref = st[S_ANCHOR_M]
-    if math.isfinite(st[S_M1]) and st[S_M1] > ref:
-        ref = st[S_M1]
+    ref, _ref_ts = _latest_match(st)
     return ref + vmax_mps * (ts - since) / 1000.0 + 50.0 + acc
 
 
@@ -465,6 +463,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             "_match_prior",
             "_implausible_jump",
             "_latest_match",
+            "_step_explained",
             "_other_pass",
             "_progress_confirmed",
             "_restart_behind",
@@ -690,10 +689,14 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
             # fix (a U-turn just beyond a stop) then go to the earlier: were that wrong,
             # the next moving fixes carry the match on, while a wrong later pass skips
             # what lies between for good (a sparse tracker's stop missed that way).
-            # From the median anchor, not the latest match: the last moving fix may
-            # be one that multipath threw ahead along the road, to a U-turn's tip
+            # From the latest match only as far ahead of the median anchor as the
+            # last speed explains over the last step: that fix may be one that
+            # multipath threw ahead along the road, onto a U-turn's tip
             v0 = st[S_SPEED_KMH] / 3.6
-            m_exp = st[S_ANCHOR_M] + min(v * dt_s, v0 * v0 / (2.0 * STOP_BRAKE_MS2))
+            base, dt_base = ref, dt_ref
+            if ref > st[S_ANCHOR_M] and not _step_explained(st, ref, acc, th):
+                base, dt_base = st[S_ANCHOR_M], dt_s
+            m_exp = base + min(v * dt_base, v0 * v0 / (2.0 * STOP_BRAKE_MS2))
         # over a gap longer than any sampling interval the recent speed (maybe 0, at
         # a stop) says little about the progress made meanwhile: widen the prior
         gap_s = max(0.0, dt_ref - GAP_PRIOR_S)
@@ -727,6 +730,24 @@ def _latest_match(st):
         if math.isfinite(newest) and newest > ref_ts:
             ref_ts = newest
     return ref, ref_ts
+
+
+@njit(cache=True, inline="always")
+def _step_explained(st, ref, acc, th):
+    """Matching: whether the latest match ``ref``, ahead of the median anchor, lies no
+    further ahead of it than the last fix's speed (or the recent progress speed)
+    explains over the time between the last two ring entries, plus noise; True when
+    that time is unknown. Reads the state only."""
+    pos = int(st[S_RING_POS])
+    newest = st[S_RING + 2 * ((pos - 1) % RING)]
+    before = st[S_RING + 2 * ((pos - 2) % RING)]
+    if not (math.isfinite(newest) and math.isfinite(before) and newest > before):
+        return True
+    v = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else 0.0
+    if math.isfinite(st[S_V_MPS]):
+        v = max(v, st[S_V_MPS])
+    noise = 2.0 * max(th[TH_SIGMA_M], acc) + 20.0
+    return ref - st[S_ANCHOR_M] <= v * (newest - before) / 1000.0 + noise
 
 
 @njit(cache=True, inline="always")
@@ -765,7 +786,8 @@ def _other_pass(
     such fixes in a row on a reachable pass, matching is re-anchored there (and the
     trip's start moved back to it when its first fix proves wrong: _restart_behind).
 
-    Owns S_ELSE_N, and S_ANCHOR_M / S_ANCHOR_TS on a re-anchor."""
+    Owns S_ELSE_N, and S_ANCHOR_M / S_ANCHOR_TS on a re-anchor (S_START_M, S_PROGRESS,
+    S_M1, S_M2 and the ring through _restart_behind)."""
     if inside:
         st[S_ELSE_N] = 0.0
         return False, m, d
@@ -830,7 +852,9 @@ def _restart_behind(st, mg):
     second fix on its pass has confirmed (``_progress_confirmed``) and nothing was
     dwelt at, the first fix was wrong - an outlier matched to a later pass of a loop,
     followed by fixes all on the earlier pass. The trip starts again at ``mg``: start,
-    progress, the median and the ring forget that fix."""
+    progress, the median and the ring forget that fix.
+
+    Owns (with _progress) S_START_M, S_PROGRESS, S_M1, S_M2, S_RING_POS and the ring."""
     if not (mg < st[S_START_M] and not _progress_confirmed(st) and st[S_AT_STOP] < 0):
         return
     st[S_START_M] = mg
@@ -903,15 +927,18 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
     """Off-route: whether this outside fix shows a vehicle driving away from the route
     rather than one standing or creeping beside it (pulled into a yard, or its fixes
     drifting while it stands): beyond the corridor by ``off_route_far_m`` (unless the
-    device says it stands still and the fix lies STILL_SCATTER_M from the last one:
-    outliers around a standing vehicle jump about, a vehicle parked out there does
-    not), or a device speed of ``off_route_drive_kmh``, or - not standing still -
-    ``off_route_move_m`` from where the run of outside fixes began. Reads the state
-    only."""
+    vehicle stood still at this fix and the last one, by the device, and the fix lies
+    over STILL_SCATTER_M from the last one: outliers around a standing vehicle jump
+    about, a vehicle parked out there does not, and one that drove between the two
+    fixes explains the jump), or a device speed of ``off_route_drive_kmh``, or - not
+    standing still - ``off_route_move_m`` from where the run of outside fixes began.
+    Reads the state only (S_SPEED_KMH: the last fix's speed, the speed stage comes
+    later)."""
     still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
     if d >= corridor + th[TH_OFF_FAR_M]:
+        stood = st[S_SPEED_KMH] < ST_STILL_KMH  # (False when unknown: NaN)
         jumped = had_prev and math.hypot(px - prev_x, py - prev_y) > STILL_SCATTER_M
-        return not (still and jumped)
+        return not (still and stood and jumped)
     if math.isfinite(spd_kmh) and spd_kmh >= th[TH_OFF_DRIVE_KMH]:
         return True
     if still:
@@ -1091,10 +1118,11 @@ def _speed(st, ts, spd_kmh, progressed):
 @njit(cache=True, inline="always")
 def _trip_start(st, th, length, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne):
     """Trip started: ``trip_started`` once ``trip_start_m`` (at most half the route) of
-    progress is made.
+    progress is made, confirmed by a second fix (a first fix thrown onto a later pass
+    of a loop would start a vehicle still waiting at its depot).
 
     Owns S_STARTED."""
-    if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]):
+    if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]) and _progress_confirmed(st):
         need = min(th[TH_START_M], 0.5 * length)
         if st[S_PROGRESS] - st[S_START_M] >= need or st[S_PROGRESS] >= need:
             st[S_STARTED] = 1.0

@@ -156,8 +156,9 @@ def off_route_events(
     ``judged`` False (rejected wild fixes) are skipped.
 
     Confirming also needs the last two outside fixes to show the vehicle driving away
-    (``far_m`` beyond the corridor - unless standing still, under 2 km/h, 50 m from the
-    last judged fix -, a device speed of ``drive_kmh``, or - not standing still -
+    (``far_m`` beyond the corridor - unless standing still, under 2 km/h, at this fix and
+    the last judged one and over 50 m from it -, a device speed of ``drive_kmh``, or -
+    not standing still -
     ``move_m`` from the run's first fix at ``xy``), and a fix on the
     other ``side`` of the route than the run's first starts the run again (the side of a
     fix ``far_m`` beyond the corridor counts only when it lies ``abeam`` its match; a run
@@ -176,13 +177,15 @@ def off_route_events(
     first = (0.0, 0.0)
     run_side = 0.0
     moved_n = 0
-    prev: tuple[float, float] | None = None  # the last judged fix
+    prev: tuple[float, float] | None = None  # the last judged fix, and its speed
+    prev_v = math.nan
     for t, d, c, ok, p, sd, square, v in zip(
         ts_ms, offset_m, corridor_m, judged, xy, side, abeam, speed_kmh, strict=True
     ):
         if not ok:
             continue
         last, prev = prev, p
+        last_v, prev_v = prev_v, v
         if not off:
             if d <= c:
                 if n_out:  # a run of outside fixes ends with back_pings inside ones
@@ -202,9 +205,10 @@ def off_route_events(
             n_out += 1
             still = not math.isnan(v) and v < 2.0
             if d >= c + far_m:
-                # (a far fix jumping 50 m from the last while the device stands: outlier)
+                # (a far fix over 50 m from the last while the device stood at both: outlier)
+                stood = not math.isnan(last_v) and last_v < 2.0
                 jumped = last is not None and math.hypot(p[0] - last[0], p[1] - last[1]) > 50.0
-                moved = not (still and jumped)
+                moved = not (still and stood and jumped)
             elif not math.isnan(v) and v >= drive_kmh:
                 moved = True
             elif still:

@@ -189,6 +189,11 @@ def test_signal_stage_and_tick_equal_reference(
     [(10.0, 0.0, 1.0, 100.0, 0.0, 0.0)]
     + [(10.0, d, 1.0, a, 0.0, 0.0) for d, a in ((130.0, -50.0), (140.0, 100.0), (220.0, -60.0))]
 )
+# far off and driving, then standing 120 m on (at a red light on a detour): it drove there
+@example(
+    [(10.0, 0.0, 1.0, 100.0, 40.0, 0.0), (10.0, 120.0, 1.0, 100.0, 40.0, 0.0)]
+    + [(10.0, 130.0, 1.0, a, 0.0, 0.0) for a in (120.0, 0.0, 0.0)]
+)
 def test_off_route_stage_equals_reference(
     steps: list[tuple[float, float, float, float, float, float]],
 ) -> None:
@@ -213,6 +218,7 @@ def test_off_route_stage_equals_reference(
             rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], ms[i], d,
             d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
+        s[layout.S_SPEED_KMH] = speeds[i]  # (the speed stage, which runs next)
         assert on_route == (d <= corridor and not _off(s))
     route = (list(rx), list(ry), list(rc))
     sides = [naive.side_of(*route, m, a, b) for m, a, b in zip(ms, px, py, strict=True)]
