@@ -1118,13 +1118,15 @@ def _speed(st, ts, spd_kmh, progressed):
 @njit(cache=True, inline="always")
 def _trip_start(st, th, length, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne):
     """Trip started: ``trip_started`` once ``trip_start_m`` (at most half the route) of
-    progress is made, confirmed by a second fix (a first fix thrown onto a later pass
-    of a loop would start a vehicle still waiting at its depot).
+    progress is made - from the first fix, or from the route's start when a second fix
+    confirms the progress or the device says the vehicle moves (a first fix thrown onto
+    a later pass of a loop would start a vehicle still waiting at its depot).
 
     Owns S_STARTED."""
-    if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]) and _progress_confirmed(st):
+    if st[S_STARTED] == 0 and math.isfinite(st[S_START_M]):
         need = min(th[TH_START_M], 0.5 * length)
-        if st[S_PROGRESS] - st[S_START_M] >= need or st[S_PROGRESS] >= need:
+        moving = _progress_confirmed(st) or st[S_SPEED_KMH] >= ST_STILL_KMH
+        if st[S_PROGRESS] - st[S_START_M] >= need or (st[S_PROGRESS] >= need and moving):
             st[S_STARTED] = 1.0
             ne = _emit(
                 ev_i, ev_ts, ev_f, ne, EV_TRIP_STARTED, i, -1, ts, 0.0, 0.0, 0.0, lat, lon, m
