@@ -170,7 +170,7 @@ GAP_REACH_S = 600.0
 SPEEDING_HYST_KMH = 2.0
 #: the route end: within this many metres of it, along the route
 END_M = 30.0
-#: a fix's match within this of its foot on the route's segment: abeam (_abeam)
+#: a fix's match within this of its foot on the route's segment: abeam (_side)
 ABEAM_M = 1.0
 #: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
 #: ~4 km/h)
@@ -423,6 +423,19 @@ def _reach_m(st, ts, length, vmax_mps, acc):
     return ref + vmax_mps * (ts - since) / 1000.0 + 50.0 + acc
 
 
+@njit(cache=True, inline="always")
+def _ring_ts(st, back):
+    """The ts of the speed ring's entry ``back`` places back (1: the newest; NaN none).
+    Reads the state only."""
+    return st[S_RING + 2 * ((int(st[S_RING_POS]) - back) % RING)]
+
+
+@njit(cache=True, inline="always")
+def _stands(spd_kmh):
+    """Whether a device speed says the vehicle stands still (False when unknown: NaN)."""
+    return spd_kmh < ST_STILL_KMH
+
+
 @njit(cache=True)
 def _derived_kmh(st, ts):
     """Progress speed over the ring of recent on-route pings (the oldest within
@@ -486,7 +499,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ),
     (
         "off-route",
-        ("_was_on_route", "_off_route", "_side", "_abeam", "_driving_away"),
+        ("_was_on_route", "_off_route", "_side", "_driving_away"),
         (
             S_OFF,
             S_OUT_N,
@@ -682,7 +695,7 @@ def _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length):
         # return pass
         dt_ref = (ts - ref_ts) / 1000.0
         m_exp = ref + v * dt_ref
-        if math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH and math.isfinite(st[S_SPEED_KMH]):
+        if _stands(spd_kmh) and math.isfinite(st[S_SPEED_KMH]):
             # standing now: between the braking distance from the last speed (it
             # stopped soon after that fix) and the trapezoid (it drove on first) the
             # fixes cannot tell; the nearer. Two passes of the route equally near the
@@ -726,7 +739,7 @@ def _latest_match(st):
     ref_ts = st[S_ANCHOR_TS]
     if math.isfinite(st[S_M1]) and st[S_M1] > ref:
         ref = st[S_M1]
-        newest = st[S_RING + 2 * ((int(st[S_RING_POS]) - 1) % RING)]
+        newest = _ring_ts(st, 1)
         if math.isfinite(newest) and newest > ref_ts:
             ref_ts = newest
     return ref, ref_ts
@@ -738,9 +751,8 @@ def _step_explained(st, ref, acc, th):
     further ahead of it than the last fix's speed (or the recent progress speed)
     explains over the time between the last two ring entries, plus noise; True when
     that time is unknown. Reads the state only."""
-    pos = int(st[S_RING_POS])
-    newest = st[S_RING + 2 * ((pos - 1) % RING)]
-    before = st[S_RING + 2 * ((pos - 2) % RING)]
+    newest = _ring_ts(st, 1)
+    before = _ring_ts(st, 2)
     if not (math.isfinite(newest) and math.isfinite(before) and newest > before):
         return True
     v = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else 0.0
@@ -904,22 +916,17 @@ def _was_on_route(st):
 
 @njit(cache=True, inline="always")
 def _side(x, y, cum, m, px, py):
-    """Off-route: the side of the route (point (px, py) matched at ``m``): +1 left of the
-    direction of travel, -1 right, 0 on the line."""
+    """Off-route: the side of the route that point (px, py), matched at ``m``, lies on
+    (+1 left of the direction of travel, -1 right, 0 on the line), and whether it lies
+    abeam its match - square to the route's segment there, within it - rather than off
+    a segment's end or held at the matching window's end, as a fix far off the route
+    can be (only then does its side mean something). Returns (side, abeam)."""
     i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
-    cross = (x[i + 1] - x[i]) * (py - y[i]) - (y[i + 1] - y[i]) * (px - x[i])
-    return 1.0 if cross > 0.0 else (-1.0 if cross < 0.0 else 0.0)
-
-
-@njit(cache=True, inline="always")
-def _abeam(x, y, cum, m, px, py):
-    """Off-route: whether point (px, py) lies abeam its match ``m`` - square to the
-    route's segment there, within it - rather than off a segment's end or held at the
-    matching window's end, as a fix far off the route can be: only then does the side
-    of the route it is on mean something."""
-    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
-    _ax, _ay, _dx, _dy, t = _along(x, y, i, px, py)
-    return 0.0 <= t <= 1.0 and abs(cum[i] + t * (cum[i + 1] - cum[i]) - m) <= ABEAM_M
+    ax, ay, dx, dy, t = _along(x, y, i, px, py)
+    cross = dx * (py - ay) - dy * (px - ax)
+    side = 1.0 if cross > 0.0 else (-1.0 if cross < 0.0 else 0.0)
+    abeam = 0.0 <= t <= 1.0 and abs(cum[i] + t * (cum[i + 1] - cum[i]) - m) <= ABEAM_M
+    return side, abeam
 
 
 @njit(cache=True, inline="always")
@@ -934,9 +941,9 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
     standing still - ``off_route_move_m`` from where the run of outside fixes began.
     Reads the state only (S_SPEED_KMH: the last fix's speed, the speed stage comes
     later)."""
-    still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
+    still = _stands(spd_kmh)
     if d >= corridor + th[TH_OFF_FAR_M]:
-        stood = st[S_SPEED_KMH] < ST_STILL_KMH  # (False when unknown: NaN)
+        stood = _stands(st[S_SPEED_KMH])
         jumped = had_prev and math.hypot(px - prev_x, py - prev_y) > STILL_SCATTER_M
         return not (still and stood and jumped)
     if math.isfinite(spd_kmh) and spd_kmh >= th[TH_OFF_DRIVE_KMH]:
@@ -958,7 +965,7 @@ def _off_route(
     meanwhile. An outside fix on the other side of the route than the run's first, with
     no fix inside between, starts the run again (multipath thrown across the road is no
     way off it). The side of a fix ``off_route_far_m`` beyond the corridor is judged
-    only when it lies abeam its match (:func:`_abeam`); a run that began with an
+    only when it lies abeam its match (:func:`_side`); a run that began with an
     unjudged fix takes the side of its first judged one. Returns (ne, on_route).
 
     Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
@@ -975,8 +982,9 @@ def _off_route(
                     st[S_IN_N] = 0.0
         else:
             st[S_IN_N] = 0.0
-            sided = d < corridor + th[TH_OFF_FAR_M] or _abeam(x, y, cum, m, px, py)
-            side = _side(x, y, cum, m, px, py) if sided else 0.0
+            side, abeam = _side(x, y, cum, m, px, py)
+            if not (abeam or d < corridor + th[TH_OFF_FAR_M]):
+                side = 0.0
             if st[S_OUT_N] > 0 and side * st[S_OUT_SIDE] < 0.0:
                 st[S_OUT_N] = 0.0  # across the road from the run's first fix
             elif st[S_OUT_N] > 0 and st[S_OUT_SIDE] == 0.0:
@@ -1091,7 +1099,7 @@ def _progress(st, ts, m, sigma_d):
     # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
     # a long baseline averages GPS noise out of the derived speed
     pos = int(st[S_RING_POS]) % RING
-    newest = st[S_RING + 2 * ((pos - 1) % RING)]
+    newest = _ring_ts(st, 1)
     if not math.isfinite(newest) or ts - newest >= RING_STEP_MS:
         st[S_RING + 2 * pos] = ts
         st[S_RING + 2 * pos + 1] = m
@@ -1155,7 +1163,7 @@ def _stops(
         away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
         # moving off the spot where it dwelt counts before the geofence edge is reached
         # (not while the device says it still stands there: a noisy fix)
-        still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
+        still = _stands(spd_kmh)
         if st[S_ST_N] >= 3 and not still:
             away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
         if away and still and st[S_DEP_N] == 0:
@@ -1281,7 +1289,7 @@ def _unplanned_stop(
     # the radius never below 3 sigma of the fix: with a worse fix two in a row fall
     # outside a 30 m circle often enough to break every genuine halt
     rad = max(th[TH_ST_RADIUS], ST_RADIUS_SIGMAS * sigma_d)
-    still = math.isfinite(spd_kmh) and spd_kmh < ST_STILL_KMH
+    still = _stands(spd_kmh)
     if st[S_ST_N] == 0:
         st[S_ST_N] = 1.0
         st[S_ST_X] = px
