@@ -96,6 +96,24 @@ def test_a_sparse_trackers_fixes_drifting_while_it_stands_keep_the_halt_whole() 
     assert since in (ms_to_rfc3339(T0_MS + 120_000), ms_to_rfc3339(T0_MS + 150_000))
 
 
+def test_a_sparse_trackers_halt_founded_by_one_standing_fix_survives_its_drift() -> None:
+    """Fixes every 30 s: the halt's first fix is the second of two outside the moving
+    cluster and 50 m past the first, so it founds the new cluster alone; the next fixes
+    drift 45-80 m while the device reports 0 km/h. That drift is noise beside a cluster
+    whose fix stood still too (it broke the one-fix cluster, and the halt counted from
+    its third fix, 60 s late)."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(125, 36), (300, 0), (60, 36)])
+    every = (ts - T0_MS) % 30_000 == 0
+    ts, x, y, s = ts[every], x[every], y[every], s[every]
+    halt = np.flatnonzero(s == 0)
+    y[halt] += [0.0, 45.0, 80.0, 75.0, 80.0, 75.0, 80.0, 75.0, 45.0, 0.0]
+    ev = run_drive(p, ts, x, y, s)
+    k = kinds(ev)
+    assert k.count("unplanned_stop") == 1 and "off_route" not in k
+    assert ev[k.index("unplanned_stop")].details["since"] == ms_to_rfc3339(int(ts[halt[0]]))
+
+
 def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there() -> None:
     """Fixes every 30 s: the last moving fix 30 m before stop A, the next one standing at
     it - where the return pass of the U-turn 120 m beyond lies too. Halfway between the
