@@ -1272,13 +1272,14 @@ def _stops(
 
 @njit(cache=True, inline="always")
 def _unplanned_stop(
-    st, th, stops, i, ts, px, py, lat, lon, m, spd_kmh, sigma_d, dwell_planned,
+    st, th, stops, i, ts, px, py, lat, lon, m, spd_kmh, last_kmh, sigma_d, dwell_planned,
     ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
     """Stationary away from planned stops: the cluster of fixes within the stationary
     radius, ``unplanned_stop`` once it has lasted ``stationary_s`` away from every
     planned stop on a started trip, ``unplanned_stop_ended`` on two fixes outside it.
-    ``dwell_planned``: the stops stage made this standing a planned dwell.
+    ``dwell_planned``: the stops stage made this standing a planned dwell; ``last_kmh``:
+    the last fix's speed (S_SPEED_KMH before the speed stage ran on this one).
 
     Owns S_ST_N, S_ST_X, S_ST_Y, S_ST_SINCE, S_ST_ACTIVE, S_ST_OUT_N, S_ST_OUT_X,
     S_ST_OUT_Y, S_ST_OUT_TS, S_ST_STILL."""
@@ -1343,11 +1344,15 @@ def _unplanned_stop(
                     lon,
                     m,
                 )
-            # the new cluster: both fixes when the second lies beside the first (the
-            # vehicle halted there, since the first: a sparse tracker would otherwise lose
-            # an interval of the halt whenever it began on the second fix of a pair)
+            # the new cluster: both fixes when the second lies beside the first, or
+            # when the device stood still at both and the drift of a standing vehicle
+            # explains their distance (the vehicle halted there, since the first: a
+            # sparse tracker would otherwise lose an interval of the halt whenever it
+            # began on the first fix of a pair and the second drifted off). The first
+            # was the last fix that reached this stage: it made S_ST_OUT_N 1
             st[S_ST_STILL] = 1.0 if still else 0.0
-            if math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y]) <= rad:
+            apart = math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y])
+            if apart <= rad or (still and _stands(last_kmh) and apart <= ST_STILL_MAX_M):
                 st[S_ST_N] = 2.0
                 st[S_ST_X] = 0.5 * (px + st[S_ST_OUT_X])
                 st[S_ST_Y] = 0.5 * (py + st[S_ST_OUT_Y])
@@ -1725,6 +1730,7 @@ def process_pings(
         progressed = on_route and not elsewhere
         if progressed:
             _progress(st, ts, m, sigma_d)
+        last_kmh = st[S_SPEED_KMH]  # the last fix's speed, before the speed stage
         speed = _speed(st, ts, spd, progressed)
         if st[S_COMPLETED] > 0:
             continue
@@ -1733,7 +1739,7 @@ def process_pings(
             st, th, stops, ustat, i, ts, px, py, lat, lon, m, speed, spd, ev_i, ev_ts, ev_f, ne
         )
         ne = _unplanned_stop(
-            st, th, stops, i, ts, px, py, lat, lon, m, spd, sigma_d, dwell_planned,
+            st, th, stops, i, ts, px, py, lat, lon, m, spd, last_kmh, sigma_d, dwell_planned,
             ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         ne = _speeding(

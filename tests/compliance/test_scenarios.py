@@ -114,6 +114,23 @@ def test_a_sparse_trackers_halt_founded_by_one_standing_fix_survives_its_drift()
     assert ev[k.index("unplanned_stop")].details["since"] == ms_to_rfc3339(int(ts[halt[0]]))
 
 
+def test_a_halt_begun_on_the_first_of_two_outside_fixes_survives_its_drift() -> None:
+    """Fixes every 30 s: the halt's first fix is the first of two outside the moving
+    cluster, and the second, standing too, drifted 45 m from it. A standing vehicle's
+    drift explains that: the new cluster begins at the first (it began at the second,
+    and the halt counted 30 s late)."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(155, 36), (300, 0), (60, 36)])
+    every = (ts - T0_MS) % 30_000 == 0
+    ts, x, y, s = ts[every], x[every], y[every], s[every]
+    halt = np.flatnonzero(s == 0)
+    y[halt] += [0.0, 45.0, 80.0, 75.0, 80.0, 75.0, 80.0, 75.0, 45.0, 0.0]
+    ev = run_drive(p, ts, x, y, s)
+    k = kinds(ev)
+    assert k.count("unplanned_stop") == 1 and "off_route" not in k
+    assert ev[k.index("unplanned_stop")].details["since"] == ms_to_rfc3339(int(ts[halt[0]]))
+
+
 def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there() -> None:
     """Fixes every 30 s: the last moving fix 30 m before stop A, the next one standing at
     it - where the return pass of the U-turn 120 m beyond lies too. Halfway between the
