@@ -7,15 +7,18 @@ the live pipeline would have committed.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import logging
+import multiprocessing as mp
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from compliance.config import Thresholds
@@ -26,6 +29,7 @@ from compliance.grouping import groups_by_vehicle
 from compliance.history import SpeedCells, SpeedProfile, aggregate
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
+from compliance.trip import trip_key
 from compliance.types import PingBatch, TripSnapshot
 
 __all__ = [
@@ -34,10 +38,13 @@ __all__ = [
     "prepare_engine",
     "replay",
     "replay_engine",
+    "replay_lines",
     "snapshot_dict",
 ]
 
 log = logging.getLogger(__name__)
+
+Rows = npt.NDArray[np.intp]
 
 
 def load_plans(path: str | Path) -> list[TripPlan]:
@@ -130,79 +137,220 @@ def replay_engine(
     engine: Engine, pings: PingBatch, snapshot_s: float | None = None
 ) -> Iterator[dict[str, Any]]:
     """:func:`replay` on an engine already holding the plans (:func:`prepare_engine`)."""
-    if not len(pings):
-        return
+    for *_, obj in _items(engine, pings, snapshot_s):
+        yield obj
+
+
+def replay_lines(
+    plans: list[TripPlan],
+    pings: PingBatch,
+    snapshot_s: float | None = None,
+    thresholds: Thresholds | None = None,
+    speed_profile: SpeedProfile | None = None,
+    workers: int = 1,
+) -> Iterator[bytes]:
+    """:func:`replay`'s objects as JSON lines (what ``routewatch replay`` prints).
+
+    ``workers`` > 1 (without snapshots, where processes can fork): the vehicles are split
+    among that many forked processes, each preparing the trips of its vehicles and
+    running its own engine over their pings (vehicles share no state); the lines merge
+    in the one order, so the output is the same whatever the count."""
+    if workers > 1 and snapshot_s is None and len(pings) and "fork" in mp.get_all_start_methods():
+        grouped = _grouped(pings)
+        parts = _split(grouped, workers)
+        if len(parts) > 1:
+            work = _Work(_plans_by_part(plans, parts), pings, parts, thresholds, speed_profile)
+            for *_, line in heapq.merge(*work.run(), key=_item_order):
+                yield line
+            return
+    engine = prepare_engine(plans, thresholds, speed_profile)
+    for *_, obj in _items(engine, pings, snapshot_s):
+        yield _json_line(obj)
+
+
+def _json_line(obj: dict[str, Any]) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
+
+
+def _grouped(pings: PingBatch) -> list[tuple[str, Rows]]:
+    """(vehicle, its rows in ts order) per vehicle."""
     if isinstance(pings, CodedPingBatch):
-        grouped = pings.groups()
-    else:
-        grouped = groups_by_vehicle(pings.vehicle_id, pings.ts_ms)
+        return pings.groups()
+    return groups_by_vehicle(pings.vehicle_id, pings.ts_ms)
 
+
+def _items(engine: Engine, pings: PingBatch, snapshot_s: float | None) -> list[Item]:
+    """Every output item, in order."""
+    if not len(pings):
+        return []
     end_ms = int(pings.ts_ms.max())
-    # (ts, events before snapshots, trip, arrival seq): an order independent of the
-    # input's row order that keeps each trip's own event order for equal ts
-    items: list[tuple[int, int, str, int, dict[str, Any]]] = []
+    if snapshot_s is None:
+        return _replay_vehicles(engine, pings, _grouped(pings), end_ms)
+    step = int(snapshot_s * 1000)
+    if step <= 0:
+        raise ValueError("snapshot_s must be positive")
+    return _replay_stepped(engine, pings, step, end_ms)
 
-    def with_driver(e: Event) -> Event:
-        """The event as the live pipeline stores it: with its trip's driver, if any."""
-        plan = engine.plan(e.trip_id)
-        return e if plan is None or plan.driver_id is None else replace(e, driver_id=plan.driver_id)
 
-    def add_events(evs: list[Event]) -> None:
+#: (ts, events before snapshots, trip, arrival seq, object): an order independent of the
+#: input's row order that keeps each trip's own event order for equal ts
+Item = tuple[int, int, str, int, Any]
+
+
+def _item_order(item: Item) -> tuple[int, int, str, int]:
+    return item[:4]
+
+
+class _Items:
+    """The replay's output items as they come, sorted at the end (:data:`Item`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.items: list[Item] = []
+
+    def events(self, evs: list[Event]) -> None:
+        items = self.items
         items.extend(
-            (e.ts_ms, 0, e.trip_id, len(items) + k, with_driver(e).to_dict())
+            (e.ts_ms, 0, e.trip_id, len(items) + k, self._with_driver(e).to_dict())
             for k, e in enumerate(evs)
         )
 
-    # end of input: every ping is final, the watermark is the last ts seen
-    allowance = int(engine.thresholds.reorder_allowance_s * 1000)
-    if snapshot_s is None:
-        for vehicle_id, rows in grouped:
-            batch = pings.take(rows, vehicle_id)
-            # one batch per trip of the vehicle (cut at their planned starts), each with
-            # the watermark at its last ping: a vehicle's later trips' pings are not run
-            # through its earlier trips only to be handed over (with many short trips per
-            # vehicle that was quadratic); the events are those of one batch
-            cuts = np.searchsorted(batch.ts_ms, engine.planned_starts(vehicle_id)[1:])
-            edges = [0, *(int(c) for c in cuts if 0 < c < len(batch)), len(batch)]
-            for a, b in itertools.pairwise(sorted(set(edges))):
-                last = b == len(batch)
-                part = batch if (a, b) == (0, len(batch)) else batch.take(np.arange(a, b))
-                horizon = end_ms if last else int(batch.ts_ms[b - 1])
-                add_events(engine.process(part, horizon + allowance, snapshots=False).events)
-    else:
-        step = int(snapshot_s * 1000)
-        if step <= 0:
-            raise ValueError("snapshot_s must be positive")
-        start_ms = int(pings.ts_ms.min())
-        t_order = np.argsort(pings.ts_ms, kind="stable")
-        sorted_ts = pings.ts_ms[t_order]
-        lo = 0
-        edge = start_ms - start_ms % step + step
-        while True:
-            hi = int(np.searchsorted(sorted_ts, edge, side="left"))
-            if hi == lo and lo < len(sorted_ts) and not engine.live_trips():
-                # no ping before this edge and no trip to show: nothing happens until the
-                # next ping but time-driven events, which a later watermark gives alike
-                # (a recording may span months of trips that ended)
-                nxt = int(sorted_ts[lo])
-                edge = nxt - nxt % step + step
-                continue
-            chunk = pings.take(t_order[lo:hi])
-            lo = hi
-            # commit everything before the edge, never past the last ts seen, so both
-            # modes give the same events
-            res = engine.process(chunk, min(edge, end_ms) + allowance, snapshots=False)
-            add_events(res.events)
-            snap_ts = edge - 1
-            for key in engine.live_trips():
-                snap = engine.snapshot(key, snap_ts)
-                if snap is not None and snap.status == "active":
-                    items.append((snap_ts, 1, key, len(items), snapshot_dict(snap, snap_ts)))
-            if edge > end_ms:
-                break
-            edge += step
-    add_events(engine.flush())
-    add_events(engine.tick(end_ms + allowance))
-    items.sort(key=lambda it: it[:4])
-    for *_, obj in items:
-        yield obj
+    def snapshot(self, key: str, snap: TripSnapshot, ts_ms: int) -> None:
+        self.items.append((ts_ms, 1, key, len(self.items), snapshot_dict(snap, ts_ms)))
+
+    def _with_driver(self, e: Event) -> Event:
+        """The event as the live pipeline stores it: with its trip's driver, if any."""
+        plan = self.engine.plan(e.trip_id)
+        return e if plan is None or plan.driver_id is None else replace(e, driver_id=plan.driver_id)
+
+    def finish(self, end_ms: int) -> list[Item]:
+        """End of input: every ping is final, the watermark is the last ts seen."""
+        engine = self.engine
+        self.events(engine.flush())
+        self.events(engine.tick(end_ms + _allowance_ms(engine)))
+        self.items.sort(key=_item_order)
+        return self.items
+
+
+def _allowance_ms(engine: Engine) -> int:
+    return int(engine.thresholds.reorder_allowance_s * 1000)
+
+
+def _replay_vehicles(
+    engine: Engine, pings: PingBatch, grouped: list[tuple[str, Rows]], end_ms: int
+) -> list[Item]:
+    """The sorted items of ``grouped``'s vehicles, their pings all at once."""
+    out = _Items(engine)
+    allowance = _allowance_ms(engine)
+    for vehicle_id, rows in grouped:
+        batch = pings.take(rows, vehicle_id)
+        # one batch per trip of the vehicle (cut at their planned starts), each with
+        # the watermark at its last ping: a vehicle's later trips' pings are not run
+        # through its earlier trips only to be handed over (with many short trips per
+        # vehicle that was quadratic); the events are those of one batch
+        cuts = np.searchsorted(batch.ts_ms, engine.planned_starts(vehicle_id)[1:])
+        edges = [0, *(int(c) for c in cuts if 0 < c < len(batch)), len(batch)]
+        for a, b in itertools.pairwise(sorted(set(edges))):
+            last = b == len(batch)
+            part = batch if (a, b) == (0, len(batch)) else batch.take(np.arange(a, b))
+            horizon = end_ms if last else int(batch.ts_ms[b - 1])
+            out.events(engine.process(part, horizon + allowance, snapshots=False).events)
+    return out.finish(end_ms)
+
+
+def _split(grouped: list[tuple[str, Rows]], workers: int) -> list[list[tuple[str, Rows]]]:
+    """``grouped`` in at most ``workers`` runs of vehicles with about as many pings each."""
+    if workers <= 1 or len(grouped) < 2:
+        return [grouped]
+    sizes = np.cumsum([len(rows) for _, rows in grouped])
+    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, workers) / workers)
+    edges = sorted({0, *(int(c) + 1 for c in cuts), len(grouped)})
+    return [grouped[a:b] for a, b in itertools.pairwise(edges) if a < b]
+
+
+def _plans_by_part(
+    plans: list[TripPlan], parts: list[list[tuple[str, Rows]]]
+) -> list[list[TripPlan]]:
+    """The plans of each part's vehicles. A plan goes where the last plan with its trip
+    id goes (which replaces it, as in one engine); those of vehicles without pings
+    (prepared only for their geometry warnings) spread over the parts."""
+    part_of = {vehicle_id: i for i, part in enumerate(parts) for vehicle_id, _ in part}
+    last = {trip_key(p): (p.vehicle_id, k) for k, p in enumerate(plans)}
+    out: list[list[TripPlan]] = [[] for _ in parts]
+    for plan in plans:
+        vehicle_id, k = last[trip_key(plan)]
+        out[part_of.get(vehicle_id, k % len(parts))].append(plan)
+    return out
+
+
+@dataclass(slots=True)
+class _Work:
+    """A replay split by vehicles, each part run in its own forked process: it inherits
+    the plans and pings (no copy sent), prepares its own trips and sends back its sorted
+    items with their objects as JSON lines."""
+
+    plans: list[list[TripPlan]]
+    pings: PingBatch
+    parts: list[list[tuple[str, Rows]]]
+    thresholds: Thresholds | None
+    speed_profile: SpeedProfile | None
+
+    def run(self) -> list[list[Item]]:
+        global _WORK
+        _WORK = self
+        try:
+            with mp.get_context("fork").Pool(len(self.parts)) as pool:
+                return pool.map(_work, range(len(self.parts)), chunksize=1)
+        finally:
+            _WORK = None
+
+    def part(self, i: int) -> list[Item]:
+        engine = prepare_engine(self.plans[i], self.thresholds, self.speed_profile)
+        end_ms = int(self.pings.ts_ms.max())
+        items = _replay_vehicles(engine, self.pings, self.parts[i], end_ms)
+        return [(ts, kind, trip, k, _json_line(obj)) for ts, kind, trip, k, obj in items]
+
+
+#: the work the forked processes do, set just before they fork
+_WORK: _Work | None = None
+
+
+def _work(i: int) -> list[Item]:
+    assert _WORK is not None
+    return _WORK.part(i)
+
+
+def _replay_stepped(engine: Engine, pings: PingBatch, step: int, end_ms: int) -> list[Item]:
+    """The sorted items with a snapshot of every active trip each ``step`` ms of event
+    time: the pings are fed in time order, one chunk per step."""
+    out = _Items(engine)
+    allowance = _allowance_ms(engine)
+    start_ms = int(pings.ts_ms.min())
+    t_order = np.argsort(pings.ts_ms, kind="stable")
+    sorted_ts = pings.ts_ms[t_order]
+    lo = 0
+    edge = start_ms - start_ms % step + step
+    while True:
+        hi = int(np.searchsorted(sorted_ts, edge, side="left"))
+        if hi == lo and lo < len(sorted_ts) and not engine.live_trips():
+            # no ping before this edge and no trip to show: nothing happens until the
+            # next ping but time-driven events, which a later watermark gives alike
+            # (a recording may span months of trips that ended)
+            nxt = int(sorted_ts[lo])
+            edge = nxt - nxt % step + step
+            continue
+        chunk = pings.take(t_order[lo:hi])
+        lo = hi
+        # commit everything before the edge, never past the last ts seen, so both
+        # modes give the same events
+        res = engine.process(chunk, min(edge, end_ms) + allowance, snapshots=False)
+        out.events(res.events)
+        snap_ts = edge - 1
+        for key in engine.live_trips():
+            snap = engine.snapshot(key, snap_ts)
+            if snap is not None and snap.status == "active":
+                out.snapshot(key, snap, snap_ts)
+        if edge > end_ms:
+            break
+        edge += step
+    return out.finish(end_ms)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -33,21 +34,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         "recordings (same columns, with speed) for the snapshots' ETAs, as the live engine "
         "learns them from its stored pings; may be given several times",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes running the engine, the vehicles split among them (default: one "
+        f"per {PINGS_PER_WORKER:,} pings, at most one per CPU; the output is the same "
+        "whatever the count; with --snapshots one)",
+    )
     p.set_defaults(func=run)
 
 
+#: below this many pings per process, forking costs more than it gains
+PINGS_PER_WORKER = 100_000
+
+
+def default_workers(n_pings: int) -> int:
+    """One process per :data:`PINGS_PER_WORKER` pings, at most one per CPU."""
+    return max(1, min(len(os.sched_getaffinity(0)), n_pings // PINGS_PER_WORKER))
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        print("routewatch replay: --workers must be at least 1", file=sys.stderr)
+        return 2
     import gc
     from concurrent.futures import ThreadPoolExecutor
-
-    import orjson
 
     from compliance.replay import (
         learn_speeds,
         load_pings_csv,
         load_plans,
-        prepare_engine,
-        replay_engine,
+        replay_lines,
     )
     from routewatch.settings import Settings, engine_thresholds
 
@@ -57,19 +75,19 @@ def run(args: argparse.Namespace) -> int:
     # passes, and the plans and engine set aside once loaded; cycles are still found.
     gc.set_threshold(100_000, 50, 100)
     # The CSV is parsed (Numba, without the GIL) in a thread while the plans are read and
-    # their routes prepared (PROJ, also without the GIL): on two cores the two overlap.
-    # Plan errors still come first; a CSV error surfaces at result().
+    # validated: on two cores the two overlap. Plan errors still come first; a CSV error
+    # surfaces at result().
     with ThreadPoolExecutor(1, thread_name_prefix="replay-csv") as pool:
         pings_f = pool.submit(load_pings_csv, args.pings)
-        # plan geometry problems are logged as warnings (stderr) while trips are prepared
         plans = [p for path in args.plan for p in load_plans(path)]
-        engine = prepare_engine(plans, engine_thresholds(Settings()))
-        if args.speeds_from:
-            engine.set_speed_profile(learn_speeds(args.speeds_from))
         pings = pings_f.result()
+    profile = learn_speeds(args.speeds_from) if args.speeds_from else None
     gc.freeze()
+    workers = args.workers if args.workers is not None else default_workers(len(pings))
     out = sys.stdout.buffer
-    for obj in replay_engine(engine, pings, args.snapshots):
-        out.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    # plan geometry problems are logged as warnings (stderr) while trips are prepared
+    thresholds = engine_thresholds(Settings())
+    for line in replay_lines(plans, pings, args.snapshots, thresholds, profile, workers):
+        out.write(line)
     out.flush()
     return 0

@@ -159,3 +159,57 @@ def test_replay_learns_speeds_from_earlier_recordings(tmp_path: Path) -> None:
     first = [next(e for e in run if e["type"] == "snapshot") for run in (learned, plain)]
     assert first[0]["ts"] == first[1]["ts"]
     assert first[0]["etas"][0]["eta"] > first[1]["etas"][0]["eta"]
+
+
+def test_replay_in_forked_workers_prints_what_one_process_prints() -> None:
+    """``replay_lines(workers=N)`` splits the vehicles among N forked processes: the same
+    lines in the same order as one process (and :func:`replay`'s objects), also where
+    vehicles' events share a ts, with a driver, hand-overs, a trip never driven and a
+    trip id planned again for another vehicle."""
+    from compliance.replay import replay_lines
+    from compliance.types import PingBatch
+    from tests.compliance.builders import batch
+
+    plans, parts = [], []
+    for v in range(5):
+        vid = f"V{v}"
+        for k in range(3):
+            start = T0_MS + k * 900_000
+            extra = {"driver_id": "D7"} if v == 2 else {}
+            # each trip on its own street, 3 km north of the last
+            route = [(x, y + 3000.0 * k) for x, y in ROUTE]
+            stops = [{"stop_id": "S1", "xy": (1000.0, 3000.0 * k)}]
+            ids = {"trip_id": f"T{v}-{k}", "vehicle_id": vid}
+            plans.append(plan(route, stops, planned_start=start, **ids, **extra))
+            if k == 1 and v % 2:
+                continue  # never driven: the next trip takes over
+            # every vehicle drives at the same instants: events of equal ts
+            profile = [(100, 36), (60, 0), (100, 36), (30, 0)]
+            ts, x, y, s = drive(route, profile, dt_s=5.0, t0_ms=start)
+            parts.append(batch(vid, ts, x, y, speed_kmh=s))
+    plans.append(plan(ROUTE, trip_id="T-idle", vehicle_id="V9"))  # no pings at all
+    # a trip id given again, for another vehicle: the later plan replaces the earlier
+    plans.append(
+        plan(
+            [(x, y + 9000.0) for x, y in ROUTE],
+            trip_id="T0-2",
+            vehicle_id="V3",
+            planned_start=T0_MS + 2_700_000,
+        )
+    )
+    cols = [
+        np.concatenate([getattr(p, f) for p in parts])
+        for f in ("ts_ms", "lat", "lon", "speed_kmh", "heading_deg", "accuracy_m", "seq")
+    ]
+    ids = [v for p in parts for v in p.vehicle_id]
+    order = np.random.default_rng(3).permutation(len(ids))  # rows in no particular order
+    pings = PingBatch([ids[i] for i in order], *(c[order] for c in cols))
+
+    one = list(replay_lines(plans, pings))
+    assert one == [
+        json.dumps(o, separators=(",", ":")).encode() + b"\n" for o in replay(plans, pings)
+    ]
+    assert {json.loads(x)["vehicle_id"] for x in one} == {f"V{v}" for v in range(5)}
+    assert any(b'"driver_id":"D7"' in x for x in one)
+    for workers in (2, 3):
+        assert list(replay_lines(plans, pings, workers=workers)) == one
