@@ -42,7 +42,7 @@ import heapq
 import logging
 import math
 import pickle
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -417,24 +417,22 @@ class Engine:
         nxt = self._next_after(trip)
         if nxt is not None:
             self._shadows.pop(nxt.key, None)
-        done_ts = trip.committed[S_COMPLETED_TS]
-        later = Pending.concat([head.select(head.ts_ms > done_ts), trip.pending])
+        after = head.ts_ms > trip.committed[S_COMPLETED_TS]
+        later = Pending.concat([head if after.all() else head.select(after), trip.pending])
         if nxt is None or not len(later):
             return []
         trip.pending = NO_PENDING
         trip.spec = None
-        for r in later.row[later.row >= 0]:
-            if res is not None:
-                res.trip_id[int(r)] = nxt.key
+        if res is not None:
+            _label_rows(res.trip_id, later.row[later.row >= 0], nxt.key)
         x, y = nxt.project(later.lat, later.lon)
-        later.x_m[:] = x
-        later.y_m[:] = y
-        merged = Pending.concat([nxt.pending, later]) if len(nxt.pending) else later
-        order = np.argsort(merged.ts_ms, kind="stable")
-        merged = merged.select(order)
-        uniq = np.ones(len(merged), bool)
-        uniq[1:] = merged.ts_ms[1:] != merged.ts_ms[:-1]
-        nxt.pending = merged.select(uniq)
+        merged = Pending.concat([nxt.pending, replace(later, x_m=x, y_m=y)])
+        if not bool((merged.ts_ms[1:] > merged.ts_ms[:-1]).all()):
+            merged = merged.select(np.argsort(merged.ts_ms, kind="stable"))
+            uniq = np.ones(len(merged), bool)
+            uniq[1:] = merged.ts_ms[1:] != merged.ts_ms[:-1]
+            merged = merged.select(uniq)
+        nxt.pending = merged
         nxt.spec = None
         heapq.heappush(self._commit_heap, (int(nxt.pending.ts_ms[0]), nxt.key))
         return self._commit(nxt, horizon, res, touched)

@@ -73,6 +73,10 @@ class Pending:
 
     @staticmethod
     def concat(parts: list[Pending]) -> Pending:
+        """The pings of ``parts`` one after the other (the one non-empty part itself)."""
+        parts = [p for p in parts if len(p)]
+        if len(parts) <= 1:
+            return parts[0] if parts else NO_PENDING
         return Pending(
             *(np.concatenate(cs) for cs in zip(*(p.columns() for p in parts), strict=True))
         )

@@ -117,7 +117,8 @@ def takeover_index(
                 if i_space >= 0:
                     return j0 + i_space, ENDED_BY_NEXT_TRIP, sh
             return k_time, ENDED_BY_OVERRUN, sh
-    nxt_on, started_at = _advance_shadow(sh, nxt, head.select(slice(j0, None)))
+    watched_part = head if j0 == 0 else head.select(slice(j0, None))
+    nxt_on, started_at = _advance_shadow(sh, nxt, watched_part)
     if k_time < 0 and (started_at < 0 or not (nxt_on[started_at:] == 1).any()):
         # the usual case, the vehicle not on the next trip yet: no fix starts a run, and
         # the current trip's own run over these pings is not needed
