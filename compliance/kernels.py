@@ -245,6 +245,32 @@ def _along(x, y, i, px, py):
     return ax, ay, dx, dy, t
 
 
+@njit(cache=True, inline="always")
+def _segment_score(x, y, cum, i, px, py, lo_m, hi_m, m_exp, inv_d2, inv_p):
+    """(score, squared offset, route m) of point (px, py) on segment i, the match
+    clamped to the segment and to [lo_m, hi_m] (see :func:`match_window`)."""
+    ax, ay, dx, dy, t = _along(x, y, i, px, py)
+    # the progress term sees the along-track position extended past the segment's
+    # ends, so a segment's clamped end never beats the segment the point projects on
+    m_line = cum[i] + t * (cum[i + 1] - cum[i])
+    if t < 0.0:
+        t = 0.0
+    elif t > 1.0:
+        t = 1.0
+    m = cum[i] + t * (cum[i + 1] - cum[i])
+    if m < lo_m:
+        m = lo_m
+        t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
+    elif m > hi_m:
+        m = hi_m
+        t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
+    ex = ax + t * dx - px
+    ey = ay + t * dy - py
+    d2 = ex * ex + ey * ey
+    zp = (min(max(m_line, lo_m), hi_m) - m_exp) * inv_p
+    return 0.5 * (d2 * inv_d2 + zp * zp), d2, m
+
+
 @njit(cache=True)
 def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     """Best route position for point (px, py) among segments overlapping [lo_m, hi_m].
@@ -253,38 +279,25 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
     plausibility of progress m (an HMM emission x transition term for one step), with m
     taken on the segment's line (clamped to the window) so that ties between adjacent
     segments go to the one the point projects onto. Returns (route_m, offset_m, cost);
-    route_m is clamped to the segment and the window.
+    route_m is clamped to the segment and the window. Of equal scores the first
+    segment's wins.
     """
-    n = x.shape[0]
-    # the first segment reaching lo_m; the scan below stops at the first one reaching
-    # hi_m (a walk of a few segments is cheaper than a second binary search)
-    i0 = min(_last_at_or_below(cum, lo_m), n - 2)
+    # the first segment reaching lo_m
+    i0 = min(_last_at_or_below(cum, lo_m), x.shape[0] - 2)
+    return _scan(x, y, cum, i0, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p)
+
+
+@njit(cache=True, inline="always")
+def _scan(x, y, cum, i0, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
+    """:func:`match_window` from segment ``i0`` on: in order, up to the first segment
+    reaching hi_m (a walk of a few segments is cheaper than a second binary search)."""
     best_m = cum[i0]
     best_d2 = 1e300
     best_c = 1e300
     inv_d2 = 1.0 / (sigma_d * sigma_d)
     inv_p = 1.0 / sigma_p
-    for i in range(i0, n - 1):
-        ax, ay, dx, dy, t = _along(x, y, i, px, py)
-        # the progress term sees the along-track position extended past the segment's
-        # ends, so a segment's clamped end never beats the segment the point projects on
-        m_line = cum[i] + t * (cum[i + 1] - cum[i])
-        if t < 0.0:
-            t = 0.0
-        elif t > 1.0:
-            t = 1.0
-        m = cum[i] + t * (cum[i + 1] - cum[i])
-        if m < lo_m:
-            m = lo_m
-            t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
-        elif m > hi_m:
-            m = hi_m
-            t = (m - cum[i]) / (cum[i + 1] - cum[i]) if cum[i + 1] > cum[i] else 0.0
-        ex = ax + t * dx - px
-        ey = ay + t * dy - py
-        d2 = ex * ex + ey * ey
-        zp = (min(max(m_line, lo_m), hi_m) - m_exp) * inv_p
-        c = 0.5 * (d2 * inv_d2 + zp * zp)
+    for i in range(i0, x.shape[0] - 1):
+        c, d2, m = _segment_score(x, y, cum, i, px, py, lo_m, hi_m, m_exp, inv_d2, inv_p)
         if c < best_c:
             best_c = c
             best_d2 = d2
@@ -292,6 +305,68 @@ def match_window(x, y, cum, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
         if cum[i + 1] >= hi_m:
             break
     # one square root per ping, not per segment
+    return best_m, math.sqrt(best_d2), best_c
+
+
+@njit(cache=True, inline="always")
+def _box_bound(boxes, k, px, py, inv_d2):
+    """A lower bound of the score of any point of the segments in run ``k`` (its
+    bounding box's distance; the progress term is at least 0)."""
+    gx = max(boxes[k, 0] - px, 0.0, px - boxes[k, 2])
+    gy = max(boxes[k, 1] - py, 0.0, py - boxes[k, 3])
+    return 0.5 * (gx * gx + gy * gy) * inv_d2
+
+
+@njit(cache=True)
+def match_route(x, y, cum, boxes, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p):
+    """:func:`match_window`'s answer, bit for bit, measuring only the runs of
+    CHUNK_SEGMENTS segments (``boxes``: their bounding boxes) that could hold a better
+    score: first the run whose box lies nearest, then every other whose box's bound
+    does not exceed the best score found. A wide window far from the point - a trip
+    not started yet, the next trip's shadow while the vehicle drives another route -
+    costs a box test per run and a run or two instead of every segment."""
+    n = x.shape[0]
+    i0 = min(_last_at_or_below(cum, lo_m), n - 2)
+    k0 = i0 // CHUNK_SEGMENTS
+    b = (k0 + 2) * CHUNK_SEGMENTS
+    if b >= n - 1 or cum[b] >= hi_m:
+        # the scan ends within two runs (a matched vehicle's window): in order
+        return _scan(x, y, cum, i0, px, py, lo_m, hi_m, m_exp, sigma_d, sigma_p)
+    # the last segment the scan would measure: the first reaching hi_m
+    i1 = n - 2
+    if hi_m <= cum[n - 1]:  # (NaN: to the end, as the scan)
+        i1 = max(i0, min(_last_at_or_below(cum, hi_m), n - 2))
+        while i1 > i0 and cum[i1] >= hi_m:
+            i1 -= 1
+    k1 = i1 // CHUNK_SEGMENTS
+    inv_d2 = 1.0 / (sigma_d * sigma_d)
+    inv_p = 1.0 / sigma_p
+    first = k0
+    first_lb = _box_bound(boxes, k0, px, py, inv_d2)
+    for k in range(k0 + 1, k1 + 1):
+        lb = _box_bound(boxes, k, px, py, inv_d2)
+        if lb < first_lb:
+            first, first_lb = k, lb
+    best_m = cum[i0]
+    best_d2 = 1e300
+    best_c = 1e300
+    best_i = -1
+    for j in range(k0 - 1, k1 + 1):
+        k = first if j < k0 else j
+        if j >= k0:
+            if k == first:
+                continue
+            # (a margin for rounding: a run is skipped only when clearly worse)
+            if _box_bound(boxes, k, px, py, inv_d2) * (1.0 - 1e-9) > best_c:
+                continue
+        for i in range(max(i0, k * CHUNK_SEGMENTS), min(i1, (k + 1) * CHUNK_SEGMENTS - 1) + 1):
+            c, d2, m = _segment_score(x, y, cum, i, px, py, lo_m, hi_m, m_exp, inv_d2, inv_p)
+            # of equal scores the first segment's, as match_window's scan in order
+            if c < best_c or (c == best_c and 0 <= i < best_i):
+                best_c = c
+                best_d2 = d2
+                best_m = m
+                best_i = i
     return best_m, math.sqrt(best_d2), best_c
 
 
@@ -821,10 +896,11 @@ def _other_pass(
     # find nothing within near_m, so they are skipped (a vehicle off its route
     # otherwise scans the whole route on every fix)
     if near_any(x, y, boxes, CHUNK_SEGMENTS, px, py, near_m + 0.01):
-        mg, dg, _cg = match_window(
+        mg, dg, _cg = match_route(
             x,
             y,
             cum,
+            boxes,
             px,
             py,
             mref,
@@ -834,7 +910,7 @@ def _other_pass(
             5000.0,
         )
         if dg > near_m:
-            mg, dg, _cg = match_window(x, y, cum, px, py, 0.0, length, mref, sigma_d, 5000.0)
+            mg, dg, _cg = match_route(x, y, cum, boxes, px, py, 0.0, length, mref, sigma_d, 5000.0)
     if dg <= near_m:
         st[S_ELSE_N] += 1.0
         if st[S_ELSE_N] >= ELSEWHERE_REANCHOR_N and mg <= reach:
@@ -892,7 +968,7 @@ def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax
     corridor = par[P_CORRIDOR_M] + max(0.0, acc - th[TH_CORRIDOR_ACC_FREE])
     sigma_d = max(th[TH_SIGMA_M], acc)
     lo, hi, m_exp, sigma_p = _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length)
-    m, d, _c = match_window(x, y, cum, px, py, lo, hi, m_exp, sigma_d, sigma_p)
+    m, d, _c = match_route(x, y, cum, boxes, px, py, lo, hi, m_exp, sigma_d, sigma_p)
     inside = d <= corridor
     judged = inside and math.isfinite(st[S_ANCHOR_M]) and was_on
     if _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):

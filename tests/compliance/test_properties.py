@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from compliance import kernels
 from compliance.config import TH_INDEX, Thresholds
 from compliance.engine import Engine
-from compliance.route import prepare
+from compliance.route import chunk_boxes, prepare
 from tests import naive
 from tests.compliance.builders import T0_MS, batch, plan, polyline_at
 
@@ -102,6 +102,52 @@ def test_match_window_equals_reference(route, points, a, b, sigma_d, sigma_p) ->
         r.x_m, r.y_m, r.cum_m, float(ox[0]), float(oy[0]), lo, hi, on_m, 8.0, 50.0
     )
     assert d0 < 1e-6
+
+
+@st.composite
+def long_routes(draw: st.DrawFn) -> np.ndarray:
+    """Winding routes of 70-400 vertices 5-150 m apart (a few runs of CHUNK_SEGMENTS
+    segments), some with repeated vertices and passes over the same street."""
+    n = draw(st.integers(70, 400))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    heading = np.cumsum(rng.uniform(-0.8, 0.8, n))
+    step = rng.uniform(5.0, 150.0, n)
+    step[rng.random(n) < 0.02] = 0.0  # repeated vertices
+    xy = np.cumsum(np.stack([step * np.cos(heading), step * np.sin(heading)], 1), 0)
+    if draw(st.booleans()):
+        xy = np.concatenate([xy, xy[-2::-1]])  # out and back
+    return xy
+
+
+@SETTINGS
+@given(
+    long_routes(),
+    st.lists(st.tuples(st.floats(-1.5, 1.5), st.floats(-1.5, 1.5)), min_size=1, max_size=12),
+    st.floats(-0.1, 1.1),
+    st.floats(-0.1, 1.1),
+    st.sampled_from([1.0, 5.0, 12.0]),
+    st.sampled_from([30.0, 300.0, 5000.0, 1e7]),
+)
+def test_match_route_gives_match_window_bit_for_bit(xy, points, a, b, sigma_d, sigma_p) -> None:
+    """The box-pruned search returns exactly the full scan's (route_m, offset_m, cost),
+    ties included (points on the route, on its vertices, on both passes of an
+    out-and-back, far away), in windows narrow and wide."""
+    x, y = np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+    cum = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+    boxes = chunk_boxes(x, y)
+    length = float(cum[-1])
+    span = max(float(np.ptp(x)), float(np.ptp(y)), 1.0)
+    lo, hi = a * length, b * length
+    pts = [(float(x[0]) + u * span, float(y[0]) + v * span) for u, v in points]
+    pts += [(float(x[k]), float(y[k])) for k in (1, len(x) // 2, len(x) - 1)]  # on vertices
+    windows = [(lo, hi), (0.0, length), (min(lo, hi), max(lo, hi)), (lo, math.nan)]
+    for px, py in pts:
+        for w_lo, w_hi in windows:
+            m_exp = 0.0 if not math.isfinite(w_hi) else (w_lo + w_hi) / 2
+            args = (px, py, w_lo, w_hi, m_exp, sigma_d, sigma_p)
+            want = kernels.match_window(x, y, cum, *args)
+            got = kernels.match_route(x, y, cum, boxes, *args)
+            assert np.array_equal(np.array(got), np.array(want), equal_nan=True), (args, got, want)
 
 
 @SETTINGS
