@@ -7,13 +7,11 @@ the live pipeline would have committed.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import json
 import logging
-import multiprocessing as mp
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +27,13 @@ from compliance.grouping import groups_by_vehicle
 from compliance.history import SpeedCells, SpeedProfile, aggregate
 from compliance.plan import TripPlan
 from compliance.route import validate_geometry
-from compliance.trip import trip_key
 from compliance.types import PingBatch, TripSnapshot
 
 __all__ = [
     "load_pings_csv",
     "load_plans",
     "prepare_engine",
+    "read_plan_objects",
     "replay",
     "replay_engine",
     "replay_lines",
@@ -47,8 +45,9 @@ log = logging.getLogger(__name__)
 Rows = npt.NDArray[np.intp]
 
 
-def load_plans(path: str | Path) -> list[TripPlan]:
-    """One §3 plan object, or a JSON array of them."""
+def read_plan_objects(path: str | Path) -> list[Any]:
+    """The plan JSON objects of a file holding one §3 plan object or an array of them
+    (not validated: :func:`load_plans`)."""
     raw = Path(path).read_bytes()
     try:
         obj = orjson.loads(raw)  # ~4x the stdlib's speed on a large plan file
@@ -56,8 +55,12 @@ def load_plans(path: str | Path) -> list[TripPlan]:
         # what orjson refuses but the stdlib reads (NaN literals, ...) keeps its old
         # handling: the same value, or the stdlib's own error message
         obj = json.loads(raw.decode("utf-8"))
-    items = obj if isinstance(obj, list) else [obj]
-    return [TripPlan.model_validate(o) for o in items]
+    return obj if isinstance(obj, list) else [obj]
+
+
+def load_plans(path: str | Path) -> list[TripPlan]:
+    """One §3 plan object, or a JSON array of them, validated."""
+    return [TripPlan.model_validate(o) for o in read_plan_objects(path)]
 
 
 def learn_speeds(paths: list[str | Path]) -> SpeedProfile:
@@ -109,13 +112,27 @@ def prepare_engine(
     speed_profile: SpeedProfile | None = None,
 ) -> Engine:
     """An engine with every plan added; plan geometry problems are logged as warnings."""
+    engine, problems = prepare_engine_quietly(plans, thresholds, speed_profile)
+    for _k, label, problem in problems:
+        log.warning("plan %s: %s", label, problem)
+    return engine
+
+
+def prepare_engine_quietly(
+    plans: list[TripPlan],
+    thresholds: Thresholds | None = None,
+    speed_profile: SpeedProfile | None = None,
+) -> tuple[Engine, list[tuple[int, str, str]]]:
+    """:func:`prepare_engine`, its geometry problems returned (plan index, plan label,
+    problem) instead of logged."""
     engine = Engine(thresholds, speed_profile)
-    for p in plans:
+    problems = []
+    for k, p in enumerate(plans):
         engine.add_trip(p)
         route = engine.prepared_route(p)
         for problem in validate_geometry(p, route):
-            log.warning("plan %s: %s", p.trip_id or p.vehicle_id, problem)
-    return engine
+            problems.append((k, p.trip_id or p.vehicle_id, problem))
+    return engine, problems
 
 
 def replay(
@@ -142,7 +159,7 @@ def replay_engine(
 
 
 def replay_lines(
-    plans: list[TripPlan],
+    plans: Sequence[TripPlan | Any],
     pings: PingBatch,
     snapshot_s: float | None = None,
     thresholds: Thresholds | None = None,
@@ -151,28 +168,30 @@ def replay_lines(
 ) -> Iterator[bytes]:
     """:func:`replay`'s objects as JSON lines (what ``routewatch replay`` prints).
 
-    ``workers`` > 1 (without snapshots, where processes can fork): the vehicles are split
-    among that many forked processes, each preparing the trips of its vehicles and
-    running its own engine over their pings (vehicles share no state); the lines merge
-    in the one order, so the output is the same whatever the count."""
-    if workers > 1 and snapshot_s is None and len(pings) and "fork" in mp.get_all_start_methods():
-        grouped = _grouped(pings)
-        parts = _split(grouped, workers)
-        if len(parts) > 1:
-            work = _Work(_plans_by_part(plans, parts), pings, parts, thresholds, speed_profile)
-            for *_, line in heapq.merge(*work.run(), key=_item_order):
-                yield line
+    ``plans``: :class:`TripPlan` objects or plan JSON objects (:func:`read_plan_objects`),
+    validated before any line is given (the first invalid one raises, as
+    ``TripPlan.model_validate``). ``workers`` > 1 (without snapshots): the vehicles are
+    split among that many forked processes (:mod:`compliance.replay_workers`); the lines
+    are the same whatever the count."""
+    if workers > 1 and snapshot_s is None and len(pings):
+        from compliance import replay_workers  # (it builds on this module)
+
+        split = replay_workers.replay_lines(plans, pings, workers, thresholds, speed_profile)
+        if split is not None:
+            yield from split
             return
-    engine = prepare_engine(plans, thresholds, speed_profile)
+    validated = [TripPlan.model_validate(o) for o in plans]
+    engine = prepare_engine(validated, thresholds, speed_profile)
     for *_, obj in _items(engine, pings, snapshot_s):
-        yield _json_line(obj)
+        yield json_line(obj)
 
 
-def _json_line(obj: dict[str, Any]) -> bytes:
+def json_line(obj: dict[str, Any]) -> bytes:
+    """One output line (CONTRACT §4 event or §8 snapshot), newline included."""
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
 
 
-def _grouped(pings: PingBatch) -> list[tuple[str, Rows]]:
+def vehicle_rows(pings: PingBatch) -> list[tuple[str, Rows]]:
     """(vehicle, its rows in ts order) per vehicle."""
     if isinstance(pings, CodedPingBatch):
         return pings.groups()
@@ -185,7 +204,7 @@ def _items(engine: Engine, pings: PingBatch, snapshot_s: float | None) -> list[I
         return []
     end_ms = int(pings.ts_ms.max())
     if snapshot_s is None:
-        return _replay_vehicles(engine, pings, _grouped(pings), end_ms)
+        return vehicle_items(engine, pings, vehicle_rows(pings), end_ms)
     step = int(snapshot_s * 1000)
     if step <= 0:
         raise ValueError("snapshot_s must be positive")
@@ -197,7 +216,7 @@ def _items(engine: Engine, pings: PingBatch, snapshot_s: float | None) -> list[I
 Item = tuple[int, int, str, int, Any]
 
 
-def _item_order(item: Item) -> tuple[int, int, str, int]:
+def item_order(item: Item) -> tuple[int, int, str, int]:
     return item[:4]
 
 
@@ -228,7 +247,7 @@ class _Items:
         engine = self.engine
         self.events(engine.flush())
         self.events(engine.tick(end_ms + _allowance_ms(engine)))
-        self.items.sort(key=_item_order)
+        self.items.sort(key=item_order)
         return self.items
 
 
@@ -236,7 +255,7 @@ def _allowance_ms(engine: Engine) -> int:
     return int(engine.thresholds.reorder_allowance_s * 1000)
 
 
-def _replay_vehicles(
+def vehicle_items(
     engine: Engine, pings: PingBatch, grouped: list[tuple[str, Rows]], end_ms: int
 ) -> list[Item]:
     """The sorted items of ``grouped``'s vehicles, their pings all at once."""
@@ -256,68 +275,6 @@ def _replay_vehicles(
             horizon = end_ms if last else int(batch.ts_ms[b - 1])
             out.events(engine.process(part, horizon + allowance, snapshots=False).events)
     return out.finish(end_ms)
-
-
-def _split(grouped: list[tuple[str, Rows]], workers: int) -> list[list[tuple[str, Rows]]]:
-    """``grouped`` in at most ``workers`` runs of vehicles with about as many pings each."""
-    if workers <= 1 or len(grouped) < 2:
-        return [grouped]
-    sizes = np.cumsum([len(rows) for _, rows in grouped])
-    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, workers) / workers)
-    edges = sorted({0, *(int(c) + 1 for c in cuts), len(grouped)})
-    return [grouped[a:b] for a, b in itertools.pairwise(edges) if a < b]
-
-
-def _plans_by_part(
-    plans: list[TripPlan], parts: list[list[tuple[str, Rows]]]
-) -> list[list[TripPlan]]:
-    """The plans of each part's vehicles. A plan goes where the last plan with its trip
-    id goes (which replaces it, as in one engine); those of vehicles without pings
-    (prepared only for their geometry warnings) spread over the parts."""
-    part_of = {vehicle_id: i for i, part in enumerate(parts) for vehicle_id, _ in part}
-    last = {trip_key(p): (p.vehicle_id, k) for k, p in enumerate(plans)}
-    out: list[list[TripPlan]] = [[] for _ in parts]
-    for plan in plans:
-        vehicle_id, k = last[trip_key(plan)]
-        out[part_of.get(vehicle_id, k % len(parts))].append(plan)
-    return out
-
-
-@dataclass(slots=True)
-class _Work:
-    """A replay split by vehicles, each part run in its own forked process: it inherits
-    the plans and pings (no copy sent), prepares its own trips and sends back its sorted
-    items with their objects as JSON lines."""
-
-    plans: list[list[TripPlan]]
-    pings: PingBatch
-    parts: list[list[tuple[str, Rows]]]
-    thresholds: Thresholds | None
-    speed_profile: SpeedProfile | None
-
-    def run(self) -> list[list[Item]]:
-        global _WORK
-        _WORK = self
-        try:
-            with mp.get_context("fork").Pool(len(self.parts)) as pool:
-                return pool.map(_work, range(len(self.parts)), chunksize=1)
-        finally:
-            _WORK = None
-
-    def part(self, i: int) -> list[Item]:
-        engine = prepare_engine(self.plans[i], self.thresholds, self.speed_profile)
-        end_ms = int(self.pings.ts_ms.max())
-        items = _replay_vehicles(engine, self.pings, self.parts[i], end_ms)
-        return [(ts, kind, trip, k, _json_line(obj)) for ts, kind, trip, k, obj in items]
-
-
-#: the work the forked processes do, set just before they fork
-_WORK: _Work | None = None
-
-
-def _work(i: int) -> list[Item]:
-    assert _WORK is not None
-    return _WORK.part(i)
 
 
 def _replay_stepped(engine: Engine, pings: PingBatch, step: int, end_ms: int) -> list[Item]:

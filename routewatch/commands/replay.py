@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from compliance.replay import (
         learn_speeds,
         load_pings_csv,
-        load_plans,
+        read_plan_objects,
         replay_lines,
     )
     from routewatch.settings import Settings, engine_thresholds
@@ -74,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
     # over everything alive) cost a quarter of a replay of 26,000 short trips. Rarer
     # passes, and the plans and engine set aside once loaded; cycles are still found.
     gc.set_threshold(100_000, 50, 100)
-    # The CSV is parsed (Numba, without the GIL) in a thread while the plans are read and
-    # validated: on two cores the two overlap. Plan errors still come first; a CSV error
-    # surfaces at result().
+    # The CSV is parsed (Numba, without the GIL) in a thread while the plan files are
+    # read. The plans are validated before any line is printed (by the workers, each its
+    # vehicles' share; the first invalid plan's error is raised); a CSV error surfaces at
+    # result().
     with ThreadPoolExecutor(1, thread_name_prefix="replay-csv") as pool:
         pings_f = pool.submit(load_pings_csv, args.pings)
-        plans = [p for path in args.plan for p in load_plans(path)]
+        plans = [p for path in args.plan for p in read_plan_objects(path)]
         pings = pings_f.result()
     profile = learn_speeds(args.speeds_from) if args.speeds_from else None
     gc.freeze()
