@@ -8,8 +8,10 @@
   fixes, 1.46M pings, in issue #16).
 
 Each writes plans.json and pings.csv to a temporary folder, then times the real command
-line (process start, plan preparation, CSV load, engine, JSON output) and, as the
-baseline in the same run, the stdlib ``csv`` module merely reading the same file.
+line (process start, plan preparation, CSV load, engine, JSON output) with its default
+worker processes (one per 100,000 pings, at most one per CPU) and with ``--workers 1``
+(the outputs compared), and, as the baseline in the same run, the stdlib ``csv``
+module merely reading the same file.
 
     .venv/bin/python -m benchmarks.replay_rate [--shape long|short|both] [--runs 5]
         [--vehicles 300] [--pings 1000000] [--trips 26000] [--fixes 56]
@@ -132,18 +134,23 @@ def run_shape(shape: str, args: argparse.Namespace) -> None:
             str(folder / "pings.csv"),
         ]
         subprocess.run(cmd, check=True, capture_output=True)  # warm Numba's cache
-        walls = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, check=True, capture_output=True)
-            walls.append(time.perf_counter() - t0)
-        n_events = out.stdout.count(b"\n")
-        best, median = min(walls), statistics.median(walls)
-        print(
-            f"routewatch replay      : best {best:5.2f} s {n / best:10,.0f} pings/s, "
-            f"median {median:5.2f} s {n / median:10,.0f} pings/s "
-            f"({args.runs} runs, {n_events:,} events)"
-        )
+        outputs = []
+        for label, extra in (("routewatch replay", []), ("  ... --workers 1", ["--workers", "1"])):
+            walls = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd + extra, check=True, capture_output=True)
+                walls.append(time.perf_counter() - t0)
+            outputs.append(out.stdout)
+            best, median = min(walls), statistics.median(walls)
+            lines = out.stdout.count(b"\n")
+            print(
+                f"{label:22s}: best {best:5.2f} s {n / best:10,.0f} pings/s, "
+                f"median {median:5.2f} s {n / median:10,.0f} pings/s "
+                f"({args.runs} runs, {lines:,} lines)"
+            )
+        if outputs[0] != outputs[1]:
+            raise SystemExit("the output differs with --workers 1")
         t0 = time.perf_counter()
         with open(folder / "pings.csv", newline="") as fh:
             rows = sum(1 for _ in csv.reader(fh))

@@ -51,7 +51,8 @@ PINGS_PER_WORKER = 100_000
 
 def default_workers(n_pings: int) -> int:
     """One process per :data:`PINGS_PER_WORKER` pings, at most one per CPU."""
-    return max(1, min(len(os.sched_getaffinity(0)), n_pings // PINGS_PER_WORKER))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, n_pings // PINGS_PER_WORKER))
 
 
 def run(args: argparse.Namespace) -> int:
