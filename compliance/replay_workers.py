@@ -20,6 +20,7 @@ import heapq
 import itertools
 import multiprocessing as mp
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,8 +136,11 @@ class _Work:
         global _WORK
         _WORK = self
         try:
-            with mp.get_context("fork").Pool(len(self.parts)) as pool:
-                return pool.map(_work, range(len(self.parts)), chunksize=1)
+            # (not multiprocessing.Pool: a worker killed, say by the OOM killer, would
+            # leave its map waiting for ever; this executor raises BrokenProcessPool)
+            n = len(self.parts)
+            with ProcessPoolExecutor(n, mp_context=mp.get_context("fork")) as pool:
+                return list(pool.map(_work, range(n)))
         finally:
             _WORK = None
 

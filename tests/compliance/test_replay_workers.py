@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -34,8 +37,8 @@ def _fleet() -> tuple[list[TripPlan], PingBatch]:
             route = [(x, y + 3000.0 * k) for x, y in ROUTE]
             stop_y = 3000.0 * k + (800.0 if (v, k) in ((1, 0), (4, 2)) else 0.0)
             stops = [{"stop_id": "S1", "xy": (1000.0, stop_y)}]
-            ids = {"trip_id": f"T{v}-{k}", "vehicle_id": vid}
-            plans.append(plan(route, stops, planned_start=start, **ids, **extra))
+            names = {"trip_id": f"T{v}-{k}", "vehicle_id": vid}
+            plans.append(plan(route, stops, planned_start=start, **names, **extra))
             if k == 1 and v % 2:
                 continue
             profile = [(100, 36), (60, 0), (100, 36), (30, 0)]
@@ -106,3 +109,20 @@ def test_the_first_invalid_plan_raises_its_own_error_before_any_line() -> None:
         with pytest.raises(ValidationError) as got:
             next(lines)
         assert str(got.value) == str(want.value)
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_fails_the_replay_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plans, pings = _fleet()
+    part = replay_workers._Work.part
+
+    def killed_second(self: Any, i: int) -> Any:
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would
+        return part(self, i)
+
+    monkeypatch.setattr(replay_workers._Work, "part", killed_second)
+    with pytest.raises(BrokenProcessPool):
+        replay_workers.replay_lines(plans, pings, 2)
