@@ -1006,6 +1006,22 @@ def _side(x, y, cum, m, px, py):
 
 
 @njit(cache=True, inline="always")
+def _other_stretch(x, y, cum, m0, m1, moved_m):
+    """Off-route: whether a fix matched at ``m1`` lies by another stretch of the route
+    than the last, matched at ``m0``: the match moved along the route more than twice
+    as far as the fix moved (``moved_m``, with a corridor's slack) - not the vehicle
+    driving on - onto a stretch running the other way (segment directions more than 90
+    degrees apart), where a side judged on one is the other side on the other. False
+    when ``m0`` is NaN (no earlier match)."""
+    if math.isnan(m0) or abs(m1 - m0) <= 2.0 * moved_m:
+        return False
+    i0 = min(_last_at_or_below(cum, m0), x.shape[0] - 2)
+    i1 = min(_last_at_or_below(cum, m1), x.shape[0] - 2)
+    dot = (x[i0 + 1] - x[i0]) * (x[i1 + 1] - x[i1]) + (y[i0 + 1] - y[i0]) * (y[i1 + 1] - y[i1])
+    return dot < 0.0
+
+
+@njit(cache=True, inline="always")
 def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y):
     """Off-route: whether this outside fix shows a vehicle driving away from the route
     rather than one standing or creeping beside it (pulled into a yard, or its fixes
@@ -1031,8 +1047,8 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
 
 @njit(cache=True, inline="always")
 def _off_route(
-    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, m, d, inside, corridor, had_prev,
-    prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, m, prev_m, d, inside, corridor,
+    had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
     """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
     ``off_route_s`` outside the corridor on one side of the route, the last two of them
@@ -1040,7 +1056,9 @@ def _off_route(
     within its ``back_on_route_fraction``; the path driven and the largest offset
     meanwhile. An outside fix on the other side of the route than the run's first, with
     no fix inside between, starts the run again (multipath thrown across the road is no
-    way off it). The side of a fix ``off_route_far_m`` beyond the corridor is judged
+    way off it) - unless it is matched to another stretch of the route running the other
+    way from the last fix's (:func:`_other_stretch`), whose side it then gives the run. ``prev_m``: the
+    last matched fix's route position. The side of a fix ``off_route_far_m`` beyond the corridor is judged
     only when it lies abeam its match (:func:`_side`); a run that began with an
     unjudged fix takes the side of its first judged one. Returns (ne, on_route).
 
@@ -1062,7 +1080,15 @@ def _off_route(
             if not (abeam or d < corridor + th[TH_OFF_FAR_M]):
                 side = 0.0
             if st[S_OUT_N] > 0 and side * st[S_OUT_SIDE] < 0.0:
-                st[S_OUT_N] = 0.0  # across the road from the run's first fix
+                if had_prev and _other_stretch(
+                    x, y, cum, prev_m, m, math.hypot(px - prev_x, py - prev_y) + corridor
+                ):
+                    # matched to another stretch of the route, running the other way
+                    # from the last fix's (the route bends back near a detour): its left
+                    # is the other's right, and the run goes on, on this side of it
+                    st[S_OUT_SIDE] = side
+                else:
+                    st[S_OUT_N] = 0.0  # across the road from the run's first fix
             elif st[S_OUT_N] > 0 and st[S_OUT_SIDE] == 0.0:
                 # a run begun too far off to judge its side takes its first judged
                 # one (multipath thrown 100 m one way, then back and forth)
@@ -1790,6 +1816,7 @@ def process_pings(
         had_prev = st[S_ACC_TS] > 0
         prev_x = st[S_ACC_X]
         prev_y = st[S_ACC_Y]
+        prev_m = st[S_LAST_M]  # the last matched fix's route position (NaN: none)
         jumped, m, d, inside, elsewhere, corridor, sigma_d = _match(
             x, y, cum, boxes, par, th, st, ts, px, py, acc, spd, was_on, vmax_mps, length
         )
@@ -1799,8 +1826,8 @@ def process_pings(
         out_m[i] = m
         out_off[i] = d
         ne, on_route = _off_route(
-            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, m, d, inside, corridor, had_prev,
-            prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, m, prev_m, d, inside, corridor,
+            had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         out_on[i] = 1 if on_route else 0
         progressed = on_route and not elsewhere

@@ -134,6 +134,23 @@ def abeam_of(
     return 0.0 <= t <= 1.0 and abs(cum[i] + t * (cum[i + 1] - cum[i]) - m) <= 1.0
 
 
+def other_stretch(
+    x: Sequence[float],
+    y: Sequence[float],
+    cum: Sequence[float],
+    m0: float,
+    m1: float,
+    moved_m: float,
+) -> bool:
+    """Whether the match moved from ``m0`` to ``m1`` more than twice ``moved_m`` (what the
+    fix moved, plus slack) onto a segment pointing more than 90 degrees away from the
+    one at ``m0`` (False when ``m0`` is NaN)."""
+    if math.isnan(m0) or abs(m1 - m0) <= 2.0 * moved_m:
+        return False
+    i, j = _segment_at(cum, m0, len(x)), _segment_at(cum, m1, len(x))
+    return (x[i + 1] - x[i]) * (x[j + 1] - x[j]) + (y[i + 1] - y[i]) * (y[j + 1] - y[j]) < 0
+
+
 def off_route_events(
     ts_ms: Sequence[int],
     offset_m: Sequence[float],
@@ -144,6 +161,8 @@ def off_route_events(
     side: Sequence[float] | None = None,
     abeam: Sequence[bool] | None = None,
     speed_kmh: Sequence[float] | None = None,
+    route: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
+    route_m: Sequence[float] | None = None,
     confirm_pings: int = 3,
     confirm_s: float = 10.0,
     back_fraction: float = 0.6,
@@ -162,7 +181,9 @@ def off_route_events(
     ``move_m`` from the run's first fix at ``xy``), and a fix on the
     other ``side`` of the route than the run's first starts the run again (the side of a
     fix ``far_m`` beyond the corridor counts only when it lies ``abeam`` its match; a run
-    begun without a side takes that of its first fix that has one). Without
+    begun without a side takes that of its first fix that has one; a fix matched, at
+    ``route_m``, to another stretch of the ``route`` (x, y, cum) running the other way
+    from the last judged fix's, :func:`other_stretch`, gives the run its side instead). Without
     ``xy``/``side``/``speed_kmh`` every fix counts as driving away on one side."""
     n = len(ts_ms)
     xy = xy if xy is not None else [(0.0, 0.0)] * n
@@ -177,15 +198,18 @@ def off_route_events(
     first = (0.0, 0.0)
     run_side = 0.0
     moved_n = 0
+    prev_m = math.nan
+    route_m = route_m if route_m is not None else [0.0] * n
     prev: tuple[float, float] | None = None  # the last judged fix, and its speed
     prev_v = math.nan
-    for t, d, c, ok, p, sd, square, v in zip(
-        ts_ms, offset_m, corridor_m, judged, xy, side, abeam, speed_kmh, strict=True
+    for t, d, c, ok, p, sd, square, v, m in zip(
+        ts_ms, offset_m, corridor_m, judged, xy, side, abeam, speed_kmh, route_m, strict=True
     ):
         if not ok:
             continue
         last, prev = prev, p
         last_v, prev_v = prev_v, v
+        last_m, prev_m = prev_m, m
         if not off:
             if d <= c:
                 if n_out:  # a run of outside fixes ends with back_pings inside ones
@@ -197,7 +221,11 @@ def off_route_events(
             if d >= c + far_m and not square:
                 sd = 0.0  # (matched at the window's end: its side means nothing)
             if n_out and sd * run_side < 0:
-                n_out = 0  # across the road from the run's first fix: starts again
+                moved = math.hypot(p[0] - last[0], p[1] - last[1]) + c if last else 0.0
+                if route is not None and last and other_stretch(*route, last_m, m, moved):
+                    run_side = sd  # (the route runs the other way here: its other side)
+                else:
+                    n_out = 0  # across the road from the run's first fix: starts again
             elif n_out and run_side == 0:
                 run_side = sd
             if n_out == 0:

@@ -282,6 +282,8 @@ def test_drive_invariants_and_detectors_match_reference(
         side=sides,
         abeam=abeam,
         speed_kmh=list(spd),
+        route=(rx, ry, rc),
+        route_m=[float(m) if ok else 0.0 for m, ok in zip(res.route_m, judged, strict=True)],
     )
     assert kinds == want
     if not detour:

@@ -214,9 +214,10 @@ def test_off_route_stage_equals_reference(
     ne = 0
     for i, t in enumerate(ts):
         d = offsets[i]
+        prev_m = ms[i - 1] if i > 0 else math.nan
         ne, on_route = kernels._off_route(
-            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], ms[i], d,
-            d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
+            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], ms[i], prev_m,
+            d, d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         s[layout.S_SPEED_KMH] = speeds[i]  # (the speed stage, which runs next)
         assert on_route == (d <= corridor and not _off(s))
@@ -231,8 +232,52 @@ def test_off_route_stage_equals_reference(
         side=sides,
         abeam=[naive.abeam_of(*route, m, a, b) for m, a, b in zip(ms, px, py, strict=True)],
         speed_kmh=speeds,
+        route=route,
+        route_m=ms,
     )
     assert _kinds(ev_i, ev_ts, ne) == want
+
+
+@pytest.mark.parametrize("far_leg", [True, False])
+def test_a_detour_matched_to_another_stretch_of_the_route_keeps_its_side(far_leg: bool) -> None:
+    """A U-shaped route: along y = 0 to x = 1000, up to y = 300, back along y = 300. A
+    sparse tracker's detour 150 m below the first leg (right of it) whose third fix is
+    matched to the last leg (``far_leg``), which runs the other way, lies *left* of it:
+    the same side of the route there, so the run goes on and off_route is confirmed.
+    Thrown across the first leg instead (multipath), the third fix starts the run
+    again. The reference agrees in both."""
+    rx = np.array([0.0, 1000.0, 1000.0, 0.0])
+    ry = np.array([0.0, 0.0, 300.0, 300.0])
+    rc = np.array([0.0, 1000.0, 1300.0, 2300.0])
+    third = (500.0, -150.0, 1800.0) if far_leg else (500.0, 150.0, 500.0)
+    fixes = [(300.0, -150.0, 300.0), (400.0, -150.0, 400.0), third]  # (x, y, match m)
+    ts = _times([30.0, 30.0, 30.0])
+    s = new_state()
+    ev_i, ev_ts, ev_f = _buffers(3)
+    ne = 0
+    for i, (px, py, m) in enumerate(fixes):
+        d = 150.0 if not far_leg or i < 2 else 450.0
+        prev = fixes[i - 1]
+        ne, _ = kernels._off_route(
+            rx, ry, rc, s, TH, i, float(ts[i]), px, py, 0.0, 0.0, 40.0, m, prev[2], d, False,
+            50.0, i > 0, prev[0], prev[1], ev_i, ev_ts, ev_f, ne,
+        )  # fmt: skip
+    got = _kinds(ev_i, ev_ts, ne)
+    assert got == ([("off_route", ts[2])] if far_leg else [])
+    route = (list(rx), list(ry), list(rc))
+    want = naive.off_route_events(
+        ts,
+        [150.0, 150.0, 450.0 if far_leg else 150.0],
+        [50.0] * 3,
+        [True] * 3,
+        xy=[(x, y) for x, y, _ in fixes],
+        side=[naive.side_of(*route, m, x, y) for x, y, m in fixes],
+        abeam=[naive.abeam_of(*route, m, x, y) for x, y, m in fixes],
+        speed_kmh=[40.0] * 3,
+        route=route,
+        route_m=[m for _, _, m in fixes],
+    )
+    assert got == want
 
 
 def _off(s: np.ndarray) -> bool:
