@@ -186,13 +186,19 @@ class Engine:
         return self._trips[keys[i + 1]] if i + 1 < len(keys) else None
 
     # ---- processing ----
-    def process(self, batch: PingBatch, watermark_ms: int, snapshots: bool = True) -> ProcessResult:
+    def process(
+        self, batch: PingBatch, watermark_ms: int, snapshots: bool = True, matches: bool = True
+    ) -> ProcessResult:
         """Match ``batch`` and run the detectors up to ``watermark_ms`` - allowance; with
-        ``snapshots`` False (a replay that asks for none) no snapshot is built."""
+        ``snapshots`` False (a replay that asks for none) no snapshot is built, with
+        ``matches`` False no per-ping result (its arrays are empty: a replay, which
+        prints events only)."""
         n = len(batch)
+        k = n if matches else 0
         res = ProcessResult(
-            [None] * n, np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int8)
+            [None] * k, np.full(k, np.nan), np.full(k, np.nan), np.full(k, -1, np.int8)
         )
+        per_ping = res if matches else None
         horizon = self._horizon(watermark_ms)
         touched: dict[str, Trip] = {}
         events: list[Event] = []
@@ -201,8 +207,8 @@ class Engine:
                 trip = self._current(vehicle_id)
                 if trip is None:
                     continue
-                events += self._ingest(trip, batch, rows, horizon, res, touched)
-        res.events = _ordered(events + self._advance(horizon, res, touched))
+                events += self._ingest(trip, batch, rows, horizon, per_ping, touched)
+        res.events = _ordered(events + self._advance(horizon, per_ping, touched))
         with_events = {e.trip_id for e in res.events} if snapshots else set()
         for trip in touched.values():
             if snapshots:
@@ -237,11 +243,11 @@ class Engine:
         batch: PingBatch,
         rows: npt.NDArray[np.intp],
         horizon: int,
-        res: ProcessResult,
+        res: ProcessResult | None,
         touched: dict[str, Trip],
     ) -> list[Event]:
         """Add ``rows`` to ``trip``'s pending pings; commit those in sequence at once (their
-        events), give the rest speculative match results."""
+        events), give the rest speculative match results (in ``res``, if given)."""
         ts = batch.ts_ms[rows]
         # duplicates inside the batch: keep the first arrival (rows are sorted by ts, then
         # by arrival)
@@ -259,7 +265,8 @@ class Engine:
         if len(p):
             keep &= ~np.isin(ts, p.ts_ms)
         rows = rows[keep]
-        _label_rows(res.trip_id, rows, trip.key)
+        if res is not None:
+            _label_rows(res.trip_id, rows, trip.key)
         touched[trip.key] = trip
         if not len(rows):
             return []
@@ -304,7 +311,8 @@ class Engine:
             trip.spec_stops = trip.committed_stops.copy()
             sel = trip.pending
             out = trip.run(trip.spec, trip.spec_stops, sel)
-        _write_results(res, sel, out)
+        if res is not None:
+            _write_results(res, sel, out)
         return events
 
     def _advance(

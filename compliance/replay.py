@@ -273,7 +273,8 @@ def vehicle_items(
             last = b == len(batch)
             part = batch if (a, b) == (0, len(batch)) else batch.take(np.arange(a, b))
             horizon = end_ms if last else int(batch.ts_ms[b - 1])
-            out.events(engine.process(part, horizon + allowance, snapshots=False).events)
+            res = engine.process(part, horizon + allowance, snapshots=False, matches=False)
+            out.events(res.events)
     return out.finish(end_ms)
 
 
@@ -300,7 +301,7 @@ def _replay_stepped(engine: Engine, pings: PingBatch, step: int, end_ms: int) ->
         lo = hi
         # commit everything before the edge, never past the last ts seen, so both
         # modes give the same events
-        res = engine.process(chunk, min(edge, end_ms) + allowance, snapshots=False)
+        res = engine.process(chunk, min(edge, end_ms) + allowance, snapshots=False, matches=False)
         out.events(res.events)
         snap_ts = edge - 1
         for key in engine.live_trips():

@@ -159,3 +159,20 @@ def test_replay_learns_speeds_from_earlier_recordings(tmp_path: Path) -> None:
     first = [next(e for e in run if e["type"] == "snapshot") for run in (learned, plain)]
     assert first[0]["ts"] == first[1]["ts"]
     assert first[0]["etas"][0]["eta"] > first[1]["etas"][0]["eta"]
+
+
+def test_an_engine_asked_for_no_matches_gives_the_same_events_and_no_per_ping_results() -> None:
+    from compliance.engine import Engine
+    from tests.compliance.builders import batch
+
+    ts, x, y, s = drive(ROUTE, [(100, 36), (60, 0), (120, 36)])
+    b = batch("V1", ts, x, y, speed_kmh=s)
+    runs = []
+    for matches in (True, False):
+        eng = Engine()
+        eng.add_trip(plan(ROUTE, [{"stop_id": "S1", "xy": (1000.0, 0.0)}]))
+        runs.append(eng.process(b, int(ts[-1]) + 60_000, matches=matches))
+    full, bare = runs
+    assert [e.event_id for e in bare.events] == [e.event_id for e in full.events]
+    assert len(full.events) >= 4 and len(full.route_m) == len(b)
+    assert bare.trip_id == [] and len(bare.route_m) == len(bare.on_route) == 0
