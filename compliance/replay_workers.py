@@ -73,7 +73,9 @@ def replay_lines(
             if owner.setdefault(key, i) != i:
                 log.info("trip %s is planned for vehicles of two workers: one process", key)
                 return None
-    for _k, label, problem in sorted(p for r in results for p in r.problems):
+    # in plan order, a plan's own in the order found (a stable sort by plan index)
+    problems = sorted((p for r in results for p in r.problems), key=lambda p: p[0])
+    for _k, label, problem in problems:
         log.warning("plan %s: %s", label, problem)
     return (line for *_, line in heapq.merge(*(r.items for r in results), key=item_order))
 

@@ -25,8 +25,8 @@ ROUTE = [(0.0, 0.0), (2000.0, 0.0)]
 
 def _fleet() -> tuple[list[TripPlan], PingBatch]:
     """Five vehicles with three trips each, every trip on its own street: a driver, a
-    trip never driven (the next takes over), events of equal ts on every vehicle, a
-    plan whose stop lies far off its route (a warning), one vehicle's plan without
+    trip never driven (the next takes over), events of equal ts on every vehicle, plans
+    whose stops lie far off their routes (warnings), one vehicle's plan without
     pings; the pings' rows in no particular order."""
     plans, parts = [], []
     for v in range(5):
@@ -37,6 +37,8 @@ def _fleet() -> tuple[list[TripPlan], PingBatch]:
             route = [(x, y + 3000.0 * k) for x, y in ROUTE]
             stop_y = 3000.0 * k + (800.0 if (v, k) in ((1, 0), (4, 2)) else 0.0)
             stops = [{"stop_id": "S1", "xy": (1000.0, stop_y)}]
+            if (v, k) == (1, 0):  # a second far stop, listed after S1: warned after it
+                stops.append({"stop_id": "S0", "xy": (1500.0, 700.0)})
             names = {"trip_id": f"T{v}-{k}", "vehicle_id": vid}
             plans.append(plan(route, stops, planned_start=start, **names, **extra))
             if k == 1 and v % 2:
@@ -67,6 +69,7 @@ def test_workers_print_the_lines_and_warnings_of_one_process(
     warned = _warnings(caplog)
     assert warned == [
         "plan T1-0: stop S1 is 800 m from the route",
+        "plan T1-0: stop S0 is 700 m from the route",
         "plan T4-2: stop S1 is 800 m from the route",
     ]
     assert one == [
