@@ -170,13 +170,15 @@ def replay_lines(
 
     ``plans``: :class:`TripPlan` objects or plan JSON objects (:func:`read_plan_objects`),
     validated before any line is given (the first invalid one raises, as
-    ``TripPlan.model_validate``). ``workers`` > 1 (without snapshots): the vehicles are
-    split among that many forked processes (:mod:`compliance.replay_workers`); the lines
-    are the same whatever the count."""
-    if workers > 1 and snapshot_s is None and len(pings):
+    ``TripPlan.model_validate``). ``workers`` > 1: the vehicles are split among that
+    many forked processes (:mod:`compliance.replay_workers`); the lines are the same
+    whatever the count."""
+    if workers > 1 and len(pings):
         from compliance import replay_workers  # (it builds on this module)
 
-        split = replay_workers.replay_lines(plans, pings, workers, thresholds, speed_profile)
+        split = replay_workers.replay_lines(
+            plans, pings, workers, thresholds, speed_profile, snapshot_s
+        )
         if split is not None:
             yield from split
             return
@@ -205,10 +207,15 @@ def _items(engine: Engine, pings: PingBatch, snapshot_s: float | None) -> list[I
     end_ms = int(pings.ts_ms.max())
     if snapshot_s is None:
         return vehicle_items(engine, pings, vehicle_rows(pings), end_ms)
+    return stepped_items(engine, pings, snapshot_step_ms(snapshot_s), end_ms)
+
+
+def snapshot_step_ms(snapshot_s: float) -> int:
+    """The snapshot interval in ms (``ValueError`` unless positive)."""
     step = int(snapshot_s * 1000)
     if step <= 0:
         raise ValueError("snapshot_s must be positive")
-    return _replay_stepped(engine, pings, step, end_ms)
+    return step
 
 
 #: (ts, events before snapshots, trip, arrival seq, object): an order independent of the
@@ -278,9 +285,10 @@ def vehicle_items(
     return out.finish(end_ms)
 
 
-def _replay_stepped(engine: Engine, pings: PingBatch, step: int, end_ms: int) -> list[Item]:
+def stepped_items(engine: Engine, pings: PingBatch, step: int, end_ms: int) -> list[Item]:
     """The sorted items with a snapshot of every active trip each ``step`` ms of event
-    time: the pings are fed in time order, one chunk per step."""
+    time (edges on multiples of ``step``, up to the one past ``end_ms``, the input's
+    last ts): the pings are fed in time order, one chunk per step."""
     out = _Items(engine)
     allowance = _allowance_ms(engine)
     start_ms = int(pings.ts_ms.min())

@@ -36,6 +36,8 @@ from compliance.replay import (
     json_line,
     log,
     prepare_engine_quietly,
+    snapshot_step_ms,
+    stepped_items,
     vehicle_items,
     vehicle_rows,
 )
@@ -53,16 +55,19 @@ def replay_lines(
     workers: int,
     thresholds: Thresholds | None = None,
     speed_profile: SpeedProfile | None = None,
+    snapshot_s: float | None = None,
 ) -> Iterable[bytes] | None:
-    """The replay's lines from up to ``workers`` forked processes; None where one process
-    must answer (no fork, fewer than two vehicles, a trip id planned for vehicles of
-    two workers). Raises the first invalid plan's validation error."""
+    """The replay's lines (with a snapshot of each active trip every ``snapshot_s`` of
+    event time, if given) from up to ``workers`` forked processes; None where one
+    process must answer (no fork, fewer than two vehicles, a trip id planned for
+    vehicles of two workers). Raises the first invalid plan's validation error."""
+    step = snapshot_step_ms(snapshot_s) if snapshot_s is not None else None
     if "fork" not in mp.get_all_start_methods():
         return None
     parts = split(vehicle_rows(pings), workers)
     if len(parts) < 2:
         return None
-    work = _Work(_shares(plans, parts), pings, parts, thresholds, speed_profile)
+    work = _Work(_shares(plans, parts), pings, parts, thresholds, speed_profile, step)
     results = work.run()
     invalid = [r.invalid for r in results if r.invalid is not None]
     if invalid:
@@ -133,6 +138,7 @@ class _Work:
     parts: list[Part]
     thresholds: Thresholds | None
     speed_profile: SpeedProfile | None
+    step_ms: int | None  # the snapshot interval, None: no snapshots
 
     def run(self) -> list[_PartResult]:
         global _WORK
@@ -155,7 +161,13 @@ class _Work:
                 return _PartResult(invalid=k)
             index.append(k)
         engine, problems = prepare_engine_quietly(plans, self.thresholds, self.speed_profile)
-        items = vehicle_items(engine, self.pings, self.parts[i], int(self.pings.ts_ms.max()))
+        end_ms = int(self.pings.ts_ms.max())  # (the whole input's: the one watermark)
+        if self.step_ms is None:
+            items = vehicle_items(engine, self.pings, self.parts[i], end_ms)
+        else:
+            # this part's pings, in their order of arrival, on the one grid of edges
+            rows = np.sort(np.concatenate([r for _, r in self.parts[i]]))
+            items = stepped_items(engine, self.pings.take(rows), self.step_ms, end_ms)
         return _PartResult(
             keys=[trip_key(p) for p in plans],
             problems=[(index[k], label, text) for k, label, text in problems],

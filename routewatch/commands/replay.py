@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="processes running the engine, the vehicles split among them (default: one "
         f"per {PINGS_PER_WORKER:,} pings, at most one per CPU; the output is the same "
-        "whatever the count; with --snapshots one)",
+        "whatever the count)",
     )
     p.set_defaults(func=run)
 

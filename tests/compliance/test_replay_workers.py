@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from compliance import replay_workers
 from compliance.plan import TripPlan
-from compliance.replay import replay, replay_lines
+from compliance.replay import replay, replay_lines, vehicle_rows
 from compliance.types import PingBatch
 from tests.compliance.builders import T0_MS, batch, drive, plan
 
@@ -25,14 +25,15 @@ ROUTE = [(0.0, 0.0), (2000.0, 0.0)]
 
 def _fleet() -> tuple[list[TripPlan], PingBatch]:
     """Five vehicles with three trips each, every trip on its own street: a driver, a
-    trip never driven (the next takes over), events of equal ts on every vehicle, plans
+    trip never driven (the next takes over), one whose tracker dies half way, V4 an
+    hour after the others (the input's end), events of equal ts on every vehicle, plans
     whose stops lie far off their routes (warnings), one vehicle's plan without
     pings; the pings' rows in no particular order."""
     plans, parts = [], []
     for v in range(5):
         vid = f"V{v}"
         for k in range(3):
-            start = T0_MS + k * 900_000
+            start = T0_MS + k * 900_000 + (3_600_000 if v == 4 else 0)  # V4 an hour on
             extra = {"driver_id": "D7"} if v == 2 else {}
             route = [(x, y + 3000.0 * k) for x, y in ROUTE]
             stop_y = 3000.0 * k + (800.0 if (v, k) in ((1, 0), (4, 2)) else 0.0)
@@ -44,6 +45,8 @@ def _fleet() -> tuple[list[TripPlan], PingBatch]:
             if k == 1 and v % 2:
                 continue
             profile = [(100, 36), (60, 0), (100, 36), (30, 0)]
+            if (v, k) == (0, 2):  # the tracker dies half way: signal lost, then abandoned
+                profile = [(100, 36)]
             ts, x, y, s = drive(route, profile, dt_s=5.0, t0_ms=start)
             parts.append(batch(vid, ts, x, y, speed_kmh=s))
     plans.append(plan(ROUTE, trip_id="T-idle", vehicle_id="V9"))
@@ -60,7 +63,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
 
-def test_workers_print_the_lines_and_warnings_of_one_process(
+def test_workers_print_the_lines_snapshots_and_warnings_of_one_process(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     plans, pings = _fleet()
@@ -78,7 +81,10 @@ def test_workers_print_the_lines_and_warnings_of_one_process(
     assert {json.loads(x)["vehicle_id"] for x in one} == {f"V{v}" for v in range(5)}
     assert any(b'"driver_id":"D7"' in x for x in one)
     raw: list[Any] = [p.model_dump(mode="json", exclude_unset=True) for p in plans]
+    with_snapshots = list(replay_lines(plans, pings, snapshot_s=60.0))
+    assert sum(b'"type":"snapshot"' in x for x in with_snapshots) > 20
     for workers in (2, 3):
+        assert list(replay_lines(plans, pings, 60.0, workers=workers)) == with_snapshots
         for given in (plans, raw):  # validated plans, or their JSON objects
             caplog.clear()
             with caplog.at_level(logging.WARNING):
@@ -92,8 +98,11 @@ def test_a_trip_id_planned_for_vehicles_of_two_workers_replays_in_one_process() 
     """In one engine the later plan replaces the earlier: split by vehicles, both would
     run; one process answers instead."""
     plans, pings = _fleet()
-    again = plans[2].model_dump(mode="json", exclude_unset=True) | {"vehicle_id": "V3"}
-    plans.append(TripPlan.model_validate(again))  # T0-2, now for V3 (another worker)
+    parts = replay_workers.split(vehicle_rows(pings), 2)
+    v0_in = next(i for i, part in enumerate(parts) if any(v == "V0" for v, _ in part))
+    other = parts[1 - v0_in][0][0]  # a vehicle the other worker replays
+    again = plans[2].model_dump(mode="json", exclude_unset=True) | {"vehicle_id": other}
+    plans.append(TripPlan.model_validate(again))  # T0-2, now for that vehicle
     assert replay_workers.replay_lines(plans, pings, 2) is None
     one = list(replay_lines(plans, pings))
     assert not any(b'"trip_id":"T0-2","vehicle_id":"V0"' in x for x in one)
