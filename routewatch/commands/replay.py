@@ -76,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     # passes, and the plans and engine set aside once loaded; cycles are still found.
     gc.set_threshold(100_000, 50, 100)
     # The CSV is parsed (Numba, without the GIL) in a thread while the plan files are
-    # read. The plans are validated before any line is printed (by the workers, each its
-    # vehicles' share; the first invalid plan's error is raised); a CSV error surfaces at
-    # result().
+    # read; a CSV error surfaces at result(), before the plans are validated. They are
+    # validated before any line is printed (by the workers, each its vehicles' share;
+    # the first invalid plan's error is raised).
     with ThreadPoolExecutor(1, thread_name_prefix="replay-csv") as pool:
         pings_f = pool.submit(load_pings_csv, args.pings)
         plans = [p for path in args.plan for p in read_plan_objects(path)]
