@@ -375,7 +375,7 @@ class Engine:
         else:
             head, rest = p.select(slice(0, cut)), p.select(slice(cut, None))
         was_done = trip.committed[S_COMPLETED] > 0
-        k, why, nxt = (-1, "", None) if was_done else self._watch_next(trip, head)
+        k, why, ran, nxt = (-1, "", None, None) if was_done else self._watch_next(trip, head)
         if k >= 0:  # the next trip takes over at head[k]: the rest is no longer this trip's
             head, rest = (
                 head.select(slice(0, k)),
@@ -383,7 +383,12 @@ class Engine:
             )
         events: list[Event] = []
         if len(head):
-            out = trip.run(trip.committed, trip.committed_stops, head)
+            if ran is not None:  # the watch already ran it over head: take that run
+                trip.committed = ran.state
+                trip.committed_stops = ran.stops
+                out = ran.out
+            else:
+                out = trip.run(trip.committed, trip.committed_stops, head)
             trip.last_seq = int(head.seq[-1])
             events = to_events(trip.plan, trip.key, out.n_events, out.ev_i, out.ev_ts, out.ev_f)
             if res is not None:
@@ -445,15 +450,18 @@ class Engine:
         heapq.heappush(self._commit_heap, (int(nxt.pending.ts_ms[0]), nxt.key))
         return self._commit(nxt, horizon, res, touched)
 
-    def _watch_next(self, trip: Trip, head: Pending) -> tuple[int, str, Trip | None]:
-        """Where in ``head`` the vehicle's next trip takes over (see compliance.takeover)."""
+    def _watch_next(
+        self, trip: Trip, head: Pending
+    ) -> tuple[int, str, takeover.CopyRun | None, Trip | None]:
+        """Where in ``head`` the vehicle's next trip takes over (see compliance.takeover),
+        why, and the trip's own run over ``head`` when the watch made it (no hand-over)."""
         nxt = self._next_after(trip)
         if nxt is None:
-            return -1, "", None
-        k, why, shadow = takeover.takeover_index(trip, nxt, self._shadows.get(nxt.key), head)
-        if shadow is not None:
-            self._shadows[nxt.key] = shadow
-        return k, why, nxt
+            return -1, "", None, None
+        v = takeover.takeover_index(trip, nxt, self._shadows.get(nxt.key), head)
+        if v.shadow is not None:
+            self._shadows[nxt.key] = v.shadow
+        return v.k, v.why, v.ran, nxt
 
     # ---- views ----
     def snapshot(self, trip_id: str, now_ms: int | None = None) -> TripSnapshot | None:

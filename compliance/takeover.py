@@ -74,11 +74,30 @@ def planned_end_ms(trip: Trip) -> float:
     return float(trip.par[P_PLANNED_END_MS])
 
 
-def takeover_index(
-    cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending
-) -> tuple[int, str, Shadow | None]:
-    """(index in ``head`` of the ping at which ``nxt`` takes over or -1, why, the shadow
-    advanced over ``head``). ``cur``'s committed state is not changed.
+@dataclass(slots=True)
+class CopyRun:
+    """The current trip's run over pings on a copy of its committed state."""
+
+    state: F64
+    stops: F64
+    out: RunOutput
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What :func:`takeover_index` found."""
+
+    k: int  # index in head of the ping at which the next trip takes over, -1: none
+    why: str  # ENDED_BY_*, "" when k < 0
+    shadow: Shadow | None  # the shadow advanced over head
+    # with k < 0, the current trip's run over all of head when the decision needed it:
+    # the committed run would repeat it exactly (the kernels are deterministic)
+    ran: CopyRun | None = None
+
+
+def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -> Verdict:
+    """Where in ``head`` ``nxt`` takes over (:class:`Verdict`). ``cur``'s committed state
+    is not changed.
 
     The kernels are causal (a fix's verdicts depend on the fixes up to it), so each run
     covers only the fixes the decision needs: a trip already overrun at ``k_time`` hands
@@ -92,7 +111,7 @@ def takeover_index(
     k_time = int(late[0]) if len(late) else -1
     watched = np.flatnonzero(head.ts_ms >= watch_from)
     if not len(watched):
-        return -1, "", shadow
+        return Verdict(-1, "", shadow)
     j0 = int(watched[0])
     sh = shadow if shadow is not None else Shadow.fresh(nxt)
     if k_time >= 0:
@@ -102,7 +121,7 @@ def takeover_index(
         cur_out = None
         if could_space or k_time > 0:
             # whether the current trip ends by itself before k_time shows by fix k_time
-            cur_out = _run_copy(cur, head.select(slice(0, k_time + 1)))
+            cur_out = _run_copy(cur, head.select(slice(0, k_time + 1))).out
             overrun = k_time <= _last_index(cur_out, len(head))
         else:  # (fix 0: it hands over there unless it ended in the silence before)
             overrun = not kernels.abandoned_before(
@@ -115,8 +134,8 @@ def takeover_index(
                 nxt_on, started_at = _advance_shadow(sh, nxt, part)
                 i_space = _space_index(sh, th, nxt_on, started_at, cur_out.on_route[j0:])
                 if i_space >= 0:
-                    return j0 + i_space, ENDED_BY_NEXT_TRIP, sh
-            return k_time, ENDED_BY_OVERRUN, sh
+                    return Verdict(j0 + i_space, ENDED_BY_NEXT_TRIP, sh)
+            return Verdict(k_time, ENDED_BY_OVERRUN, sh)
     watched_part = head if j0 == 0 else head.select(slice(j0, None))
     nxt_on, started_at = _advance_shadow(sh, nxt, watched_part)
     if k_time < 0 and (started_at < 0 or not (nxt_on[started_at:] == 1).any()):
@@ -124,10 +143,10 @@ def takeover_index(
         # the current trip's own run over these pings is not needed
         if len(nxt_on):
             sh.run_n = 0
-        return -1, "", sh
-    cur_out = _run_copy(cur, head)
-    last_k = _last_index(cur_out, len(head))
-    i_space = _space_index(sh, th, nxt_on, started_at, cur_out.on_route[j0:])
+        return Verdict(-1, "", sh)
+    ran = _run_copy(cur, head)
+    last_k = _last_index(ran.out, len(head))
+    i_space = _space_index(sh, th, nxt_on, started_at, ran.out.on_route[j0:])
     k_space = j0 + i_space if i_space >= 0 else -1
     picks = [
         (k, why)
@@ -135,14 +154,15 @@ def takeover_index(
         if 0 <= k <= last_k
     ]
     if not picks:
-        return -1, "", sh
+        return Verdict(-1, "", sh, ran)
     k, why = min(picks)
-    return k, why, sh
+    return Verdict(k, why, sh)
 
 
-def _run_copy(cur: Trip, head: Pending) -> RunOutput:
+def _run_copy(cur: Trip, head: Pending) -> CopyRun:
     """The current trip's run over ``head`` on a copy of its committed state."""
-    return cur.run(cur.committed.copy(), cur.committed_stops.copy(), head)
+    state, stops = cur.committed.copy(), cur.committed_stops.copy()
+    return CopyRun(state, stops, cur.run(state, stops, head))
 
 
 def _last_index(cur_out: RunOutput, n: int) -> int:

@@ -437,6 +437,36 @@ def test_second_trip_of_the_same_vehicle_takes_over_after_completion() -> None:
     ]
 
 
+def test_a_next_trip_on_the_same_road_watched_all_along_takes_over_only_at_the_end() -> None:
+    # B runs along A's road, planned in A's lead window: its shadow starts and is on its
+    # route at every fix while A is driven and served (the watch runs A over the fixes
+    # too, and that run becomes A's committed one): A's stops and end are A's own
+    stops = [_stop("S1", (1000.0, 0.0)), _stop("S2", (2500.0, 0.0))]
+    first = plan(STRAIGHT, stops, trip_id="A")
+    second = plan([(200.0, 0.0), (4000.0, 0.0)], trip_id="B", planned_start=T0_MS + 300_000)
+    ts, x, y, _ = drive(STRAIGHT, [(100, 36), (90, 0), (150, 36), (90, 0), (160, 36)], dt_s=5.0)
+    b = batch("V1", ts, x, y)
+    whole, eng = run_batches([first, second], [b])
+    assert [(e.trip_id, str(e.type)) for e in whole] == [
+        ("A", "trip_started"),
+        ("A", "stop_arrived"),
+        ("A", "stop_departed"),
+        ("A", "stop_arrived"),
+        ("A", "stop_departed"),
+        ("A", "trip_completed"),
+    ]
+    assert whole[-1].details["on_time_stops"] + whole[-1].details["late_stops"] == 2
+    assert "ended_by" not in whole[-1].details
+    for size in (0, 1, 4, 9):
+        if size:
+            parts = [b.take(np.arange(a, min(a + size, len(b)))) for a in range(0, len(b), size)]
+            events, eng = run_batches([first, second], parts)
+            assert signature(events) == signature(whole), size
+        snap = eng.snapshot("A")
+        assert snap is not None and snap.status == "completed"
+        assert [s.status for s in snap.stops] == ["departed", "departed"], size
+
+
 def test_derived_speed_is_robust_to_gps_noise() -> None:
     """No device speed, sigma 8 m at 1 Hz, driving at the limit: no false speeding; clearly
     over it: speeding."""
