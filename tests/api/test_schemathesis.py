@@ -218,7 +218,8 @@ def test_api_stateful(
     # can draw differently and end in hypothesis' FlakyStrategyDefinition. So: fresh
     # scenarios only, no shrinking, failures recorded as they happen, and a run that
     # ends in Flaky without any failure goes on with new scenarios (as schemathesis'
-    # own runner does).
+    # own runner does). So does a run that hypothesis ends early, with fewer scenarios
+    # than asked for (one ended after 74 of 150 in a CI run, another after 106).
     for _ in range(5):
         try:
             Workflow.run(
@@ -234,9 +235,8 @@ def test_api_stateful(
         except Flaky:
             if failures:
                 raise failures[0] from None
-            if scenarios < STATEFUL_SCENARIOS:
-                continue
-        break
+        if scenarios >= STATEFUL_SCENARIOS:
+            break
     assert not failures, failures[0]
     assert scenarios >= STATEFUL_SCENARIOS // 2, scenarios
 
