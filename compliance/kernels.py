@@ -1408,17 +1408,21 @@ def _unplanned_stop(
         st[S_ST_STILL] = 1.0 if still else 0.0
     elif (
         still
+        and _stands(last_kmh)
         and (st[S_ST_N] >= 3 or st[S_ST_STILL] > 0)
         and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_STILL_MAX_M
     ):
-        # a far fix while the device says it stands still, next to an established
-        # cluster, is noise, not movement: three fixes, or any whose latest stood still
-        # too (a sparse tracker's halt begun - at 30 s fixes drifting from its first
-        # standing fixes broke the young cluster, and the halt counted from a later
-        # one). A younger cluster of moving fixes may still be the approach (two 20 m
-        # apart at 5 s); beyond ST_STILL_MAX_M it moved, whatever a stuck speed sensor
-        # says. It parts two outlying fixes: those must come in a row to be movement
-        # (fixes drifting 50-80 m while the vehicle stands broke the stop at the second)
+        # a far fix while the device says it stands still, at this fix and the last,
+        # next to an established cluster, is noise, not movement: three fixes, or any
+        # whose latest stood still too (a sparse tracker's halt begun - at 30 s fixes
+        # drifting from its first standing fixes broke the young cluster, and the halt
+        # counted from a later one). A younger cluster of moving fixes may still be the
+        # approach (two 20 m apart at 5 s); beyond ST_STILL_MAX_M it moved, whatever a
+        # stuck speed sensor says. One reading under ST_STILL_KMH after a moving one is
+        # a crawl's speed noise as often as a halt (a jam crawled at ~1 m/s, fixes 30 s
+        # apart, made a 2-minute halt of it). It parts two outlying fixes: those must
+        # come in a row to be movement (fixes drifting 50-80 m while the vehicle stands
+        # broke the stop at the second)
         st[S_ST_OUT_N] = 0.0
     else:
         # one outlying fix is noise; two in a row is movement

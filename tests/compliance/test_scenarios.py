@@ -96,6 +96,23 @@ def test_a_sparse_trackers_fixes_drifting_while_it_stands_keep_the_halt_whole() 
     assert since in (ms_to_rfc3339(T0_MS + 120_000), ms_to_rfc3339(T0_MS + 150_000))
 
 
+def test_a_sparse_tracker_crawling_through_a_jam_is_no_unplanned_stop() -> None:
+    """Fixes every 30 s while the vehicle crawls ~0.9 m/s through a jam (20-40 m a fix,
+    the device's speed 0-7 km/h with noise, under 2 km/h on some fixes): a fix read as
+    standing that lies beyond the cluster is movement unless the fix before it stood
+    still too (such a crawl was taken for a 2-minute halt: the simulator's seeds 5-8 at
+    30 s)."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    steps = [300.0, 300.0, 300.0, 300.0, 30.0, 23.0, 32.0, 20.0, 23.0, 36.0, 28.0, 30.0]
+    steps += [24.0, 40.0, 300.0, 300.0, 300.0]
+    kmh = [36.0] * 4 + [3.9, 1.0, 0.0, 2.3, 1.4, 5.0, 6.9, 1.6, 2.9, 5.8] + [36.0] * 3
+    d = np.cumsum(steps)
+    x, y = polyline_at(STRAIGHT, d)
+    ts = T0_MS + 30_000 * np.arange(1, len(d) + 1, dtype=np.int64)
+    k = kinds(run_drive(p, ts, x, y, np.array(kmh)))
+    assert "trip_started" in k and "unplanned_stop" not in k
+
+
 def test_a_sparse_trackers_halt_founded_by_one_standing_fix_survives_its_drift() -> None:
     """Fixes every 30 s: the halt's first fix is the second of two outside the moving
     cluster and 50 m past the first, so it founds the new cluster alone; the next fixes
