@@ -1024,25 +1024,28 @@ def _other_stretch(x, y, cum, m0, m1, moved_m):
 @njit(cache=True, inline="always")
 def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y):
     """Off-route: whether this outside fix shows a vehicle driving away from the route
-    rather than one standing or creeping beside it (pulled into a yard, or its fixes
-    drifting while it stands): beyond the corridor by ``off_route_far_m`` (unless the
-    vehicle stood still at this fix and the last one, by the device, and the fix lies
-    over STILL_SCATTER_M from the last one: outliers around a standing vehicle jump
-    about, a vehicle parked out there does not, and one that drove between the two
-    fixes explains the jump), or a device speed of ``off_route_drive_kmh``, or - not
-    standing still - ``off_route_move_m`` from where the run of outside fixes began.
-    Reads the state only (S_SPEED_KMH: the last fix's speed, the speed stage comes
-    later)."""
+    (1) rather than one standing or creeping beside it (-1: pulled into a yard, or its
+    fixes drifting while it stands). Beyond the corridor by ``off_route_far_m`` a fix
+    drives away unless the vehicle stood still at this fix and the last one, by the
+    device: then it is an outlier (-1) when it lies over STILL_SCATTER_M from the last
+    fix (outliers around a standing vehicle jump about, one that drove between the two
+    fixes explains the jump), else 0 - a vehicle standing far off, where the last fix
+    was, proves nothing by itself: parked out there after driving there (the fixes that
+    drove it count) or standing on the route while its fixes drift that far (none do).
+    Nearer, a device speed of ``off_route_drive_kmh`` drives away, and - not standing
+    still - ``off_route_move_m`` from where the run of outside fixes began. Reads the
+    state only (S_SPEED_KMH: the last fix's speed, the speed stage comes later)."""
     still = _stands(spd_kmh)
     if d >= corridor + th[TH_OFF_FAR_M]:
-        stood = _stands(st[S_SPEED_KMH])
+        if not (still and _stands(st[S_SPEED_KMH])):
+            return 1
         jumped = had_prev and math.hypot(px - prev_x, py - prev_y) > STILL_SCATTER_M
-        return not (still and stood and jumped)
+        return -1 if jumped else 0
     if math.isfinite(spd_kmh) and spd_kmh >= th[TH_OFF_DRIVE_KMH]:
-        return True
+        return 1
     if still:
-        return False
-    return math.hypot(px - st[S_OUT_X0], py - st[S_OUT_Y0]) >= th[TH_OFF_MOVE_M]
+        return -1
+    return 1 if math.hypot(px - st[S_OUT_X0], py - st[S_OUT_Y0]) >= th[TH_OFF_MOVE_M] else -1
 
 
 @njit(cache=True, inline="always")
@@ -1052,7 +1055,8 @@ def _off_route(
 ):  # fmt: skip
     """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
     ``off_route_s`` outside the corridor on one side of the route, the last two of them
-    driving away (:func:`_driving_away`); ``back_on_route`` after ``back_on_route_pings``
+    driving away (:func:`_driving_away`; a vehicle standing far off between them keeps
+    the count); ``back_on_route`` after ``back_on_route_pings``
     within its ``back_on_route_fraction``; the path driven and the largest offset
     meanwhile. An outside fix on the other side of the route than the run's first, with
     no fix inside between, starts the run again (multipath thrown across the road is no
@@ -1105,9 +1109,10 @@ def _off_route(
                 st[S_OUT_PATH_M] += math.hypot(px - prev_x, py - prev_y)
             st[S_OUT_N] += 1.0
             st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
-            if _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y):
+            away = _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y)
+            if away > 0:
                 st[S_OUT_MOVED_N] += 1.0
-            else:
+            elif away < 0:
                 st[S_OUT_MOVED_N] = 0.0
             if (
                 st[S_OUT_N] >= th[TH_OFF_PINGS]

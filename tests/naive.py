@@ -176,8 +176,8 @@ def off_route_events(
 
     Confirming also needs the last two outside fixes to show the vehicle driving away
     (``far_m`` beyond the corridor - unless standing still, under 2 km/h, at this fix and
-    the last judged one and over 50 m from it -, a device speed of ``drive_kmh``, or -
-    not standing still -
+    the last judged one: over 50 m from it an outlier, which restarts the count, within
+    it neither -, a device speed of ``drive_kmh``, or - not standing still -
     ``move_m`` from the run's first fix at ``xy``), and a fix on the
     other ``side`` of the route than the run's first starts the run again (the side of a
     fix ``far_m`` beyond the corridor counts only when it lies ``abeam`` its match; a run
@@ -232,18 +232,21 @@ def off_route_events(
                 since, first, run_side, moved_n = t, p, sd, 0
             n_out += 1
             still = not math.isnan(v) and v < 2.0
+            away: bool | None  # None: standing far off, where the last fix was
             if d >= c + far_m:
-                # (a far fix over 50 m from the last while the device stood at both: outlier)
+                # (a far fix while the device stood at it and the last: over 50 m from the
+                # last an outlier, else a vehicle standing out there, which proves nothing)
                 stood = not math.isnan(last_v) and last_v < 2.0
                 jumped = last is not None and math.hypot(p[0] - last[0], p[1] - last[1]) > 50.0
-                moved = not (still and stood and jumped)
+                away = True if not (still and stood) else (False if jumped else None)
             elif not math.isnan(v) and v >= drive_kmh:
-                moved = True
+                away = True
             elif still:
-                moved = False
+                away = False
             else:
-                moved = math.hypot(p[0] - first[0], p[1] - first[1]) >= move_m
-            moved_n = moved_n + 1 if moved else 0
+                away = math.hypot(p[0] - first[0], p[1] - first[1]) >= move_m
+            if away is not None:
+                moved_n = moved_n + 1 if away else 0
             if (
                 n_out >= confirm_pings
                 and t - since >= confirm_s * 1000

@@ -245,6 +245,20 @@ def test_outliers_jumping_about_far_off_a_standing_vehicle_are_no_off_route() ->
     assert "off_route" not in kinds(ev)
 
 
+def test_fixes_drifting_far_off_a_standing_vehicle_are_no_off_route() -> None:
+    """Standing at 2,000 m (device speed 0, a fix every 10 s), the fixes drift smoothly
+    to 130 m off the route and back, 5-20 m from fix to fix: far beyond the corridor,
+    each counted as driving away (none jumped like an outlier), and they confirmed an
+    off_route (the simulator's standing_drift pattern at 10 s, sigma 12 m, seed 2)."""
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (300, 0), (200, 36)], dt_s=10.0)
+    y = y.copy()
+    standing = np.flatnonzero(s == 0)
+    drift = [0, 10, 25, 45, 60, 75, 90, 100, 115, 125, 130, 128, 120, 110, 95, 80, 60, 40]
+    y[standing[: len(drift)]] += drift
+    k = kinds(run_drive(plan(STRAIGHT), ts, x, y, s))
+    assert "trip_started" in k and "off_route" not in k
+
+
 def test_a_sparse_tracker_parked_far_off_the_route_is_off_route() -> None:
     """A fix every 30 s: the vehicle leaves the route at 1,000 m, drives 300 m away and
     parks there for five minutes. One fix caught it driving; the parked ones, far off
