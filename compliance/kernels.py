@@ -1026,8 +1026,9 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
     """Off-route: whether this outside fix shows a vehicle driving away from the route
     (1) rather than one standing or creeping beside it (-1: pulled into a yard, or its
     fixes drifting while it stands). Beyond the corridor by ``off_route_far_m`` a fix
-    drives away unless the vehicle stood still at this fix and the last one, by the
-    device: then it is an outlier (-1) when it lies over STILL_SCATTER_M from the last
+    drives away unless the vehicle stood still at this fix, by the device, and at the
+    last one, by its speed (the device's, else its progress speed): then it is an
+    outlier (-1) when it lies over STILL_SCATTER_M from the last
     fix (outliers around a standing vehicle jump about, one that drove between the two
     fixes explains the jump), else 0 - a vehicle standing far off, where the last fix
     was, proves nothing by itself: parked out there after driving there (the fixes that
@@ -1417,17 +1418,18 @@ def _unplanned_stop(
         and (st[S_ST_N] >= 3 or st[S_ST_STILL] > 0)
         and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_STILL_MAX_M
     ):
-        # a far fix while the device says it stands still, at this fix and the last,
-        # next to an established cluster, is noise, not movement: three fixes, or any
-        # whose latest stood still too (a sparse tracker's halt begun - at 30 s fixes
-        # drifting from its first standing fixes broke the young cluster, and the halt
-        # counted from a later one). A younger cluster of moving fixes may still be the
-        # approach (two 20 m apart at 5 s); beyond ST_STILL_MAX_M it moved, whatever a
-        # stuck speed sensor says. One reading under ST_STILL_KMH after a moving one is
-        # a crawl's speed noise as often as a halt (a jam crawled at ~1 m/s, fixes 30 s
-        # apart, made a 2-minute halt of it). It parts two outlying fixes: those must
-        # come in a row to be movement (fixes drifting 50-80 m while the vehicle stands
-        # broke the stop at the second)
+        # a far fix while the device says it stands still, and the last fix's speed
+        # said so too, next to an established cluster, is noise, not movement: three
+        # fixes, or any whose latest stood still too (a sparse tracker's halt begun - at
+        # 30 s fixes drifting from its first standing fixes broke the young cluster, and
+        # the halt counted from a later one). A younger cluster of moving fixes may
+        # still be the approach (two 20 m apart at 5 s); beyond ST_STILL_MAX_M it moved,
+        # whatever a stuck speed sensor says. One reading under ST_STILL_KMH after a
+        # moving one is a crawl's speed noise as often as a halt (a jam crawled at ~1
+        # m/s, fixes 30 s apart, made a 2-minute halt of it); a standing vehicle reads
+        # ~0 at every fix. It parts two outlying fixes: those must come in a row to be
+        # movement (fixes drifting 50-80 m while the vehicle stands broke the stop at
+        # the second)
         st[S_ST_OUT_N] = 0.0
     else:
         # one outlying fix is noise; two in a row is movement

@@ -99,9 +99,10 @@ def test_a_sparse_trackers_fixes_drifting_while_it_stands_keep_the_halt_whole() 
 def test_a_sparse_tracker_crawling_through_a_jam_is_no_unplanned_stop() -> None:
     """Fixes every 30 s while the vehicle crawls ~0.9 m/s through a jam (20-40 m a fix,
     the device's speed 0-7 km/h with noise, under 2 km/h on some fixes): a fix read as
-    standing that lies beyond the cluster is movement unless the fix before it stood
-    still too (such a crawl was taken for a 2-minute halt: the simulator's seeds 5-8 at
-    30 s)."""
+    standing that lies beyond the cluster is an outlying fix (two in a row end the
+    cluster) unless the fix before it stood still too; it was excused as a standing
+    vehicle's drift and the crawl taken for a 2-minute halt (the simulator's seeds 5-8
+    at 30 s)."""
     p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
     steps = [300.0, 300.0, 300.0, 300.0, 30.0, 23.0, 32.0, 20.0, 23.0, 36.0, 28.0, 30.0]
     steps += [24.0, 40.0, 300.0, 300.0, 300.0]
@@ -247,9 +248,11 @@ def test_outliers_jumping_about_far_off_a_standing_vehicle_are_no_off_route() ->
 
 def test_fixes_drifting_far_off_a_standing_vehicle_are_no_off_route() -> None:
     """Standing at 2,000 m (device speed 0, a fix every 10 s), the fixes drift smoothly
-    to 130 m off the route and back, 5-20 m from fix to fix: far beyond the corridor,
-    each counted as driving away (none jumped like an outlier), and they confirmed an
-    off_route (the simulator's standing_drift pattern at 10 s, sigma 12 m, seed 2)."""
+    to 130 m off the route and part of the way back, 2-20 m from fix to fix. Those 100 m
+    and more off, beyond the corridor by off_route_far_m, each counted as driving away
+    (none jumped like an outlier) and confirmed an off_route - the simulator's
+    standing_drift pattern at 10 s, sigma 12 m, seed 2. Now a fix standing far off, where
+    the last one was, counts neither way."""
     ts, x, y, s = drive(STRAIGHT, [(200, 36), (300, 0), (200, 36)], dt_s=10.0)
     y = y.copy()
     standing = np.flatnonzero(s == 0)
@@ -469,8 +472,8 @@ def test_second_trip_of_the_same_vehicle_takes_over_after_completion() -> None:
 
 
 def test_a_next_trip_on_the_same_road_watched_all_along_takes_over_only_at_the_end() -> None:
-    # B runs along A's road, planned in A's lead window: its shadow starts and is on its
-    # route at every fix while A is driven and served (the watch runs A over the fixes
+    # B runs along A's road from 200 m, planned in A's lead window: its shadow starts and
+    # stays on its route while A is driven and served (the watch runs A over the fixes
     # too, and that run becomes A's committed one): A's stops and end are A's own
     stops = [_stop("S1", (1000.0, 0.0)), _stop("S2", (2500.0, 0.0))]
     first = plan(STRAIGHT, stops, trip_id="A")
