@@ -1028,11 +1028,11 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
     fixes drifting while it stands). Beyond the corridor by ``off_route_far_m`` a fix
     drives away unless the vehicle stood still at this fix, by the device, and at the
     last one, by its speed (the device's, else its progress speed): then it is an
-    outlier (-1) when it lies over STILL_SCATTER_M from the last
-    fix (outliers around a standing vehicle jump about, one that drove between the two
-    fixes explains the jump), else 0 - a vehicle standing far off, where the last fix
-    was, proves nothing by itself: parked out there after driving there (the fixes that
-    drove it count) or standing on the route while its fixes drift that far (none do).
+    outlier (-1) when it lies over STILL_SCATTER_M from the last fix (outliers around a
+    standing vehicle jump about, one that drove between the two fixes explains the
+    jump), else 0 - a vehicle standing far off, where the last fix was, proves nothing
+    by itself: parked out there after driving there (the fixes that drove it count) or
+    standing on the route while its fixes drift that far (none do).
     Nearer, a device speed of ``off_route_drive_kmh`` drives away, and - not standing
     still - ``off_route_move_m`` from where the run of outside fixes began. Reads the
     state only (S_SPEED_KMH: the last fix's speed, the speed stage comes later)."""
@@ -1057,15 +1057,16 @@ def _off_route(
     """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
     ``off_route_s`` outside the corridor on one side of the route, the last two of them
     driving away (:func:`_driving_away`; a vehicle standing far off between them keeps
-    the count); ``back_on_route`` after ``back_on_route_pings``
-    within its ``back_on_route_fraction``; the path driven and the largest offset
-    meanwhile. An outside fix on the other side of the route than the run's first, with
-    no fix inside between, starts the run again (multipath thrown across the road is no
-    way off it) - unless it is matched to another stretch of the route running the other
-    way from the last fix's (:func:`_other_stretch`), whose side it then gives the run. ``prev_m``: the
-    last matched fix's route position. The side of a fix ``off_route_far_m`` beyond the corridor is judged
-    only when it lies abeam its match (:func:`_side`); a run that began with an
-    unjudged fix takes the side of its first judged one. Returns (ne, on_route).
+    the count); ``back_on_route`` after ``back_on_route_pings`` within its
+    ``back_on_route_fraction``; the path driven and the largest offset meanwhile. An
+    outside fix on the other side of the route than the run's first, with no fix inside
+    between, starts the run again (multipath thrown across the road is no way off it) -
+    unless it is matched to another stretch of the route running the other way from the
+    last fix's (:func:`_other_stretch`), whose side it then gives the run. ``prev_m``:
+    the last matched fix's route position. The side of a fix ``off_route_far_m`` beyond
+    the corridor is judged only when it lies abeam its match (:func:`_side`); a run that
+    began with an unjudged fix takes the side of its first judged one. Returns (ne,
+    on_route).
 
     Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
     S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N."""
