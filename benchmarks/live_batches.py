@@ -106,7 +106,7 @@ def main() -> None:
             x, y = trip.project(b.lat[rows], b.lon[rows])
             fixes = Pending(
                 b.ts_ms[rows], b.lat[rows], b.lon[rows], x, y, b.speed_kmh[rows],
-                b.accuracy_m[rows], b.seq[rows], rows.astype(np.int64),
+                b.accuracy_m[rows], b.heading_deg[rows], b.seq[rows], rows.astype(np.int64),
             )  # fmt: skip
             prepared.append((trip, trip.committed.copy(), trip.committed_stops.copy(), fixes))
         t0 = time.perf_counter()

@@ -130,6 +130,7 @@ def _full_kernel_best(data: list[Any], repeat: int, shift_m: float) -> float:
                 qy,
                 np.full(n, np.nan),
                 np.full(n, 5.0),
+                np.full(n, np.nan),
                 seq=np.arange(n, dtype=np.int64),
                 row=np.full(n, -1, np.int64),
             )
@@ -164,6 +165,7 @@ def _full_kernel_best(data: list[Any], repeat: int, shift_m: float) -> float:
                 p.lon,
                 p.speed_kmh,
                 p.accuracy_m,
+                p.heading_deg,
                 *bufs,
             )
             elapsed += time.perf_counter() - t0

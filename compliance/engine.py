@@ -58,6 +58,7 @@ from compliance.layout import (
     N_STATE,
     N_STATE_V2,
     N_STATE_V4,
+    N_STATE_V5,
     N_STOPS,
     NEW_STATE_TAIL,
     P_PLANNED_END_MS,
@@ -83,9 +84,11 @@ log = logging.getLogger(__name__)
 #: detector state has the off-route run's start, side and movement (a state of
 #: layout.N_STATE_V2 values, from an older version, is padded with their fresh values);
 #: 5: the stationary cluster's pending outlying fix (a version 3-4 state is
-#: layout.N_STATE_V4 long)
-_CHECKPOINT_VERSION = 5
-_READABLE_VERSIONS = (1, 2, 3, 4, 5)
+#: layout.N_STATE_V4 long); 6: pending pings carry the device's heading, the state the
+#: off-route motion check's reference fix (a version-5 state is layout.N_STATE_V5 long;
+#: older pending pings get NaN headings, as from a tracker that sends none)
+_CHECKPOINT_VERSION = 6
+_READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 _FLUSH_MS = 2**62
 
 
@@ -281,6 +284,7 @@ class Engine:
             y,
             batch.speed_kmh[rows].astype(np.float64),
             batch.accuracy_m[rows].astype(np.float64),
+            batch.heading_deg[rows].astype(np.float64),
             batch.seq[rows].astype(np.int64),
             rows.astype(np.int64),
         )
@@ -557,6 +561,8 @@ class Engine:
             cols = list(t["pending"])
             if len(cols) == 8:  # version 1: no seq (unknown, so they wait as before)
                 cols.insert(7, np.full(len(cols[0]), -1, np.int64))
+            if len(cols) == 9:  # versions 1-5: no heading (as a tracker sending none)
+                cols.insert(7, np.full(len(cols[0]), np.nan))
             trip.pending = Pending(*cols)
             trip.last_seq = int(t.get("last_seq", -1))
             trip.pending.row[:] = -1
@@ -575,9 +581,10 @@ class Engine:
 
 def _state_now(saved: object) -> npt.NDArray[np.float64]:
     """A saved detector state in today's layout: one from an older checkpoint version
-    (N_STATE_V2 or N_STATE_V4 long) gets the slots added since with their fresh values."""
+    (N_STATE_V2, N_STATE_V4 or N_STATE_V5 long) gets the slots added since with their
+    fresh values."""
     st = np.asarray(saved, np.float64)
-    if len(st) in (N_STATE_V2, N_STATE_V4):
+    if len(st) in (N_STATE_V2, N_STATE_V4, N_STATE_V5):
         st = np.concatenate([st, NEW_STATE_TAIL[len(st) - N_STATE_V2 :]])
     if len(st) != N_STATE:
         raise ValueError(f"checkpoint state of {len(st)} values, expected {N_STATE}")

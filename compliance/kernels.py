@@ -74,6 +74,11 @@ from compliance.layout import (
     S_LOST,
     S_M1,
     S_M2,
+    S_MOT_HDG,
+    S_MOT_KMH,
+    S_MOT_TS,
+    S_MOT_X,
+    S_MOT_Y,
     S_N,
     S_NEXT_STOP,
     S_OFF,
@@ -180,6 +185,14 @@ ST_STILL_MAX_M = 100.0
 #: two fixes of a vehicle standing still lie within this of each other, metres (noise;
 #: a drift moves slowly): further apart, one of them is an outlier
 STILL_SCATTER_M = 50.0
+#: a step between two fixes of a moving vehicle (device speed at least MOTION_HDG_KMH at
+#: both) at most MOTION_HDG_S apart keeps to a bearing between the device's headings at
+#: the two, within this many degrees plus the angle the fixes' noise gives (_motion_explains)
+MOTION_BEARING_DEG = 30.0
+MOTION_HDG_KMH = 10.0
+MOTION_HDG_S = 15.0
+#: a turn of more than this between the two headings (a U-turn) has no bearing between
+MOTION_UTURN_DEG = 120.0
 #: the stationary radius is at least this many sigmas of the fix's accuracy
 ST_RADIUS_SIGMAS = 3.0
 #: beyond this long since the anchor (a signal gap, not sampling), the progress prior
@@ -574,7 +587,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ),
     (
         "off-route",
-        ("_was_on_route", "_off_route", "_side", "_driving_away"),
+        ("_was_on_route", "_off_route", "_side", "_driving_away", "_motion_explains"),
         (
             S_OFF,
             S_OUT_N,
@@ -587,6 +600,11 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             S_OUT_Y0,
             S_OUT_SIDE,
             S_OUT_MOVED_N,
+            S_MOT_TS,
+            S_MOT_X,
+            S_MOT_Y,
+            S_MOT_KMH,
+            S_MOT_HDG,
         ),
     ),
     ("speed", ("_speed",), (S_V_MPS, S_SPEED_KMH)),
@@ -1022,6 +1040,43 @@ def _other_stretch(x, y, cum, m0, m1, moved_m):
 
 
 @njit(cache=True, inline="always")
+def _motion_explains(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma_d):
+    """Off-route: whether a step of (``dx``, ``dy``) metres (east, north) in ``dt_s``
+    from a fix where the device reported speed ``kmh0`` and heading ``hdg0`` to one
+    where it reported ``kmh1``, ``hdg1`` is one that motion explains. A receiver
+    measures speed and heading from the Doppler shift, so multipath that throws a
+    position far off leaves them true. The step is no longer than the faster of the two
+    speeds drives in ``dt_s``, plus a peak between them of 2 m/s^2 each way and both
+    fixes' noise (``sigma_d`` each); and - moving at MOTION_HDG_KMH at both, at most
+    MOTION_HDG_S apart (sparser, a vehicle may turn and turn back between them), the
+    step long enough to have a bearing, no U-turn between - it keeps to a bearing within
+    MOTION_BEARING_DEG (plus the angle of the noise) of the turn from one heading to the
+    other. An unknown speed explains anything; an unknown heading leaves the bearing
+    out. Pure."""
+    if not (math.isfinite(kmh0) and math.isfinite(kmh1)) or dt_s <= 0.0:
+        return True
+    step = math.hypot(dx, dy)
+    noise = 2.0 * math.sqrt(2.0) * sigma_d
+    if step > max(kmh0, kmh1) / 3.6 * dt_s + 0.5 * dt_s * dt_s + noise:
+        return False
+    if (
+        not (math.isfinite(hdg0) and math.isfinite(hdg1))
+        or min(kmh0, kmh1) < MOTION_HDG_KMH
+        or dt_s > MOTION_HDG_S
+        or step < 2.0 * noise
+    ):
+        return True
+    turn = (hdg1 - hdg0 + 540.0) % 360.0 - 180.0  # the shorter turn, -180..180
+    if abs(turn) > MOTION_UTURN_DEG:
+        return True
+    rel = (math.degrees(math.atan2(dx, dy)) - hdg0 + 540.0) % 360.0 - 180.0  # the step's
+    lo = min(0.0, turn)
+    hi = max(0.0, turn)
+    beyond = lo - rel if rel < lo else (rel - hi if rel > hi else 0.0)
+    return beyond <= MOTION_BEARING_DEG + math.degrees(math.atan2(noise, step))
+
+
+@njit(cache=True, inline="always")
 def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y):
     """Off-route: whether this outside fix shows a vehicle driving away from the route
     (1) rather than one standing or creeping beside it (-1: pulled into a yard, or its
@@ -1051,13 +1106,17 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
 
 @njit(cache=True, inline="always")
 def _off_route(
-    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, m, prev_m, d, inside, corridor,
-    had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, hdg, m, prev_m, d, inside, corridor,
+    sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
     """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
     ``off_route_s`` outside the corridor on one side of the route, the last two of them
     driving away (:func:`_driving_away`; a vehicle standing far off between them keeps
-    the count); ``back_on_route`` after ``back_on_route_pings`` within its
+    the count) - and moving as the device's own speed and heading (``hdg``) say since
+    the reference fix: one that drives away but whose step from that fix they do not
+    explain (:func:`_motion_explains`; ``sigma_d`` each fix's noise) is multipath
+    thrown off a moving vehicle, keeps the count too and is no reference for the next
+    (every other fix is); ``back_on_route`` after ``back_on_route_pings`` within its
     ``back_on_route_fraction``; the path driven and the largest offset meanwhile. An
     outside fix on the other side of the route than the run's first, with no fix inside
     between, starts the run again (multipath thrown across the road is no way off it) -
@@ -1069,7 +1128,9 @@ def _off_route(
     on_route).
 
     Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
-    S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N."""
+    S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N, S_MOT_TS, S_MOT_X, S_MOT_Y, S_MOT_KMH,
+    S_MOT_HDG."""
+    explained = True
     if st[S_OFF] == 0:
         if inside:
             # a run of outside fixes ends with as many inside ones as a return needs:
@@ -1112,6 +1173,13 @@ def _off_route(
             st[S_OUT_N] += 1.0
             st[S_OFF_MAX_M] = max(st[S_OFF_MAX_M], d)
             away = _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y)
+            if away > 0 and st[S_MOT_TS] > 0:
+                explained = _motion_explains(
+                    px - st[S_MOT_X], py - st[S_MOT_Y], (ts - st[S_MOT_TS]) / 1000.0,
+                    st[S_MOT_KMH], spd_kmh, st[S_MOT_HDG], hdg, sigma_d,
+                )  # fmt: skip
+                if not explained:
+                    away = 0  # multipath thrown off a moving vehicle: no evidence
             if away > 0:
                 st[S_OUT_MOVED_N] += 1.0
             elif away < 0:
@@ -1167,6 +1235,12 @@ def _off_route(
                 )
         else:
             st[S_IN_N] = 0.0
+    if explained:  # the reference for the next fix's motion check
+        st[S_MOT_TS] = ts
+        st[S_MOT_X] = px
+        st[S_MOT_Y] = py
+        st[S_MOT_KMH] = spd_kmh
+        st[S_MOT_HDG] = hdg
     on_route = st[S_OFF] == 0 and inside
     st[S_LAST_ONROUTE] = 1.0 if on_route else 0.0
     return ne, on_route
@@ -1785,6 +1859,7 @@ def process_pings(
     lon_a,
     spd_a,
     acc_a,
+    hdg_a,
     out_m,
     out_off,
     out_on,
@@ -1838,8 +1913,8 @@ def process_pings(
         out_m[i] = m
         out_off[i] = d
         ne, on_route = _off_route(
-            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, m, prev_m, d, inside, corridor,
-            had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, hdg_a[i], m, prev_m, d, inside,
+            corridor, sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         out_on[i] = 1 if on_route else 0
         progressed = on_route and not elsewhere

@@ -80,12 +80,23 @@ S_ST_OUT_X = S_GAP_FROM + 5  # the stationary cluster's pending outlying fix
 S_ST_OUT_Y = S_GAP_FROM + 6
 S_ST_OUT_TS = S_GAP_FROM + 7
 S_ST_STILL = S_GAP_FROM + 8  # 1 when the cluster's latest fix reported a standstill
-N_STATE = S_GAP_FROM + 9
-#: the state's length in checkpoint versions 1-2 and 3-4
+# (checkpoint version 6 on: version 5 states end here)
+S_MOT_TS = S_GAP_FROM + 9  # the off-route motion check's reference fix (0 none): the
+S_MOT_X = S_GAP_FROM + 10  # last accepted fix whose step its own motion explained,
+S_MOT_Y = S_GAP_FROM + 11  # with the device's speed and heading there (NaN none)
+S_MOT_KMH = S_GAP_FROM + 12
+S_MOT_HDG = S_GAP_FROM + 13
+N_STATE = S_GAP_FROM + 14
+#: the state's length in checkpoint versions 1-2, 3-4 and 5
 N_STATE_V2 = S_GAP_FROM + 1
 N_STATE_V4 = S_GAP_FROM + 5
+N_STATE_V5 = S_GAP_FROM + 9
 #: the slots added since version 2, with their fresh values
-NEW_STATE_TAIL = (float("nan"), float("nan"), 0.0, 0.0, float("nan"), float("nan"), 0.0, 0.0)
+NEW_STATE_TAIL = (
+    *(float("nan"), float("nan"), 0.0, 0.0),
+    *(float("nan"), float("nan"), 0.0, 0.0),
+    *(0.0, float("nan"), float("nan"), float("nan"), float("nan")),
+)
 
 # ---- per-trip parameters: float64 vector ----
 P_LENGTH_M = 0

@@ -184,7 +184,16 @@ def _advance_shadow(sh: Shadow, nxt: Trip, part: Pending) -> tuple[npt.NDArray[n
         return np.empty(0, np.int8), 0 if sh.state[S_STARTED] > 0 else -1
     x, y = nxt.project(part.lat, part.lon)
     part = Pending(
-        part.ts_ms, part.lat, part.lon, x, y, part.speed_kmh, part.accuracy_m, part.seq, part.row
+        part.ts_ms,
+        part.lat,
+        part.lon,
+        x,
+        y,
+        part.speed_kmh,
+        part.accuracy_m,
+        part.heading_deg,
+        part.seq,
+        part.row,
     )
     was_started = sh.state[S_STARTED] > 0
     out = nxt.run(sh.state, sh.stops, part)

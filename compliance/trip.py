@@ -347,6 +347,7 @@ class Trip:
                 p.lon,
                 p.speed_kmh,
                 p.accuracy_m,
+                p.heading_deg,
                 out.route_m,
                 out.offset_m,
                 out.on_route,

@@ -151,6 +151,39 @@ def other_stretch(
     return (x[i + 1] - x[i]) * (x[j + 1] - x[j]) + (y[i + 1] - y[i]) * (y[j + 1] - y[j]) < 0
 
 
+def motion_explains(
+    step_xy: tuple[float, float],
+    dt_s: float,
+    speeds_kmh: tuple[float, float],
+    headings_deg: tuple[float, float],
+    sigma_m: float,
+) -> bool:
+    """Whether a step of ``step_xy`` metres (east, north) in ``dt_s`` fits the device's
+    speeds and headings at (the fix it starts from, the one it ends at): no longer than
+    the faster speed drives plus 0.5 dt^2 (a 2 m/s^2 peak between) and both fixes' noise
+    (2 sqrt 2 sigma); moving at 10 km/h or more at both, at most 15 s apart, the step at
+    least twice that noise long, both headings known and turning by at most 120 degrees:
+    its bearing within 30 degrees (plus atan(noise / step)) of the arc turned through.
+    Unknown speeds explain anything."""
+    v0, v1 = speeds_kmh
+    if math.isnan(v0) or math.isnan(v1) or dt_s <= 0:
+        return True
+    step = math.hypot(*step_xy)
+    noise = 2 * math.sqrt(2) * sigma_m
+    if step > max(v0, v1) / 3.6 * dt_s + dt_s**2 / 2 + noise:
+        return False
+    h0, h1 = headings_deg
+    if math.isnan(h0) or math.isnan(h1) or min(v0, v1) < 10 or dt_s > 15 or step < 2 * noise:
+        return True
+    turn = (h1 - h0 + 180) % 360 - 180
+    if abs(turn) > 120:
+        return True
+    bearing = math.degrees(math.atan2(step_xy[0], step_xy[1]))
+    rel = (bearing - h0 + 180) % 360 - 180
+    beyond = max(min(0.0, turn) - rel, rel - max(0.0, turn), 0.0)
+    return beyond <= 30 + math.degrees(math.atan2(noise, step))
+
+
 def off_route_events(
     ts_ms: Sequence[int],
     offset_m: Sequence[float],
@@ -161,6 +194,8 @@ def off_route_events(
     side: Sequence[float] | None = None,
     abeam: Sequence[bool] | None = None,
     speed_kmh: Sequence[float] | None = None,
+    heading_deg: Sequence[float] | None = None,
+    sigma_m: float = 8.0,
     route: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
     route_m: Sequence[float] | None = None,
     confirm_pings: int = 3,
@@ -178,7 +213,9 @@ def off_route_events(
     (``far_m`` beyond the corridor - unless standing still, under 2 km/h, at this fix and
     the last judged one: over 50 m from it an outlier, which restarts the count, within
     it neither -, a device speed of ``drive_kmh``, or - not standing still -
-    ``move_m`` from the run's first fix at ``xy``), and a fix on the
+    ``move_m`` from the run's first fix at ``xy``; a fix whose step from the last judged
+    fix not so rejected the device's speeds and ``heading_deg`` do not explain,
+    :func:`motion_explains`, neither counts nor restarts the count), and a fix on the
     other ``side`` of the route than the run's first starts the run again (the side of a
     fix ``far_m`` beyond the corridor counts only when it lies ``abeam`` its match; a run
     begun without a side takes that of its first fix that has one; a fix matched, at
@@ -190,6 +227,7 @@ def off_route_events(
     side = side if side is not None else [0.0] * n
     abeam = abeam if abeam is not None else [False] * n
     speed_kmh = speed_kmh if speed_kmh is not None else [99.0] * n
+    heading_deg = heading_deg if heading_deg is not None else [math.nan] * n
     out: list[tuple[str, int]] = []
     off = False
     n_out = 0
@@ -202,13 +240,21 @@ def off_route_events(
     route_m = route_m if route_m is not None else [0.0] * n
     prev: tuple[float, float] | None = None  # the last judged fix, and its speed
     prev_v = math.nan
-    for t, d, c, ok, p, sd, square, v, m in zip(
-        ts_ms, offset_m, corridor_m, judged, xy, side, abeam, speed_kmh, route_m, strict=True
+    # the motion check's reference: the last judged fix whose own step it did not reject
+    Ref = tuple[int, float, float, float, float]  # (ts, x, y, speed, heading)
+    ref: Ref | None = None
+    cand: Ref | None = None  # this fix, unless the check rejects it
+    for t, d, c, ok, p, sd, square, v, h, m in zip(
+        *(ts_ms, offset_m, corridor_m, judged, xy, side, abeam, speed_kmh, heading_deg),
+        route_m,
+        strict=True,
     ):
         if not ok:
             continue
         last, prev = prev, p
         last_v, prev_v = prev_v, v
+        ref = cand if cand is not None else ref
+        cand = (t, p[0], p[1], v, h)
         last_m, prev_m = prev_m, m
         if not off:
             if d <= c:
@@ -245,6 +291,12 @@ def off_route_events(
                 away = False
             else:
                 away = math.hypot(p[0] - first[0], p[1] - first[1]) >= move_m
+            if away and ref is not None:
+                r_t, r_x, r_y, r_v, r_h = ref
+                step = (p[0] - r_x, p[1] - r_y)
+                if not motion_explains(step, (t - r_t) / 1000, (r_v, v), (r_h, h), sigma_m):
+                    away = None  # (multipath thrown off a moving vehicle)
+                    cand = None
             if away is not None:
                 moved_n = moved_n + 1 if away else 0
             if (

@@ -88,6 +88,15 @@ def drive(
     return (t0_ms + (np.asarray(ts) * 1000).astype(np.int64), x, y, np.asarray(spd, float))
 
 
+def headings(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The heading of a drive's true positions, degrees clockwise from north (x east, y
+    north): each fix's that of the step to the next one (the last fix's, of the step to
+    it)."""
+    dx, dy = np.diff(x), np.diff(y)
+    h = np.degrees(np.arctan2(dx, dy)) % 360.0
+    return np.append(h, h[-1]) if len(h) else np.zeros(len(x))
+
+
 def batch(
     vehicle_id: str,
     ts_ms: npt.NDArray[np.int64],
@@ -96,8 +105,10 @@ def batch(
     speed_kmh: npt.NDArray[np.float64] | None = None,
     accuracy_m: float = 5.0,
     seq: npt.NDArray[np.int64] | None = None,
+    heading_deg: npt.NDArray[np.float64] | None = None,
 ) -> PingBatch:
-    """A :class:`PingBatch` of one vehicle from local metres (``seq`` -1 when not given)."""
+    """A :class:`PingBatch` of one vehicle from local metres (``seq`` -1, ``heading_deg``
+    NaN when not given)."""
     lon, lat = ORIGIN.to_lonlat(np.asarray(x, float), np.asarray(y, float))
     n = len(ts_ms)
     spd = np.full(n, np.nan) if speed_kmh is None else np.asarray(speed_kmh, float)
@@ -107,7 +118,7 @@ def batch(
         lat,
         lon,
         spd,
-        np.full(n, np.nan),
+        np.full(n, np.nan) if heading_deg is None else np.asarray(heading_deg, float),
         np.full(n, accuracy_m),
         np.full(n, -1, np.int64) if seq is None else np.asarray(seq, np.int64),
     )

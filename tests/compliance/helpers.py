@@ -40,8 +40,10 @@ def run_drive(
     y: npt.NDArray[np.float64],
     speed: npt.NDArray[np.float64] | None = None,
     accuracy_m: float = 5.0,
+    heading_deg: npt.NDArray[np.float64] | None = None,
 ) -> list[Event]:
-    events, _ = run_batches([p], [batch(p.vehicle_id, ts, x, y, speed, accuracy_m)])
+    b = batch(p.vehicle_id, ts, x, y, speed, accuracy_m, heading_deg=heading_deg)
+    events, _ = run_batches([p], [b])
     return events
 
 

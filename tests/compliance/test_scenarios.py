@@ -10,7 +10,7 @@ from compliance.events import ms_to_rfc3339
 from compliance.plan import TripPlan
 from compliance.route import prepare
 from compliance.types import PingBatch
-from tests.compliance.builders import T0_MS, batch, drive, plan, polyline_at
+from tests.compliance.builders import T0_MS, batch, drive, headings, plan, polyline_at
 from tests.compliance.helpers import at_s, kinds, run_batches, run_drive, signature
 
 STRAIGHT = [(0.0, 0.0), (4000.0, 0.0)]
@@ -232,6 +232,42 @@ def test_a_sparse_trackers_multipath_thrown_to_both_sides_is_no_off_route(
     y[10:14] = offsets
     ev = run_drive(plan(STRAIGHT), ts, x, y, s)
     assert "off_route" not in kinds(ev)
+
+
+@pytest.mark.parametrize("lateral_m", [120.0, 200.0])
+def test_multipath_thrown_off_a_moving_vehicle_that_its_heading_and_speed_deny_is_no_off_route(
+    lateral_m: float,
+) -> None:
+    """A fix every 10 s at 40 km/h (111 m a fix) heading east along the road; four
+    fixes, each parted from the next by one good fix, thrown ``lateral_m`` to the left.
+    Each beyond the corridor + off_route_far_m, of a moving vehicle, counted as driving
+    away; one good fix between does not end the run, so the third confirmed an
+    off_route (``--interval-s 10 --sigma-m 12 --outlier-rate 0.05 --seed 4``: two such
+    false alarms). The device's Doppler speed and heading are not thrown with the
+    position: 200 m off, the step to the fix is longer than 40 km/h drives in 10 s;
+    120 m off it is not, but it runs 47 degrees off the heading. Neither counts now."""
+    ts, x, y, s = drive(STRAIGHT, [(300, 40)], dt_s=10.0)
+    hdg = headings(x, y)
+    y = y.copy()
+    y[10:17:2] = lateral_m
+    ev = run_drive(plan(STRAIGHT), ts, x, y, s, heading_deg=hdg)
+    assert "off_route" not in kinds(ev)
+
+
+@pytest.mark.parametrize("dt_s", [1.0, 5.0, 10.0])
+def test_a_detour_whose_heading_turns_with_it_is_off_route(dt_s: float) -> None:
+    """A detour reported with the device's heading: 90 degrees off the road at 1,000 m,
+    300 m north, 1,000 m east, back down - each step keeps to a bearing between the
+    headings at its ends, so the motion check lets the fixes count as driving away."""
+    path = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 300.0), (2000.0, 300.0), (2000.0, 0.0)]
+    path.append((4000.0, 0.0))
+    ts, x, y, s = drive(path, [(460, 36)], dt_s=dt_s)
+    rng = np.random.default_rng(3)
+    hdg = (headings(x, y) + rng.normal(0.0, 4.0, len(x))) % 360.0
+    xn = x + rng.normal(0.0, 8.0, len(x))
+    yn = y + rng.normal(0.0, 8.0, len(y))
+    k = kinds(run_drive(plan(STRAIGHT), ts, xn, yn, s, heading_deg=hdg))
+    assert k.count("off_route") == 1 and k.count("back_on_route") == 1
 
 
 def test_outliers_jumping_about_far_off_a_standing_vehicle_are_no_off_route() -> None:

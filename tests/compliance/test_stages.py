@@ -48,6 +48,8 @@ from tests.compliance.builders import T0_MS
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = float(T0_MS)
 TH = Thresholds().as_array()
+SIGMA_M = Thresholds().gps_sigma_m
+EAST = 90.0  # heading, degrees
 
 
 def _functions() -> dict[str, ast.FunctionDef]:
@@ -198,8 +200,9 @@ def test_off_route_stage_equals_reference(
     steps: list[tuple[float, float, float, float, float, float]],
 ) -> None:
     """Straight route along x: each fix ``along`` metres on from the last, ``offset``
-    metres to one ``side``, with a device speed (NaN: none), matched abeam or ``held``
-    metres behind (at a window's end)."""
+    metres to one ``side``, with a device speed (NaN: none) and heading east (along the
+    route: a fix thrown sideways is a step the heading does not explain), matched abeam
+    or ``held`` metres behind (at a window's end)."""
     gaps, offsets, side_of, along, speeds, held = (list(c) for c in zip(*steps, strict=True))
     ts = _times(gaps)
     rx = np.array([0.0, 1e6])
@@ -216,8 +219,9 @@ def test_off_route_stage_equals_reference(
         d = offsets[i]
         prev_m = ms[i - 1] if i > 0 else math.nan
         ne, on_route = kernels._off_route(
-            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], ms[i], prev_m,
-            d, d <= corridor, corridor, i > 0, px[i - 1], py[i - 1], ev_i, ev_ts, ev_f, ne,
+            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], EAST,
+            ms[i], prev_m, d, d <= corridor, corridor, SIGMA_M, i > 0, px[i - 1], py[i - 1],
+            ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         s[layout.S_SPEED_KMH] = speeds[i]  # (the speed stage, which runs next)
         assert on_route == (d <= corridor and not _off(s))
@@ -232,10 +236,33 @@ def test_off_route_stage_equals_reference(
         side=sides,
         abeam=[naive.abeam_of(*route, m, a, b) for m, a, b in zip(ms, px, py, strict=True)],
         speed_kmh=speeds,
+        heading_deg=[EAST] * len(ts),
+        sigma_m=SIGMA_M,
         route=route,
         route_m=ms,
     )
     assert _kinds(ev_i, ev_ts, ne) == want
+
+
+@SETTINGS
+@given(
+    st.floats(-400.0, 400.0),
+    st.floats(-400.0, 400.0),
+    st.sampled_from([1.0, 5.0, 10.0, 15.0, 20.0, 30.0]),
+    st.one_of(st.just(math.nan), st.floats(0.0, 120.0)),
+    st.one_of(st.just(math.nan), st.floats(0.0, 120.0)),
+    st.one_of(st.just(math.nan), st.floats(0.0, 359.9)),
+    st.one_of(st.just(math.nan), st.floats(0.0, 359.9)),
+    st.sampled_from([5.0, 8.0, 12.0]),
+)
+# thrown 120 m to the left of a vehicle heading east at 40 km/h: short enough for the
+# speed, 47 degrees off the heading
+@example(111.0, 120.0, 10.0, 40.0, 40.0, 90.0, 90.0, 8.0)
+# a 90-degree turn onto a side street between two fixes: the step lies between
+@example(10.0, 90.0, 10.0, 36.0, 36.0, 90.0, 0.0, 8.0)
+def test_motion_check_equals_reference(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma) -> None:
+    got = kernels._motion_explains(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma)
+    assert got == naive.motion_explains((dx, dy), dt_s, (kmh0, kmh1), (hdg0, hdg1), sigma)
 
 
 @pytest.mark.parametrize("far_leg", [True, False])
@@ -259,8 +286,8 @@ def test_a_detour_matched_to_another_stretch_of_the_route_keeps_its_side(far_leg
         d = 150.0 if not far_leg or i < 2 else 450.0
         prev = fixes[i - 1]
         ne, _ = kernels._off_route(
-            rx, ry, rc, s, TH, i, float(ts[i]), px, py, 0.0, 0.0, 40.0, m, prev[2], d, False,
-            50.0, i > 0, prev[0], prev[1], ev_i, ev_ts, ev_f, ne,
+            rx, ry, rc, s, TH, i, float(ts[i]), px, py, 0.0, 0.0, 40.0, math.nan, m, prev[2],
+            d, False, 50.0, SIGMA_M, i > 0, prev[0], prev[1], ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
     got = _kinds(ev_i, ev_ts, ne)
     assert got == ([("off_route", ts[2])] if far_leg else [])
@@ -274,6 +301,7 @@ def test_a_detour_matched_to_another_stretch_of_the_route_keeps_its_side(far_leg
         side=[naive.side_of(*route, m, x, y) for x, y, m in fixes],
         abeam=[naive.abeam_of(*route, m, x, y) for x, y, m in fixes],
         speed_kmh=[40.0] * 3,
+        sigma_m=SIGMA_M,
         route=route,
         route_m=[m for _, _, m in fixes],
     )
