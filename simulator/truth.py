@@ -265,26 +265,37 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
     """Speeding episodes over the limit of the street actually driven.
 
     Pieces split by a dip of at most SPEEDING_BRIDGE_S (a bend, a limit change while
-    accelerating) form one episode: the first confirmable piece starts it and its end
-    ends it (with the tolerance widened to the end of the last confirmable piece), while
-    the inner boundaries are allowed either way (engines with or without hysteresis).
+    accelerating) form one episode, and so do pieces split by a dip of at most two fix
+    intervals: fixes every ``iv`` seconds see such a dip on two fixes at most, and one
+    fix under the limit ends no episode (the engine's rule is two, or 5 s, as a return
+    to the route takes two, see ``_off_route``). The first confirmable piece starts it
+    and its end ends it (with the tolerance widened to the end of the last confirmable
+    piece), while the inner boundaries are allowed either way (engines with or without
+    hysteresis, fixes that caught the dip twice or not).
     Off the planned route the plan knows no limit for the street, so speeding judged
     against the plan's default limit there is allowed, not required.
 
     A driver holding the threshold itself (85.1 km/h against 80 + 5) is a coin toss for
     any engine that sees the speed through the device's noise: an episode is required
     only where the true speed clears the threshold by SPEEDING_CLEAR_SIGMAS device-speed
-    sigmas for a confirmable run; closer to it, a report is allowed either way.
+    sigmas for a run of any of its pieces that the delivered fixes show for the
+    confirmation time (:func:`_shown`); closer to it, or between the fixes, a report is
+    allowed either way.
     """
     rec = col.rec
     tol = 8.0 + 1.5 * iv
+    # an episode ends on the second fix under the limit: up to two intervals after it
+    tol_end = 8.0 + 2.0 * iv
+    bridge_s = max(SPEEDING_BRIDGE_S, 2.0 * iv)
+    fix_s = np.unique(np.asarray(rec.fix_ts_ms[i], np.int64)) / 1000.0
+    skew_s = col.sim.config.gps.max_skew_ms / 1000.0
     kmh = rec.v_ms[:, i] * 3.6
     threshold = rec.limit_kmh[:, i] + SPEEDING_TOLERANCE_KMH
     over = act & (kmh > threshold)
     clear = over & (kmh > threshold + SPEEDING_CLEAR_SIGMAS * col.sim.config.gps.speed_sigma_kmh)
     episodes: list[list[tuple[int, int]]] = []
     for a, b in runs(over):
-        if episodes and a - episodes[-1][-1][1] <= SPEEDING_BRIDGE_S:
+        if episodes and a - episodes[-1][-1][1] <= bridge_s:
             episodes[-1].append((a, b))
         else:
             episodes.append([(a, b)])
@@ -292,13 +303,18 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
         long = [(a, b) for a, b in ep if b - a >= SPEEDING_CONFIRM_S - 7.0]
         if not long:
             continue
-        a0, b0 = long[0]
+        a0 = long[0][0]
         end = ep[-1][1]
-        # fixes every iv seconds see a run of L seconds over the limit for as little as
-        # L - iv: only a run that lasts the confirmation time plus one interval (and a
-        # little for speed noise) is certain to be confirmable at any sampling phase
-        sure_s = SPEEDING_CONFIRM_S + max(3.0, iv + 1.0)
-        clear_runs = [(a, b) for a, b in runs(clear[a0:b0]) if b - a >= sure_s]
+        # required only where the delivered fixes show the speed clearly over for the
+        # confirmation time: two of them inside a clear run (its ends narrowed by the
+        # devices' clock skew) that far apart. A run between the fixes of a sparse
+        # tracker, or seen on one fix, is allowed, not required
+        clear_runs = [
+            (la - a0 + a, la - a0 + b)
+            for la, lb in long
+            for a, b in runs(clear[la:lb])
+            if _shown(fix_s, t[la + a] + skew_s, t[la + b - 1] - skew_s)
+        ]
         must = bool(clear_runs) and end - a0 >= SPEEDING_CONFIRM_S + 10.0 + iv
         # confirmed once the speed is clearly over, which may be after it first crossed
         # the threshold; a borderline episode (device speed noise dipping under the
@@ -306,17 +322,24 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
         anywhere = max(0.0, float(end - a0) - SPEEDING_CONFIRM_S)
         span = float(clear_runs[0][0]) if must else anywhere
         col.add(must, "speeding", i, t[a0] + SPEEDING_CONFIRM_S, tol + span)
-        col.add(must, "speeding_ended", i, t[end - 1] + 1.0, tol + (end - long[-1][1]))
+        col.add(must, "speeding_ended", i, t[end - 1] + 1.0, tol_end + (end - long[-1][1]))
         for a, _b in long[1:]:
             col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol)
         for _a, b in long:
-            col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol)
+            col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol_end)
     plan_limit = float(col.sim.plans[i].get("speed_limit_kmh") or math.inf)
     loose = act & (off_m > CORRIDOR_M) & (kmh > plan_limit + SPEEDING_TOLERANCE_KMH)
     for a, b in runs(loose):
         if b - a >= SPEEDING_CONFIRM_S - 7.0:
             col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol + (b - a))
-            col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol + (b - a))
+            col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol_end + (b - a))
+
+
+def _shown(fix_s: F64, a_s: float, b_s: float) -> bool:
+    """Whether fixes at ``fix_s`` (epoch s, sorted) inside [a_s, b_s] span at least
+    SPEEDING_CONFIRM_S: the confirmation time, seen by the fixes."""
+    inside = fix_s[(fix_s >= a_s) & (fix_s <= b_s)]
+    return len(inside) >= 2 and float(inside[-1] - inside[0]) >= SPEEDING_CONFIRM_S
 
 
 def _late(col: _Collector, i: int, t: F64, act: B) -> None:
