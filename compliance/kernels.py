@@ -1047,12 +1047,12 @@ def _motion_explains(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma_d):
     measures speed and heading from the Doppler shift, so multipath that throws a
     position far off leaves them true. The step is no longer than the faster of the two
     speeds drives in ``dt_s``, plus a peak between them of 2 m/s^2 each way and both
-    fixes' noise (``sigma_d`` each); and - moving at MOTION_HDG_KMH at both, at most
-    MOTION_HDG_S apart (sparser, a vehicle may turn and turn back between them), the
-    step long enough to have a bearing, no U-turn between - it keeps to a bearing within
-    MOTION_BEARING_DEG (plus the angle of the noise) of the turn from one heading to the
-    other. An unknown speed explains anything; an unknown heading leaves the bearing
-    out. Pure."""
+    fixes' noise (``sigma_d`` each: this fix's, as the reference's is not kept); and -
+    moving at MOTION_HDG_KMH at both, at most MOTION_HDG_S apart (sparser, a vehicle may
+    turn and turn back between them), the step long enough to have a bearing, no U-turn
+    between - it keeps to a bearing within MOTION_BEARING_DEG (plus the angle of the
+    noise) of the turn from one heading to the other. An unknown speed explains
+    anything; an unknown heading leaves the bearing out. Pure."""
     if not (math.isfinite(kmh0) and math.isfinite(kmh1)) or dt_s <= 0.0:
         return True
     step = math.hypot(dx, dy)
@@ -1072,6 +1072,8 @@ def _motion_explains(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma_d):
     rel = (math.degrees(math.atan2(dx, dy)) - hdg0 + 540.0) % 360.0 - 180.0  # the step's
     lo = min(0.0, turn)
     hi = max(0.0, turn)
+    # (measured without wrapping round: right while the largest allowance, 30 + 26.6
+    # degrees, stays under the 60 degrees between a U-turn's limit and the far side)
     beyond = lo - rel if rel < lo else (rel - hi if rel > hi else 0.0)
     return beyond <= MOTION_BEARING_DEG + math.degrees(math.atan2(noise, step))
 

@@ -82,8 +82,8 @@ S_ST_OUT_TS = S_GAP_FROM + 7
 S_ST_STILL = S_GAP_FROM + 8  # 1 when the cluster's latest fix reported a standstill
 # (checkpoint version 6 on: version 5 states end here)
 S_MOT_TS = S_GAP_FROM + 9  # the off-route motion check's reference fix (0 none): the
-S_MOT_X = S_GAP_FROM + 10  # last accepted fix whose step its own motion explained,
-S_MOT_Y = S_GAP_FROM + 11  # with the device's speed and heading there (NaN none)
+S_MOT_X = S_GAP_FROM + 10  # last accepted fix the check did not reject, with the
+S_MOT_Y = S_GAP_FROM + 11  # device's speed and heading there (NaN none)
 S_MOT_KMH = S_GAP_FROM + 12
 S_MOT_HDG = S_GAP_FROM + 13
 N_STATE = S_GAP_FROM + 14

@@ -1,8 +1,8 @@
 """Pending pings: the working columns, and the compact block they rest in between batches.
 
-A 1 Hz vehicle holds ~30 pending pings (the 30 s reorder allowance). As eight
-float64/int64 columns (64 B a ping plus eight array headers) they were the largest part
-of its state. Between batches they rest in one ``bytes`` block instead, every column in
+A 1 Hz vehicle holds ~30 pending pings (the 30 s reorder allowance). As float64/int64
+columns (8 B a ping each, plus an array header each) they were the largest part of its
+state. Between batches they rest in one ``bytes`` block instead, every column in
 the narrowest type that gives back *exactly* the same values:
 
 - ts: int32 ms offsets from the first ping (a 24-day span); int64 beyond;

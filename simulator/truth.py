@@ -267,10 +267,10 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
     Pieces split by a dip of at most SPEEDING_BRIDGE_S (a bend, a limit change while
     accelerating) form one episode, and so do pieces split by a dip of at most two fix
     intervals: fixes every ``iv`` seconds see such a dip on two fixes at most, and one
-    fix under the limit ends no episode (the engine's rule is two, or 5 s, as a return
-    to the route takes two, see ``_off_route``). The first confirmable piece starts it
-    and its end ends it (with the tolerance widened to the end of the last confirmable
-    piece), while the inner boundaries are allowed either way (engines with or without
+    fix under the limit ends no episode (the engine's rule is two, as a return to the
+    route takes two, see ``_off_route``). The first confirmable piece starts it and its
+    end ends it (with the tolerance widened to the end of the last confirmable piece),
+    while the inner boundaries are allowed either way (engines with or without
     hysteresis, fixes that caught the dip twice or not).
     Off the planned route the plan knows no limit for the street, so speeding judged
     against the plan's default limit there is allowed, not required.

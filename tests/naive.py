@@ -166,20 +166,22 @@ def motion_explains(
     its bearing within 30 degrees (plus atan(noise / step)) of the arc turned through.
     Unknown speeds explain anything."""
     v0, v1 = speeds_kmh
-    if math.isnan(v0) or math.isnan(v1) or dt_s <= 0:
+    if not (math.isfinite(v0) and math.isfinite(v1)) or dt_s <= 0:
         return True
     step = math.hypot(*step_xy)
     noise = 2 * math.sqrt(2) * sigma_m
     if step > max(v0, v1) / 3.6 * dt_s + dt_s**2 / 2 + noise:
         return False
     h0, h1 = headings_deg
-    if math.isnan(h0) or math.isnan(h1) or min(v0, v1) < 10 or dt_s > 15 or step < 2 * noise:
+    if not (math.isfinite(h0) and math.isfinite(h1)) or min(v0, v1) < 10 or dt_s > 15:
         return True
-    turn = (h1 - h0 + 180) % 360 - 180
+    if step < 2 * noise:
+        return True
+    turn = (h1 - h0 + 540) % 360 - 180  # (as the kernel rounds it: +180 gives -120.00..03)
     if abs(turn) > 120:
         return True
     bearing = math.degrees(math.atan2(step_xy[0], step_xy[1]))
-    rel = (bearing - h0 + 180) % 360 - 180
+    rel = (bearing - h0 + 540) % 360 - 180
     beyond = max(min(0.0, turn) - rel, rel - max(0.0, turn), 0.0)
     return beyond <= 30 + math.degrees(math.atan2(noise, step))
 

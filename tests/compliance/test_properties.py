@@ -282,6 +282,7 @@ def test_drive_invariants_and_detectors_match_reference(
         side=sides,
         abeam=abeam,
         speed_kmh=list(spd),
+        sigma_m=max(Thresholds().gps_sigma_m, 5.0),  # the kernel's: accuracy 5 m
         route=(rx, ry, rc),
         route_m=[float(m) if ok else 0.0 for m, ok in zip(res.route_m, judged, strict=True)],
     )

@@ -260,6 +260,8 @@ def test_off_route_stage_equals_reference(
 @example(111.0, 120.0, 10.0, 40.0, 40.0, 90.0, 90.0, 8.0)
 # a 90-degree turn onto a side street between two fixes: the step lies between
 @example(10.0, 90.0, 10.0, 36.0, 36.0, 90.0, 0.0, 8.0)
+# a turn of exactly 120 degrees in decimal headings, which rounds either side of it
+@example(280.53, 32.95, 15.0, 74.2, 22.6, 329.1, 209.1, 5.0)
 def test_motion_check_equals_reference(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma) -> None:
     got = kernels._motion_explains(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sigma)
     assert got == naive.motion_explains((dx, dy), dt_s, (kmh0, kmh1), (hdg0, hdg1), sigma)
