@@ -228,7 +228,13 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
         end, crossings = _back_on(off, act, a, hold)
         last = end if end is not None else int(np.flatnonzero(act)[-1])
         must = (last - a) >= 30.0 + 3 * iv
-        col.add(must, "off_route", i, t[a] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), 10.0 + 2 * iv)
+        tol_off = 10.0 + 2 * iv
+        if crossings and crossings[0] - a < 30.0 + 3 * iv:
+            # the excursion before the first crossing was too short to confirm: an engine
+            # may take the crossing for the return and confirm only once it left again
+            again = crossings[0] + int(np.argmax(off[crossings[0] :] > CORRIDOR_M))
+            tol_off += float(t[again] - t[a])
+        col.add(must, "off_route", i, t[a] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), tol_off)
         for c in crossings:  # drove across the route: an engine may see a brief return
             col.add(False, "back_on_route", i, t[c] + iv, 10.0 + 2 * iv)
             col.add(False, "off_route", i, t[c] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), 20.0 + 2 * iv)

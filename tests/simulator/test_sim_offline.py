@@ -126,6 +126,50 @@ def test_detour_truth_is_really_off_the_corridor() -> None:
     assert any(e["type"] == "back_on_route" for e in expected)
 
 
+def test_a_departure_too_short_to_confirm_before_a_crossing_may_be_confirmed_after_it() -> None:
+    """Fixes every 30 s: the vehicle leaves a straight route for 20 s, drives 40 s along
+    it again (two fixes inside: less than the two fixes' hold that makes a return), then
+    leaves for good. An engine may take the two fixes for the return and confirm the
+    excursion three fixes after the second departure; the expected off_route's window
+    reaches that far (30 s seed 6: such a detour confirmed 70.0 s after the truth's
+    instant against a 70 s tolerance)."""
+    from types import SimpleNamespace
+
+    from simulator.truth import Recording, _Collector, _off_route, _parse_s
+
+    iv, n = 30.0, 900
+    t = np.arange(n, dtype=np.float64)
+    x = t * 10.0
+    y = np.zeros(n)
+    a, back, again = 200, 220, 260  # first outside tick, the brief return, out for good
+    y[a:back] = 100.0
+    y[again:] = 300.0
+    col = np.newaxis
+    rec = Recording(
+        t0_s=0,
+        s_m=x[:, col],
+        v_ms=np.full((n, 1), 10.0),
+        x_m=x[:, col],
+        y_m=y[:, col],
+        limit_kmh=np.full((n, 1), 50.0),
+        active=np.ones((n, 1), bool),
+        fix_ts_ms=[list(range(0, n * 1000, 30_000))],
+    )
+    route = SimpleNamespace(xy_m=lambda _net: (np.array([0.0, 20_000.0]), np.zeros(2)))
+    sim = SimpleNamespace(
+        truths=[SimpleNamespace(driven=None)],
+        planned_routes=[route],
+        net=SimpleNamespace(frame=SimpleNamespace(to_lonlat=lambda px, py: (px * 0, py * 0))),
+        plans=[{"trip_id": "T", "vehicle_id": "V"}],
+    )
+    c = _Collector(sim, rec)  # type: ignore[arg-type]
+    _off_route(c, 0, t, rec.active[:, 0], iv)
+    (off,) = [e for e in c.expected if e["type"] == "off_route"]
+    latest = again + 3 * iv  # the third fix outside after the second departure, at worst
+    assert _parse_s(off["ts"]) + off["tolerance_s"] >= latest
+    assert _parse_s(off["ts"]) - off["tolerance_s"] <= a + iv  # and still from the first
+
+
 def test_speeding_truth_is_over_the_limit() -> None:
     _sim, rec, _rows, expected = _one_fault("speeding")
     sp = [e for e in expected if e["type"] == "speeding"]
