@@ -29,6 +29,7 @@ B = npt.NDArray[np.bool_]
 
 OFF_ROUTE_CONFIRM_S = 10.0
 BACK_ON_FRACTION = 0.6
+BACK_ON_FIXES = 2
 SPEEDING_TOLERANCE_KMH = 5.0
 SPEEDING_CONFIRM_S = 15.0
 SPEEDING_BRIDGE_S = 10
@@ -218,53 +219,73 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
     off[idx] = point_polyline_m(
         rec.x_m[idx, i].astype(np.float64), rec.y_m[idx, i].astype(np.float64), lx, ly
     )
-    hold = int(2 * iv) + 1  # back on route means staying inside for two fixes
+    # back on route means staying inside for two fixes (the engine's back_on_route_pings);
+    # a return is required only when it lasts a fix longer than that, so that one noisy
+    # fix among the few inside cannot leave it unseen (borderline otherwise, below)
+    seen = int(BACK_ON_FIXES * iv) + 1
+    hold = int((BACK_ON_FIXES + 1) * iv) + 1
+    confirm_len = 30.0 + 3 * iv  # ticks outside that confirm an excursion for sure
     k = 0
     while k < len(t):
         out = np.flatnonzero(act[k:] & (off[k:] > CORRIDOR_M))
         if not len(out):
             break
         a = k + out[0]
-        end, crossings = _back_on(off, act, a, hold)
+        end, crossings = _back_on(off, act, a, hold, seen)
         last = end if end is not None else int(np.flatnonzero(act)[-1])
-        must = (last - a) >= 30.0 + 3 * iv
+        # required when a stretch outside is long enough to confirm: a crossing does not
+        # cut the stretch, a brief return the fixes may show (an engine's count starts
+        # again after it) does
+        brief = [(c, again) for c, again, shown in crossings if shown]
+        starts = [a, *(again for _c, again in brief)]
+        ends = [*(c for c, _again in brief), last]
+        long = [s for s, e in zip(starts, ends, strict=True) if e - s >= confirm_len]
+        must = bool(long)
         tol_off = 10.0 + 2 * iv
-        if crossings and crossings[0] - a < 30.0 + 3 * iv:
+        if crossings and crossings[0][0] - a < confirm_len:
             # the excursion before the first crossing was too short to confirm: an engine
             # may take the crossing for the return and confirm only once it left again
-            again = crossings[0] + int(np.argmax(off[crossings[0] :] > CORRIDOR_M))
-            tol_off += float(t[again] - t[a])
+            tol_off += float(t[crossings[0][1]] - t[a])
+        if long:  # (and at the latest in the first stretch long enough)
+            tol_off = max(tol_off, 10.0 + 2 * iv + float(t[long[0]] - t[a]))
         col.add(must, "off_route", i, t[a] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), tol_off)
-        for c in crossings:  # drove across the route: an engine may see a brief return
+        # drove across the route, or along it too briefly for the fixes to show the return
+        # for sure: an engine may see a brief return
+        for c, again, _shown in crossings:
             col.add(False, "back_on_route", i, t[c] + iv, 10.0 + 2 * iv)
-            col.add(False, "off_route", i, t[c] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), 20.0 + 2 * iv)
+            confirm_s = max(OFF_ROUTE_CONFIRM_S, 2.5 * iv)
+            col.add(False, "off_route", i, t[again] + confirm_s, 20.0 + 2 * iv)
         if end is None:
             break
         tol = 10.0 + 2 * iv
-        if crossings and end - crossings[-1] < 30.0 + 3 * iv:
+        if crossings and end - crossings[-1][1] < confirm_len:
             # the excursion after the last crossing was too short to confirm: an engine may
             # already have called the crossing the return
-            tol += float(t[end] - t[crossings[-1]])
+            tol += float(t[end] - t[crossings[-1][0]])
         col.add(must, "back_on_route", i, t[end] + iv, tol)
         k = end + 1
     return off
 
 
-def _back_on(off: F64, act: B, a: int, hold: int) -> tuple[int | None, list[int]]:
+def _back_on(
+    off: F64, act: B, a: int, hold: int, seen: int
+) -> tuple[int | None, list[tuple[int, int, bool]]]:
     """First tick after ``a`` from which the vehicle stays inside for ``hold`` ticks, and
-    the ticks where it only crossed the route (inside briefly) before that."""
-    crossings: list[int] = []
+    where it was inside only briefly before that (it crossed the route, or drove along it
+    for less than ``hold``): (the tick it came inside, the first tick outside again,
+    whether it stayed inside for ``seen`` ticks)."""
+    crossings: list[tuple[int, int, bool]] = []
     k = a
     while True:
         back = np.flatnonzero(act[k:] & (off[k:] <= BACK_ON_FRACTION * CORRIDOR_M))
         if not len(back):
             return None, crossings
         b = k + int(back[0])
-        window = off[b : b + hold][act[b : b + hold]]
-        if np.all(window <= BACK_ON_FRACTION * CORRIDOR_M):
+        inside = off[b : b + hold][act[b : b + hold]] <= BACK_ON_FRACTION * CORRIDOR_M
+        if np.all(inside):
             return b, crossings
-        crossings.append(b)
         k = b + 1 + int(np.argmax(off[b + 1 :] > CORRIDOR_M))
+        crossings.append((b, k, bool(np.all(inside[:seen]))))
 
 
 def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) -> None:
