@@ -164,6 +164,8 @@ DERIVED_SPAN_MS = 20000.0
 DEPART_MOVE_M = 40.0
 #: progress prior of the very first fix around route start, metres
 INITIAL_SIGMA_P_M = 300.0
+#: a trip's first match needs a fix within this many sigmas of the route (_match)
+FIRST_MATCH_SIGMAS = 3.0
 #: this many fixes in a row on another part of the route re-anchor matching there
 ELSEWHERE_REANCHOR_N = 5
 #: how far behind the anchor the window reaches, metres (plus the fix accuracy)
@@ -979,7 +981,8 @@ def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax
     whether it is inside it (on this pass or, ``elsewhere``, on another).
 
     Returns (jumped, m, d, inside, elsewhere, corridor, sigma_d); ``jumped``: the fix
-    is skipped as an implausible jump (nothing else of it is used).
+    is skipped (nothing else of it is used) as an implausible jump, or as the trip's
+    first match, inside the corridor but over FIRST_MATCH_SIGMAS from the route.
 
     Owns S_LAST_M, S_LAST_OFFSET (and, through its parts, S_JUMP_N, S_ELSE_N and a
     re-anchor)."""
@@ -988,6 +991,13 @@ def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax
     lo, hi, m_exp, sigma_p = _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length)
     m, d, _c = match_route(x, y, cum, boxes, px, py, lo, hi, m_exp, sigma_d, sigma_p)
     inside = d <= corridor
+    if inside and not math.isfinite(st[S_ANCHOR_M]) and d > FIRST_MATCH_SIGMAS * sigma_d:
+        # the trip's first match: every later window is drawn around it. A fix inside
+        # the corridor but this far from the route (an outlier, a yard beside it) is
+        # skipped: where the route passes its depot again, one thrown 50 m off was
+        # matched to the later pass, the next fixes followed it there and the first
+        # stops were passed over (and the vehicle standing at one an unplanned stop)
+        return True, m, d, inside, False, corridor, sigma_d
     judged = inside and math.isfinite(st[S_ANCHOR_M]) and was_on
     if _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
         return True, m, d, inside, False, corridor, sigma_d

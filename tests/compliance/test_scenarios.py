@@ -171,15 +171,41 @@ def test_a_first_fix_thrown_onto_a_later_pass_of_a_loop_does_not_skip_the_stops_
     matching re-anchors there, the trip starts again behind; and a stop is skipped only
     behind a progress that a second fix confirmed (a skipped stop fails its order)."""
     loop = [(0.0, 0.0), (1000.0, 0.0), (1000.0, 150.0), (0.0, 150.0), (0.0, 0.0)]
-    p = plan(loop, [_stop("A", (900.0, 0.0))])
-    ts, x, y, s = drive(loop, [(90, 36), (180, 0), (120, 36)])
-    every = (ts - T0_MS) % 10_000 == 0
+    _arrives_at_a_after_a_wrong_first_fix(loop, (900.0, 0.0), 90, 10.0, (150.0, 150.0))
+
+
+def _arrives_at_a_after_a_wrong_first_fix(
+    route: list[tuple[float, float]],
+    stop_xy: tuple[float, float],
+    drive_s: int,
+    dt_s: float,
+    first_xy: tuple[float, float],
+) -> None:
+    """Drive ``drive_s`` s at 36 km/h to stop A, stand 3 minutes, drive on; fixes every
+    ``dt_s`` s, the first thrown to ``first_xy``: A is arrived at, no unplanned stop."""
+    p = plan(route, [_stop("A", stop_xy)])
+    ts, x, y, s = drive(route, [(drive_s, 36), (180, 0), (200, 36)])
+    every = (ts - T0_MS) % int(dt_s * 1000) == 0
     ts, x, y, s = ts[every], x[every].copy(), y[every].copy(), s[every]
-    x[0], y[0] = 150.0, 150.0
+    x[0], y[0] = first_xy
     ev = run_drive(p, ts, x, y, s)
-    k = kinds(ev)
-    assert "unplanned_stop" not in k
+    assert "unplanned_stop" not in kinds(ev)
     assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A"]
+
+
+@pytest.mark.parametrize("dt_s", [5.0, 10.0, 20.0])
+def test_a_first_fix_thrown_beside_a_later_pass_of_a_divided_road_anchors_nothing(
+    dt_s: float,
+) -> None:
+    """The route runs out along one carriageway of a road and back along the other, 20 m
+    beside it; stop A lies 300 m out. The trip's first fix is an outlier 45 m beside the
+    return carriageway (65 m off the outbound one): matched there, it anchored the trip
+    670 m along, the fixes that followed on the outbound carriageway were matched to the
+    return one inside its corridor, A was passed over and the vehicle standing at it made
+    an unplanned stop (at 5 and 10 s; `--patterns` 5 s seed 2, `--interval-s 20` seed 1
+    in the simulator). A first fix that far from the route anchors nothing."""
+    road = [(0.0, 0.0), (400.0, 0.0), (400.0, 20.0), (0.0, 20.0)]
+    _arrives_at_a_after_a_wrong_first_fix(road, (300.0, 0.0), 30, dt_s, (150.0, 65.0))
 
 
 @pytest.mark.parametrize(
