@@ -164,6 +164,9 @@ DERIVED_SPAN_MS = 20000.0
 DEPART_MOVE_M = 40.0
 #: progress prior of the very first fix around route start, metres
 INITIAL_SIGMA_P_M = 300.0
+#: a fix this far ahead of the anchor from a device heading against the route there is
+#: no progress (_wrong_way_ahead), metres
+WRONG_WAY_AHEAD_M = 1000.0
 #: a trip's first match needs a fix within this many sigmas of the route (_match)
 FIRST_MATCH_SIGMAS = 3.0
 #: this many fixes in a row on another part of the route re-anchor matching there
@@ -1259,6 +1262,24 @@ def _off_route(
 
 
 @njit(cache=True, inline="always")
+def _wrong_way_ahead(x, y, cum, st, m, spd_kmh, hdg):
+    """Matching: whether a fix matched over WRONG_WAY_AHEAD_M ahead of the anchor comes
+    from a device moving (MOTION_HDG_KMH or more) against the route there (heading
+    more than MOTION_UTURN_DEG from its direction): a detour driving a later stretch
+    of the route the wrong way is on the route but not progressing along it, and
+    taking it for progress skips every stop between. Nearer the anchor the two passes
+    of an out-and-back street are too alike to judge so. False without a speed or
+    heading. Reads the state only."""
+    if not (math.isfinite(spd_kmh) and math.isfinite(hdg)) or spd_kmh < MOTION_HDG_KMH:
+        return False
+    if not (math.isfinite(st[S_ANCHOR_M]) and m - st[S_ANCHOR_M] > WRONG_WAY_AHEAD_M):
+        return False
+    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
+    bearing = math.degrees(math.atan2(x[i + 1] - x[i], y[i + 1] - y[i]))
+    return abs((hdg - bearing + 540.0) % 360.0 - 180.0) > MOTION_UTURN_DEG
+
+
+@njit(cache=True, inline="always")
 def _progress(st, ts, m, sigma_d):
     """Matching, after an on-route fix on this pass: the anchor (median of the last
     three matches, never backwards), the start and furthest progress, and the ring of
@@ -1929,7 +1950,9 @@ def process_pings(
             corridor, sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         out_on[i] = 1 if on_route else 0
-        progressed = on_route and not elsewhere
+        progressed = (
+            on_route and not elsewhere and not _wrong_way_ahead(x, y, cum, st, m, spd, hdg_a[i])
+        )
         if progressed:
             _progress(st, ts, m, sigma_d)
         last_kmh = st[S_SPEED_KMH]  # the last fix's speed, before the speed stage

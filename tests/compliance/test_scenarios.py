@@ -208,6 +208,28 @@ def test_a_first_fix_thrown_beside_a_later_pass_of_a_divided_road_anchors_nothin
     _arrives_at_a_after_a_wrong_first_fix(road, (300.0, 0.0), 30, dt_s, (150.0, 65.0))
 
 
+@pytest.mark.parametrize("dt_s", [5.0, 10.0])
+def test_a_detour_along_a_later_stretch_the_wrong_way_is_no_progress(dt_s: float) -> None:
+    """A U-shaped route; the vehicle leaves it 500 m out, drives north onto the route's
+    last stretch and 400 m along it the wrong way, comes back south onto the first
+    stretch and drives on to stop A. Re-acquired on the last stretch, the progress
+    jumped 3.3 km ahead and A was skipped as passed: the vehicle standing at it made an
+    unplanned stop (`--patterns` seed 2 at 5 and 10 s: a detour along a stretch 4 km
+    ahead, in reverse, cost three stops). A moving vehicle heading against the route
+    where it is matched, over 1 km ahead of the anchor, is on the route but not
+    progressing along it."""
+    route = [(0.0, 0.0), (2000.0, 0.0), (2000.0, 400.0), (0.0, 400.0)]
+    p = plan(route, [_stop("A", (1500.0, 0.0))])
+    path = [(0.0, 0.0), (500.0, 0.0), (500.0, 400.0), (900.0, 400.0), (900.0, 0.0), *route[1:]]
+    ts, x, y, s = drive(path, [(230, 36), (180, 0), (300, 36)])
+    hdg = headings(x, y)
+    every = (ts - T0_MS) % int(dt_s * 1000) == 0
+    ev = run_drive(p, ts[every], x[every], y[every], s[every], heading_deg=hdg[every])
+    k = kinds(ev)
+    assert "off_route" in k and "unplanned_stop" not in k
+    assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A"]
+
+
 @pytest.mark.parametrize(
     ("limits", "path", "kmh"),
     [
