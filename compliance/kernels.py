@@ -167,7 +167,8 @@ INITIAL_SIGMA_P_M = 300.0
 #: a fix this far ahead of the anchor from a device heading against the route there is
 #: no progress (_wrong_way_ahead), metres
 WRONG_WAY_AHEAD_M = 1000.0
-#: a trip's first match needs a fix within this many sigmas of the route (_match)
+#: a trip's first match is not taken from a fix over this many sigmas from the route
+#: (skipped once: _match)
 FIRST_MATCH_SIGMAS = 3.0
 #: this many fixes in a row on another part of the route re-anchor matching there
 ELSEWHERE_REANCHOR_N = 5
@@ -867,7 +868,7 @@ def _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
     unless the next fix confirms it. ``judged``: the fix is inside, there is an anchor
     and the last fix was on the route (else it is never a jump).
 
-    Owns S_JUMP_N."""
+    Owns S_JUMP_N (with _match, whose first-match skip counts in it too)."""
     if judged:
         # from the latest match, over the time since it (the median anchor lags a fix:
         # after a halt its time is the halt's, and a fix thrown 250 m ahead along the
@@ -985,21 +986,27 @@ def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax
 
     Returns (jumped, m, d, inside, elsewhere, corridor, sigma_d); ``jumped``: the fix
     is skipped (nothing else of it is used) as an implausible jump, or as the trip's
-    first match, inside the corridor but over FIRST_MATCH_SIGMAS from the route.
+    first match, inside the corridor but over FIRST_MATCH_SIGMAS from the route - each
+    at most one fix in a row.
 
-    Owns S_LAST_M, S_LAST_OFFSET (and, through its parts, S_JUMP_N, S_ELSE_N and a
-    re-anchor)."""
+    Owns S_LAST_M, S_LAST_OFFSET, S_JUMP_N with _implausible_jump (one count of fixes
+    skipped in a row) and, through its parts, S_ELSE_N and a re-anchor."""
     corridor = par[P_CORRIDOR_M] + max(0.0, acc - th[TH_CORRIDOR_ACC_FREE])
     sigma_d = max(th[TH_SIGMA_M], acc)
     lo, hi, m_exp, sigma_p = _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length)
     m, d, _c = match_route(x, y, cum, boxes, px, py, lo, hi, m_exp, sigma_d, sigma_p)
     inside = d <= corridor
-    if inside and not math.isfinite(st[S_ANCHOR_M]) and d > FIRST_MATCH_SIGMAS * sigma_d:
+    far = d > FIRST_MATCH_SIGMAS * sigma_d
+    if inside and far and not math.isfinite(st[S_ANCHOR_M]) and st[S_JUMP_N] < 1:
         # the trip's first match: every later window is drawn around it. A fix inside
         # the corridor but this far from the route (an outlier, a yard beside it) is
-        # skipped: where the route passes its depot again, one thrown 50 m off was
-        # matched to the later pass, the next fixes followed it there and the first
-        # stops were passed over (and the vehicle standing at one an unplanned stop)
+        # skipped once: where the route passes its depot again, one thrown 50 m off
+        # was matched to the later pass, the next fixes followed it there and the
+        # first stops were passed over (and the vehicle standing at one an unplanned
+        # stop). The next fix anchors wherever it lies (its _implausible_jump check
+        # clears the count): a vehicle starting on a road beside the route is matched
+        # one fix later, not never
+        st[S_JUMP_N] = 1.0
         return True, m, d, inside, False, corridor, sigma_d
     judged = inside and math.isfinite(st[S_ANCHOR_M]) and was_on
     if _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):

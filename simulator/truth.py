@@ -221,7 +221,8 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
     )
     # back on route means staying inside for two fixes (the engine's back_on_route_pings);
     # a return is required only when it lasts a fix longer than that, so that one noisy
-    # fix among the few inside cannot leave it unseen (borderline otherwise, below)
+    # fix among the few inside is less likely to leave it unseen (borderline otherwise,
+    # below)
     seen = int(BACK_ON_FIXES * iv) + 1
     hold = int((BACK_ON_FIXES + 1) * iv) + 1
     confirm_len = 30.0 + 3 * iv  # ticks outside that confirm an excursion for sure

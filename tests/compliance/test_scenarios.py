@@ -208,6 +208,26 @@ def test_a_first_fix_thrown_beside_a_later_pass_of_a_divided_road_anchors_nothin
     _arrives_at_a_after_a_wrong_first_fix(road, (300.0, 0.0), 30, dt_s, (150.0, 65.0))
 
 
+@pytest.mark.parametrize("dt_s", [1.0, 10.0])
+def test_a_vehicle_starting_on_a_road_beside_the_route_is_matched_a_fix_later(
+    dt_s: float,
+) -> None:
+    """The first 800 m are driven on a service road 30 m beside the route (inside its
+    corridor, over three sigmas off it), with stop S1 on that road. The first fix anchors
+    nothing (a first fix that far off may be an outlier beside a later pass); the next
+    one does, wherever it lies: skipping every such fix left this trip unstarted for
+    four minutes and S1 never arrived at."""
+    route = [(0.0, 0.0), (3000.0, 0.0)]
+    p = plan(route, [_stop("S1", (300.0, 30.0))])
+    path = [(0.0, 30.0), (800.0, 30.0), (820.0, 0.0), (3000.0, 0.0)]
+    ts, x, y, s = drive(path, [(30, 36), (180, 0), (200, 36)])
+    every = (ts - T0_MS) % int(dt_s * 1000) == 0
+    ev = run_drive(p, ts[every], x[every], y[every], s[every])
+    assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["S1"]
+    (started,) = [e for e in ev if str(e.type) == "trip_started"]
+    assert at_s(started) <= 30.0
+
+
 @pytest.mark.parametrize("dt_s", [5.0, 10.0])
 def test_a_detour_along_a_later_stretch_the_wrong_way_is_no_progress(dt_s: float) -> None:
     """A U-shaped route; the vehicle leaves it 500 m out, drives north onto the route's

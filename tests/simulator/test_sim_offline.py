@@ -184,15 +184,15 @@ def test_a_departure_too_short_to_confirm_before_a_crossing_may_be_confirmed_aft
 
 
 @pytest.mark.parametrize("iv", [10.0, 30.0])
-def test_a_return_the_fixes_see_only_twice_is_allowed_not_required(iv: float) -> None:
+def test_a_return_shorter_than_three_fix_intervals_is_allowed_not_required(iv: float) -> None:
     """A detour drives back onto the route for a while and leaves again, then returns for
-    good. The engine confirms a return on two fixes inside: a stretch inside that only
-    two fixes see (one noisy fix among them and the return goes unseen: 10 s seed 4 and
-    30 s seed 4, sigma 12 m / 5 % outliers, each missed such a return so) is borderline -
-    its back_on_route and the off_route after it allowed, one excursion required; a
-    stretch three fixes see is a return, both required. Two excursions each too short to
-    confirm are not one long one: an engine that saw the return between them starts its
-    count again (30 s `--patterns` seed 3)."""
+    good. The engine confirms a return on two fixes inside: a stretch inside shorter than
+    three fix intervals, which as few as two fixes may see (one noisy fix among them and
+    the return goes unseen: 10 s seed 4 and 30 s seed 4, sigma 12 m / 5 % outliers, each
+    missed such a return so), is borderline - its back_on_route and the off_route after
+    it allowed, one excursion required; a longer stretch is a return, both required. Two
+    excursions each too short to confirm are not one long one: an engine that saw the
+    return between them starts its count again (30 s `--patterns` seed 3)."""
     from simulator.truth import _parse_s
 
     def truth(out_s: int, inside_s: int) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
