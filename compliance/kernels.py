@@ -250,6 +250,13 @@ def _last_at_or_below(cum, v):
 
 
 @njit(cache=True, inline="always")
+def _segment_of(x, cum, m):
+    """The index of the route segment holding route position ``m`` (the last one for
+    ``m`` at or past the route's end)."""
+    return min(_last_at_or_below(cum, m), x.shape[0] - 2)
+
+
+@njit(cache=True, inline="always")
 def _along(x, y, i, px, py):
     """Segment i as (start x, start y, dx, dy) and where point (px, py) projects on its
     line: t = 0 at the start, 1 at the end (not clamped; 0 for a zero-length segment)."""
@@ -996,8 +1003,8 @@ def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax
     lo, hi, m_exp, sigma_p = _match_prior(st, par, th, ts, acc, spd_kmh, vmax_mps, length)
     m, d, _c = match_route(x, y, cum, boxes, px, py, lo, hi, m_exp, sigma_d, sigma_p)
     inside = d <= corridor
-    far = d > FIRST_MATCH_SIGMAS * sigma_d
-    if inside and far and not math.isfinite(st[S_ANCHOR_M]) and st[S_JUMP_N] < 1:
+    unanchored = not math.isfinite(st[S_ANCHOR_M])
+    if inside and unanchored and st[S_JUMP_N] < 1 and d > FIRST_MATCH_SIGMAS * sigma_d:
         # the trip's first match: every later window is drawn around it. A fix inside
         # the corridor but this far from the route (an outlier, a yard beside it) is
         # skipped once: where the route passes its depot again, one thrown 50 m off
@@ -1008,7 +1015,7 @@ def _match(x, y, cum, boxes, par, th, st, ts, px, py, acc, spd_kmh, was_on, vmax
         # one fix later, not never
         st[S_JUMP_N] = 1.0
         return True, m, d, inside, False, corridor, sigma_d
-    judged = inside and math.isfinite(st[S_ANCHOR_M]) and was_on
+    judged = inside and not unanchored and was_on
     if _implausible_jump(st, ts, m, sigma_d, vmax_mps, judged):
         return True, m, d, inside, False, corridor, sigma_d
     elsewhere, m, d = _other_pass(
@@ -1035,7 +1042,7 @@ def _side(x, y, cum, m, px, py):
     abeam its match - square to the route's segment there, within it - rather than off
     a segment's end or held at the matching window's end, as a fix far off the route
     can be (only then does its side mean something). Returns (side, abeam)."""
-    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
+    i = _segment_of(x, cum, m)
     ax, ay, dx, dy, t = _along(x, y, i, px, py)
     cross = dx * (py - ay) - dy * (px - ax)
     side = 1.0 if cross > 0.0 else (-1.0 if cross < 0.0 else 0.0)
@@ -1053,8 +1060,8 @@ def _other_stretch(x, y, cum, m0, m1, moved_m):
     when ``m0`` is NaN (no earlier match)."""
     if math.isnan(m0) or abs(m1 - m0) <= 2.0 * moved_m:
         return False
-    i0 = min(_last_at_or_below(cum, m0), x.shape[0] - 2)
-    i1 = min(_last_at_or_below(cum, m1), x.shape[0] - 2)
+    i0 = _segment_of(x, cum, m0)
+    i1 = _segment_of(x, cum, m1)
     dot = (x[i0 + 1] - x[i0]) * (x[i1 + 1] - x[i1]) + (y[i0 + 1] - y[i0]) * (y[i1 + 1] - y[i1])
     return dot < 0.0
 
@@ -1281,7 +1288,7 @@ def _wrong_way_ahead(x, y, cum, st, m, spd_kmh, hdg):
         return False
     if not (math.isfinite(st[S_ANCHOR_M]) and m - st[S_ANCHOR_M] > WRONG_WAY_AHEAD_M):
         return False
-    i = min(_last_at_or_below(cum, m), x.shape[0] - 2)
+    i = _segment_of(x, cum, m)
     bearing = math.degrees(math.atan2(x[i + 1] - x[i], y[i + 1] - y[i]))
     return abs((hdg - bearing + 540.0) % 360.0 - 180.0) > MOTION_UTURN_DEG
 

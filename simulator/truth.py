@@ -226,6 +226,7 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
     seen = int(BACK_ON_FIXES * iv) + 1
     hold = int((BACK_ON_FIXES + 1) * iv) + 1
     confirm_len = 30.0 + 3 * iv  # ticks outside that confirm an excursion for sure
+    confirm_s = max(OFF_ROUTE_CONFIRM_S, 2.5 * iv)  # when the engine confirms it, about
     k = 0
     while k < len(t):
         out = np.flatnonzero(act[k:] & (off[k:] > CORRIDOR_M))
@@ -249,12 +250,11 @@ def _off_route(col: _Collector, i: int, t: F64, act: B, iv: float) -> F64:
             tol_off += float(t[crossings[0][1]] - t[a])
         if long:  # (and at the latest in the first stretch long enough)
             tol_off = max(tol_off, 10.0 + 2 * iv + float(t[long[0]] - t[a]))
-        col.add(must, "off_route", i, t[a] + max(OFF_ROUTE_CONFIRM_S, 2.5 * iv), tol_off)
+        col.add(must, "off_route", i, t[a] + confirm_s, tol_off)
         # drove across the route, or along it too briefly for the fixes to show the return
         # for sure: an engine may see a brief return
         for c, again, _shown in crossings:
             col.add(False, "back_on_route", i, t[c] + iv, 10.0 + 2 * iv)
-            confirm_s = max(OFF_ROUTE_CONFIRM_S, 2.5 * iv)
             col.add(False, "off_route", i, t[again] + confirm_s, 20.0 + 2 * iv)
         if end is None:
             break
