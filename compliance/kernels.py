@@ -423,6 +423,43 @@ def near_any(x, y, boxes, chunk, px, py, radius):
 
 
 @njit(cache=True)
+def crosses_route(x, y, boxes, chunk, ax, ay, bx, by):
+    """Whether the straight step from (ax, ay) to (bx, by) meets the route: some segment
+    intersects it (touching counts). Only the segments of runs whose bounding box
+    ``boxes`` (runs of ``chunk`` segments) the step's own box meets are tested."""
+    lox = min(ax, bx)
+    hix = max(ax, bx)
+    loy = min(ay, by)
+    hiy = max(ay, by)
+    sx = bx - ax
+    sy = by - ay
+    n = x.shape[0]
+    for k in range(boxes.shape[0]):
+        if boxes[k, 0] > hix or boxes[k, 2] < lox or boxes[k, 1] > hiy or boxes[k, 3] < loy:
+            continue
+        for i in range(k * chunk, min((k + 1) * chunk, n - 1)):
+            cx = x[i]
+            cy = y[i]
+            ex = x[i + 1]
+            ey = y[i + 1]
+            # the step's ends not both strictly on one side of the segment's line, nor
+            # the segment's ends of the step's (cross products)
+            c1 = (ex - cx) * (ay - cy) - (ey - cy) * (ax - cx)
+            c2 = (ex - cx) * (by - cy) - (ey - cy) * (bx - cx)
+            c3 = sx * (cy - ay) - sy * (cx - ax)
+            c4 = sx * (ey - ay) - sy * (ex - ax)
+            if c1 * c2 > 0.0 or c3 * c4 > 0.0:
+                continue
+            if c1 == 0.0 and c2 == 0.0:  # collinear: they must overlap
+                if max(cx, ex) < lox or min(cx, ex) > hix:
+                    continue
+                if max(cy, ey) < loy or min(cy, ey) > hiy:
+                    continue
+            return True
+    return False
+
+
+@njit(cache=True)
 def limit_at(route_m, lim_from, lim_to, lim_kmh, default_kmh):
     """Speed limit in km/h at ``route_m`` metres (NaN when none applies)."""
     i = np.searchsorted(lim_from, route_m, side="right") - 1
@@ -1135,8 +1172,8 @@ def _driving_away(st, th, px, py, d, corridor, spd_kmh, had_prev, prev_x, prev_y
 
 @njit(cache=True, inline="always")
 def _off_route(
-    x, y, cum, st, th, i, ts, px, py, lat, lon, spd_kmh, hdg, m, prev_m, d, inside, corridor,
-    sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+    x, y, cum, boxes, st, th, i, ts, px, py, lat, lon, spd_kmh, hdg, m, prev_m, prev_d, d, inside,
+    corridor, sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
     """Off-route: ``off_route`` after ``off_route_pings`` fixes in a row and
     ``off_route_s`` outside the corridor on one side of the route, the last two of them
@@ -1150,8 +1187,12 @@ def _off_route(
     outside fix on the other side of the route than the run's first, with no fix inside
     between, starts the run again (multipath thrown across the road is no way off it) -
     unless it is matched to another stretch of the route running the other way from the
-    last fix's (:func:`_other_stretch`), whose side it then gives the run. ``prev_m``:
-    the last matched fix's route position. The side of a fix ``off_route_far_m`` beyond
+    last fix's (:func:`_other_stretch`), or it and the last fix, an outside one, lie
+    both ``off_route_far_m`` beyond the corridor and the step between them does not
+    cross the route (:func:`crosses_route`: beside an out-and-back spur or a winding
+    route the nearest stretches face every way); it then gives the run its side.
+    ``prev_m``, ``prev_d``: the last matched fix's route position and distance from the
+    route. The side of a fix ``off_route_far_m`` beyond
     the corridor is judged only when it lies abeam its match (:func:`_side`); a run that
     began with an unjudged fix takes the side of its first judged one. Returns (ne,
     on_route).
@@ -1171,17 +1212,28 @@ def _off_route(
                     st[S_OUT_N] = 0.0
                     st[S_IN_N] = 0.0
         else:
+            after_out = st[S_IN_N] == 0  # the last fix was outside too (in the run)
             st[S_IN_N] = 0.0
+            far = corridor + th[TH_OFF_FAR_M]
             side, abeam = _side(x, y, cum, m, px, py)
-            if not (abeam or d < corridor + th[TH_OFF_FAR_M]):
+            if not (abeam or d < far):
                 side = 0.0
             if st[S_OUT_N] > 0 and side * st[S_OUT_SIDE] < 0.0:
-                if had_prev and _other_stretch(
-                    x, y, cum, prev_m, m, math.hypot(px - prev_x, py - prev_y) + corridor
+                if had_prev and (
+                    _other_stretch(
+                        x, y, cum, prev_m, m, math.hypot(px - prev_x, py - prev_y) + corridor
+                    )
+                    or (
+                        after_out
+                        and min(d, prev_d) >= far
+                        and not crosses_route(x, y, boxes, CHUNK_SEGMENTS, prev_x, prev_y, px, py)
+                    )
                 ):
                     # matched to another stretch of the route, running the other way
-                    # from the last fix's (the route bends back near a detour): its left
-                    # is the other's right, and the run goes on, on this side of it
+                    # from the last fix's (the route bends back near a detour), or -
+                    # this fix and the last both far off - the step between them does
+                    # not cross the route (a detour beside a winding route, whose nearest
+                    # stretches face every way): this side is the run's, and it goes on
                     st[S_OUT_SIDE] = side
                 else:
                     st[S_OUT_N] = 0.0  # across the road from the run's first fix
@@ -1951,6 +2003,7 @@ def process_pings(
         prev_x = st[S_ACC_X]
         prev_y = st[S_ACC_Y]
         prev_m = st[S_LAST_M]  # the last matched fix's route position (NaN: none)
+        prev_d = st[S_LAST_OFFSET]  # and its distance from the route
         jumped, m, d, inside, elsewhere, corridor, sigma_d = _match(
             x, y, cum, boxes, par, th, st, ts, px, py, acc, spd, was_on, vmax_mps, length
         )
@@ -1960,8 +2013,8 @@ def process_pings(
         out_m[i] = m
         out_off[i] = d
         ne, on_route = _off_route(
-            x, y, cum, st, th, i, ts, px, py, lat, lon, spd, hdg_a[i], m, prev_m, d, inside,
-            corridor, sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
+            x, y, cum, boxes, st, th, i, ts, px, py, lat, lon, spd, hdg_a[i], m, prev_m, prev_d, d,
+            inside, corridor, sigma_d, had_prev, prev_x, prev_y, ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         out_on[i] = 1 if on_route else 0
         progressed = (

@@ -151,6 +151,32 @@ def other_stretch(
     return (x[i + 1] - x[i]) * (x[j + 1] - x[j]) + (y[i + 1] - y[i]) * (y[j + 1] - y[j]) < 0
 
 
+def crosses_route(
+    x: Sequence[float], y: Sequence[float], a: tuple[float, float], b: tuple[float, float]
+) -> bool:
+    """Whether the straight step from ``a`` to ``b`` meets some segment of the polyline
+    (x, y): the segment's ends not both strictly on one side of the step's line, and the
+    step's ends not both strictly on one side of the segment's (touching counts;
+    collinear pieces must overlap)."""
+
+    def orient(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    for i in range(len(x) - 1):
+        c, d = (x[i], y[i]), (x[i + 1], y[i + 1])
+        o1, o2 = orient(c, d, a), orient(c, d, b)
+        o3, o4 = orient(a, b, c), orient(a, b, d)
+        if o1 * o2 > 0 or o3 * o4 > 0:
+            continue
+        if o1 == 0 and o2 == 0:  # collinear: their boxes must overlap
+            if max(c[0], d[0]) < min(a[0], b[0]) or min(c[0], d[0]) > max(a[0], b[0]):
+                continue
+            if max(c[1], d[1]) < min(a[1], b[1]) or min(c[1], d[1]) > max(a[1], b[1]):
+                continue
+        return True
+    return False
+
+
 def motion_explains(
     step_xy: tuple[float, float],
     dt_s: float,
@@ -222,7 +248,9 @@ def off_route_events(
     fix ``far_m`` beyond the corridor counts only when it lies ``abeam`` its match; a run
     begun without a side takes that of its first fix that has one; a fix matched, at
     ``route_m``, to another stretch of the ``route`` (x, y, cum) running the other way
-    from the last judged fix's, :func:`other_stretch`, gives the run its side instead). Without
+    from the last judged fix's, :func:`other_stretch`, or - it and the last judged fix, an
+    outside one, both ``far_m`` beyond the corridor - whose step from that fix does not
+    meet the route, :func:`crosses_route`, gives the run its side instead). Without
     ``xy``/``side``/``speed_kmh`` every fix counts as driving away on one side."""
     n = len(ts_ms)
     xy = xy if xy is not None else [(0.0, 0.0)] * n
@@ -239,6 +267,7 @@ def off_route_events(
     run_side = 0.0
     moved_n = 0
     prev_m = math.nan
+    prev_d = math.nan
     route_m = route_m if route_m is not None else [0.0] * n
     prev: tuple[float, float] | None = None  # the last judged fix, and its speed
     prev_v = math.nan
@@ -258,6 +287,7 @@ def off_route_events(
         ref = cand if cand is not None else ref
         cand = (t, p[0], p[1], v, h)
         last_m, prev_m = prev_m, m
+        last_d, prev_d = prev_d, d
         if not off:
             if d <= c:
                 if n_out:  # a run of outside fixes ends with back_pings inside ones
@@ -265,13 +295,26 @@ def off_route_events(
                     if n_in >= back_pings:
                         n_out = n_in = 0
                 continue
-            n_in = 0
+            after_out, n_in = n_in == 0, 0
             if d >= c + far_m and not square:
                 sd = 0.0  # (matched at the window's end: its side means nothing)
             if n_out and sd * run_side < 0:
                 moved = math.hypot(p[0] - last[0], p[1] - last[1]) + c if last else 0.0
-                if route is not None and last and other_stretch(*route, last_m, m, moved):
-                    run_side = sd  # (the route runs the other way here: its other side)
+                if (
+                    route is not None
+                    and last
+                    and (
+                        other_stretch(*route, last_m, m, moved)
+                        or (
+                            after_out
+                            and min(d, last_d) >= c + far_m
+                            and not crosses_route(route[0], route[1], last, p)
+                        )
+                    )
+                ):
+                    # (the route runs the other way here, or - both fixes far off - the
+                    # step between them stays on one side of it: this side is the run's)
+                    run_side = sd
                 else:
                     n_out = 0  # across the road from the run's first fix: starts again
             elif n_out and run_side == 0:

@@ -1,5 +1,6 @@
-"""compliance.kernels.near_any (the whole-route pre-check of an off-route fix) answers as
-a pass over every segment does, and compliance.route.chunk_boxes bounds every segment."""
+"""compliance.kernels.near_any (the whole-route pre-check of an off-route fix) and
+compliance.kernels.crosses_route (whether an off-route step crosses the route) answer as a
+pass over every segment does, and compliance.route.chunk_boxes bounds every segment."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compliance.kernels import near_any
+from compliance.kernels import crosses_route, near_any
 from compliance.layout import CHUNK_SEGMENTS
 from compliance.route import chunk_boxes
+from tests import naive
 
 _COORD = st.floats(-5_000, 5_000, allow_nan=False)
 
@@ -59,3 +61,33 @@ def test_far_off_a_long_route_measures_no_segment() -> None:
     boxes = chunk_boxes(x, y)
     assert not near_any(x, y, boxes, CHUNK_SEGMENTS, 5_000.0, 300.0, 30.0)
     assert near_any(x, y, boxes, CHUNK_SEGMENTS, 5_000.0, 29.0, 30.0)
+
+
+_GRID = st.integers(-40, 40).map(float)  # (on a grid: touching and collinear cases occur)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_GRID, _GRID), min_size=2, max_size=150),
+    st.tuples(_GRID, _GRID),
+    st.tuples(_GRID, _GRID),
+)
+def test_crosses_route_is_exact(
+    points: list[tuple[float, float]], a: tuple[float, float], b: tuple[float, float]
+) -> None:
+    xy = np.asarray(points)
+    x, y = xy[:, 0].copy(), xy[:, 1].copy()
+    got = crosses_route(x, y, chunk_boxes(x, y), CHUNK_SEGMENTS, a[0], a[1], b[0], b[1])
+    assert got == naive.crosses_route(list(x), list(y), a, b)
+
+
+def test_a_step_beside_a_winding_route_does_not_cross_it() -> None:
+    """A zigzag route: a step across one of its legs crosses it, one beside it (however
+    the legs around it face) does not, and one along a leg's own line touches it."""
+    x = np.array([0.0, 100.0, 200.0, 300.0, 400.0])
+    y = np.array([0.0, 100.0, 0.0, 100.0, 0.0])
+    boxes = chunk_boxes(x, y)
+    assert crosses_route(x, y, boxes, CHUNK_SEGMENTS, 40.0, 60.0, 60.0, 40.0)
+    assert not crosses_route(x, y, boxes, CHUNK_SEGMENTS, 170.0, 60.0, 230.0, 60.0)
+    assert not crosses_route(x, y, boxes, CHUNK_SEGMENTS, -50.0, 300.0, 450.0, 300.0)
+    assert crosses_route(x, y, boxes, CHUNK_SEGMENTS, -50.0, -50.0, 10.0, 10.0)

@@ -41,6 +41,7 @@ from compliance.layout import (
     T_WIN_END,
     U_STATUS,
 )
+from compliance.route import chunk_boxes
 from compliance.trip import new_state
 from tests import naive
 from tests.compliance.builders import T0_MS
@@ -208,6 +209,7 @@ def test_off_route_stage_equals_reference(
     rx = np.array([0.0, 1e6])
     ry = np.zeros(2)
     rc = np.array([0.0, 1e6])
+    boxes = chunk_boxes(rx, ry)
     corridor = 50.0
     px = (np.cumsum(along) + 1000.0).tolist()
     py = [sd * d for sd, d in zip(side_of, offsets, strict=True)]
@@ -217,11 +219,11 @@ def test_off_route_stage_equals_reference(
     ne = 0
     for i, t in enumerate(ts):
         d = offsets[i]
-        prev_m = ms[i - 1] if i > 0 else math.nan
+        prev_m, prev_d = (ms[i - 1], offsets[i - 1]) if i > 0 else (math.nan, math.nan)
         ne, on_route = kernels._off_route(
-            rx, ry, rc, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], EAST,
-            ms[i], prev_m, d, d <= corridor, corridor, SIGMA_M, i > 0, px[i - 1], py[i - 1],
-            ev_i, ev_ts, ev_f, ne,
+            rx, ry, rc, boxes, s, TH, i, float(t), px[i], py[i], 0.0, 0.0, speeds[i], EAST,
+            ms[i], prev_m, prev_d, d, d <= corridor, corridor, SIGMA_M, i > 0, px[i - 1],
+            py[i - 1], ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
         s[layout.S_SPEED_KMH] = speeds[i]  # (the speed stage, which runs next)
         assert on_route == (d <= corridor and not _off(s))
@@ -267,6 +269,45 @@ def test_motion_check_equals_reference(dx, dy, dt_s, kmh0, kmh1, hdg0, hdg1, sig
     assert got == naive.motion_explains((dx, dy), dt_s, (kmh0, kmh1), (hdg0, hdg1), sigma)
 
 
+def _sparse_detour(
+    route: tuple[list[float], list[float]], fixes: list[tuple[float, float, float, float]]
+) -> list[tuple[str, int]]:
+    """A sparse tracker (a fix every 30 s, 40 km/h, no heading) on ``route`` (x, y), its
+    ``fixes`` (x, y, matched route m, offset m) all outside a 50 m corridor: the off-route
+    stage's events, checked against the reference's."""
+    rx, ry = np.array(route[0]), np.array(route[1])
+    rc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(rx), np.diff(ry)))])
+    boxes = chunk_boxes(rx, ry)
+    ts = _times([30.0] * len(fixes))
+    s = new_state()
+    ev_i, ev_ts, ev_f = _buffers(len(fixes))
+    ne = 0
+    for i, (px, py, m, d) in enumerate(fixes):
+        prev = fixes[i - 1] if i > 0 else (math.nan,) * 4
+        ne, _ = kernels._off_route(
+            rx, ry, rc, boxes, s, TH, i, float(ts[i]), px, py, 0.0, 0.0, 40.0, math.nan, m,
+            prev[2], prev[3], d, False, 50.0, SIGMA_M, i > 0, prev[0], prev[1], ev_i, ev_ts,
+            ev_f, ne,
+        )  # fmt: skip
+    got = _kinds(ev_i, ev_ts, ne)
+    ref = (list(rx), list(ry), list(rc))
+    want = naive.off_route_events(
+        ts,
+        [d for *_, d in fixes],
+        [50.0] * len(fixes),
+        [True] * len(fixes),
+        xy=[(x, y) for x, y, *_ in fixes],
+        side=[naive.side_of(*ref, m, x, y) for x, y, m, _ in fixes],
+        abeam=[naive.abeam_of(*ref, m, x, y) for x, y, m, _ in fixes],
+        speed_kmh=[40.0] * len(fixes),
+        sigma_m=SIGMA_M,
+        route=ref,
+        route_m=[m for _, _, m, _ in fixes],
+    )
+    assert got == want
+    return got
+
+
 @pytest.mark.parametrize("far_leg", [True, False])
 def test_a_detour_matched_to_another_stretch_of_the_route_keeps_its_side(far_leg: bool) -> None:
     """A U-shaped route: along y = 0 to x = 1000, up to y = 300, back along y = 300. A
@@ -275,39 +316,28 @@ def test_a_detour_matched_to_another_stretch_of_the_route_keeps_its_side(far_leg
     the same side of the route there, so the run goes on and off_route is confirmed.
     Thrown across the first leg instead (multipath), the third fix starts the run
     again. The reference agrees in both."""
-    rx = np.array([0.0, 1000.0, 1000.0, 0.0])
-    ry = np.array([0.0, 0.0, 300.0, 300.0])
-    rc = np.array([0.0, 1000.0, 1300.0, 2300.0])
-    third = (500.0, -150.0, 1800.0) if far_leg else (500.0, 150.0, 500.0)
-    fixes = [(300.0, -150.0, 300.0), (400.0, -150.0, 400.0), third]  # (x, y, match m)
-    ts = _times([30.0, 30.0, 30.0])
-    s = new_state()
-    ev_i, ev_ts, ev_f = _buffers(3)
-    ne = 0
-    for i, (px, py, m) in enumerate(fixes):
-        d = 150.0 if not far_leg or i < 2 else 450.0
-        prev = fixes[i - 1]
-        ne, _ = kernels._off_route(
-            rx, ry, rc, s, TH, i, float(ts[i]), px, py, 0.0, 0.0, 40.0, math.nan, m, prev[2],
-            d, False, 50.0, SIGMA_M, i > 0, prev[0], prev[1], ev_i, ev_ts, ev_f, ne,
-        )  # fmt: skip
-    got = _kinds(ev_i, ev_ts, ne)
-    assert got == ([("off_route", ts[2])] if far_leg else [])
-    route = (list(rx), list(ry), list(rc))
-    want = naive.off_route_events(
-        ts,
-        [150.0, 150.0, 450.0 if far_leg else 150.0],
-        [50.0] * 3,
-        [True] * 3,
-        xy=[(x, y) for x, y, _ in fixes],
-        side=[naive.side_of(*route, m, x, y) for x, y, m in fixes],
-        abeam=[naive.abeam_of(*route, m, x, y) for x, y, m in fixes],
-        speed_kmh=[40.0] * 3,
-        sigma_m=SIGMA_M,
-        route=route,
-        route_m=[m for _, _, m in fixes],
-    )
-    assert got == want
+    route = ([0.0, 1000.0, 1000.0, 0.0], [0.0, 0.0, 300.0, 300.0])
+    third = (500.0, -150.0, 1800.0, 450.0) if far_leg else (500.0, 150.0, 500.0, 150.0)
+    fixes = [(300.0, -150.0, 300.0, 150.0), (400.0, -150.0, 400.0, 150.0), third]
+    got = _sparse_detour(route, fixes)
+    assert got == ([("off_route", _times([30.0] * 3)[2])] if far_leg else [])
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_a_detour_beside_an_out_and_back_spur_keeps_its_side(across: bool) -> None:
+    """A route down a dead-end street and back: south along x = 1000 from y = 0 to
+    -1000, then north on the same line. A sparse tracker's detour 250 m east of it,
+    near the spur's end, is matched now to the way down (it lies left of it), now to the
+    way back (right of it), the matches 250 m apart along the route: no other stretch
+    by the fix's own step, but no step between the fixes crosses the route, so they are
+    on one side of it and off_route is confirmed at the third (30 s interval: 30 s
+    sparse trackers missed such detours). Thrown across the street instead, 250 m west
+    (multipath), the second fix starts the run again. The reference agrees in both."""
+    route = ([0.0, 1000.0, 1000.0, 1000.0], [0.0, 0.0, -1000.0, 0.0])
+    second = (750.0, -950.0, 1950.0, 250.0) if across else (1250.0, -950.0, 2050.0, 250.0)
+    fixes = [(1250.0, -800.0, 1800.0, 250.0), second, (1250.0, -850.0, 1850.0, 250.0)]
+    got = _sparse_detour(route, fixes)
+    assert got == ([] if across else [("off_route", _times([30.0] * 3)[2])])
 
 
 def _off(s: np.ndarray) -> bool:
