@@ -59,6 +59,7 @@ from compliance.layout import (
     N_STATE_V2,
     N_STATE_V4,
     N_STATE_V5,
+    N_STATE_V6,
     N_STOPS,
     NEW_STATE_TAIL,
     P_PLANNED_END_MS,
@@ -86,9 +87,10 @@ log = logging.getLogger(__name__)
 #: 5: the stationary cluster's pending outlying fix (a version 3-4 state is
 #: layout.N_STATE_V4 long); 6: pending pings carry the device's heading, the state the
 #: off-route motion check's reference fix (a version-5 state is layout.N_STATE_V5 long;
-#: older pending pings get NaN headings, as from a tracker that sends none)
-_CHECKPOINT_VERSION = 6
-_READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: older pending pings get NaN headings, as from a tracker that sends none); 7: where the
+#: progress landed on its latest jump (a version-6 state is layout.N_STATE_V6 long)
+_CHECKPOINT_VERSION = 7
+_READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 _FLUSH_MS = 2**62
 
 
@@ -581,10 +583,10 @@ class Engine:
 
 def _state_now(saved: object) -> npt.NDArray[np.float64]:
     """A saved detector state in today's layout: one from an older checkpoint version
-    (N_STATE_V2, N_STATE_V4 or N_STATE_V5 long) gets the slots added since with their
-    fresh values."""
+    (N_STATE_V2, N_STATE_V4, N_STATE_V5 or N_STATE_V6 long) gets the slots added since
+    with their fresh values."""
     st = np.asarray(saved, np.float64)
-    if len(st) in (N_STATE_V2, N_STATE_V4, N_STATE_V5):
+    if len(st) in (N_STATE_V2, N_STATE_V4, N_STATE_V5, N_STATE_V6):
         st = np.concatenate([st, NEW_STATE_TAIL[len(st) - N_STATE_V2 :]])
     if len(st) != N_STATE:
         raise ValueError(f"checkpoint state of {len(st)} values, expected {N_STATE}")

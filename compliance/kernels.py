@@ -62,6 +62,7 @@ from compliance.layout import (
     S_GAP_FROM,
     S_IN_N,
     S_JUMP_N,
+    S_JUMP_TO_M,
     S_LAST_LAT,
     S_LAST_LON,
     S_LAST_M,
@@ -183,6 +184,9 @@ SPEEDING_HYST_KMH = 2.0
 END_M = 30.0
 #: a fix's match within this of its foot on the route's segment: abeam (_side)
 ABEAM_M = 1.0
+#: a progress step this much (plus twice what the last speed drives since the anchor)
+#: beyond the furthest progress is a jump (_progress), metres
+PROGRESS_JUMP_M = 1000.0
 #: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
 #: ~4 km/h)
 ST_STILL_KMH = 2.0
@@ -631,6 +635,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             S_M2,
             S_START_M,
             S_PROGRESS,
+            S_JUMP_TO_M,
             S_RING_POS,
             *range(S_RING, S_RING + 2 * RING),
         ),
@@ -1010,11 +1015,13 @@ def _restart_behind(st, mg):
     followed by fixes all on the earlier pass. The trip starts again at ``mg``: start,
     progress, the median and the ring forget that fix.
 
-    Owns (with _progress) S_START_M, S_PROGRESS, S_M1, S_M2, S_RING_POS and the ring."""
+    Owns (with _progress) S_START_M, S_PROGRESS, S_JUMP_TO_M, S_M1, S_M2, S_RING_POS and
+    the ring."""
     if not (mg < st[S_START_M] and not _progress_confirmed(st) and st[S_AT_STOP] < 0):
         return
     st[S_START_M] = mg
     st[S_PROGRESS] = mg
+    st[S_JUMP_TO_M] = np.nan
     st[S_M1] = np.nan
     st[S_M2] = np.nan
     for j in range(2 * RING):
@@ -1351,14 +1358,15 @@ def _progress(st, ts, m, sigma_d):
     three matches, never backwards), the start and furthest progress, and the ring of
     (ts, route_m) the derived speed is measured over.
 
-    Owns S_M1, S_M2, S_ANCHOR_M, S_ANCHOR_TS, S_START_M, S_PROGRESS, S_RING_POS and the
-    ring S_RING..."""
+    Owns S_M1, S_M2, S_ANCHOR_M, S_ANCHOR_TS, S_START_M, S_PROGRESS, S_JUMP_TO_M,
+    S_RING_POS and the ring S_RING..."""
     # progress is the median of the last three on-route matches, so one fix that
     # multipath put ahead along the road cannot ratchet it forward; and it never
     # creeps backwards (on a route that doubles back along the same street small
     # backward steps would otherwise walk onto the earlier pass)
     m1 = st[S_M1]
     m2 = st[S_M2]
+    was_ts = st[S_ANCHOR_TS]
     med = m
     if math.isfinite(m1) and math.isfinite(m2):
         med = max(min(m, m1), min(max(m, m1), m2))
@@ -1377,6 +1385,14 @@ def _progress(st, ts, m, sigma_d):
         st[S_START_M] = m
         st[S_PROGRESS] = m
     if med > st[S_PROGRESS]:
+        # a jump further on than the vehicle can have driven since the anchor (a
+        # re-acquisition on a later pass, say after a detour along other passes of a
+        # winding route): the stops it passed over wait (_stops) instead of being
+        # skipped as passed - the vehicle may be back on its way to them
+        v = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else 0.0
+        reach = PROGRESS_JUMP_M + 2.0 * v * max(0.0, ts - was_ts) / 1000.0
+        if med - st[S_PROGRESS] > reach:
+            st[S_JUMP_TO_M] = med
         st[S_PROGRESS] = med
     # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
     # a long baseline averages GPS noise out of the derived speed
@@ -1486,10 +1502,12 @@ def _stops(
         found = -1
         for k in range(int(st[S_NEXT_STOP]), nstops):
             r = stops[k, T_RADIUS]
+            # on its pass of the route - unless the progress jumped over it (the match
+            # may be on any pass then: the stop's own place decides)
             if (
                 abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
-                and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r
-            ):
+                or stops[k, T_M] <= st[S_JUMP_TO_M]
+            ) and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r:
                 found = k
                 break
             if stops[k, T_M] > st[S_PROGRESS] + 1000.0:
@@ -1544,7 +1562,10 @@ def _stops(
         and int(st[S_CAND_STOP]) != int(st[S_NEXT_STOP])
     ):
         k = int(st[S_NEXT_STOP])
-        if stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]:
+        if (
+            stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]
+            and not stops[k, T_M] <= st[S_JUMP_TO_M]  # (jumped over: it waits)
+        ):
             ustat[k, U_STATUS] = STATUS_SKIPPED
             st[S_NEXT_STOP] = float(k + 1)
         else:

@@ -250,6 +250,30 @@ def test_a_detour_along_a_later_stretch_the_wrong_way_is_no_progress(dt_s: float
     assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A"]
 
 
+@pytest.mark.parametrize("dt_s", [5.0, 30.0])
+def test_stops_a_jump_of_the_progress_passed_over_wait_for_the_vehicle(dt_s: float) -> None:
+    """The route runs east past stops A and B, loops back west 400 m north of them and
+    east again 800 m north. The vehicle leaves it 500 m out, drives north onto the last
+    stretch and 500 m along it (the route's way), then back south and on to A and B,
+    where it stands. Re-acquired on the last stretch, the progress jumped 4.8 km: A and B
+    were skipped as passed, and the vehicle standing at each made an unplanned stop
+    (`--interval-s 30 --seed 12`: a detour along two other passes of a winding route
+    cost two stops). The stops a jump passed over wait: the vehicle arrives at both,
+    its halts there planned."""
+    route = [(0.0, 0.0), (2000.0, 0.0), (2000.0, 400.0), (0.0, 400.0), (0.0, 800.0)]
+    route.append((3000.0, 800.0))
+    p = plan(route, [_stop("A", (1200.0, 0.0)), _stop("B", (1600.0, 0.0))])
+    path = [(0.0, 0.0), (500.0, 0.0), (500.0, 800.0), (1000.0, 800.0), (1000.0, 0.0)]
+    path += route[1:]
+    ts, x, y, s = drive(path, [(280, 36), (150, 0), (40, 36), (150, 0), (60, 36)])
+    every = (ts - T0_MS) % int(dt_s * 1000) == 0
+    ev = run_drive(p, ts[every], x[every], y[every], s[every], heading_deg=headings(x, y)[every])
+    k = kinds(ev)
+    assert "unplanned_stop" not in k
+    assert ("off_route" in k) == (dt_s < 30)  # (at 30 s its fixes lie on other passes)
+    assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A", "B"]
+
+
 @pytest.mark.parametrize(
     ("limits", "path", "kmh"),
     [
