@@ -1626,6 +1626,19 @@ def _unplanned_stop(
         # movement (fixes drifting 50-80 m while the vehicle stands broke the stop at
         # the second)
         st[S_ST_OUT_N] = 0.0
+    elif (
+        st[S_ST_OUT_N] > 0
+        and still
+        and _stands(last_kmh)
+        and math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y]) > STILL_SCATTER_M
+    ):
+        # a second outlying fix while the device stood still at both, far from the
+        # first: no place the vehicle moved to, but multipath scattered about a standing
+        # vehicle (at 30 s two outliers 350 m apart broke a halt's cluster, which
+        # counted from the fix after them, 90 s late). It is the one outlying fix now
+        st[S_ST_OUT_X] = px
+        st[S_ST_OUT_Y] = py
+        st[S_ST_OUT_TS] = ts
     else:
         # one outlying fix is noise; two in a row is movement
         st[S_ST_OUT_N] += 1.0

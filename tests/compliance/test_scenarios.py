@@ -149,6 +149,28 @@ def test_a_halt_begun_on_the_first_of_two_outside_fixes_survives_its_drift() -> 
     assert ev[k.index("unplanned_stop")].details["since"] == ms_to_rfc3339(int(ts[halt[0]]))
 
 
+def test_a_sparse_trackers_halt_survives_two_outliers_in_a_row() -> None:
+    """Fixes every 30 s: the second and third fixes of a halt are multipath outliers,
+    110 m to one side and 170 m to the other, 300 m apart, while the device reports 0
+    km/h. Two outlying fixes in a row were taken for movement: the halt's cluster began
+    again at the second outlier, then at the fix after it, and the unplanned stop counted
+    90 s late (`--interval-s 30 --seed 9`). Far apart while the device stood still at
+    both, they are scatter about the standing vehicle: the halt counts from its first
+    fix. Two fixes in a row together at a new place are still movement (the crawl
+    above, and a halt ended)."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(120, 36), (300, 0), (150, 36)], dt_s=30.0)
+    halt = np.flatnonzero(s == 0)
+    x, y = x.copy(), y.copy()
+    x[halt[1:3]] += [100.0, -100.0]
+    y[halt[1:3]] += [110.0, -170.0]
+    ev = run_drive(p, ts, x, y, s)
+    k = kinds(ev)
+    assert k.count("unplanned_stop") == 1 and k.count("unplanned_stop_ended") == 1
+    since = ev[k.index("unplanned_stop")].details["since"]  # (or the fix reaching it)
+    assert since in (ms_to_rfc3339(int(ts[halt[0] - 1])), ms_to_rfc3339(int(ts[halt[0]])))
+
+
 def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there() -> None:
     """Fixes every 30 s: the last moving fix 30 m before stop A, the next one standing at
     it - where the return pass of the U-turn 120 m beyond lies too. Halfway between the
