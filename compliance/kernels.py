@@ -1199,10 +1199,9 @@ def _off_route(
     cross the route (:func:`crosses_route`: beside an out-and-back spur or a winding
     route the nearest stretches face every way); it then gives the run its side.
     ``prev_m``, ``prev_d``: the last matched fix's route position and distance from the
-    route. The side of a fix ``off_route_far_m`` beyond
-    the corridor is judged only when it lies abeam its match (:func:`_side`); a run that
-    began with an unjudged fix takes the side of its first judged one. Returns (ne,
-    on_route).
+    route. The side of a fix ``off_route_far_m`` beyond the corridor is judged only when
+    it lies abeam its match (:func:`_side`); a run that began with an unjudged fix takes
+    the side of its first judged one. Returns (ne, on_route).
 
     Owns S_OFF, S_OUT_N, S_OUT_SINCE, S_OUT_PATH_M, S_IN_N, S_OFF_MAX_M, S_LAST_ONROUTE,
     S_OUT_X0, S_OUT_Y0, S_OUT_SIDE, S_OUT_MOVED_N, S_MOT_TS, S_MOT_X, S_MOT_Y, S_MOT_KMH,
@@ -1580,7 +1579,8 @@ def _unplanned_stop(
 ):  # fmt: skip
     """Stationary away from planned stops: the cluster of fixes within the stationary
     radius, ``unplanned_stop`` once it has lasted ``stationary_s`` away from every
-    planned stop on a started trip, ``unplanned_stop_ended`` on two fixes outside it.
+    planned stop on a started trip, ``unplanned_stop_ended`` on two fixes in a row outside
+    it (not two far apart while the device stands still: scatter).
     ``dwell_planned``: the stops stage made this standing a planned dwell; ``last_kmh``:
     the last fix's speed (S_SPEED_KMH before the speed stage ran on this one).
 
