@@ -88,7 +88,8 @@ log = logging.getLogger(__name__)
 #: layout.N_STATE_V4 long); 6: pending pings carry the device's heading, the state the
 #: off-route motion check's reference fix (a version-5 state is layout.N_STATE_V5 long;
 #: older pending pings get NaN headings, as from a tracker that sends none); 7: where the
-#: progress landed on its latest jump (a version-6 state is layout.N_STATE_V6 long)
+#: progress landed on its latest jump and when it last advanced (a version-6 state is
+#: layout.N_STATE_V6 long)
 _CHECKPOINT_VERSION = 7
 _READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 _FLUSH_MS = 2**62

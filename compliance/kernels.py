@@ -93,6 +93,7 @@ from compliance.layout import (
     S_OUT_X0,
     S_OUT_Y0,
     S_PROGRESS,
+    S_PROGRESS_TS,
     S_RING,
     S_RING_POS,
     S_SP_ACTIVE,
@@ -184,9 +185,16 @@ SPEEDING_HYST_KMH = 2.0
 END_M = 30.0
 #: a fix's match within this of its foot on the route's segment: abeam (_side)
 ABEAM_M = 1.0
-#: a progress step this much (plus twice what the last speed drives since the anchor)
-#: beyond the furthest progress is a jump (_progress), metres
+#: a progress step this much beyond the furthest progress, plus twice what the vehicle
+#: drives since that was reached (at the faster of its last, its progress and its planned
+#: speed), is a jump (_progress), metres
 PROGRESS_JUMP_M = 1000.0
+#: ... whose passed-over stops wait until the progress has gone on this far past where
+#: it landed (the vehicle went on: a shortcut past them), metres
+JUMP_LAPSE_M = 2000.0
+#: multipath throws a fix at most about this far from where a vehicle stands, metres
+#: (_unplanned_stop: a far fix beyond it is no scatter)
+ST_SCATTER_MAX_M = 400.0
 #: a fix whose device speed is below this is standing still, km/h (a crawl in a jam is
 #: ~4 km/h)
 ST_STILL_KMH = 2.0
@@ -636,6 +644,7 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             S_START_M,
             S_PROGRESS,
             S_JUMP_TO_M,
+            S_PROGRESS_TS,
             S_RING_POS,
             *range(S_RING, S_RING + 2 * RING),
         ),
@@ -1015,13 +1024,14 @@ def _restart_behind(st, mg):
     followed by fixes all on the earlier pass. The trip starts again at ``mg``: start,
     progress, the median and the ring forget that fix.
 
-    Owns (with _progress) S_START_M, S_PROGRESS, S_JUMP_TO_M, S_M1, S_M2, S_RING_POS and
-    the ring."""
+    Owns (with _progress) S_START_M, S_PROGRESS, S_JUMP_TO_M, S_PROGRESS_TS, S_M1, S_M2,
+    S_RING_POS and the ring."""
     if not (mg < st[S_START_M] and not _progress_confirmed(st) and st[S_AT_STOP] < 0):
         return
     st[S_START_M] = mg
     st[S_PROGRESS] = mg
     st[S_JUMP_TO_M] = np.nan
+    st[S_PROGRESS_TS] = np.nan  # (no time to measure a jump from until it advances)
     st[S_M1] = np.nan
     st[S_M2] = np.nan
     for j in range(2 * RING):
@@ -1231,6 +1241,7 @@ def _off_route(
                     )
                     or (
                         after_out
+                        and math.isfinite(prev_d)
                         and min(d, prev_d) >= far
                         and not crosses_route(x, y, boxes, CHUNK_SEGMENTS, prev_x, prev_y, px, py)
                     )
@@ -1352,20 +1363,19 @@ def _wrong_way_ahead(x, y, cum, st, m, spd_kmh, hdg):
 
 
 @njit(cache=True, inline="always")
-def _progress(st, ts, m, sigma_d):
+def _progress(st, par, ts, m, sigma_d):
     """Matching, after an on-route fix on this pass: the anchor (median of the last
     three matches, never backwards), the start and furthest progress, and the ring of
     (ts, route_m) the derived speed is measured over.
 
     Owns S_M1, S_M2, S_ANCHOR_M, S_ANCHOR_TS, S_START_M, S_PROGRESS, S_JUMP_TO_M,
-    S_RING_POS and the ring S_RING..."""
+    S_PROGRESS_TS, S_RING_POS and the ring S_RING..."""
     # progress is the median of the last three on-route matches, so one fix that
     # multipath put ahead along the road cannot ratchet it forward; and it never
     # creeps backwards (on a route that doubles back along the same street small
     # backward steps would otherwise walk onto the earlier pass)
     m1 = st[S_M1]
     m2 = st[S_M2]
-    was_ts = st[S_ANCHOR_TS]
     med = m
     if math.isfinite(m1) and math.isfinite(m2):
         med = max(min(m, m1), min(max(m, m1), m2))
@@ -1383,16 +1393,28 @@ def _progress(st, ts, m, sigma_d):
     if not math.isfinite(st[S_START_M]):
         st[S_START_M] = m
         st[S_PROGRESS] = m
+        st[S_PROGRESS_TS] = ts
     if med > st[S_PROGRESS]:
-        # a jump further on than the vehicle can have driven since the anchor (a
-        # re-acquisition on a later pass, say after a detour along other passes of a
-        # winding route): the stops it passed over wait (_stops) instead of being
-        # skipped as passed - the vehicle may be back on its way to them
-        v = st[S_SPEED_KMH] / 3.6 if math.isfinite(st[S_SPEED_KMH]) else 0.0
-        reach = PROGRESS_JUMP_M + 2.0 * v * max(0.0, ts - was_ts) / 1000.0
-        if med - st[S_PROGRESS] > reach:
-            st[S_JUMP_TO_M] = med
+        # a jump further on than the vehicle can have driven since the progress was
+        # last reached (a re-acquisition on a later pass, say after a detour along
+        # other passes of a winding route): the stops it passed over wait (_stops)
+        # instead of being skipped as passed - the vehicle may be back on its way to
+        # them. Measured from when the progress advanced, not from the anchor (which
+        # the first fix after a coverage gap refreshes), and at the faster of the
+        # vehicle's speeds and the plan's, so a gap driven through is no jump
+        if math.isfinite(st[S_PROGRESS_TS]):
+            v = par[P_PLANNED_MPS] if math.isfinite(par[P_PLANNED_MPS]) else 0.0
+            if math.isfinite(st[S_SPEED_KMH]):
+                v = max(v, st[S_SPEED_KMH] / 3.6)
+            if math.isfinite(st[S_V_MPS]):
+                v = max(v, st[S_V_MPS])
+            reach = PROGRESS_JUMP_M + 2.0 * v * max(0.0, ts - st[S_PROGRESS_TS]) / 1000.0
+            if med - st[S_PROGRESS] > reach:
+                st[S_JUMP_TO_M] = med
         st[S_PROGRESS] = med
+        st[S_PROGRESS_TS] = ts
+        if st[S_PROGRESS] >= st[S_JUMP_TO_M] + JUMP_LAPSE_M:
+            st[S_JUMP_TO_M] = np.nan  # it went on: the stops passed over are passed
     # the ring keeps fixes >= RING_STEP_MS apart so that it spans ~20 s at any rate:
     # a long baseline averages GPS noise out of the derived speed
     pos = int(st[S_RING_POS]) % RING
@@ -1630,12 +1652,16 @@ def _unplanned_stop(
         st[S_ST_OUT_N] > 0
         and still
         and _stands(last_kmh)
+        and st[S_LAST_ONROUTE] == 0
         and math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y]) > STILL_SCATTER_M
+        and math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= ST_SCATTER_MAX_M
     ):
         # a second outlying fix while the device stood still at both, far from the
         # first: no place the vehicle moved to, but multipath scattered about a standing
         # vehicle (at 30 s two outliers 350 m apart broke a halt's cluster, which
-        # counted from the fix after them, 90 s late). It is the one outlying fix now
+        # counted from the fix after them, 90 s late). It is the one outlying fix now.
+        # Not one on the route (a vehicle driving off along it with a speed stuck at 0),
+        # nor beyond the reach of multipath
         st[S_ST_OUT_X] = px
         st[S_ST_OUT_Y] = py
         st[S_ST_OUT_TS] = ts
@@ -2055,7 +2081,7 @@ def process_pings(
             on_route and not elsewhere and not _wrong_way_ahead(x, y, cum, st, m, spd, hdg_a[i])
         )
         if progressed:
-            _progress(st, ts, m, sigma_d)
+            _progress(st, par, ts, m, sigma_d)
         last_kmh = st[S_SPEED_KMH]  # the last fix's speed, before the speed stage
         speed = _speed(st, ts, spd, progressed)
         if st[S_COMPLETED] > 0:

@@ -87,7 +87,8 @@ S_MOT_Y = S_GAP_FROM + 11  # device's speed and heading there (NaN none)
 S_MOT_KMH = S_GAP_FROM + 12
 S_MOT_HDG = S_GAP_FROM + 13
 S_JUMP_TO_M = S_GAP_FROM + 14  # where the progress landed on its latest jump (NaN none)
-N_STATE = S_GAP_FROM + 15
+S_PROGRESS_TS = S_GAP_FROM + 15  # when the furthest progress last advanced (NaN none)
+N_STATE = S_GAP_FROM + 16
 #: the state's length in checkpoint versions 1-2, 3-4, 5 and 6
 N_STATE_V2 = S_GAP_FROM + 1
 N_STATE_V4 = S_GAP_FROM + 5
@@ -98,7 +99,7 @@ NEW_STATE_TAIL = (
     *(float("nan"), float("nan"), 0.0, 0.0),
     *(float("nan"), float("nan"), 0.0, 0.0),
     *(0.0, float("nan"), float("nan"), float("nan"), float("nan")),
-    float("nan"),
+    *(float("nan"), float("nan")),
 )
 
 # ---- per-trip parameters: float64 vector ----

@@ -323,8 +323,8 @@ def test_a_detour_matched_to_another_stretch_of_the_route_keeps_its_side(far_leg
     assert got == ([("off_route", _times([30.0] * 3)[2])] if far_leg else [])
 
 
-@pytest.mark.parametrize("across", [False, True])
-def test_a_detour_beside_an_out_and_back_spur_keeps_its_side(across: bool) -> None:
+@pytest.mark.parametrize("case", ["beside", "across", "near"])
+def test_a_detour_beside_an_out_and_back_spur_keeps_its_side(case: str) -> None:
     """A route down a dead-end street and back: south along x = 1000 from y = 0 to
     -1000, then north on the same line. A sparse tracker's detour 250 m east of it,
     near the spur's end, is matched now to the way down (it lies left of it), now to the
@@ -332,12 +332,19 @@ def test_a_detour_beside_an_out_and_back_spur_keeps_its_side(across: bool) -> No
     by the fix's own step, but no step between the fixes crosses the route, so they are
     on one side of it and off_route is confirmed at the third (30 s interval: 30 s
     sparse trackers missed such detours). Thrown across the street instead, 250 m west
-    (multipath), the second fix starts the run again. The reference agrees in both."""
+    (multipath), the second fix starts the run again; and so do fixes only 80 m east,
+    short of the corridor + off_route_far_m (multipath thrown at a curving road can step
+    round it). The reference agrees in all three."""
     route = ([0.0, 1000.0, 1000.0, 1000.0], [0.0, 0.0, -1000.0, 0.0])
-    second = (750.0, -950.0, 1950.0, 250.0) if across else (1250.0, -950.0, 2050.0, 250.0)
-    fixes = [(1250.0, -800.0, 1800.0, 250.0), second, (1250.0, -850.0, 1850.0, 250.0)]
+    off = 80.0 if case == "near" else 250.0
+    second = (
+        (1000.0 - off, -950.0, 1950.0, off)
+        if case == "across"
+        else (1000.0 + off, -950.0, 2050.0, off)
+    )
+    fixes = [(1000.0 + off, -800.0, 1800.0, off), second, (1000.0 + off, -850.0, 1850.0, off)]
     got = _sparse_detour(route, fixes)
-    assert got == ([] if across else [("off_route", _times([30.0] * 3)[2])])
+    assert got == ([("off_route", _times([30.0] * 3)[2])] if case == "beside" else [])
 
 
 def _off(s: np.ndarray) -> bool:
