@@ -55,6 +55,9 @@ F64 = npt.NDArray[np.float64]
 ENDED_BY_NEXT_TRIP = "next_trip_started"
 ENDED_BY_OVERRUN = "planned_end_overrun"
 
+#: a long batch is looked at first over this many times ``off_route_pings`` fixes (_watch)
+_FIRST_LOOK = 4
+
 
 @dataclass(slots=True)
 class Shadow:
@@ -136,8 +139,9 @@ def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -
                 if i_space >= 0:
                     return Verdict(j0 + i_space, ENDED_BY_NEXT_TRIP, sh)
             return Verdict(k_time, ENDED_BY_OVERRUN, sh)
-    watched_part = head if j0 == 0 else head.select(slice(j0, None))
-    nxt_on, started_at = _advance_shadow(sh, nxt, watched_part)
+    k_early, nxt_on, started_at = _watch(cur, nxt, sh, head, j0, first_look=k_time < 0)
+    if k_early >= 0:
+        return Verdict(k_early, ENDED_BY_NEXT_TRIP, sh)
     if k_time < 0 and (started_at < 0 or not (nxt_on[started_at:] == 1).any()):
         # the usual case, the vehicle not on the next trip yet: no fix starts a run, and
         # the current trip's own run over these pings is not needed
@@ -157,6 +161,57 @@ def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -
         return Verdict(-1, "", sh, ran)
     k, why = min(picks)
     return Verdict(k, why, sh)
+
+
+def _watch(
+    cur: Trip, nxt: Trip, sh: Shadow, head: Pending, j0: int, first_look: bool
+) -> tuple[int, npt.NDArray[np.int8], int]:
+    """Advance the shadow over ``head[j0:]``: (the hand-over found by a first look, -1
+    when there was none or it did not decide; the shadow's on-route verdicts and the
+    fix it started at, as :func:`_advance_shadow` gives them for ``head[j0:]``).
+
+    With ``first_look``, a long batch is looked at over its first fixes before the rest:
+    a hand-over shows there as a rule (a trip's pings cut at the next one's planned start
+    in replay), and the runs over the rest are then not needed. The kernels are causal,
+    and a run continued over the rest is the run over all."""
+    part = head if j0 == 0 else head.select(slice(j0, None))
+    first = int(_FIRST_LOOK * cur.th.off_route_pings)
+    if not first_look or len(part) <= 2 * first:
+        return -1, *_advance_shadow(sh, nxt, part)
+    nxt_on, started_at = _advance_shadow(sh, nxt, part.select(slice(0, first)))
+    if started_at >= 0 and (nxt_on[started_at:] == 1).any():
+        k = _early_space_index(cur, sh, head, j0, first, nxt_on, started_at)
+        if k >= 0:
+            return k, nxt_on, started_at
+    rest_on, rest_started = _advance_shadow(sh, nxt, part.select(slice(first, None)))
+    if started_at < 0 and rest_started >= 0:
+        started_at = first + rest_started
+    return -1, np.concatenate([nxt_on, rest_on]), started_at
+
+
+def _early_space_index(
+    cur: Trip,
+    sh: Shadow,
+    head: Pending,
+    j0: int,
+    first: int,
+    nxt_on: npt.NDArray[np.int8],
+    started_at: int,
+) -> int:
+    """The hand-over to the next trip within ``head``'s fixes j0..j0 + ``first`` (the
+    shadow's verdicts ``nxt_on`` on them), -1 when they do not decide it: no run of the
+    next trip's fixes completes there, or the current trip ends by itself there (the
+    whole of ``head`` decides between the two). ``sh.run_n`` is counted on only when
+    they decide (otherwise the count over the whole of ``head`` starts where it was)."""
+    ran = _run_copy(cur, head.select(slice(0, j0 + first)))
+    if _last_index(ran.out, len(head)) < len(head):
+        return -1
+    run_n = sh.run_n
+    i = _space_index(sh, cur.th, nxt_on, started_at, ran.out.on_route[j0:])
+    if i < 0:
+        sh.run_n = run_n
+        return -1
+    return j0 + i
 
 
 def _run_copy(cur: Trip, head: Pending) -> CopyRun:

@@ -757,14 +757,14 @@ def test_stop_on_an_edge_driven_there_and_back_is_on_the_first_pass() -> None:
     assert 110 <= at_s(ev[1]) <= 145
 
 
-def _abandon_then_next_trip() -> tuple[list[TripPlan], PingBatch]:
+def _abandon_then_next_trip(dt_s: float = 1.0) -> tuple[list[TripPlan], PingBatch]:
     """Trip A east along y = 0 is abandoned at 1500 m; the vehicle turns north and drives
     trip B (planned 10 min later) from its start at (1500, 800) to its end."""
     first = plan(STRAIGHT, trip_id="A")
     north = [(1500.0, 800.0), (1500.0, 4000.0)]
     second = plan(north, trip_id="B", planned_start=T0_MS + 600_000)
     path = [(0.0, 0.0), (1500.0, 0.0), (1500.0, 4000.0)]
-    ts, x, y, _ = drive(path, [(550, 36), (30, 0)])
+    ts, x, y, _ = drive(path, [(550, 36), (30, 0)], dt_s=dt_s)
     return [first, second], batch("V1", ts, x, y)
 
 
@@ -802,6 +802,22 @@ def test_next_trip_takes_over_when_driven_while_the_first_never_completes() -> N
         eng = Engine.restore(eng.checkpoint())
     restored += eng.flush() + eng.tick(int(b.ts_ms.max()))
     assert signature(sorted(restored, key=lambda e: e.ts_ms)) == signature(events)
+
+
+@pytest.mark.parametrize("dt_s", [1.0, 5.0])
+def test_a_hand_over_is_the_same_whatever_fix_a_batch_starts_at(dt_s: float) -> None:
+    # a long batch is looked at over its first fixes before the rest (compliance.takeover):
+    # a batch starting anywhere from before the turn onto B to after the hand-over (found
+    # among its first fixes, after them, or already made) gives the events of one batch
+    plans, b = _abandon_then_next_trip(dt_s)
+    whole, _ = run_batches(plans, [b])
+    at = next(e.ts_ms for e in whole if "ended_by" in e.details)
+    turn = int(np.searchsorted(b.ts_ms, T0_MS + 150_000))
+    hand = int(np.searchsorted(b.ts_ms, at))
+    for cut in range(turn, hand + 3, max(1, (hand + 3 - turn) // 25)):
+        rest = b.take(np.arange(cut, len(b)))
+        events, _ = run_batches(plans, [b.take(np.arange(cut)), rest])
+        assert signature(events) == signature(whole), cut
 
 
 @pytest.mark.parametrize(
