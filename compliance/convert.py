@@ -7,6 +7,7 @@ them their CONTRACT §4 ``details``. Timestamps are epoch ms; durations seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,7 @@ def _r(v: float, nd: int = 1) -> float:
     return round(float(v), nd)
 
 
-def _details(
-    code: EventType, plan: TripPlan, stop: int, v: npt.NDArray[np.float64]
-) -> dict[str, Any]:
+def _details(code: EventType, plan: TripPlan, stop: int, v: Sequence[float]) -> dict[str, Any]:
     s = plan.stops[stop] if stop >= 0 else None
     if code is EventType.STOP_ARRIVED and s is not None:
         entered = int(v[F_V0])
@@ -105,9 +104,9 @@ def to_events(
 ) -> list[Event]:
     """The first ``n`` kernel event rows as :class:`Event` values."""
     out: list[Event] = []
-    for j in range(n):
-        raw = int(ev_i[j, E_TYPE])
-        row = ev_f[j]
+    # as Python numbers at once: reading NumPy scalars one by one cost more than the rest
+    for ints, ts, row in zip(ev_i[:n].tolist(), ev_ts[:n].tolist(), ev_f[:n].tolist(), strict=True):
+        raw = ints[E_TYPE]
         if raw == EV_TRIP_ABANDONED:
             code = EventType.TRIP_COMPLETED
             details = _details(code, plan, -1, row)
@@ -118,16 +117,16 @@ def to_events(
             details["ended_by"] = ENDED_BY_NO_SIGNAL
         else:
             code = EVENT_CODES[raw]
-            details = _details(code, plan, int(ev_i[j, E_STOP]), row)
-        m = float(row[F_M])
+            details = _details(code, plan, ints[E_STOP], row)
+        m = row[F_M]
         out.append(
             Event(
                 type=code,
                 trip_id=trip_id,
                 vehicle_id=plan.vehicle_id,
-                ts_ms=int(ev_ts[j]),
-                lat=float(row[F_LAT]),
-                lon=float(row[F_LON]),
+                ts_ms=ts,
+                lat=row[F_LAT],
+                lon=row[F_LON],
                 route_m=m if math.isfinite(m) else 0.0,
                 details=details,
             )
