@@ -42,7 +42,7 @@ import heapq
 import logging
 import math
 import pickle
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 import numpy.typing as npt
@@ -446,7 +446,7 @@ class Engine:
         if res is not None:
             _label_rows(res.trip_id, later.row[later.row >= 0], nxt.key)
         x, y = nxt.project(later.lat, later.lon)
-        merged = Pending.concat([nxt.pending, replace(later, x_m=x, y_m=y)])
+        merged = Pending.concat([nxt.pending, later.with_xy(x, y)])
         if not bool((merged.ts_ms[1:] > merged.ts_ms[:-1]).all()):
             merged = merged.select(np.argsort(merged.ts_ms, kind="stable"))
             uniq = np.ones(len(merged), bool)

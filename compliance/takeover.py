@@ -21,7 +21,7 @@ pings give the same hand-over whatever the batching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -238,7 +238,7 @@ def _advance_shadow(sh: Shadow, nxt: Trip, part: Pending) -> tuple[npt.NDArray[n
     if not len(part):
         return np.empty(0, np.int8), 0 if sh.state[S_STARTED] > 0 else -1
     x, y = nxt.project(part.lat, part.lon)
-    part = replace(part, x_m=x, y_m=y)
+    part = part.with_xy(x, y)
     was_started = sh.state[S_STARTED] > 0
     out = nxt.run(sh.state, sh.stops, part)
     return out.on_route, 0 if was_started else _event_ping(out, EV_TRIP_STARTED)
