@@ -495,12 +495,37 @@ def expected_mps(st, par):
     return v
 
 
+@njit(cache=True, inline="always")
+def _passed_over(st, stops, k):
+    """Stops: whether stop ``k`` lies behind where the progress landed on its latest jump
+    - passed over, it waits for the vehicle (:func:`_stops`)."""
+    return stops[k, T_M] <= st[S_JUMP_TO_M]
+
+
+@njit(cache=True)
+def passed_over(st, stops, k):
+    """:func:`_passed_over` on its own (for the learned-speed ETAs)."""
+    return _passed_over(st, stops, k)
+
+
+@njit(cache=True, inline="always")
+def _to_go_m(st, stops, k, pos):
+    """ETA: the metres stop ``k`` is ahead of the progress ``pos`` along the route; for
+    a stop passed over by a jump of the progress, which waits for the vehicle, the
+    straight line from the last accepted fix to it (the way back to it is not known,
+    and none is shorter): not "due now" while the vehicle is kilometres away."""
+    if _passed_over(st, stops, k) and math.isfinite(st[S_ACC_X]):
+        return math.hypot(st[S_ACC_X] - stops[k, T_X], st[S_ACC_Y] - stops[k, T_Y])
+    return stops[k, T_M] - pos
+
+
 @njit(cache=True)
 def stop_etas(st, par, stops, ustat, now_ms, out):
     """ETA per stop into ``out`` (n, 3) = (eta, low, high) epoch ms; NaN for resolved stops.
 
-    eta = now + remaining route distance / expected speed + service times of the stops
-    before it (what is left of the current one); the window widens with the distance.
+    eta = now + the distance to go (:func:`_to_go_m`) / expected speed + service times
+    of the stops before it (what is left of the current one); the window widens with
+    the distance.
     """
     n = stops.shape[0]
     v = expected_mps(st, par)
@@ -519,10 +544,10 @@ def stop_etas(st, par, stops, ustat, now_ms, out):
         out[k, 2] = np.nan
         if ustat[k, U_STATUS] != STATUS_PENDING:
             continue
-        travel_s = max(0.0, stops[k, T_M] - pos) / v
-        eta = now_ms + travel_s * 1000.0 + service_ms
+        to_go = _to_go_m(st, stops, k, pos)
+        eta = now_ms + max(0.0, to_go) / v * 1000.0 + service_ms
         out[k, 0] = eta
-        out[k, 1], out[k, 2] = eta_window(eta, now_ms, stops[k, T_M] - pos, ETA_WINDOW_LIVE)
+        out[k, 1], out[k, 2] = eta_window(eta, now_ms, to_go, ETA_WINDOW_LIVE)
         service_ms += stops[k, T_SERVICE_S] * 1000.0
 
 
@@ -1408,7 +1433,15 @@ def _progress(st, par, ts, m, sigma_d):
                 v = max(v, st[S_SPEED_KMH] / 3.6)
             if math.isfinite(st[S_V_MPS]):
                 v = max(v, st[S_V_MPS])
-            reach = PROGRESS_JUMP_M + 2.0 * v * max(0.0, ts - st[S_PROGRESS_TS]) / 1000.0
+            since = st[S_PROGRESS_TS]
+            gap_from = st[S_GAP_FROM]
+            if gap_from > 0.0 and ts - gap_from <= GAP_REACH_S * 1000.0:
+                # within GAP_REACH_S of a coverage gap, from the last fix before it
+                # (as _reach_m): the first fix after it advances the progress too -
+                # the median gives it a match from before the gap - and timed from
+                # that fix, the next step of a gap driven through was a jump
+                since = min(since, gap_from)
+            reach = PROGRESS_JUMP_M + 2.0 * v * max(0.0, ts - since) / 1000.0
             if med - st[S_PROGRESS] > reach:
                 st[S_JUMP_TO_M] = med
         st[S_PROGRESS] = med
@@ -1527,7 +1560,7 @@ def _stops(
             # may be on any pass then: the stop's own place decides)
             if (
                 abs(m - stops[k, T_M]) <= r + stops[k, T_OFFSET] + 50.0
-                or stops[k, T_M] <= st[S_JUMP_TO_M]
+                or _passed_over(st, stops, k)
             ) and math.hypot(px - stops[k, T_X], py - stops[k, T_Y]) <= r:
                 found = k
                 break
@@ -1585,7 +1618,7 @@ def _stops(
         k = int(st[S_NEXT_STOP])
         if (
             stops[k, T_M] + stops[k, T_RADIUS] + 150.0 < st[S_PROGRESS]
-            and not stops[k, T_M] <= st[S_JUMP_TO_M]  # (jumped over: it waits)
+            and not _passed_over(st, stops, k)  # (it waits)
         ):
             ustat[k, U_STATUS] = STATUS_SKIPPED
             st[S_NEXT_STOP] = float(k + 1)
@@ -1837,7 +1870,7 @@ def _next_arrival_ms(st, par, stops, ustat, ts, nxt):
     """ETA: predicted arrival at stop ``nxt`` (the next pending one), epoch ms - the
     same prediction as :func:`stop_etas` gives that stop. Reads the state only."""
     v = expected_mps(st, par)
-    eta = ts + max(0.0, stops[nxt, T_M] - max(st[S_PROGRESS], 0.0)) / v * 1000.0
+    eta = ts + max(0.0, _to_go_m(st, stops, nxt, max(st[S_PROGRESS], 0.0))) / v * 1000.0
     at = int(st[S_AT_STOP])
     if at >= 0:
         eta += max(0.0, stops[at, T_SERVICE_S] * 1000.0 - (ts - ustat[at, U_ENTER_TS]))

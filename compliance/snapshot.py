@@ -62,9 +62,18 @@ def _history_etas(
     etas: npt.NDArray[np.float64],
 ) -> None:
     """Replace the pending stops' ETAs by ones integrated over learned speeds (the
-    window calibrated for them: :data:`compliance.kernels.ETA_WINDOW_LEARNED`)."""
+    window calibrated for them: :data:`compliance.kernels.ETA_WINDOW_LEARNED`); a stop
+    a jump of the progress passed over keeps its straight-line ETA (it lies behind the
+    progress, where no learned speed leads back)."""
     profile, cells = history
-    pending = np.flatnonzero(ustat[:, U_STATUS] == STATUS_PENDING)
+    pending = np.array(
+        [
+            k
+            for k in np.flatnonzero(ustat[:, U_STATUS] == STATUS_PENDING).tolist()
+            if not kernels.passed_over(st, trip.stops, k)
+        ],
+        np.intp,
+    )
     if not len(pending):
         return
     pos = float(st[S_PROGRESS]) if math.isfinite(st[S_PROGRESS]) else 0.0
@@ -135,7 +144,6 @@ def build_snapshot(
         status_s = "planned"
     length = trip.par[P_LENGTH_M]
     progress = st[S_PROGRESS] if math.isfinite(st[S_PROGRESS]) else 0.0
-    _ = S_AT_STOP
     return TripSnapshot(
         trip_id=trip.key,
         vehicle_id=trip.plan.vehicle_id,

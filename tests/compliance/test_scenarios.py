@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from compliance.engine import Engine
-from compliance.events import ms_to_rfc3339
+from compliance.events import Event, ms_to_rfc3339
 from compliance.plan import TripPlan
 from compliance.route import prepare
-from compliance.types import PingBatch
+from compliance.trip import trip_key
+from compliance.types import PingBatch, TripSnapshot
 from tests.compliance.builders import T0_MS, batch, drive, headings, plan, polyline_at
 from tests.compliance.helpers import at_s, kinds, run_batches, run_drive, signature
 
@@ -294,17 +298,54 @@ def test_stops_a_jump_of_the_progress_passed_over_wait_for_the_vehicle(dt_s: flo
     passes of a winding route cost two stops). The stops a jump passed over wait, and -
     at 30 s the vehicle standing at them is matched to the last pass - it arrives at
     each by the stop's own place: both arrivals, its halts there planned."""
-    route = [(0.0, 0.0), (2000.0, 0.0), (2000.0, 400.0), (0.0, 400.0), (0.0, 800.0)]
-    route += [(3000.0, 800.0), (3000.0, -20.0), (0.0, -20.0)]  # and back, 20 m beside A, B
-    p = plan(route, [_stop("A", (1200.0, 0.0)), _stop("B", (1600.0, 0.0))])
-    path = [(0.0, 0.0), (500.0, 0.0), (500.0, 800.0), (1000.0, 800.0), (1000.0, 0.0)]
-    path += route[1:6]
-    ts, x, y, s = drive(path, [(280, 36), (150, 0), (40, 36), (150, 0), (60, 36)])
+    p, (ts, x, y, s) = _jump_over_stops()
     every = (ts - T0_MS) % int(dt_s * 1000) == 0
     ev = run_drive(p, ts[every], x[every], y[every], s[every], heading_deg=headings(x, y)[every])
     k = kinds(ev)
     assert "unplanned_stop" not in k
     assert [e.details["stop_id"] for e in ev if str(e.type) == "stop_arrived"] == ["A", "B"]
+
+
+def _jump_over_stops() -> tuple[TripPlan, tuple[npt.NDArray[Any], ...]]:
+    """The plan and drive (ts, x, y, speed at 1 Hz) of the jump tests."""
+    route = [(0.0, 0.0), (2000.0, 0.0), (2000.0, 400.0), (0.0, 400.0), (0.0, 800.0)]
+    route += [(3000.0, 800.0), (3000.0, -20.0), (0.0, -20.0)]  # and back, 20 m beside A, B
+    p = plan(route, [_stop("A", (1200.0, 0.0)), _stop("B", (1600.0, 0.0))])
+    path = [(0.0, 0.0), (500.0, 0.0), (500.0, 800.0), (1000.0, 800.0), (1000.0, 0.0)]
+    path += route[1:6]
+    return p, drive(path, [(280, 36), (150, 0), (40, 36), (150, 0), (60, 36)])
+
+
+def test_a_stop_a_jump_passed_over_is_not_due_while_the_vehicle_is_away() -> None:
+    """While A and B wait after the jump (the vehicle on the stretch 800 m north, then
+    coming back), their ETAs are the way back to them, not "due now": A's within 45 s
+    of when the vehicle arrives there (100 s early before), B's after A's."""
+    p, (ts, x, y, s) = _jump_over_stops()
+    b = batch(p.vehicle_id, ts, x, y, s)
+    eng = Engine()
+    eng.add_trip(p)
+    length = prepare(p).length_m
+    seen: list[TripSnapshot] = []
+    events: list[Event] = []
+    for t0 in range(0, 680, 10):
+        part = b.take(
+            np.flatnonzero((b.ts_ms >= T0_MS + t0 * 1000) & (b.ts_ms < T0_MS + (t0 + 10) * 1000))
+        )
+        events += eng.process(part, int(part.ts_ms.max()) + 30_000).events
+        snap = eng.snapshot(trip_key(p))
+        assert snap is not None
+        if snap.progress_pct / 100.0 * length > 3000.0 or seen:  # from the jump on
+            seen.append(snap)
+    events += eng.flush()
+    arrived = next(e.ts_ms for e in events if str(e.type) == "stop_arrived")
+    assert len(seen) >= 8
+    for snap in seen:
+        a, b_ = snap.stops
+        if a.status != "pending":
+            break
+        assert a.eta_ms is not None and b_.eta_ms is not None
+        assert abs(a.eta_ms - arrived) <= 45_000, (snap.ts_ms - T0_MS, a.eta_ms - arrived)
+        assert b_.eta_ms > a.eta_ms
 
 
 @pytest.mark.parametrize(
@@ -328,7 +369,14 @@ def test_a_stop_passed_in_a_coverage_gap_is_skipped_not_left_waiting(
     t_s = (ts - T0_MS) / 1000.0
     keep = np.abs(t_s - 300.0) > gap_s / 2
     b = batch(p.vehicle_id, ts[keep], x[keep], y[keep], s[keep] if device_speed else None)
-    ev, eng = run_batches([p], [b])
+    # A is skipped within the first fixes after the gap, not left waiting for 2 km (the
+    # median gives the first one a match from before the gap: timed from that fix, the
+    # next step was a jump), nor due 'now' then
+    soon = b.ts_ms <= T0_MS + (300 + gap_s // 2 + 20) * 1000
+    ev, eng = run_batches([p], [b.take(np.flatnonzero(soon))])
+    snap = eng.snapshot("T1")
+    assert snap is not None and [st.status for st in snap.stops] == ["skipped", "pending"]
+    ev += run_batches([p], [b.take(np.flatnonzero(~soon))], eng)[0]
     assert "late" not in kinds(ev) and "stop_arrived" not in kinds(ev)
     snap = eng.snapshot("T1")
     assert snap is not None and [st.status for st in snap.stops] == ["skipped", "pending"]
