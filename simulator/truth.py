@@ -160,14 +160,14 @@ def _vehicle(col: _Collector, i: int) -> None:
             stop = plan["stops"][ref]
             det = {"stop_id": stop["stop_id"], "order_id": stop["order_id"]}
             # unseen if the tracker was silent around it (a signal outage)
-            seen_arr = not _silent(silences, arr - 30.0, arr + 30.0)
-            col.add(seen_arr, "stop_arrived", i, arr, 30.0 + 2 * iv, det)
+            span = (arr - 30.0, arr + 30.0)
+            _add_heard(col, silences, span, "stop_arrived", i, arr, 30.0 + 2 * iv, det)
             d = np.hypot(rec.x_m[:, i] - sx[ref], rec.y_m[:, i] - sy[ref])
             after = np.flatnonzero((t > arr + dwell) & act & (d > STOP_RADIUS_M))
             if len(after):
                 t_dep = float(t[after[0]])
-                seen_dep = not _silent(silences, t_dep - 60.0, t_dep + 30.0)
-                col.add(seen_dep, "stop_departed", i, t_dep, 20.0 + 2 * iv, det)
+                span = (t_dep - 60.0, t_dep + 30.0)
+                _add_heard(col, silences, span, "stop_departed", i, t_dep, 20.0 + 2 * iv, det)
         elif kind == HALT_UNPLANNED:
             # pulling off into a yard: standing there from the end of the creep in until
             # the creep out begins (beside the route: an unplanned stop, no off_route)
@@ -201,6 +201,25 @@ def _silences(fix_ts_ms: list[int], min_s: float) -> list[tuple[float, float]]:
 
 def _silent(spans: list[tuple[float, float]], a: float, b: float) -> bool:
     return any(lo < b and hi > a for lo, hi in spans)
+
+
+def _add_heard(
+    col: _Collector,
+    silences: list[tuple[float, float]],
+    span: tuple[float, float],
+    kind: str,
+    i: int,
+    t_s: float,
+    tol_s: float,
+    details: dict[str, Any],
+) -> None:
+    """An event at ``t_s``, required unless the tracker was silent over ``span``; one
+    the silence hid is allowed at ``t_s`` and when the tracker is heard again, the first
+    an engine can know of it (a departure in an outage is reported by its first fix)."""
+    hidden = [hi for lo, hi in silences if lo < span[1] and hi > span[0]]
+    col.add(not hidden, kind, i, t_s, tol_s, details)
+    if hidden and math.isfinite(max(hidden)):  # (a tracker that died is never heard)
+        col.add(False, kind, i, max(hidden), tol_s, details)
 
 
 def _fix_between(fix_ts_ms: list[int], a_s: float, b_s: float) -> bool:
