@@ -164,6 +164,12 @@ RING_STEP_MS = 2500.0
 DERIVED_SPAN_MS = 20000.0
 #: departure: this far from the centroid of the dwell fixes (two fixes in a row), metres
 DEPART_MOVE_M = 40.0
+#: a fix whose device speed is at least this was taken moving, km/h (a receiver at a
+#: standstill reads well under 1 km/h; the simulator's 1.5 km/h sigma reaches this once
+#: in ~2,000 fixes): a departure needs one fix away then, not two (multipath moves a
+#: fix, not the Doppler speed; a sparse tracker's departure waited a second interval),
+#: and such a fix alone is no stationary cluster (_unplanned_stop)
+MOVING_KMH = 5.0
 #: progress prior of the very first fix around route start, metres
 INITIAL_SIGMA_P_M = 300.0
 #: a fix this far ahead of the anchor from a device heading against the route there is
@@ -609,6 +615,15 @@ def _ring_ts(st, back):
 def _stands(spd_kmh):
     """Whether a device speed says the vehicle stands still (False when unknown: NaN)."""
     return spd_kmh < ST_STILL_KMH
+
+
+@njit(cache=True, inline="always")
+def _still_mark(spd_kmh):
+    """Unplanned stop: S_ST_STILL for a fix of device speed ``spd_kmh``: 1 standing
+    still, -1 moving (MOVING_KMH), 0 neither or unknown."""
+    if _stands(spd_kmh):
+        return 1.0
+    return -1.0 if spd_kmh >= MOVING_KMH else 0.0
 
 
 @njit(cache=True)
@@ -1510,15 +1525,20 @@ def _stops(
     dwell_planned = False
     at = int(st[S_AT_STOP])
     # leaving the radius (+10 m) on two fixes in a row: one multipath fix is no departure;
-    # the first must not have the device saying the vehicle stands (a multipath burst)
+    # the first must not have the device saying the vehicle stands (a multipath burst);
+    # one is enough when the device says the vehicle moves, or beyond multipath's reach
     if at >= 0:
-        away = math.hypot(px - stops[at, T_X], py - stops[at, T_Y]) > stops[at, T_RADIUS] + 10.0
+        off_stop = math.hypot(px - stops[at, T_X], py - stops[at, T_Y])
+        away = off_stop > stops[at, T_RADIUS] + 10.0
+        # beyond multipath's reach one fix shows it left, standing or not (it drove on
+        # in a coverage gap and stands at the route end, where its tracker goes quiet)
+        far = off_stop > ST_SCATTER_MAX_M
         # moving off the spot where it dwelt counts before the geofence edge is reached
         # (not while the device says it still stands there: a noisy fix)
         still = _stands(spd_kmh)
         if st[S_ST_N] >= 3 and not still:
             away = away or math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) > DEPART_MOVE_M
-        if away and still and st[S_DEP_N] == 0:
+        if away and still and st[S_DEP_N] == 0 and not far:
             pass  # the device (Doppler) says it stands: multipath, counted neither way
         elif away:
             if st[S_DEP_N] == 0:
@@ -1526,7 +1546,7 @@ def _stops(
             st[S_DEP_N] += 1.0
         else:
             st[S_DEP_N] = 0.0
-        if st[S_DEP_N] >= 2:
+        if st[S_DEP_N] >= 2 or (st[S_DEP_N] >= 1 and (far or spd_kmh >= MOVING_KMH)):
             ustat[at, U_STATUS] = STATUS_DEPARTED
             ustat[at, U_DEPARTED_TS] = st[S_DEP_TS]
             ne = _emit(
@@ -1655,13 +1675,22 @@ def _unplanned_stop(
         st[S_ST_Y] = py
         st[S_ST_SINCE] = ts
         st[S_ST_OUT_N] = 0.0
-        st[S_ST_STILL] = 1.0 if still else 0.0
+        st[S_ST_STILL] = _still_mark(spd_kmh)
     elif math.hypot(px - st[S_ST_X], py - st[S_ST_Y]) <= rad:
         st[S_ST_N] += 1.0
         st[S_ST_X] += (px - st[S_ST_X]) / st[S_ST_N]
         st[S_ST_Y] += (py - st[S_ST_Y]) / st[S_ST_N]
         st[S_ST_OUT_N] = 0.0
-        st[S_ST_STILL] = 1.0 if still else 0.0
+        st[S_ST_STILL] = _still_mark(spd_kmh)
+    elif st[S_ST_N] == 1 and st[S_ST_OUT_N] == 0 and st[S_ST_ACTIVE] == 0 and st[S_ST_STILL] < 0:
+        # the cluster is one fix the device said was taken moving: nothing stood there,
+        # and a fix away from it begins the next. (Held as the one outlying fix
+        # instead, a halt's first standing fix gave way to multipath scatter about the
+        # halt, which counted from a later fix: 90 s late at 30 s)
+        st[S_ST_X] = px
+        st[S_ST_Y] = py
+        st[S_ST_SINCE] = ts
+        st[S_ST_STILL] = _still_mark(spd_kmh)
     elif (
         still
         and _stands(last_kmh)
@@ -1730,7 +1759,7 @@ def _unplanned_stop(
             # sparse tracker would otherwise lose an interval of the halt whenever it
             # began on the first fix of a pair and the second drifted off). The first
             # was the last fix that reached this stage: it made S_ST_OUT_N 1
-            st[S_ST_STILL] = 1.0 if still else 0.0
+            st[S_ST_STILL] = _still_mark(spd_kmh)
             apart = math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y])
             if apart <= rad or (still and _stands(last_kmh) and apart <= ST_STILL_MAX_M):
                 st[S_ST_N] = 2.0
@@ -1972,8 +2001,8 @@ def _abandon(st, ustat, ping, at_ms, ev_i, ev_ts, ev_f, ne):
 
 @njit(cache=True, inline="always")
 def _completion(
-    st, th, length, stops, ustat, i, ts, lat, lon, m, speed, on_route, elsewhere,
-    ev_i, ev_ts, ev_f, ne,
+    x, y, st, th, length, stops, ustat, i, ts, px, py, lat, lon, m, speed, on_route,
+    elsewhere, ev_i, ev_ts, ev_f, ne,
 ):  # fmt: skip
     """Completion: ``trip_completed`` once every stop is resolved after the last
     departure, or the route end is reached (or stood at); pending stops are skipped.
@@ -1995,11 +2024,21 @@ def _completion(
         and math.isfinite(speed)
         and speed < th[TH_STOP_SLOW_KMH]
     )
+    # ... and standing within multipath's reach of the end after the last match there:
+    # a sparse tracker's one standing fix at the end may be an outlier, and then its
+    # tracker goes quiet (the median progress lags the match by a fix): the trip lingered
+    # for trip_abandon_s, with a false signal_lost on the way
+    stood_near_end = (
+        st[S_M1] >= length - END_M
+        and math.isfinite(speed)
+        and speed < th[TH_STOP_SLOW_KMH]
+        and math.hypot(px - x[-1], py - y[-1]) <= ST_SCATTER_MAX_M
+    )
     done = (
         st[S_STARTED] > 0
         and int(st[S_AT_STOP]) < 0
         and int(st[S_CAND_STOP]) < 0
-        and (last_departed or st[S_PROGRESS] >= length - END_M or standing_at_end)
+        and (last_departed or st[S_PROGRESS] >= length - END_M or standing_at_end or stood_near_end)
     )
     if done:
         for k in range(nstops):
@@ -2133,8 +2172,8 @@ def process_pings(
         )  # fmt: skip
         ne = _schedule(st, th, par, stops, ustat, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, ne)
         ne = _completion(
-            st, th, length, stops, ustat, i, ts, lat, lon, m, speed, on_route, elsewhere,
-            ev_i, ev_ts, ev_f, ne,
+            x, y, st, th, length, stops, ustat, i, ts, px, py, lat, lon, m, speed, on_route,
+            elsewhere, ev_i, ev_ts, ev_f, ne,
         )  # fmt: skip
     return ne
 

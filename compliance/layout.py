@@ -79,7 +79,7 @@ S_OUT_MOVED_N = S_GAP_FROM + 4  # consecutive outside fixes showing movement awa
 S_ST_OUT_X = S_GAP_FROM + 5  # the stationary cluster's pending outlying fix
 S_ST_OUT_Y = S_GAP_FROM + 6
 S_ST_OUT_TS = S_GAP_FROM + 7
-S_ST_STILL = S_GAP_FROM + 8  # 1 when the cluster's latest fix reported a standstill
+S_ST_STILL = S_GAP_FROM + 8  # the cluster's latest fix: 1 standstill, -1 moving, 0 other
 # (checkpoint version 6 on: version 5 states end here)
 S_MOT_TS = S_GAP_FROM + 9  # the off-route motion check's reference fix (0 none): the
 S_MOT_X = S_GAP_FROM + 10  # last accepted fix the check did not reject, with the

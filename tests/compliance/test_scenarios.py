@@ -175,6 +175,31 @@ def test_a_sparse_trackers_halt_survives_two_outliers_in_a_row() -> None:
     assert since in (ms_to_rfc3339(int(ts[halt[0] - 1])), ms_to_rfc3339(int(ts[halt[0]])))
 
 
+@pytest.mark.parametrize("n_moving", [4, 5])
+def test_a_halt_counts_from_its_first_fix_whatever_fix_the_drive_there_left_off_at(
+    n_moving: int,
+) -> None:
+    """Fixes every 30 s: the last one driving (36 km/h) 66 m before the halt, then the
+    halt's first fix, two multipath outliers (105 and 169 m off, the device at 0 km/h)
+    and the halt's fixes. The fixes of the drive begin a cluster and give it up by turns;
+    when the last one driving had begun one, the halt's first fix was held as its one
+    outlying fix, the outliers took its place as scatter, and the halt counted from its
+    fourth fix, 90 s late (`--interval-s 30 --seed 9`, once departures came a fix
+    earlier). A fix the device says was taken moving is no cluster: the next fix away
+    begins one."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    x0 = 300.0 * (n_moving - 1) + 66.0
+    hx = [x0, x0 + 40, x0 - 30] + [x0 + d for d in (3.0, -4.0, 5.0, -2.0, 1.0, 4.0, -3.0)]
+    hy = [0.0, 105.0, -169.0, 2.0, -3.0, 1.0, 4.0, -2.0, 0.0, 3.0]
+    x = np.array([300.0 * k for k in range(n_moving)] + hx)
+    y = np.array([0.0] * n_moving + hy)
+    s = np.array([36.0] * n_moving + [0.0] * len(hx))
+    ts = T0_MS + 30_000 * np.arange(1, len(x) + 1, dtype=np.int64)
+    ev = run_drive(p, ts, x, y, s)
+    assert kinds(ev) == ["trip_started", "unplanned_stop"]
+    assert ev[1].details["since"] == ms_to_rfc3339(int(ts[n_moving]))
+
+
 def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there() -> None:
     """Fixes every 30 s: the last moving fix 30 m before stop A, the next one standing at
     it - where the return pass of the U-turn 120 m beyond lies too. Halfway between the
@@ -962,6 +987,61 @@ def test_noisy_fixes_while_standing_at_a_stop_are_no_departure() -> None:
     ev = run_drive(p, ts, x, y, s)
     assert kinds(ev) == ["trip_started", "stop_arrived", "stop_departed"]
     assert at_s(ev[2]) >= 440
+
+
+def test_a_sparse_trackers_departure_comes_on_the_first_fix_driving_off() -> None:
+    """Fixes every 30 s: the first fix beyond the stop's radius with the device reading
+    the vehicle's speed is the departure (multipath moves a fix, not the Doppler speed).
+    Waiting for a second fix made it an interval late, past the truth's tolerance for
+    one departure in sixteen at 30 s. Without device speed a second fix confirms it."""
+    p = plan(STRAIGHT, [_stop("S1", (2100.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (240, 0), (200, 36)], dt_s=30.0)
+    first_away = int(np.flatnonzero((ts > T0_MS + 440_000) & (np.abs(x - 2100.0) > 85.0))[0])
+    for speed, at in ((s, first_away), (None, first_away + 1)):
+        ev = run_drive(p, ts, x, y, speed)
+        assert kinds(ev)[:3] == ["trip_started", "stop_arrived", "stop_departed"]
+        assert ev[2].ts_ms == ts[at], speed is None
+
+
+def test_a_departure_in_a_coverage_gap_shows_on_the_fix_after_it_far_off() -> None:
+    """The vehicle served S1, drove on to the route end in a 5-minute coverage gap and
+    stood there; one fix there, then its tracker went quiet. Standing at the fix (device
+    0 km/h), it was taken for multipath and the vehicle was still at S1: no departure,
+    no end, and a false signal_lost followed (`--interval-s 30`, a signal_loss fault).
+    Beyond multipath's reach of the stop one fix is the departure, standing or not - and
+    the trip completes at the route end on the same fix."""
+    p = plan(STRAIGHT, [_stop("S1", (2100.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(200, 36), (240, 0), (200, 36), (200, 0)], dt_s=30.0)
+    keep = (ts <= T0_MS + 420_000) | (ts == ts[-1])
+    b = batch(p.vehicle_id, ts[keep], x[keep], y[keep], s[keep])
+    ev, eng = run_batches([p], [b])
+    ev += eng.tick(int(ts[-1]) + 600_000)
+    assert kinds(ev)[-4:] == ["signal_lost", "signal_restored", "stop_departed", "trip_completed"]
+    assert ev[-2].ts_ms == ev[-1].ts_ms == ts[-1]
+
+
+def test_a_sparse_trackers_last_fix_at_the_route_end_may_be_an_outlier() -> None:
+    """Fixes every 30 s: the last fix on the route lies 5 m before its end (driving 12
+    km/h), the next - the vehicle standing there, its tracker then quiet - 260 m off
+    (multipath). The median progress lagged the end by a fix, the standing fix was off
+    the route: the trip lingered for trip_abandon_s behind a false signal_lost. A
+    standing fix within multipath's reach of the end after the last match there ends
+    it. (Standing 300 m before the end instead, at a light, does not.)"""
+    p = plan(STRAIGHT)
+    t = T0_MS + 30_000 * np.arange(6, dtype=np.int64)
+    x = np.array([2500.0, 2800.0, 3100.0, 3600.0, 3995.0, 4000.0])
+    y = np.array([0.0, 0.0, 0.0, 0.0, 3.0, 260.0])
+    s = np.array([36.0, 36.0, 36.0, 54.0, 12.0, 0.0])
+    ev, eng = run_batches([p], [batch(p.vehicle_id, t, x, y, s)])
+    ev += eng.tick(int(t[-1]) + 600_000)
+    assert kinds(ev) == ["trip_started", "off_route", "trip_completed"] or kinds(ev) == [
+        "trip_started",
+        "trip_completed",
+    ]
+    assert ev[-1].ts_ms == t[-1]
+    x[-2:] = [3700.0, 3700.0]  # the last match 300 m before the end
+    ev, eng = run_batches([p], [batch(p.vehicle_id, t, x, y, s)])
+    assert "trip_completed" not in kinds(ev)
 
 
 def test_a_multipath_burst_far_off_while_standing_at_a_stop_is_no_departure() -> None:
