@@ -1655,7 +1655,8 @@ def _unplanned_stop(
     """Stationary away from planned stops: the cluster of fixes within the stationary
     radius, ``unplanned_stop`` once it has lasted ``stationary_s`` away from every
     planned stop on a started trip, ``unplanned_stop_ended`` on two fixes in a row outside
-    it (not two far apart while the device stands still: scatter).
+    it (not two far apart while the device stands still: scatter), or on one the device
+    says was taken moving.
     ``dwell_planned``: the stops stage made this standing a planned dwell; ``last_kmh``:
     the last fix's speed (S_SPEED_KMH before the speed stage ran on this one).
 
@@ -1728,9 +1729,15 @@ def _unplanned_stop(
         st[S_ST_OUT_Y] = py
         st[S_ST_OUT_TS] = ts
     else:
-        # one outlying fix is noise; two in a row is movement
+        # one outlying fix is noise; two in a row is movement, and so is one the device
+        # says was taken moving (multipath moves a fix, not the Doppler speed: at 10 s a
+        # halt's end waited for a second fix, and a multipath fix back inside the
+        # cluster between them put it off by two more) - but not at a planned stop,
+        # whose departure measures the move off the spot where it dwelt (_stops) from
+        # the cluster
+        moving = spd_kmh >= MOVING_KMH and int(st[S_AT_STOP]) < 0
         st[S_ST_OUT_N] += 1.0
-        if st[S_ST_OUT_N] == 1:
+        if st[S_ST_OUT_N] == 1 and not moving:
             st[S_ST_OUT_X] = px
             st[S_ST_OUT_Y] = py
             st[S_ST_OUT_TS] = ts
@@ -1761,6 +1768,8 @@ def _unplanned_stop(
             # was the last fix that reached this stage: it made S_ST_OUT_N 1
             st[S_ST_STILL] = _still_mark(spd_kmh)
             apart = math.hypot(px - st[S_ST_OUT_X], py - st[S_ST_OUT_Y])
+            if st[S_ST_OUT_N] == 1:  # (the one fix, taken moving: no pair)
+                apart = math.inf
             if apart <= rad or (still and _stands(last_kmh) and apart <= ST_STILL_MAX_M):
                 st[S_ST_N] = 2.0
                 st[S_ST_X] = 0.5 * (px + st[S_ST_OUT_X])

@@ -200,6 +200,27 @@ def test_a_halt_counts_from_its_first_fix_whatever_fix_the_drive_there_left_off_
     assert ev[1].details["since"] == ms_to_rfc3339(int(ts[n_moving]))
 
 
+def test_a_halt_ends_on_the_first_fix_driving_off() -> None:
+    """Fixes every 10 s: a 4-minute halt away from any stop, then the first fix 60 m on
+    with the device reading 36 km/h, then a multipath fix back inside the halt's cluster
+    (still 36 km/h), then the drive. The halt ended only on two fixes outside in a row,
+    and the fix back inside put that off: 30 s late (`--interval-s 10 --sigma-m 12
+    --outlier-rate 0.05` seeds 4 and 9). One fix outside that the device says was taken
+    moving ends it (multipath moves a fix, not the Doppler speed)."""
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    drive_x = [100.0 * k for k in range(16)]
+    halt_x = [1500.0 + d for d in (3.0, -2.0, 4.0, -3.0, 1.0, 2.0, -4.0) * 3 + (0.0, 2.0, -1.0)]
+    off_x = [1560.0, 1503.0] + [1660.0 + 100.0 * k for k in range(8)]
+    x = np.array(drive_x + halt_x + off_x)
+    y = np.zeros(len(x))
+    y[len(drive_x) + len(halt_x) + 1] = 4.0
+    s = np.array([36.0] * len(drive_x) + [0.0] * len(halt_x) + [36.0] * len(off_x))
+    ts = T0_MS + 10_000 * np.arange(1, len(x) + 1, dtype=np.int64)
+    ev = run_drive(p, ts, x, y, s)
+    assert kinds(ev) == ["trip_started", "unplanned_stop", "unplanned_stop_ended"]
+    assert ev[2].ts_ms == ts[len(drive_x) + len(halt_x)]
+
+
 def test_a_sparse_tracker_standing_at_a_stop_just_before_a_u_turn_arrives_there() -> None:
     """Fixes every 30 s: the last moving fix 30 m before stop A, the next one standing at
     it - where the return pass of the U-turn 120 m beyond lies too. Halfway between the
