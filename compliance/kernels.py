@@ -596,12 +596,21 @@ def _reach_m(st, ts, length, vmax_mps, acc):
     anchor on the wrong pass of a street the route takes twice)."""
     if not math.isfinite(st[S_ANCHOR_M]):
         return length
-    since = st[S_ANCHOR_TS]
-    gap_from = st[S_GAP_FROM]
-    if gap_from > 0.0 and ts - gap_from <= GAP_REACH_S * 1000.0 and gap_from < since:
-        since = gap_from
+    since = _since_gap(st, ts, st[S_ANCHOR_TS])
     ref, _ref_ts = _latest_match(st)
     return ref + vmax_mps * (ts - since) / 1000.0 + 50.0 + acc
+
+
+@njit(cache=True, inline="always")
+def _since_gap(st, ts, since):
+    """Matching: ``since`` (epoch ms), or the last fix before a coverage gap within the
+    last GAP_REACH_S when that is earlier - how long the vehicle may have driven,
+    counted from before the gap (the first fixes after it refresh the anchor and
+    advance the median progress with matches from before it)."""
+    gap_from = st[S_GAP_FROM]
+    if gap_from > 0.0 and ts - gap_from <= GAP_REACH_S * 1000.0 and gap_from < since:
+        return gap_from
+    return since
 
 
 @njit(cache=True, inline="always")
@@ -618,12 +627,18 @@ def _stands(spd_kmh):
 
 
 @njit(cache=True, inline="always")
+def _moves(spd_kmh):
+    """Whether a device speed says the vehicle moves (MOVING_KMH; False when unknown)."""
+    return spd_kmh >= MOVING_KMH
+
+
+@njit(cache=True, inline="always")
 def _still_mark(spd_kmh):
     """Unplanned stop: S_ST_STILL for a fix of device speed ``spd_kmh``: 1 standing
     still, -1 moving (MOVING_KMH), 0 neither or unknown."""
     if _stands(spd_kmh):
         return 1.0
-    return -1.0 if spd_kmh >= MOVING_KMH else 0.0
+    return -1.0 if _moves(spd_kmh) else 0.0
 
 
 @njit(cache=True)
@@ -1448,14 +1463,11 @@ def _progress(st, par, ts, m, sigma_d):
                 v = max(v, st[S_SPEED_KMH] / 3.6)
             if math.isfinite(st[S_V_MPS]):
                 v = max(v, st[S_V_MPS])
-            since = st[S_PROGRESS_TS]
-            gap_from = st[S_GAP_FROM]
-            if gap_from > 0.0 and ts - gap_from <= GAP_REACH_S * 1000.0:
-                # within GAP_REACH_S of a coverage gap, from the last fix before it
-                # (as _reach_m): the first fix after it advances the progress too -
-                # the median gives it a match from before the gap - and timed from
-                # that fix, the next step of a gap driven through was a jump
-                since = min(since, gap_from)
+            # within GAP_REACH_S of a coverage gap, from the last fix before it: the
+            # first fix after it advances the progress too (the median gives it a
+            # match from before the gap), and timed from that fix the next step of a
+            # gap driven through was a jump
+            since = _since_gap(st, ts, st[S_PROGRESS_TS])
             reach = PROGRESS_JUMP_M + 2.0 * v * max(0.0, ts - since) / 1000.0
             if med - st[S_PROGRESS] > reach:
                 st[S_JUMP_TO_M] = med
@@ -1546,7 +1558,7 @@ def _stops(
             st[S_DEP_N] += 1.0
         else:
             st[S_DEP_N] = 0.0
-        if st[S_DEP_N] >= 2 or (st[S_DEP_N] >= 1 and (far or spd_kmh >= MOVING_KMH)):
+        if st[S_DEP_N] >= 2 or (st[S_DEP_N] >= 1 and (far or _moves(spd_kmh))):
             ustat[at, U_STATUS] = STATUS_DEPARTED
             ustat[at, U_DEPARTED_TS] = st[S_DEP_TS]
             ne = _emit(
@@ -1735,7 +1747,7 @@ def _unplanned_stop(
         # cluster between them put it off by two more) - but not at a planned stop,
         # whose departure measures the move off the spot where it dwelt (_stops) from
         # the cluster
-        moving = spd_kmh >= MOVING_KMH and int(st[S_AT_STOP]) < 0
+        moving = _moves(spd_kmh) and int(st[S_AT_STOP]) < 0
         st[S_ST_OUT_N] += 1.0
         if st[S_ST_OUT_N] == 1 and not moving:
             st[S_ST_OUT_X] = px
@@ -2026,21 +2038,15 @@ def _completion(
     )
     # standing at the route end proves it on one fix: with sparse fixes the median
     # progress may never see two of them there before the tracker goes quiet
-    standing_at_end = (
-        on_route
-        and not elsewhere
-        and m >= length - END_M
-        and math.isfinite(speed)
-        and speed < th[TH_STOP_SLOW_KMH]
-    )
+    slow = math.isfinite(speed) and speed < th[TH_STOP_SLOW_KMH]
+    standing_at_end = on_route and not elsewhere and m >= length - END_M and slow
     # ... and standing within multipath's reach of the end after the last match there:
     # a sparse tracker's one standing fix at the end may be an outlier, and then its
     # tracker goes quiet (the median progress lags the match by a fix): the trip lingered
     # for trip_abandon_s, with a false signal_lost on the way
     stood_near_end = (
-        st[S_M1] >= length - END_M
-        and math.isfinite(speed)
-        and speed < th[TH_STOP_SLOW_KMH]
+        slow
+        and st[S_M1] >= length - END_M
         and math.hypot(px - x[-1], py - y[-1]) <= ST_SCATTER_MAX_M
     )
     done = (
