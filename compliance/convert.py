@@ -18,6 +18,7 @@ from compliance.layout import (
     E_STOP,
     E_TYPE,
     EV_TRIP_ABANDONED,
+    EV_TRIP_ENDED_QUIET,
     EVENT_CODES,
     F_LAT,
     F_LON,
@@ -115,6 +116,9 @@ def to_events(
                 len(plan.stops) - details["on_time_stops"] - details["late_stops"]
             )
             details["ended_by"] = ENDED_BY_NO_SIGNAL
+        elif raw == EV_TRIP_ENDED_QUIET:
+            code = EventType.TRIP_COMPLETED
+            details = _details(code, plan, -1, row)
         else:
             code = EVENT_CODES[raw]
             details = _details(code, plan, ints[E_STOP], row)

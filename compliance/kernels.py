@@ -31,6 +31,7 @@ from compliance.layout import (
     EV_STOP_DEPARTED,
     EV_TRIP_ABANDONED,
     EV_TRIP_COMPLETED,
+    EV_TRIP_ENDED_QUIET,
     EV_TRIP_STARTED,
     EV_UNPLANNED_STOP,
     EV_UNPLANNED_STOP_ENDED,
@@ -42,6 +43,8 @@ from compliance.layout import (
     F_V2,
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
+    P_END_X,
+    P_END_Y,
     P_LENGTH_M,
     P_PLANNED_END_MS,
     P_PLANNED_MPS,
@@ -766,7 +769,17 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
     ("schedule", ("_schedule", "_next_arrival_ms"), (S_LATE, S_LATE_STOP)),
     (
         "completion",
-        ("_completion", "_abandon_at", "_ended_before", "_abandon"),
+        (
+            "_completion",
+            "_abandon_at",
+            "_quiet_at_end",
+            "_ended_at",
+            "_ended_before",
+            "_end_for_want_of_signal",
+            "_end_quiet",
+            "_abandon",
+            "_skip_pending",
+        ),
         (S_COMPLETED, S_COMPLETED_TS),
     ),
     ("ETA", ("expected_mps", "stop_etas"), ()),
@@ -800,19 +813,22 @@ def _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne):
     """Signal: ``signal_lost`` (if the tick has not emitted it) and ``signal_restored``
     when this ping ends a gap longer than the timeout on an active trip; then records
     the ping as the last one (and where a signal gap began, for the matching window).
-    A ping after the instant the trip was abandoned for want of signal (see
-    :func:`_abandon_at`) restores nothing: the trip ended then, as :func:`time_check`
-    would have ended it had the horizon passed that instant before the ping came.
+    A ping after the instant the trip ended for want of signal (see :func:`_ended_at`:
+    abandoned, or quiet after its last fix at the route end) restores nothing: the trip
+    ended then, as :func:`time_check` would have ended it had the horizon passed that
+    instant before the ping came.
 
     Owns S_N, S_LAST_TS, S_LAST_LAT, S_LAST_LON, S_LOST, S_GAP_FROM."""
     active = st[S_STARTED] > 0 and st[S_COMPLETED] == 0
     if st[S_N] > 0:
         gap_ms = ts - st[S_LAST_TS]
         lost_ms = th[TH_LOST_S] * 1000.0
-        end_ms = _abandon_at(st, th, par)
-        ended = _ended_before(st, th, par, ts)
+        # (a quiet end comes after the timeout: asked only about a gap that long)
+        quiet = gap_ms > lost_ms and _quiet_at_end(st, th, par)
+        end_ms = _ended_at(st, th, par, quiet)
+        ended = st[S_COMPLETED] == 0 and ts > end_ms
         if active and (st[S_LOST] > 0 or gap_ms > lost_ms):
-            if st[S_LOST] == 0 and (not ended or st[S_LAST_TS] + lost_ms <= end_ms):
+            if st[S_LOST] == 0 and not quiet and (not ended or st[S_LAST_TS] + lost_ms <= end_ms):
                 ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
             if not ended:
                 st[S_LOST] = 0.0
@@ -833,7 +849,7 @@ def _signal(st, th, par, ustat, i, ts, lat, lon, ev_i, ev_ts, ev_f, ne):
                     st[S_LAST_M],
                 )
         if ended:
-            ne = _abandon(st, ustat, i, end_ms, ev_i, ev_ts, ev_f, ne)
+            ne = _end_for_want_of_signal(st, ustat, i, quiet, end_ms, ev_i, ev_ts, ev_f, ne)
     if st[S_N] > 0 and ts - st[S_LAST_TS] > GAP_PRIOR_S * 1000.0:
         st[S_GAP_FROM] = st[S_LAST_TS]
     st[S_N] += 1.0
@@ -1969,6 +1985,14 @@ def _schedule(st, th, par, stops, ustat, i, ts, lat, lon, m, ev_i, ev_ts, ev_f, 
 
 
 @njit(cache=True, inline="always")
+def _skip_pending(ustat):
+    """Completion: the trip ends - its stops not yet resolved are skipped."""
+    for k in range(ustat.shape[0]):
+        if ustat[k, U_STATUS] == STATUS_PENDING:
+            ustat[k, U_STATUS] = STATUS_SKIPPED
+
+
+@njit(cache=True, inline="always")
 def _abandon_at(st, th, par):
     """Completion: when a trip whose vehicle stopped reporting ends, epoch ms:
     ``trip_abandon_s`` after the later of its planned end and its last ping."""
@@ -1976,10 +2000,89 @@ def _abandon_at(st, th, par):
 
 
 @njit(cache=True, inline="always")
+def _quiet_at_end(st, th, par):
+    """Completion: whether the trip's last fix was at the route end, so that a silence of
+    the signal timeout after it ends the trip there (:func:`_ended_at`) instead of
+    reporting the signal lost - a tracker that goes quiet with the ignition, after a
+    sparse tracker's one fix at the end, which the end's own rules (:func:`_completion`)
+    do not take: its last match reached the end (the progress, a median, needs a second
+    fix there), or it stood within multipath's reach (``ST_SCATTER_MAX_M``) of the end
+    after a match within that reach of it.
+
+    The last fix was accepted (no wild fix, no jump) within that reach of the route's last
+    point, and the vehicle is at no planned stop: a stop at the route end ends the trip on
+    its departure (a tracker quiet while the vehicle dwells there is lost)."""
+    length = par[P_LENGTH_M]
+    reached = st[S_M1] >= length - END_M
+    stood = st[S_SPEED_KMH] < th[TH_STOP_SLOW_KMH] and st[S_M1] >= length - ST_SCATTER_MAX_M
+    return (
+        st[S_STARTED] > 0
+        and st[S_COMPLETED] == 0
+        and st[S_LOST] == 0
+        and int(st[S_AT_STOP]) < 0
+        and int(st[S_CAND_STOP]) < 0
+        and st[S_ACC_TS] == st[S_LAST_TS]
+        and (reached or stood)
+        and math.hypot(st[S_ACC_X] - par[P_END_X], st[S_ACC_Y] - par[P_END_Y]) <= ST_SCATTER_MAX_M
+    )
+
+
+@njit(cache=True, inline="always")
+def _ended_at(st, th, par, quiet):
+    """Completion: when the trip ends if no ping comes, epoch ms: the signal timeout after
+    its last fix when that fix stood at the route end (``quiet``,
+    :func:`_quiet_at_end`), else :func:`_abandon_at`."""
+    end_ms = _abandon_at(st, th, par)
+    if quiet:
+        end_ms = min(end_ms, st[S_LAST_TS] + th[TH_LOST_S] * 1000.0)
+    return end_ms
+
+
+@njit(cache=True, inline="always")
 def _ended_before(st, th, par, ts):
     """Completion: whether a ping at ``ts`` comes after the trip ended for want of signal
-    (at :func:`_abandon_at`), the trip having had a ping and not completed otherwise."""
-    return st[S_N] > 0 and st[S_COMPLETED] == 0 and ts > _abandon_at(st, th, par)
+    (at :func:`_ended_at`), the trip having had a ping and not completed otherwise."""
+    return (
+        st[S_N] > 0
+        and st[S_COMPLETED] == 0
+        and ts > _ended_at(st, th, par, _quiet_at_end(st, th, par))
+    )
+
+
+@njit(cache=True, inline="always")
+def _end_for_want_of_signal(st, ustat, ping, quiet, end_ms, ev_i, ev_ts, ev_f, ne):
+    """Completion: the trip ends in a silence - at its last fix, standing at the route
+    end (``quiet``), or abandoned at ``end_ms``."""
+    if quiet:
+        return _end_quiet(st, ustat, ping, ev_i, ev_ts, ev_f, ne)
+    return _abandon(st, ustat, ping, end_ms, ev_i, ev_ts, ev_f, ne)
+
+
+@njit(cache=True, inline="always")
+def _end_quiet(st, ustat, ping, ev_i, ev_ts, ev_f, ne):
+    """Completion: end the trip at its last fix, which stood at the route end before the
+    tracker went quiet (:func:`_quiet_at_end`): a ``trip_completed`` there, as the end's
+    own rule gives it (EV_TRIP_ENDED_QUIET: decided by ``ping``, the one after the
+    silence, or -1 from :func:`time_check`); pending stops are skipped."""
+    _skip_pending(ustat)
+    st[S_COMPLETED] = 1.0
+    st[S_COMPLETED_TS] = st[S_LAST_TS]
+    return _emit(
+        ev_i,
+        ev_ts,
+        ev_f,
+        ne,
+        EV_TRIP_ENDED_QUIET,
+        ping,
+        -1,
+        st[S_LAST_TS],
+        st[S_ON_TIME],
+        st[S_LATE_STOPS],
+        max(0.0, st[S_PROGRESS] - st[S_START_M]),
+        st[S_LAST_LAT],
+        st[S_LAST_LON],
+        st[S_LAST_M],
+    )
 
 
 @njit(cache=True)
@@ -1994,9 +2097,7 @@ def _abandon(st, ustat, ping, at_ms, ev_i, ev_ts, ev_f, ne):
     skipped and it completes (EV_TRIP_ABANDONED, a ``trip_completed`` ended by
     "no_signal") where its last ping was. ``ping``: the ping after the silence, -1 from
     :func:`time_check`."""
-    for k in range(ustat.shape[0]):
-        if ustat[k, U_STATUS] == STATUS_PENDING:
-            ustat[k, U_STATUS] = STATUS_SKIPPED
+    _skip_pending(ustat)
     st[S_COMPLETED] = 1.0
     st[S_COMPLETED_TS] = at_ms
     dist = st[S_PROGRESS] - st[S_START_M]
@@ -2056,9 +2157,7 @@ def _completion(
         and (last_departed or st[S_PROGRESS] >= length - END_M or standing_at_end or stood_near_end)
     )
     if done:
-        for k in range(nstops):
-            if ustat[k, U_STATUS] == STATUS_PENDING:
-                ustat[k, U_STATUS] = STATUS_SKIPPED
+        _skip_pending(ustat)
         st[S_COMPLETED] = 1.0
         st[S_COMPLETED_TS] = ts
         ne = _emit(
@@ -2203,12 +2302,19 @@ def time_check(st, th, par, ustat, horizon_ms, ev_i, ev_ts, ev_f):
     if st[S_N] == 0 or st[S_COMPLETED] > 0:
         return 0
     ne = 0
-    end_ms = _abandon_at(st, th, par)
+    quiet = _quiet_at_end(st, th, par)
+    end_ms = _ended_at(st, th, par, quiet)
     lost_at = st[S_LAST_TS] + th[TH_LOST_S] * 1000.0
-    if st[S_LOST] == 0 and st[S_STARTED] > 0 and lost_at <= horizon_ms and lost_at <= end_ms:
+    if (
+        st[S_LOST] == 0
+        and st[S_STARTED] > 0
+        and not quiet
+        and lost_at <= horizon_ms
+        and lost_at <= end_ms
+    ):
         ne = _signal_lost(st, th, ev_i, ev_ts, ev_f, ne)
     if end_ms <= horizon_ms:
-        ne = _abandon(st, ustat, -1, end_ms, ev_i, ev_ts, ev_f, ne)
+        ne = _end_for_want_of_signal(st, ustat, -1, quiet, end_ms, ev_i, ev_ts, ev_f, ne)
     return ne
 
 

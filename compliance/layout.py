@@ -108,7 +108,9 @@ P_CORRIDOR_M = 1
 P_PLANNED_MPS = 2
 P_DEFAULT_LIMIT = 3  # NaN none
 P_PLANNED_END_MS = 4  # when the plan expects the trip to end, epoch ms
-N_PARAM = 5
+P_END_X = 5  # the route's last point, local metres
+P_END_Y = 6
+N_PARAM = 7
 
 # ---- stops: float64 (n, N_STOPF), plan order ----
 T_X = 0
@@ -168,3 +170,6 @@ EV_TRIP_COMPLETED = EVENT_CODES.index(EventType.TRIP_COMPLETED)
 #: the kernels' own code for a trip ended because its vehicle stopped reporting: a
 #: ``trip_completed`` with ``ended_by`` "no_signal" (compliance.convert)
 EV_TRIP_ABANDONED = len(EVENT_CODES)
+#: ... and for a trip that ended at its last fix, standing at the route end, as the
+#: silence after it showed: a plain ``trip_completed`` at that fix (compliance.convert)
+EV_TRIP_ENDED_QUIET = len(EVENT_CODES) + 1

@@ -34,6 +34,7 @@ from compliance.layout import (
     E_TYPE,
     EV_TRIP_ABANDONED,
     EV_TRIP_COMPLETED,
+    EV_TRIP_ENDED_QUIET,
     EV_TRIP_STARTED,
     N_STOPS,
     P_PLANNED_END_MS,
@@ -222,13 +223,14 @@ def _run_copy(cur: Trip, head: Pending) -> CopyRun:
 
 def _last_index(cur_out: RunOutput, n: int) -> int:
     """The last ping the current trip can hand over at: the one it completes at by
-    itself, or the one before a silence it was abandoned in (it ended before that ping);
-    ``n`` when neither is in ``cur_out``."""
+    itself, or the one before a silence it ended in (abandoned, or quiet at its end:
+    it ended before that ping); ``n`` when neither is in ``cur_out``."""
     done_at = _event_ping(cur_out, EV_TRIP_COMPLETED)
-    abandoned_at = _event_ping(cur_out, EV_TRIP_ABANDONED)
     last_k = n if done_at < 0 else done_at
-    if abandoned_at >= 0:
-        last_k = min(last_k, abandoned_at - 1)
+    for code in (EV_TRIP_ABANDONED, EV_TRIP_ENDED_QUIET):  # (ended in a silence)
+        ended_at = _event_ping(cur_out, code)
+        if ended_at >= 0:
+            last_k = min(last_k, ended_at - 1)
     return last_k
 
 

@@ -35,6 +35,8 @@ from compliance.layout import (
     NEW_STATE_TAIL,
     P_CORRIDOR_M,
     P_DEFAULT_LIMIT,
+    P_END_X,
+    P_END_Y,
     P_LENGTH_M,
     P_PLANNED_END_MS,
     P_PLANNED_MPS,
@@ -224,6 +226,8 @@ class Trip:
         par[P_PLANNED_MPS] = _planned_mps(plan, route, self.th)
         par[P_DEFAULT_LIMIT] = route.default_limit_kmh
         par[P_PLANNED_END_MS] = planned_end_ms(plan, route, float(par[P_PLANNED_MPS]))
+        par[P_END_X] = route.x_m[-1]
+        par[P_END_Y] = route.y_m[-1]
         self.par = par
         # committed detector state, per-stop status and the trip's bookkeeping (_B_*):
         # one allocation (Python ints would cost an object each)

@@ -1065,6 +1065,98 @@ def test_a_sparse_trackers_last_fix_at_the_route_end_may_be_an_outlier() -> None
     assert "trip_completed" not in kinds(ev)
 
 
+def _quiet_after(
+    x: list[float], y: list[float], s: list[float], after_ms: int | None = None
+) -> tuple[list[Event], npt.NDArray[np.int64]]:
+    """Fixes every 30 s along STRAIGHT at ``x``, ``y`` (device speed ``s``), then silence:
+    the events up to a tick 10 minutes on, or, with ``after_ms``, up to one more ping
+    that long after the last (where the last one was)."""
+    p = plan(STRAIGHT)
+    t = T0_MS + 30_000 * np.arange(len(x), dtype=np.int64)
+    xs, ys, ss = np.array(x), np.array(y), np.array(s)
+    if after_ms is None:
+        ev, eng = run_batches([p], [batch(p.vehicle_id, t, xs, ys, ss)])
+        return ev + eng.tick(int(t[-1]) + 600_000), t
+    t2 = np.append(t, t[-1] + after_ms)
+    b = batch(p.vehicle_id, t2, np.append(xs, xs[-1]), np.append(ys, ys[-1]), np.append(ss, 0))
+    ev, eng = run_batches([p], [b])
+    return ev + eng.tick(int(t2[-1]) + 30_000), t
+
+
+def test_a_tracker_quiet_after_its_last_fix_at_the_route_end_ends_the_trip_there() -> None:
+    """Fixes every 30 s; the tracker goes quiet with the ignition, a fix or none after
+    the vehicle reached the route end. Its last fix there, standing, was thrown 140 m off
+    by multipath (the last match 100 m before the end), or it matched at the end while
+    the vehicle still rolled in (the median progress needs a second fix there): neither
+    completes the trip on the fix, and a false signal_lost followed, then the end an hour
+    late (`--interval-s 30`: 22 in seeds 1-12). The silence after such a fix ends the
+    trip at it - the same from the tick and from a ping after the silence."""
+    drive_in = [2500.0, 2800.0, 3100.0, 3500.0, 3900.0]
+    for x_end, y_end, kmh in ((3880.0, 140.0, 0.0), (3990.0, 3.0, 20.0)):
+        x, y, s = [*drive_in, x_end], [0.0] * 5 + [y_end], [43.0] * 5 + [kmh]
+        for after_ms in (None, 300_000):
+            ev, t = _quiet_after(x, y, s, after_ms)
+            assert kinds(ev) == ["trip_started", "trip_completed"], (x_end, after_ms)
+            assert ev[-1].ts_ms == t[-1] and "ended_by" not in ev[-1].details
+            assert ev[-1].details["distance_m"] >= 1000
+
+
+def test_the_next_trip_gets_the_pings_after_a_quiet_end() -> None:
+    """The tracker quiet after its last fix at A's end wakes up 10 minutes later on the
+    vehicle's next trip B: A ended at that fix (not taken over by B), B has the pings,
+    whether they come in one batch with A's or after the tick."""
+    a = plan(STRAIGHT, trip_id="A")
+    north = [(4000.0, 0.0), (4000.0, 3000.0)]
+    t = T0_MS + 30_000 * np.arange(6, dtype=np.int64)
+    b = plan(north, trip_id="B", planned_start=int(t[-1]) + 300_000)
+    x = np.array([2500.0, 2800.0, 3100.0, 3500.0, 3900.0, 3880.0])
+    y = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 140.0])
+    s = np.array([43.0] * 5 + [0.0])
+    t2 = t[-1] + 600_000 + 10_000 * np.arange(20, dtype=np.int64)
+    y2 = 10.0 * np.arange(20) * 10.0
+    x2 = np.full(20, 4000.0)
+    for split in (False, True):
+        first = batch("V1", t, x, y, s)
+        later = batch("V1", t2, x2, y2, np.full(20, 36.0))
+        if split:
+            ev, eng = run_batches([a, b], [first])
+            ev += eng.tick(int(t[-1]) + 400_000)
+            ev2, _ = run_batches([], [later], eng)
+            ev += ev2
+        else:
+            both = batch(
+                "V1",
+                np.append(t, t2),
+                np.append(x, x2),
+                np.append(y, y2),
+                np.append(s, np.full(20, 36.0)),
+            )
+            ev, eng = run_batches([a, b], [both])
+        assert [(e.trip_id, str(e.type)) for e in ev] == [
+            ("A", "trip_started"),
+            ("A", "trip_completed"),
+            ("B", "trip_started"),
+        ], split
+        assert ev[1].ts_ms == t[-1] and "ended_by" not in ev[1].details
+
+
+def test_a_tracker_quiet_away_from_the_route_end_is_lost() -> None:
+    """The silence after a fix standing 1 km before the end, after a fix driving 200 m
+    before it, or after one standing 700 m off the end is a lost signal (and the trip
+    ends for want of signal an hour on); so is a silence while the vehicle dwells at a
+    stop 100 m before the route end (the trip ends when it leaves)."""
+    drive_in = [2500.0, 2800.0, 3100.0]
+    for x_end, y_end, kmh in ((3000.0, 0.0, 0.0), (3800.0, 0.0, 40.0), (3700.0, 650.0, 0.0)):
+        ev, t = _quiet_after([*drive_in, 3400.0, x_end], [0.0] * 4 + [y_end], [43.0] * 4 + [kmh])
+        lost = [e for e in ev if str(e.type) == "signal_lost"]
+        assert len(lost) == 1 and lost[0].ts_ms == t[-1] + 120_000, x_end
+    p = plan(STRAIGHT, [_stop("S1", (3900.0, 0.0))])
+    ts, x, y, s = drive(STRAIGHT, [(390, 36), (90, 0)], dt_s=30.0)
+    ev, eng = run_batches([p], [batch(p.vehicle_id, ts, x, y, s)])
+    ev += eng.tick(int(ts[-1]) + 600_000)
+    assert kinds(ev) == ["trip_started", "stop_arrived", "signal_lost"]
+
+
 def test_a_multipath_burst_far_off_while_standing_at_a_stop_is_no_departure() -> None:
     """Three fixes in a row 150-300 m off (beyond the stop's radius) while the device
     reports 0 km/h, as a multipath burst gives them: the vehicle still stands there, so
