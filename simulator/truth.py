@@ -327,7 +327,8 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
     only where the true speed clears the threshold by SPEEDING_CLEAR_SIGMAS device-speed
     sigmas for a run of any of its pieces that the delivered fixes show for the
     confirmation time (:func:`_shown`); closer to it, or between the fixes, a report is
-    allowed either way.
+    allowed either way. Likewise its end may come after a stretch that follows it with the
+    true speed within that noise under the threshold (:func:`_noisy_tail`).
     """
     rec = col.rec
     tol = 8.0 + 1.5 * iv
@@ -339,7 +340,9 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
     kmh = rec.v_ms[:, i] * 3.6
     threshold = rec.limit_kmh[:, i] + SPEEDING_TOLERANCE_KMH
     over = act & (kmh > threshold)
-    clear = over & (kmh > threshold + SPEEDING_CLEAR_SIGMAS * col.sim.config.gps.speed_sigma_kmh)
+    noise_kmh = SPEEDING_CLEAR_SIGMAS * col.sim.config.gps.speed_sigma_kmh
+    clear = over & (kmh > threshold + noise_kmh)
+    near = runs(act & (kmh > threshold - noise_kmh))
     episodes: list[list[tuple[int, int]]] = []
     for a, b in runs(over):
         if episodes and a - episodes[-1][-1][1] <= bridge_s:
@@ -374,12 +377,31 @@ def _speeding(col: _Collector, i: int, t: F64, act: B, off_m: F64, iv: float) ->
             col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol)
         for _a, b in long:
             col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol_end)
+        tail = _noisy_tail(near, end, bridge_s)
+        if tail > end:
+            col.add(False, "speeding_ended", i, t[tail - 1] + 1.0, tol_end)
     plan_limit = float(col.sim.plans[i].get("speed_limit_kmh") or math.inf)
     loose = act & (off_m > CORRIDOR_M) & (kmh > plan_limit + SPEEDING_TOLERANCE_KMH)
     for a, b in runs(loose):
         if b - a >= SPEEDING_CONFIRM_S - 7.0:
             col.add(False, "speeding", i, t[a] + SPEEDING_CONFIRM_S, tol + (b - a))
             col.add(False, "speeding_ended", i, t[b - 1] + 1.0, tol_end + (b - a))
+
+
+def _noisy_tail(near: list[tuple[int, int]], end: int, bridge_s: float) -> int:
+    """Where an episode ending at ``end`` may still be seen to end: after the runs of
+    ``near`` (the true speed within the device's noise under the threshold, or over it)
+    that follow it within ``bridge_s`` - a device reading there may be over the threshold,
+    and an engine then ends the episode after it (the same coin toss as an episode's
+    start, which the docstring of :func:`_speeding` allows either way)."""
+    tail = end
+    for a, b in near:
+        if b <= tail:
+            continue
+        if a - tail > bridge_s:
+            break
+        tail = b
+    return tail
 
 
 def _shown(fix_s: F64, a_s: float, b_s: float) -> bool:
