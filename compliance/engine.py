@@ -390,7 +390,7 @@ class Engine:
             )
         events: list[Event] = []
         if len(head):
-            if ran is not None:  # the watch already ran it over head: take that run
+            if ran is not None:  # the watch ran it over head: take that run
                 trip.committed = ran.state
                 trip.committed_stops = ran.stops
                 out = ran.out

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from compliance import kernels
-from compliance.config import Thresholds
 from compliance.events import Event, EventType
 from compliance.layout import (
     E_PING,
@@ -36,6 +36,8 @@ from compliance.layout import (
     EV_TRIP_COMPLETED,
     EV_TRIP_ENDED_QUIET,
     EV_TRIP_STARTED,
+    MAX_EVENTS_PER_PING,
+    N_EVF,
     N_STOPS,
     P_PLANNED_END_MS,
     S_COMPLETED,
@@ -55,9 +57,6 @@ F64 = npt.NDArray[np.float64]
 
 ENDED_BY_NEXT_TRIP = "next_trip_started"
 ENDED_BY_OVERRUN = "planned_end_overrun"
-
-#: a long batch is looked at first over this many times ``off_route_pings`` fixes (_watch)
-_FIRST_LOOK = 4
 
 
 @dataclass(slots=True)
@@ -93,183 +92,149 @@ class Verdict:
 
     k: int  # index in head of the ping at which the next trip takes over, -1: none
     why: str  # ENDED_BY_*, "" when k < 0
-    shadow: Shadow | None  # the shadow advanced over head
-    # with k < 0, the current trip's run over all of head when the decision needed it:
-    # the committed run would repeat it exactly (the kernels are deterministic)
-    ran: CopyRun | None = None
+    shadow: Shadow | None  # the shadow advanced over head (None: no fix was watched)
+    # the current trip's run over head[:k] (all of head when k < 0): its committed run
+    ran: CopyRun
 
 
 def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -> Verdict:
-    """Where in ``head`` ``nxt`` takes over (:class:`Verdict`). ``cur``'s committed state
-    is not changed.
+    """Where in ``head`` ``nxt`` takes over (:class:`Verdict`), with the current trip's
+    run up to there (over all of ``head`` when it does not); ``cur``'s committed state is
+    not changed (its run is on a copy), the shadow is advanced.
 
-    The kernels are causal (a fix's verdicts depend on the fixes up to it), so each run
-    covers only the fixes the decision needs: a trip already overrun at ``k_time`` hands
-    over there at the latest, and the shadow, dropped at the hand-over, stops there too
-    (or does not run when too few fixes are left before it to take over first).
-    """
+    Decided in one Numba call (:func:`_watch_run`): the next trip takes over at the
+    first fix that completes a run on its route off the current one's, or that is past
+    the deadline - unless the current trip ended first (by itself, or in the silence
+    before that fix)."""
     th = cur.th
+    n = len(head)
     watch_from = nxt.plan.planned_start - th.next_trip_lead_s * 1000.0
     deadline = max(float(nxt.plan.planned_start), planned_end_ms(cur) + th.trip_overrun_s * 1000.0)
-    late = np.flatnonzero(head.ts_ms >= deadline)
-    k_time = int(late[0]) if len(late) else -1
-    watched = np.flatnonzero(head.ts_ms >= watch_from)
-    if not len(watched):
-        return Verdict(-1, "", shadow)
-    j0 = int(watched[0])
-    sh = shadow if shadow is not None else Shadow.fresh(nxt)
-    if k_time >= 0:
-        # fixes j0..k_time could complete a run on the next trip's route before k_time
-        space_fixes = k_time - j0 + 1
-        could_space = space_fixes > 0 and sh.run_n + space_fixes >= th.off_route_pings
-        cur_out = None
-        if could_space or k_time > 0:
-            # whether the current trip ends by itself before k_time shows by fix k_time
-            cur_out = _run_copy(cur, head.select(slice(0, k_time + 1))).out
-            overrun = k_time <= _last_index(cur_out, len(head))
-        else:  # (fix 0: it hands over there unless it ended in the silence before)
-            overrun = not kernels.abandoned_before(
-                cur.committed, cur.th_arr, cur.par, float(head.ts_ms[0])
-            )
-        if overrun:
-            # it hands over at k_time at the latest, and the shadow is dropped then
-            if cur_out is not None and could_space:
-                part = head.select(slice(j0, k_time + 1))
-                nxt_on, started_at = _advance_shadow(sh, nxt, part)
-                i_space = _space_index(sh, th, nxt_on, started_at, cur_out.on_route[j0:])
-                if i_space >= 0:
-                    return Verdict(j0 + i_space, ENDED_BY_NEXT_TRIP, sh)
-            return Verdict(k_time, ENDED_BY_OVERRUN, sh)
-    k_early, nxt_on, started_at = _watch(cur, nxt, sh, head, j0, first_look=k_time < 0)
-    if k_early >= 0:
-        return Verdict(k_early, ENDED_BY_NEXT_TRIP, sh)
-    if k_time < 0 and (started_at < 0 or not (nxt_on[started_at:] == 1).any()):
-        # the usual case, the vehicle not on the next trip yet: no fix starts a run, and
-        # the current trip's own run over these pings is not needed
-        if len(nxt_on):
-            sh.run_n = 0
-        return Verdict(-1, "", sh)
-    ran = _run_copy(cur, head)
-    last_k = _last_index(ran.out, len(head))
-    i_space = _space_index(sh, th, nxt_on, started_at, ran.out.on_route[j0:])
-    k_space = j0 + i_space if i_space >= 0 else -1
-    picks = [
-        (k, why)
-        for k, why in ((k_space, ENDED_BY_NEXT_TRIP), (k_time, ENDED_BY_OVERRUN))
-        if 0 <= k <= last_k
-    ]
-    if not picks:
-        return Verdict(-1, "", sh, ran)
-    k, why = min(picks)
-    return Verdict(k, why, sh)
-
-
-def _watch(
-    cur: Trip, nxt: Trip, sh: Shadow, head: Pending, j0: int, first_look: bool
-) -> tuple[int, npt.NDArray[np.int8], int]:
-    """Advance the shadow over ``head[j0:]``: (the hand-over found by a first look, -1
-    when there was none or it did not decide; the shadow's on-route verdicts and the
-    fix it started at, as :func:`_advance_shadow` gives them for ``head[j0:]``).
-
-    With ``first_look``, a long batch is looked at over its first fixes before the rest:
-    a hand-over shows there as a rule (a trip's pings cut at the next one's planned start
-    in replay), and the runs over the rest are then not needed. The kernels are causal,
-    and a run continued over the rest is the run over all."""
-    part = head if j0 == 0 else head.select(slice(j0, None))
-    first = int(_FIRST_LOOK * cur.th.off_route_pings)
-    if not first_look or len(part) <= 2 * first:
-        return -1, *_advance_shadow(sh, nxt, part)
-    nxt_on, started_at = _advance_shadow(sh, nxt, part.select(slice(0, first)))
-    if started_at >= 0 and (nxt_on[started_at:] == 1).any():
-        k = _early_space_index(cur, sh, head, j0, first, nxt_on, started_at)
-        if k >= 0:
-            return k, nxt_on, started_at
-    rest_on, rest_started = _advance_shadow(sh, nxt, part.select(slice(first, None)))
-    if started_at < 0 and rest_started >= 0:
-        started_at = first + rest_started
-    return -1, np.concatenate([nxt_on, rest_on]), started_at
-
-
-def _early_space_index(
-    cur: Trip,
-    sh: Shadow,
-    head: Pending,
-    j0: int,
-    first: int,
-    nxt_on: npt.NDArray[np.int8],
-    started_at: int,
-) -> int:
-    """The hand-over to the next trip within ``head``'s fixes j0..j0 + ``first`` (the
-    shadow's verdicts ``nxt_on`` on them), -1 when they do not decide it: no run of the
-    next trip's fixes completes there, or the current trip ends by itself there (the
-    whole of ``head`` decides between the two). ``sh.run_n`` is counted on only when
-    they decide (otherwise the count over the whole of ``head`` starts where it was)."""
-    ran = _run_copy(cur, head.select(slice(0, j0 + first)))
-    if _last_index(ran.out, len(head)) < len(head):
-        return -1
-    run_n = sh.run_n
-    i = _space_index(sh, cur.th, nxt_on, started_at, ran.out.on_route[j0:])
-    if i < 0:
-        sh.run_n = run_n
-        return -1
-    return j0 + i
-
-
-def _run_copy(cur: Trip, head: Pending) -> CopyRun:
-    """The current trip's run over ``head`` on a copy of its committed state."""
+    ts = head.ts_ms
+    j0 = int(np.searchsorted(ts, watch_from, side="left"))
+    k_time = int(np.searchsorted(ts, deadline, side="left"))
+    if j0 < n:
+        sh = shadow if shadow is not None else Shadow.fresh(nxt)
+        qx, qy = nxt.project(head.lat[j0:], head.lon[j0:])
+    else:  # (no fix to watch: no shadow yet, and none made)
+        sh = Shadow(_NO_STATE, _NO_STOPS)
+        qx = qy = _NO_XY
     state, stops = cur.committed.copy(), cur.committed_stops.copy()
-    return CopyRun(state, stops, cur.run(state, stops, head))
+    out = cur.output(n)
+    c, x = cur.route, nxt.route
+    k, code, n_events, run_n = _watch_run(
+        (c.x_m, c.y_m, c.cum_m, c.chunk_box_m, cur.par, cur.th_arr, cur.stops, *cur.lim),
+        state,
+        stops,
+        (x.x_m, x.y_m, x.cum_m, x.chunk_box_m, nxt.par, nxt.th_arr, nxt.stops, *nxt.lim),
+        sh.state,
+        sh.stops,
+        (ts, head.x_m, head.y_m, qx, qy, head.lat, head.lon),
+        (head.speed_kmh, head.accuracy_m, head.heading_deg),
+        j0,
+        k_time,
+        sh.run_n,
+        int(th.off_route_pings),
+        (out.route_m, out.offset_m, out.on_route, out.ev_i, out.ev_ts, out.ev_f),
+    )
+    out.n_events = int(n_events)
+    if k >= 0:
+        out.route_m, out.offset_m, out.on_route = (
+            out.route_m[:k],
+            out.offset_m[:k],
+            out.on_route[:k],
+        )
+    if j0 < n:
+        sh.run_n = int(run_n)
+    why = (ENDED_BY_NEXT_TRIP, ENDED_BY_OVERRUN)[code] if k >= 0 else ""
+    return Verdict(int(k), why, sh if j0 < n else shadow, CopyRun(state, stops, out))
 
 
-def _last_index(cur_out: RunOutput, n: int) -> int:
-    """The last ping the current trip can hand over at: the one it completes at by
-    itself, or the one before a silence it ended in (abandoned, or quiet at its end:
-    it ended before that ping); ``n`` when neither is in ``cur_out``."""
-    done_at = _event_ping(cur_out, EV_TRIP_COMPLETED)
-    last_k = n if done_at < 0 else done_at
-    for code in (EV_TRIP_ABANDONED, EV_TRIP_ENDED_QUIET):  # (ended in a silence)
-        ended_at = _event_ping(cur_out, code)
-        if ended_at >= 0:
-            last_k = min(last_k, ended_at - 1)
-    return last_k
+_NO_STATE = np.zeros(0)
+_NO_STOPS = np.zeros((0, N_STOPS))
+_NO_XY = np.zeros(0)
+#: _watch_run's codes for why the next trip takes over
+_BY_NEXT_TRIP, _BY_OVERRUN = 0, 1
 
 
-def _advance_shadow(sh: Shadow, nxt: Trip, part: Pending) -> tuple[npt.NDArray[np.int8], int]:
-    """Run the shadow over ``part``: (its on-route verdict per fix, the fix it started at,
-    0 when it had started before, -1 when it has not)."""
-    if not len(part):
-        return np.empty(0, np.int8), 0 if sh.state[S_STARTED] > 0 else -1
-    x, y = nxt.project(part.lat, part.lon)
-    part = part.with_xy(x, y)
-    was_started = sh.state[S_STARTED] > 0
-    out = nxt.run(sh.state, sh.stops, part)
-    return out.on_route, 0 if was_started else _event_ping(out, EV_TRIP_STARTED)
+@njit(cache=True)
+def _watch_run(
+    cur, st, ustat, nxt, sh_st, sh_ustat, pings, device, j0, k_time, run_n, n_in_row, out
+):
+    """The current trip's run over ``pings``, watched for the next trip's take-over:
+    (the fix it takes over at, -1 none; why, as _BY_*; the number of the current trip's
+    events written to ``out``, up to that fix; the run of fixes on the next trip's route
+    off the current one's).
 
+    ``cur``/``nxt``: a trip's route and parameters as :func:`kernels.process_pings`
+    takes them; ``st``/``ustat``: the current trip's state (advanced), ``sh_st``/
+    ``sh_ustat`` the shadow's (advanced over the fixes from ``j0`` on); ``pings``: ts,
+    the current trip's x, y, the next one's x, y (from ``j0`` on), lat, lon; ``device``:
+    speed, accuracy, heading; ``k_time``: the first fix past the overrun deadline (len:
+    none).
 
-def _space_index(
-    sh: Shadow,
-    th: Thresholds,
-    nxt_on: npt.NDArray[np.int8],
-    started_at: int,
-    cur_on: npt.NDArray[np.int8],
-) -> int:
-    """The first fix (index into ``nxt_on``) completing ``off_route_pings`` in a row on
-    the started next trip's route and off the current one's, -1 if none; counts the run
-    on in ``sh``."""
-    for i in range(len(nxt_on)):
-        both = started_at >= 0 and i >= started_at and nxt_on[i] == 1 and cur_on[i] == 0
-        sh.run_n = sh.run_n + 1 if both else 0
-        if sh.run_n >= th.off_route_pings:
-            return i
-    return -1
-
-
-def _event_ping(out: RunOutput, code: int) -> int:
-    """Ping index of the first event of kind ``code`` in a run's output, -1 if none."""
-    for j in range(out.n_events):
-        if int(out.ev_i[j, E_TYPE]) == code:
-            return int(out.ev_i[j, E_PING])
-    return -1
+    The kernels are causal, so each runs once over the whole batch and the decision is
+    read from their outputs: the current trip can hand over up to the fix it completes
+    at, or the one before a silence it ended in; the shadow, which the current trip does
+    not affect, gives its on-route verdicts. Taken over at k, the current trip's run is
+    made again over the fixes before k, from the state it had."""
+    x, y, cum, boxes, par, th, stops, lim_from, lim_to, lim_kmh = cur
+    nx, ny, ncum, nboxes, npar, nth, nstops, nlim_from, nlim_to, nlim_kmh = nxt
+    ts, px, py, qx, qy, lat, lon = pings
+    spd, acc, hdg = device
+    out_m, out_off, out_on, ev_i, ev_ts, ev_f = out
+    n = ts.shape[0]
+    back_st = st.copy()
+    back_ustat = ustat.copy()
+    ne = kernels.process_pings(
+        x, y, cum, boxes, par, th, stops, ustat, lim_from, lim_to, lim_kmh, st,
+        ts, px, py, lat, lon, spd, acc, hdg, out_m, out_off, out_on, ev_i, ev_ts, ev_f,
+    )  # fmt: skip
+    last_k = n  # the last fix the current trip can hand over at
+    for r in range(ne):
+        code = ev_i[r, E_TYPE]
+        if code == EV_TRIP_COMPLETED:
+            last_k = min(last_k, ev_i[r, E_PING])
+        elif code in (EV_TRIP_ABANDONED, EV_TRIP_ENDED_QUIET):  # (before that fix)
+            last_k = min(last_k, ev_i[r, E_PING] - 1)
+    k_space = -1
+    if j0 < n:
+        m = n - j0
+        sh_on = np.empty(m, np.int8)
+        cap = MAX_EVENTS_PER_PING * m + 4
+        sh_ev_i = np.empty((cap, 3), np.int64)
+        started_at = 0 if sh_st[S_STARTED] > 0 else -1
+        sh_ne = kernels.process_pings(
+            nx, ny, ncum, nboxes, npar, nth, nstops, sh_ustat, nlim_from, nlim_to, nlim_kmh,
+            sh_st, ts[j0:], qx, qy, lat[j0:], lon[j0:], spd[j0:], acc[j0:], hdg[j0:],
+            np.empty(m), np.empty(m), sh_on, sh_ev_i, np.empty(cap, np.int64),
+            np.empty((cap, N_EVF)),
+        )  # fmt: skip
+        if started_at < 0:
+            for r in range(sh_ne):
+                if sh_ev_i[r, E_TYPE] == EV_TRIP_STARTED:
+                    started_at = sh_ev_i[r, E_PING]
+                    break
+        for i in range(m):
+            both = 0 <= started_at <= i and sh_on[i] == 1 and out_on[j0 + i] == 0
+            run_n = run_n + 1 if both else 0
+            if run_n >= n_in_row:
+                k_space = j0 + i
+                break
+    k, why = -1, _BY_NEXT_TRIP
+    if 0 <= k_space <= last_k:
+        k = k_space
+    if k_time < n and k_time <= last_k and (k < 0 or k_time < k):
+        k, why = k_time, _BY_OVERRUN
+    if k >= 0:  # the current trip's run up to there
+        st[:] = back_st
+        ustat[:] = back_ustat
+        ne = kernels.process_pings(
+            x, y, cum, boxes, par, th, stops, ustat, lim_from, lim_to, lim_kmh, st,
+            ts[:k], px[:k], py[:k], lat[:k], lon[:k], spd[:k], acc[:k], hdg[:k],
+            out_m, out_off, out_on, ev_i, ev_ts, ev_f,
+        )  # fmt: skip
+    return k, why, ne, run_n
 
 
 def end_superseded(cur: Trip, nxt: Trip, at: Pending, why: str) -> Event:

@@ -323,11 +323,11 @@ class Trip:
         """Degrees -> this trip's local metres."""
         return self.route.projection.to_xy(lon, lat)
 
-    def run(self, st: F64, ustat: F64, p: Pending) -> RunOutput:
-        """Run the kernel over ``p`` from (``st``, ``ustat``), updating them in place."""
-        n = len(p)
+    @staticmethod
+    def output(n: int) -> RunOutput:
+        """Empty output buffers for a run over ``n`` pings."""
         cap = MAX_EVENTS_PER_PING * n + 4
-        out = RunOutput(
+        return RunOutput(
             np.empty(n),
             np.empty(n),
             np.empty(n, np.int8),
@@ -336,6 +336,10 @@ class Trip:
             np.empty(cap, np.int64),
             np.empty((cap, N_EVF)),
         )
+
+    def run(self, st: F64, ustat: F64, p: Pending) -> RunOutput:
+        """Run the kernel over ``p`` from (``st``, ``ustat``), updating them in place."""
+        out = self.output(len(p))
         r = self.route
         lim_from, lim_to, lim_kmh = self.lim
         out.n_events = int(
