@@ -158,6 +158,10 @@ class Engine:
     def trips(self) -> list[str]:
         return list(self._trips)
 
+    def vehicle_trips(self, vehicle_id: str) -> list[Trip]:
+        """The vehicle's trips, in the order it is to drive them."""
+        return [self._trips[k] for k in self._by_vehicle.get(vehicle_id, ())]
+
     def planned_starts(self, vehicle_id: str) -> list[int]:
         """Planned starts of the vehicle's trips, in the order it is to drive them."""
         return [self._trips[k].plan.planned_start for k in self._by_vehicle.get(vehicle_id, ())]
@@ -403,7 +407,8 @@ class Engine:
         touched[trip.key] = trip
         trip.pending = rest
         if nxt is not None and k >= 0:
-            events.append(takeover.end_superseded(trip, nxt, rest, why))
+            at = (int(rest.ts_ms[0]), float(rest.lat[0]), float(rest.lon[0]))
+            events.append(takeover.end_superseded(trip, nxt, *at, why))
             return events + self._hand_over(trip, NO_PENDING, horizon, res, touched)
         if len(rest):
             heapq.heappush(self._commit_heap, (int(rest.ts_ms[0]), trip.key))

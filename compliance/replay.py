@@ -7,7 +7,6 @@ the live pipeline would have committed.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from compliance import replay_vehicles
 from compliance.config import Thresholds
 from compliance.csvload import CodedPingBatch, load_pings_csv
 from compliance.engine import Engine
@@ -271,23 +271,11 @@ def _allowance_ms(engine: Engine) -> int:
 def vehicle_items(
     engine: Engine, pings: PingBatch, grouped: list[tuple[str, Rows]], end_ms: int
 ) -> list[Item]:
-    """The sorted items of ``grouped``'s vehicles, their pings all at once."""
+    """The sorted items of ``grouped``'s vehicles, their pings all at once: each
+    vehicle's in one Numba call (:mod:`compliance.replay_vehicles`), its events those
+    the engine gives fed the same pings in any batches."""
     out = _Items(engine)
-    allowance = _allowance_ms(engine)
-    for vehicle_id, rows in grouped:
-        batch = pings.take(rows, vehicle_id)
-        # one batch per trip of the vehicle (cut at their planned starts), each with
-        # the watermark at its last ping: a vehicle's later trips' pings are not run
-        # through its earlier trips only to be handed over (with many short trips per
-        # vehicle that was quadratic); the events are those of one batch
-        cuts = np.searchsorted(batch.ts_ms, engine.planned_starts(vehicle_id)[1:])
-        edges = [0, *(int(c) for c in cuts if 0 < c < len(batch)), len(batch)]
-        for a, b in itertools.pairwise(sorted(set(edges))):
-            last = b == len(batch)
-            part = batch if (a, b) == (0, len(batch)) else batch.take(np.arange(a, b))
-            horizon = end_ms if last else int(batch.ts_ms[b - 1])
-            res = engine.process(part, horizon + allowance, snapshots=False, matches=False)
-            out.events(res.events)
+    replay_vehicles.vehicle_items(engine.vehicle_trips, pings, grouped, end_ms, out.events)
     return out.finish(end_ms)
 
 

@@ -106,10 +106,8 @@ def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -
     first fix that completes a run on its route off the current one's, or that is past
     the deadline - unless the current trip ended first (by itself, or in the silence
     before that fix)."""
-    th = cur.th
     n = len(head)
-    watch_from = nxt.plan.planned_start - th.next_trip_lead_s * 1000.0
-    deadline = max(float(nxt.plan.planned_start), planned_end_ms(cur) + th.trip_overrun_s * 1000.0)
+    watch_from, deadline, in_row = watch_window(cur, nxt)
     ts = head.ts_ms
     j0 = int(np.searchsorted(ts, watch_from, side="left"))
     k_time = int(np.searchsorted(ts, deadline, side="left"))
@@ -134,7 +132,7 @@ def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -
         j0,
         k_time,
         sh.run_n,
-        int(th.off_route_pings),
+        in_row,
         (out.route_m, out.offset_m, out.on_route, out.ev_i, out.ev_ts, out.ev_f),
     )
     out.n_events = int(n_events)
@@ -148,6 +146,15 @@ def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -
         sh.run_n = int(run_n)
     why = (ENDED_BY_NEXT_TRIP, ENDED_BY_OVERRUN)[code] if k >= 0 else ""
     return Verdict(int(k), why, sh if j0 < n else shadow, CopyRun(state, stops, out))
+
+
+def watch_window(cur: Trip, nxt: Trip) -> tuple[float, float, int]:
+    """(when the watch for ``nxt`` begins, the overrun deadline, epoch ms; the fixes in
+    a row on its route that hand over) while ``cur`` is its vehicle's current trip."""
+    th = cur.th
+    watch_from = nxt.plan.planned_start - th.next_trip_lead_s * 1000.0
+    deadline = max(float(nxt.plan.planned_start), planned_end_ms(cur) + th.trip_overrun_s * 1000.0)
+    return watch_from, deadline, int(th.off_route_pings)
 
 
 _NO_STATE = np.zeros(0)
@@ -237,11 +244,10 @@ def _watch_run(
     return k, why, ne, run_n
 
 
-def end_superseded(cur: Trip, nxt: Trip, at: Pending, why: str) -> Event:
-    """Mark ``cur`` completed at the first ping of ``at`` (pending stops skipped) and
-    return its ``trip_completed`` event."""
+def end_superseded(cur: Trip, nxt: Trip, ts: int, lat: float, lon: float, why: str) -> Event:
+    """Mark ``cur`` completed at the ping at ``ts`` (``lat``, ``lon``), the next trip's
+    first, (pending stops skipped) and return its ``trip_completed`` event."""
     st, ustat = cur.committed, cur.committed_stops
-    ts = int(at.ts_ms[0])
     ustat[ustat[:, U_STATUS] == STATUS_PENDING, U_STATUS] = STATUS_SKIPPED
     st[S_COMPLETED] = 1.0
     st[S_COMPLETED_TS] = float(ts - 1)  # the ping at ts already belongs to the next trip
@@ -252,8 +258,8 @@ def end_superseded(cur: Trip, nxt: Trip, at: Pending, why: str) -> Event:
         trip_id=cur.key,
         vehicle_id=cur.plan.vehicle_id,
         ts_ms=ts,
-        lat=float(at.lat[0]),
-        lon=float(at.lon[0]),
+        lat=lat,
+        lon=lon,
         route_m=progress,
         details={
             "on_time_stops": int(st[S_ON_TIME]),

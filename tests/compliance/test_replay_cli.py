@@ -176,3 +176,34 @@ def test_an_engine_asked_for_no_matches_gives_the_same_events_and_no_per_ping_re
     assert [e.event_id for e in bare.events] == [e.event_id for e in full.events]
     assert len(full.events) >= 4 and len(full.route_m) == len(b)
     assert bare.trip_id == [] and len(bare.route_m) == len(bare.on_route) == 0
+
+
+def test_the_per_vehicle_replay_gives_the_events_of_the_engine_fed_in_time_order(
+    tmp_path: Path,
+) -> None:
+    """Without snapshots, replay runs each vehicle's pings through its trips in one Numba
+    call (compliance.replay_vehicles); with them, it feeds the engine all pings in time
+    order, a chunk per snapshot interval. The events are the same: for many short trips
+    per vehicle (each taken over by the next after a silence) and for a simulated fleet
+    with every fault (detours, dead trackers, signal gaps, halts, speeding)."""
+    from benchmarks.replay_rate import write_short_trips
+    from simulator.faults import parse_faults
+    from simulator.offline import write
+    from simulator.scenario import ScenarioConfig
+
+    (tmp_path / "short").mkdir()
+    write_short_trips(tmp_path / "short", 36, 56, per_vehicle=6)
+    for interval_s in (5, 30):
+        cfg = ScenarioConfig(vehicles=10, seed=3, interval_s=interval_s, faults=parse_faults(None))
+        write(cfg, tmp_path / f"sim{interval_s}")
+    ends, kinds = set(), set()
+    for name in ("short", "sim5", "sim30"):
+        plans = load_plans(tmp_path / name / "plans.json")
+        pings = load_pings_csv(tmp_path / name / "pings.csv")
+        got = list(replay(plans, pings))
+        fed = [e for e in replay(plans, pings, snapshot_s=97.0) if e["type"] != "snapshot"]
+        assert len(got) > 2 * len(plans) and got == fed, name
+        ends |= {e["details"].get("ended_by") for e in got if e["type"] == "trip_completed"}
+        kinds |= {e["type"] for e in got}
+    assert ends >= {None, "next_trip_started"}
+    assert kinds >= {"off_route", "speeding", "late", "signal_lost", "stop_departed"}
