@@ -1,8 +1,10 @@
 """Offline replay: plans + recorded pings -> the §4 events (and §8 snapshots), in order.
 
 No broker, no database: the same :class:`~compliance.engine.Engine` as live, fed in
-event-time order. The watermark is the largest ping ts seen, so the events equal what
-the live pipeline would have committed.
+event-time order (with snapshots), or its kernels and take-over watch run over each
+vehicle's pings in one Numba call (without: :mod:`compliance.replay_vehicles`, the same
+events). The watermark is the largest ping ts seen, so the events equal what the live
+pipeline would have committed.
 """
 
 from __future__ import annotations
