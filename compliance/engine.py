@@ -162,10 +162,6 @@ class Engine:
         """The vehicle's trips, in the order it is to drive them."""
         return [self._trips[k] for k in self._by_vehicle.get(vehicle_id, ())]
 
-    def planned_starts(self, vehicle_id: str) -> list[int]:
-        """Planned starts of the vehicle's trips, in the order it is to drive them."""
-        return [self._trips[k].plan.planned_start for k in self._by_vehicle.get(vehicle_id, ())]
-
     def live_trips(self) -> list[str]:
         """The trips whose snapshot may say "active": started and not completed, or with
         pings waiting that may start them. The others are planned or completed, and
