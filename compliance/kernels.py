@@ -774,7 +774,6 @@ STAGES: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...] = (
             "_abandon_at",
             "_quiet_at_end",
             "_ended_at",
-            "_ended_before",
             "_end_for_want_of_signal",
             "_end_quiet",
             "_abandon",
@@ -2039,17 +2038,6 @@ def _ended_at(st, th, par, quiet):
 
 
 @njit(cache=True, inline="always")
-def _ended_before(st, th, par, ts):
-    """Completion: whether a ping at ``ts`` comes after the trip ended for want of signal
-    (at :func:`_ended_at`), the trip having had a ping and not completed otherwise."""
-    return (
-        st[S_N] > 0
-        and st[S_COMPLETED] == 0
-        and ts > _ended_at(st, th, par, _quiet_at_end(st, th, par))
-    )
-
-
-@njit(cache=True, inline="always")
 def _end_for_want_of_signal(st, ustat, ping, quiet, end_ms, ev_i, ev_ts, ev_f, ne):
     """Completion: the trip ends in a silence - at its last fix, standing at the route
     end (``quiet``), or abandoned at ``end_ms``."""
@@ -2083,12 +2071,6 @@ def _end_quiet(st, ustat, ping, ev_i, ev_ts, ev_f, ne):
         st[S_LAST_LON],
         st[S_LAST_M],
     )
-
-
-@njit(cache=True)
-def abandoned_before(st, th, par, ts):
-    """:func:`_ended_before` on its own, for the engine's hand-over decisions."""
-    return _ended_before(st, th, par, ts)
 
 
 @njit(cache=True, inline="always")
