@@ -247,7 +247,7 @@ def _run_vehicle(fleet, tr, pings, edges, watch, end_ms, ev, rows_of, taken):
     trip the next one took over, the ping it took over at and why (``taken[j]``: index,
     takeover._BY_*)."""
     route_parts, trip_parts, lims, centre, state = fleet
-    ustat, stop = trip_parts[3], trip_parts[4]
+    par, th, _stops, ustat, stop = trip_parts
     watch_from, deadline, in_row = watch
     ts, lat, lon, spd, acc, hdg = pings
     ev_i, ev_ts, ev_f = ev
@@ -279,8 +279,6 @@ def _run_vehicle(fleet, tr, pings, edges, watch, end_ms, ev, rows_of, taken):
         st = state[g]
         us = ustat[stop[g] : stop[g + 1]]
         out = (out_m[:m], out_off[:m], out_on[:m], ev_i[ne:], ev_ts[ne:], ev_f[ne:])
-        if rows_of[j, 1] == 0:
-            rows_of[j, 0] = ne
         k = -1
         if j + 1 < n_trips:
             h = tr[j + 1]
@@ -311,18 +309,18 @@ def _run_vehicle(fleet, tr, pings, edges, watch, end_ms, ev, rows_of, taken):
         rows_of[j, 1] = ne
         if k >= 0:  # the next trip has the pings from there on
             p += k
-            j += 1
         elif st[S_COMPLETED] > 0:  # ... or those after this one's end
             p += np.searchsorted(ts[p:e], st[S_COMPLETED_TS], side="right")
-            j += 1
         else:
             p = e
+            continue
+        j += 1
+        if j < n_trips:  # (its rows follow the previous trip's)
+            rows_of[j, :] = ne
     if j < n_trips:  # the end of input: the trip then current, past its last ping
         g = tr[j]
-        if rows_of[j, 1] == 0:
-            rows_of[j, 0] = ne
         ne += kernels.time_check(
-            state[g], trip_parts[1][g], trip_parts[0][g], ustat[stop[g] : stop[g + 1]], end_ms,
-            ev_i[ne:], ev_ts[ne:], ev_f[ne:],
+            state[g], th[g], par[g], ustat[stop[g] : stop[g + 1]], end_ms, ev_i[ne:], ev_ts[ne:],
+            ev_f[ne:],
         )  # fmt: skip
         rows_of[j, 1] = ne

@@ -119,12 +119,11 @@ def takeover_index(cur: Trip, nxt: Trip, shadow: Shadow | None, head: Pending) -
         qx = qy = _NO_XY
     state, stops = cur.committed.copy(), cur.committed_stops.copy()
     out = cur.output(n)
-    c, x = cur.route, nxt.route
     k, code, n_events, run_n = _watch_run(
-        (c.x_m, c.y_m, c.cum_m, c.chunk_box_m, cur.par, cur.th_arr, cur.stops, *cur.lim),
+        cur.kernel_trip,
         state,
         stops,
-        (x.x_m, x.y_m, x.cum_m, x.chunk_box_m, nxt.par, nxt.th_arr, nxt.stops, *nxt.lim),
+        nxt.kernel_trip,
         sh.state,
         sh.stops,
         (ts, head.x_m, head.y_m, qx, qy, head.lat, head.lon),

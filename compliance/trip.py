@@ -314,6 +314,13 @@ class Trip:
         self.spec_stops = None
 
     @property
+    def kernel_trip(self) -> tuple[F64, ...]:
+        """The route and parameters as the take-over watch takes them (x, y, cum, segment
+        boxes, par, thresholds, stops, then the speed-limit ranges)."""
+        r = self.route
+        return (r.x_m, r.y_m, r.cum_m, r.chunk_box_m, self.par, self.th_arr, self.stops, *self.lim)
+
+    @property
     def lim(self) -> tuple[F64, F64, F64]:
         """Speed-limit ranges: (from m, to m, km/h)."""
         r = self.route
